@@ -1,0 +1,114 @@
+# meshkeeper — an operator that installs and upgrades Istio and injects its sidecars.
+
+IMG ?= ghcr.io/meshkeeper/meshkeeper:dev
+# Versions of the tools and of the local Kubernetes built from Go modules.
+K8S_VERSION ?= 1.37.2
+ETCD_VERSION ?= 3.7.0
+KWOK_VERSION ?= v0.8.0
+CONTROLLER_TOOLS_VERSION ?= v0.23.0
+KUSTOMIZE_VERSION ?= v5.8.2
+
+# Built tools are cached outside the checkout, keyed by version, and shared by every clone.
+TOOLS_DIR ?= $(or $(MESHKEEPER_TOOLS_DIR),$(XDG_CACHE_HOME),$(HOME)/.cache)/meshkeeper
+K8S_BIN ?= $(TOOLS_DIR)/k8s-v$(K8S_VERSION)-etcd-v$(ETCD_VERSION)
+KWOK_BIN ?= $(TOOLS_DIR)/kwok-$(KWOK_VERSION)
+CONTROLLER_GEN ?= $(TOOLS_DIR)/controller-gen-$(CONTROLLER_TOOLS_VERSION)/controller-gen
+KUSTOMIZE ?= $(TOOLS_DIR)/kustomize-$(KUSTOMIZE_VERSION)/kustomize
+export KUBEBUILDER_ASSETS = $(K8S_BIN)
+
+GO_TEST_FLAGS ?=
+SHELL = /usr/bin/env bash -o pipefail
+.SHELLFLAGS = -ec
+
+.PHONY: all
+all: build
+
+##@ General
+
+.PHONY: help
+help: ## Show the targets.
+	@awk 'BEGIN {FS = ":.*##"; printf "\nUsage:\n  make \033[36m<target>\033[0m\n"} /^[a-zA-Z_0-9-]+:.*?##/ { printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2 } /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) } ' $(MAKEFILE_LIST)
+
+##@ Development
+
+.PHONY: manifests
+manifests: controller-gen ## Generate the CRD, RBAC and webhook manifests.
+	$(CONTROLLER_GEN) rbac:roleName=manager-role crd webhook paths="./..." output:crd:artifacts:config=config/crd/bases
+
+.PHONY: generate
+generate: controller-gen ## Generate DeepCopy methods.
+	$(CONTROLLER_GEN) object:headerFile="hack/boilerplate.go.txt" paths="./..."
+
+.PHONY: verify-generated
+verify-generated: controller-gen ## Fail when generated code is stale.
+	hack/verify-generated.sh
+
+.PHONY: fmt
+fmt: ## Run gofmt.
+	gofmt -l -w $$(git ls-files '*.go')
+
+.PHONY: vet
+vet: ## Run go vet.
+	go vet ./...
+
+.PHONY: test
+test: k8s-tools verify-generated vet ## Run every test: generated-code check, vet, unit and envtest suites.
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed on:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
+	go test $(GO_TEST_FLAGS) ./...
+
+##@ Build
+
+.PHONY: build
+build: ## Build the manager binary into bin/.
+	go build -o bin/manager .
+
+.PHONY: run
+run: ## Run the manager against the current kubeconfig.
+	go run . --leader-elect=false
+
+.PHONY: docker-build
+docker-build: ## Build the manager image (needs a container runtime).
+	docker build -t $(IMG) .
+
+##@ Deployment
+
+.PHONY: install
+install: manifests kustomize ## Install the CRDs into the current cluster.
+	$(KUSTOMIZE) build config/crd | kubectl apply --server-side -f -
+
+.PHONY: uninstall
+uninstall: manifests kustomize ## Remove the CRDs from the current cluster.
+	$(KUSTOMIZE) build config/crd | kubectl delete --ignore-not-found -f -
+
+.PHONY: deploy
+deploy: manifests kustomize ## Deploy the operator to the current cluster.
+	cd config/manager && $(KUSTOMIZE) edit set image controller=$(IMG)
+	$(KUSTOMIZE) build config/default | kubectl apply --server-side -f -
+
+.PHONY: undeploy
+undeploy: kustomize ## Remove the operator from the current cluster.
+	$(KUSTOMIZE) build config/default | kubectl delete --ignore-not-found -f -
+
+##@ Tools (cached in $(TOOLS_DIR))
+
+.PHONY: k8s-tools
+k8s-tools: $(K8S_BIN)/kube-apiserver kwok controller-gen kustomize ## Build the local Kubernetes, kwok and generators.
+
+$(K8S_BIN)/kube-apiserver:
+	hack/build-k8s.sh $(K8S_VERSION) $(ETCD_VERSION) $(K8S_BIN)
+
+.PHONY: kwok
+kwok: $(KWOK_BIN)/kwokctl
+$(KWOK_BIN)/kwokctl:
+	GOBIN=$(KWOK_BIN) go install sigs.k8s.io/kwok/cmd/kwok@$(KWOK_VERSION)
+	GOBIN=$(KWOK_BIN) go install sigs.k8s.io/kwok/cmd/kwokctl@$(KWOK_VERSION)
+
+.PHONY: controller-gen
+controller-gen: $(CONTROLLER_GEN)
+$(CONTROLLER_GEN):
+	GOBIN=$(dir $(CONTROLLER_GEN)) go install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_TOOLS_VERSION)
+
+.PHONY: kustomize
+kustomize: $(KUSTOMIZE)
+$(KUSTOMIZE):
+	GOBIN=$(dir $(KUSTOMIZE)) go install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)

@@ -1,0 +1,47 @@
+package v1alpha1
+
+// Condition types of a MeshInstall. Ready, Reconciling and Stalled follow the
+// kstatus convention so that generic tooling (kubectl wait, Flux, Argo CD)
+// understands a MeshInstall without knowing it.
+const (
+	// ConditionReady is True when the active control plane revision is
+	// available and the observed spec has been applied.
+	ConditionReady = "Ready"
+	// ConditionReconciling is True while the operator is working towards the
+	// desired state (installing, upgrading, moving workloads, pruning).
+	ConditionReconciling = "Reconciling"
+	// ConditionStalled is True when progress needs a human: the spec is
+	// invalid or an upgrade rule forbids the change.
+	ConditionStalled = "Stalled"
+	// ConditionUpgradeInProgress is True while a new version is rolling out,
+	// in place or as a canary revision.
+	ConditionUpgradeInProgress = "UpgradeInProgress"
+	// ConditionDataPlaneUpToDate is True when every injected pod runs the
+	// proxy of its revision's current injection configuration.
+	ConditionDataPlaneUpToDate = "DataPlaneUpToDate"
+)
+
+// Condition reasons. Each names the cause a user can act on.
+const (
+	ReasonReconcileSucceeded     = "ReconcileSucceeded"
+	ReasonProgressing            = "Progressing"
+	ReasonInstalling             = "Installing"
+	ReasonControlPlaneNotReady   = "ControlPlaneNotReady"
+	ReasonApplyFailed            = "ApplyFailed"
+	ReasonUnsupportedVersion     = "UnsupportedVersion"
+	ReasonVersionSkewTooLarge    = "VersionSkewTooLarge"
+	ReasonDowngradeNotAllowed    = "DowngradeNotAllowed"
+	ReasonInvalidSpec            = "InvalidSpec"
+	ReasonNamespaceConflict      = "NamespaceConflict"
+	ReasonSuspended              = "Suspended"
+	ReasonUpgradingInPlace       = "UpgradingInPlace"
+	ReasonCanaryInProgress       = "CanaryInProgress"
+	ReasonCanaryPaused           = "CanaryPaused"
+	ReasonCanaryAborting         = "CanaryAborting"
+	ReasonPruningRevision        = "PruningRevision"
+	ReasonUpToDate               = "UpToDate"
+	ReasonOutdatedPods           = "OutdatedPods"
+	ReasonUninjectedPods         = "UninjectedPods"
+	ReasonInventoryUnavailable   = "InventoryUnavailable"
+	ReasonStrategyChangeRejected = "StrategyChangeRejected"
+)

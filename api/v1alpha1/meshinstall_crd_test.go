@@ -1,0 +1,314 @@
+package v1alpha1_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
+	"github.com/meshkeeper/meshkeeper/internal/testenv"
+)
+
+var env *testenv.Env
+
+func TestMain(m *testing.M) {
+	var err error
+	env, err = testenv.Start()
+	if err != nil {
+		println(err.Error())
+		os.Exit(1)
+	}
+	code := m.Run()
+	_ = env.Stop()
+	os.Exit(code)
+}
+
+func loadSample(t *testing.T) *meshv1alpha1.MeshInstall {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "config", "samples", "mesh_v1alpha1_meshinstall.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mi := &meshv1alpha1.MeshInstall{}
+	if err := yaml.UnmarshalStrict(data, mi); err != nil {
+		t.Fatalf("sample does not match the API types: %v", err)
+	}
+	return mi
+}
+
+// minimal returns the smallest valid MeshInstall, as unstructured so that
+// tests can set fields the Go types would not let them express.
+func minimal(name string) *unstructured.Unstructured {
+	u := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "mesh.meshkeeper.dev/v1alpha1",
+		"kind":       "MeshInstall",
+		"metadata":   map[string]any{"name": name},
+		"spec":       map[string]any{"version": "1.31.4"},
+	}}
+	return u
+}
+
+func TestSampleIsAcceptedAndDefaulted(t *testing.T) {
+	ctx := context.Background()
+	mi := loadSample(t)
+	mi.Name = "sample"
+	if err := env.Client.Create(ctx, mi); err != nil {
+		t.Fatalf("sample refused: %v", err)
+	}
+	t.Cleanup(func() { _ = env.Client.Delete(ctx, mi) })
+
+	got := &meshv1alpha1.MeshInstall{}
+	if err := env.Client.Get(ctx, client.ObjectKeyFromObject(mi), got); err != nil {
+		t.Fatal(err)
+	}
+	s := got.Spec
+	checks := []struct {
+		field     string
+		got, want any
+	}{
+		{"spec.hub", s.Hub, "docker.io/istio"},
+		{"spec.injection.rewriteAppProbes", deref(s.Injection.RewriteAppProbes), true},
+		{"spec.meshConfig.trustDomain", s.MeshConfig.TrustDomain, "cluster.local"},
+		{"spec.meshConfig.enablePrometheusMerge", deref(s.MeshConfig.EnablePrometheusMerge), true},
+		{"spec.cluster.name", s.Cluster.Name, "Kubernetes"},
+		{"spec.proxy.logLevel", s.Proxy.LogLevel, meshv1alpha1.ProxyLogLevel("warning")},
+		{"spec.proxy.componentLogLevel", s.Proxy.ComponentLogLevel, "misc:error"},
+		{"spec.updateStrategy.inactiveRevisionDeletionGracePeriod", s.UpdateStrategy.InactiveRevisionDeletionGracePeriod.Duration, 30 * time.Second},
+		{"spec.gateways[0].replicas", deref(s.Gateways[0].Replicas), int32(1)},
+		{"spec.gateways[0].serviceType", string(s.Gateways[0].ServiceType), "ClusterIP"},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("%s = %v, want %v", c.field, c.got, c.want)
+		}
+	}
+}
+
+func TestMinimalSpecGetsDocumentedDefaults(t *testing.T) {
+	ctx := context.Background()
+	u := minimal("minimal-defaults")
+	if err := env.Client.Create(ctx, u); err != nil {
+		t.Fatalf("minimal spec refused: %v", err)
+	}
+	t.Cleanup(func() { _ = env.Client.Delete(ctx, u) })
+	got := &meshv1alpha1.MeshInstall{}
+	if err := env.Client.Get(ctx, client.ObjectKey{Name: u.GetName()}, got); err != nil {
+		t.Fatal(err)
+	}
+	s := got.Spec
+	if s.Namespace != "istio-system" || s.Profile != meshv1alpha1.ProfileDefault ||
+		s.UpdateStrategy.Type != meshv1alpha1.UpdateStrategyInPlace ||
+		s.Injection.NativeSidecars != meshv1alpha1.NativeSidecarAuto ||
+		s.Injection.FailurePolicy != meshv1alpha1.FailurePolicyFail {
+		t.Errorf("defaults not applied: namespace=%q profile=%q strategy=%q nativeSidecars=%q failurePolicy=%q",
+			s.Namespace, s.Profile, s.UpdateStrategy.Type, s.Injection.NativeSidecars, s.Injection.FailurePolicy)
+	}
+
+	// A canary strategy gets the documented steps and interval.
+	got.Spec.UpdateStrategy = meshv1alpha1.UpdateStrategy{Type: meshv1alpha1.UpdateStrategyCanary, Canary: &meshv1alpha1.CanaryStrategy{}}
+	if err := env.Client.Update(ctx, got); err != nil {
+		t.Fatalf("switching to canary refused: %v", err)
+	}
+	c := got.Spec.UpdateStrategy.Canary
+	if len(c.Steps) != 3 || c.Steps[0] != 10 || c.Steps[1] != 50 || c.Steps[2] != 100 || c.StepInterval.Duration != 5*time.Minute {
+		t.Errorf("canary defaults = steps %v interval %v, want [10 50 100] 5m", c.Steps, c.StepInterval)
+	}
+}
+
+func TestInvalidSpecsAreRefusedNamingTheField(t *testing.T) {
+	ctx := context.Background()
+	cases := []struct {
+		name    string
+		mutate  func(spec map[string]any)
+		wantMsg []string // every fragment must appear in the error
+	}{
+		{"version not X.Y.Z", func(s map[string]any) { s["version"] = "1.32" }, []string{"spec.version"}},
+		{"version with a v prefix", func(s map[string]any) { s["version"] = "v1.32.0" }, []string{"spec.version"}},
+		{"version missing", func(s map[string]any) { delete(s, "version") }, []string{"spec.version", "Required"}},
+		{"namespace not a DNS label", func(s map[string]any) { s["namespace"] = "Istio_System" }, []string{"spec.namespace"}},
+		{"unknown profile", func(s map[string]any) { s["profile"] = "ambient" }, []string{"spec.profile", "Unsupported value"}},
+		{"unknown update strategy", func(s map[string]any) { s["updateStrategy"] = map[string]any{"type": "BlueGreen"} }, []string{"spec.updateStrategy.type"}},
+		{"canary settings with InPlace", func(s map[string]any) {
+			s["updateStrategy"] = map[string]any{"type": "InPlace", "canary": map[string]any{"steps": []any{50, 100}}}
+		}, []string{"spec.updateStrategy", "canary may only be set when spec.updateStrategy.type is Canary"}},
+		{"canary steps not increasing", func(s map[string]any) {
+			s["updateStrategy"] = map[string]any{"type": "Canary", "canary": map[string]any{"steps": []any{50, 10, 100}}}
+		}, []string{"spec.updateStrategy.canary.steps", "strictly increasing"}},
+		{"canary steps repeated", func(s map[string]any) {
+			s["updateStrategy"] = map[string]any{"type": "Canary", "canary": map[string]any{"steps": []any{10, 10, 100}}}
+		}, []string{"spec.updateStrategy.canary.steps", "Duplicate value"}},
+		{"canary steps not ending at 100", func(s map[string]any) {
+			s["updateStrategy"] = map[string]any{"type": "Canary", "canary": map[string]any{"steps": []any{10, 50}}}
+		}, []string{"spec.updateStrategy.canary.steps", "must end at 100"}},
+		{"canary step above 100", func(s map[string]any) {
+			s["updateStrategy"] = map[string]any{"type": "Canary", "canary": map[string]any{"steps": []any{10, 150}}}
+		}, []string{"spec.updateStrategy.canary.steps[1]", "less than or equal to 100"}},
+		{"canary step zero", func(s map[string]any) {
+			s["updateStrategy"] = map[string]any{"type": "Canary", "canary": map[string]any{"steps": []any{0, 100}}}
+		}, []string{"spec.updateStrategy.canary.steps[0]", "greater than or equal to 1"}},
+		{"revision tag named default", func(s map[string]any) { s["revisionTags"] = []any{"prod", "default"} }, []string{"spec.revisionTags", "must not contain 'default'"}},
+		{"revision tag not a DNS label", func(s map[string]any) { s["revisionTags"] = []any{"Prod!"} }, []string{"spec.revisionTags[0]"}},
+		{"duplicate gateway names", func(s map[string]any) {
+			s["gateways"] = []any{map[string]any{"name": "ingress"}, map[string]any{"name": "ingress", "type": "Egress"}}
+		}, []string{"spec.gateways[1]", "Duplicate value"}},
+		{"unknown failure policy", func(s map[string]any) { s["injection"] = map[string]any{"failurePolicy": "Retry"} }, []string{"spec.injection.failurePolicy"}},
+		{"unknown native sidecar mode", func(s map[string]any) { s["injection"] = map[string]any{"nativeSidecars": "Always"} }, []string{"spec.injection.nativeSidecars"}},
+		{"unknown mTLS mode", func(s map[string]any) { s["security"] = map[string]any{"mtls": "Required"} }, []string{"spec.security.mtls"}},
+		{"pilot replicas zero", func(s map[string]any) { s["pilot"] = map[string]any{"replicas": 0} }, []string{"spec.pilot.replicas"}},
+		{"autoscaling min above max", func(s map[string]any) {
+			s["pilot"] = map[string]any{"autoscaling": map[string]any{"enabled": true, "minReplicas": 5, "maxReplicas": 2}}
+		}, []string{"spec.pilot", "minReplicas must not exceed spec.pilot.autoscaling.maxReplicas"}},
+		{"unknown proxy log level", func(s map[string]any) { s["proxy"] = map[string]any{"logLevel": "verbose"} }, []string{"spec.proxy.logLevel"}},
+		{"unknown outbound traffic policy", func(s map[string]any) { s["meshConfig"] = map[string]any{"outboundTrafficPolicy": "DENY"} }, []string{"spec.meshConfig.outboundTrafficPolicy"}},
+		{"hub with spaces", func(s map[string]any) { s["hub"] = "docker.io/my istio" }, []string{"spec.hub"}},
+		{"gateway service port out of range", func(s map[string]any) {
+			s["gateways"] = []any{map[string]any{"name": "ingress", "ports": []any{map[string]any{"name": "http", "port": 70000}}}}
+		}, []string{"spec.gateways[0].ports[0].port"}},
+	}
+	if len(cases) < 12 {
+		t.Fatalf("want at least 12 invalid specs, have %d", len(cases))
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			u := minimal("invalid-" + strings.ReplaceAll(strings.ToLower(tc.name), " ", "-"))
+			if len(u.GetName()) > 63 {
+				u.SetName(u.GetName()[:60] + string(rune('a'+i%26)))
+			}
+			tc.mutate(u.Object["spec"].(map[string]any))
+			err := env.Client.Create(ctx, u)
+			if err == nil {
+				_ = env.Client.Delete(ctx, u)
+				t.Fatalf("spec was accepted, want it refused")
+			}
+			if !apierrors.IsInvalid(err) {
+				t.Fatalf("want an Invalid error, got %v", err)
+			}
+			for _, frag := range tc.wantMsg {
+				if !strings.Contains(err.Error(), frag) {
+					t.Errorf("error %q does not mention %q", err.Error(), frag)
+				}
+			}
+			// Nothing was stored.
+			if err := env.Client.Get(ctx, client.ObjectKey{Name: u.GetName()}, &meshv1alpha1.MeshInstall{}); !apierrors.IsNotFound(err) {
+				t.Errorf("refused object exists anyway: %v", err)
+			}
+		})
+	}
+}
+
+func TestNamespaceIsImmutable(t *testing.T) {
+	ctx := context.Background()
+	u := minimal("immutable-namespace")
+	if err := env.Client.Create(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Client.Delete(ctx, u) })
+	mi := &meshv1alpha1.MeshInstall{}
+	if err := env.Client.Get(ctx, client.ObjectKey{Name: u.GetName()}, mi); err != nil {
+		t.Fatal(err)
+	}
+	mi.Spec.Namespace = "other-system"
+	err := env.Client.Update(ctx, mi)
+	if err == nil || !strings.Contains(err.Error(), "spec.namespace is immutable") {
+		t.Fatalf("changing spec.namespace: got %v, want it refused as immutable", err)
+	}
+	// Other fields stay editable.
+	if err := env.Client.Get(ctx, client.ObjectKey{Name: u.GetName()}, mi); err != nil {
+		t.Fatal(err)
+	}
+	mi.Spec.Version = "1.32.0"
+	if err := env.Client.Update(ctx, mi); err != nil {
+		t.Fatalf("changing spec.version refused: %v", err)
+	}
+}
+
+func TestStatusSubresourceAndPrinterColumns(t *testing.T) {
+	ctx := context.Background()
+	u := minimal("status-and-columns")
+	if err := env.Client.Create(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Client.Delete(ctx, u) })
+	mi := &meshv1alpha1.MeshInstall{}
+	if err := env.Client.Get(ctx, client.ObjectKey{Name: u.GetName()}, mi); err != nil {
+		t.Fatal(err)
+	}
+
+	// Status is written through the subresource only.
+	mi.Status.ActiveRevision = "ignored"
+	if err := env.Client.Update(ctx, mi); err != nil {
+		t.Fatal(err)
+	}
+	if mi.Status.ActiveRevision != "" {
+		t.Errorf("an update of the main resource changed status.activeRevision to %q", mi.Status.ActiveRevision)
+	}
+	mi.Status = meshv1alpha1.MeshInstallStatus{
+		ObservedGeneration: mi.Generation,
+		ActiveRevision:     "default",
+		Version:            "1.31.4",
+		DataPlane:          meshv1alpha1.DataPlaneStatus{InjectedPods: 7, UpToDatePods: 5},
+	}
+	meta.SetStatusCondition(&mi.Status.Conditions, metav1.Condition{
+		Type: meshv1alpha1.ConditionReady, Status: metav1.ConditionTrue,
+		Reason: meshv1alpha1.ReasonReconcileSucceeded, Message: "istiod is available",
+	})
+	if err := env.Client.Status().Update(ctx, mi); err != nil {
+		t.Fatalf("status update: %v", err)
+	}
+
+	// What `kubectl get meshinstall` shows: the server-side Table.
+	hc, err := rest.HTTPClientFor(env.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(env.Config.Host, "/")+"/apis/mesh.meshkeeper.dev/v1alpha1/meshinstalls/"+u.GetName(), nil)
+	req.Header.Set("Accept", "application/json;as=Table;v=v1;g=meta.k8s.io")
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET table: %d %s %v", resp.StatusCode, raw, err)
+	}
+	var table metav1.Table
+	if err := json.Unmarshal(raw, &table); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]any{}
+	for i, col := range table.ColumnDefinitions {
+		got[col.Name] = table.Rows[0].Cells[i]
+	}
+	want := map[string]any{"Version": "1.31.4", "Active": "default", "Ready": "True", "Up-To-Date": float64(5), "Injected": float64(7)}
+	for col, v := range want {
+		if got[col] != v {
+			t.Errorf("column %s = %v, want %v (all: %v)", col, got[col], v, got)
+		}
+	}
+	if _, ok := got["Age"]; !ok {
+		t.Errorf("no Age column: %v", got)
+	}
+}
+
+func deref[T any](p *T) T {
+	var zero T
+	if p == nil {
+		return zero
+	}
+	return *p
+}

@@ -1,0 +1,634 @@
+package v1alpha1
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// ProfileName selects a set of defaults for the control plane, as Istio's
+// installation profiles do.
+// +kubebuilder:validation:Enum=default;minimal;demo
+type ProfileName string
+
+const (
+	// ProfileDefault is for production: istiod with production resource requests and autoscaling.
+	ProfileDefault ProfileName = "default"
+	// ProfileMinimal installs only the control plane (no gateways unless listed).
+	ProfileMinimal ProfileName = "minimal"
+	// ProfileDemo lowers resource requests and turns on access logging and full trace sampling.
+	ProfileDemo ProfileName = "demo"
+)
+
+// MeshInstallSpec is the desired Istio control plane.
+type MeshInstallSpec struct {
+	// Version of Istio to run, as X.Y.Z (for example 1.32.0). It must be one
+	// of the versions this operator supports; the validating webhook lists them.
+	// Changing it upgrades the control plane following spec.updateStrategy.
+	// +kubebuilder:validation:Pattern=`^[0-9]+\.[0-9]+\.[0-9]+$`
+	// +kubebuilder:validation:MaxLength=32
+	// +required
+	Version string `json:"version"`
+
+	// Namespace the control plane runs in. Immutable.
+	// +kubebuilder:default=istio-system
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="spec.namespace is immutable: delete and recreate the MeshInstall to move the control plane"
+	// +optional
+	Namespace string `json:"namespace,omitempty"`
+
+	// Profile picks Istio's defaults for resources and features: default, minimal or demo.
+	// +kubebuilder:default=default
+	// +optional
+	Profile ProfileName `json:"profile,omitempty"`
+
+	// Hub is the registry and repository prefix of Istio's images, for
+	// example docker.io/istio; images are <hub>/pilot:<version> and <hub>/proxyv2:<version>.
+	// +kubebuilder:default="docker.io/istio"
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-zA-Z0-9][a-zA-Z0-9._:/-]*[a-zA-Z0-9]$`
+	// +optional
+	Hub string `json:"hub,omitempty"`
+
+	// UpdateStrategy says how a change of spec.version is rolled out.
+	// +kubebuilder:default={type: InPlace}
+	// +optional
+	UpdateStrategy UpdateStrategy `json:"updateStrategy,omitempty"`
+
+	// RevisionTags are extra stable names that always point at the active
+	// revision (for example prod); label a namespace istio.io/rev=<tag> to
+	// follow it through upgrades. The default tag (istio-injection=enabled)
+	// always exists and is not listed here.
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:MaxLength=53
+	// +kubebuilder:validation:items:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +kubebuilder:validation:XValidation:rule="!self.exists(t, t == 'default')",message="spec.revisionTags must not contain 'default': the default tag always exists"
+	// +listType=set
+	// +optional
+	RevisionTags []string `json:"revisionTags,omitempty"`
+
+	// Injection configures meshkeeper's sidecar injection webhook.
+	// +kubebuilder:default={}
+	// +optional
+	Injection InjectionSpec `json:"injection,omitempty"`
+
+	// MeshConfig is the mesh-wide configuration istiod serves to every proxy.
+	// +kubebuilder:default={}
+	// +optional
+	MeshConfig MeshConfigSpec `json:"meshConfig,omitempty"`
+
+	// Cluster identifies this cluster and its network in a multi-cluster mesh.
+	// +kubebuilder:default={}
+	// +optional
+	Cluster ClusterSpec `json:"cluster,omitempty"`
+
+	// Security configures mesh-wide security.
+	// +optional
+	Security SecuritySpec `json:"security,omitempty"`
+
+	// Pilot configures the istiod Deployment.
+	// +kubebuilder:default={}
+	// +optional
+	Pilot PilotSpec `json:"pilot,omitempty"`
+
+	// Proxy configures the injected Envoy sidecars and gateways.
+	// +kubebuilder:default={}
+	// +optional
+	Proxy ProxySpec `json:"proxy,omitempty"`
+
+	// Gateways are ingress and egress gateway Deployments and Services to run.
+	// +kubebuilder:validation:MaxItems=16
+	// +listType=map
+	// +listMapKey=name
+	// +optional
+	Gateways []GatewaySpec `json:"gateways,omitempty"`
+
+	// Suspend stops all reconciliation (break-glass) without deleting anything.
+	// +optional
+	Suspend bool `json:"suspend,omitempty"`
+}
+
+// UpdateStrategyType is how a version change is rolled out.
+// +kubebuilder:validation:Enum=InPlace;Canary
+type UpdateStrategyType string
+
+const (
+	// UpdateStrategyInPlace rolls the existing istiod to the new version.
+	UpdateStrategyInPlace UpdateStrategyType = "InPlace"
+	// UpdateStrategyCanary runs the new version as a second revision and moves workloads step by step.
+	UpdateStrategyCanary UpdateStrategyType = "Canary"
+)
+
+// UpdateStrategy says how a change of spec.version is rolled out.
+// +kubebuilder:validation:XValidation:rule="!has(self.canary) || self.type == 'Canary'",message="spec.updateStrategy.canary may only be set when spec.updateStrategy.type is Canary"
+type UpdateStrategy struct {
+	// Type is InPlace (roll istiod to the new version; at most one minor
+	// version up, never down) or Canary (a new revision beside the old one;
+	// at most two minor versions apart).
+	// +kubebuilder:default=InPlace
+	// +optional
+	Type UpdateStrategyType `json:"type,omitempty"`
+
+	// Canary tunes a canary upgrade.
+	// +optional
+	Canary *CanaryStrategy `json:"canary,omitempty"`
+
+	// InactiveRevisionDeletionGracePeriod is how long a revision no running
+	// pod uses is kept before it is deleted.
+	// +kubebuilder:default="30s"
+	// +optional
+	InactiveRevisionDeletionGracePeriod *metav1.Duration `json:"inactiveRevisionDeletionGracePeriod,omitempty"`
+}
+
+// CanaryStrategy tunes a canary upgrade.
+type CanaryStrategy struct {
+	// Steps are the percentages of workloads assigned to the new revision,
+	// strictly increasing, each 1 to 100, ending at 100. At 100 the new
+	// revision becomes active and the tags move to it.
+	// +kubebuilder:default={10,50,100}
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=20
+	// +kubebuilder:validation:items:Minimum=1
+	// +kubebuilder:validation:items:Maximum=100
+	// +kubebuilder:validation:XValidation:rule="self.isSorted()",message="spec.updateStrategy.canary.steps must be strictly increasing"
+	// +kubebuilder:validation:XValidation:rule="self[size(self) - 1] == 100",message="spec.updateStrategy.canary.steps must end at 100"
+	// +listType=set
+	// +optional
+	Steps []int32 `json:"steps,omitempty"`
+
+	// StepInterval is the least time spent at each step, with the canary
+	// istiod and its pods Ready, before the next step.
+	// +kubebuilder:default="5m"
+	// +optional
+	StepInterval *metav1.Duration `json:"stepInterval,omitempty"`
+
+	// Paused holds the canary at its current step.
+	// +optional
+	Paused bool `json:"paused,omitempty"`
+}
+
+// NativeSidecarMode says whether istio-proxy is injected as a Kubernetes
+// native sidecar (an init container with restartPolicy Always).
+// +kubebuilder:validation:Enum=Auto;Enabled;Disabled
+type NativeSidecarMode string
+
+const (
+	// NativeSidecarAuto uses native sidecars when the Istio version does by default.
+	NativeSidecarAuto NativeSidecarMode = "Auto"
+	// NativeSidecarEnabled always injects a native sidecar.
+	NativeSidecarEnabled NativeSidecarMode = "Enabled"
+	// NativeSidecarDisabled always injects a classic sidecar container.
+	NativeSidecarDisabled NativeSidecarMode = "Disabled"
+)
+
+// FailurePolicy is what the API server does when the injection webhook cannot be reached.
+// +kubebuilder:validation:Enum=Fail;Ignore
+type FailurePolicy string
+
+const (
+	// FailurePolicyFail refuses pod creation when the webhook cannot answer.
+	FailurePolicyFail FailurePolicy = "Fail"
+	// FailurePolicyIgnore admits the pod uninjected when the webhook cannot answer.
+	FailurePolicyIgnore FailurePolicy = "Ignore"
+)
+
+// InjectionSpec configures sidecar injection.
+type InjectionSpec struct {
+	// NativeSidecars: Auto follows the Istio version's default, Enabled
+	// or Disabled force the mode. A pod's sidecar.istio.io/nativeSidecar
+	// annotation overrides it.
+	// +kubebuilder:default=Auto
+	// +optional
+	NativeSidecars NativeSidecarMode `json:"nativeSidecars,omitempty"`
+
+	// HoldApplicationUntilProxyStarts makes application containers wait
+	// until istio-proxy is ready.
+	// +optional
+	HoldApplicationUntilProxyStarts bool `json:"holdApplicationUntilProxyStarts,omitempty"`
+
+	// RewriteAppProbes sends application HTTP and gRPC probes through the
+	// sidecar agent, so they work under strict mTLS.
+	// +kubebuilder:default=true
+	// +optional
+	RewriteAppProbes *bool `json:"rewriteAppProbes,omitempty"`
+
+	// FailurePolicy is Fail (pods are refused while the webhook is
+	// unreachable) or Ignore (pods are admitted uninjected).
+	// +kubebuilder:default=Fail
+	// +optional
+	FailurePolicy FailurePolicy `json:"failurePolicy,omitempty"`
+}
+
+// AccessLogEncoding is the format of Envoy access logs.
+// +kubebuilder:validation:Enum=TEXT;JSON
+type AccessLogEncoding string
+
+// OutboundTrafficPolicyMode says what sidecars do with traffic to unknown destinations.
+// +kubebuilder:validation:Enum=ALLOW_ANY;REGISTRY_ONLY
+type OutboundTrafficPolicyMode string
+
+// MeshConfigSpec is the subset of Istio's MeshConfig users set most.
+type MeshConfigSpec struct {
+	// AccessLogFile is where Envoy writes access logs, e.g. /dev/stdout; empty turns them off.
+	// +kubebuilder:validation:MaxLength=1024
+	// +optional
+	AccessLogFile *string `json:"accessLogFile,omitempty"`
+
+	// AccessLogEncoding is TEXT or JSON.
+	// +optional
+	AccessLogEncoding AccessLogEncoding `json:"accessLogEncoding,omitempty"`
+
+	// AccessLogFormat is Envoy's access log format string.
+	// +kubebuilder:validation:MaxLength=4096
+	// +optional
+	AccessLogFormat string `json:"accessLogFormat,omitempty"`
+
+	// OutboundTrafficPolicy is ALLOW_ANY (default) or REGISTRY_ONLY.
+	// +optional
+	OutboundTrafficPolicy OutboundTrafficPolicyMode `json:"outboundTrafficPolicy,omitempty"`
+
+	// TrustDomain is the SPIFFE trust domain of workload identities.
+	// +kubebuilder:default="cluster.local"
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-zA-Z0-9]([-a-zA-Z0-9.]*[a-zA-Z0-9])?$`
+	// +optional
+	TrustDomain string `json:"trustDomain,omitempty"`
+
+	// EnablePrometheusMerge merges application and Envoy metrics on the sidecar's port 15020.
+	// +kubebuilder:default=true
+	// +optional
+	EnablePrometheusMerge *bool `json:"enablePrometheusMerge,omitempty"`
+
+	// EnableTracing turns on Envoy tracing.
+	// +optional
+	EnableTracing bool `json:"enableTracing,omitempty"`
+
+	// DefaultConfig is the default proxy configuration; pods can override it
+	// with the proxy.istio.io/config annotation.
+	// +optional
+	DefaultConfig DefaultProxyConfig `json:"defaultConfig,omitempty"`
+}
+
+// DefaultProxyConfig is the subset of Istio's ProxyConfig users set most.
+type DefaultProxyConfig struct {
+	// ProxyMetadata are extra environment variables of every istio-proxy.
+	// +kubebuilder:validation:MaxProperties=64
+	// +optional
+	ProxyMetadata map[string]string `json:"proxyMetadata,omitempty"`
+
+	// Concurrency is the number of Envoy worker threads; 0 means one per CPU.
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=256
+	// +optional
+	Concurrency *int32 `json:"concurrency,omitempty"`
+
+	// TerminationDrainDuration is how long Envoy drains connections on shutdown.
+	// +optional
+	TerminationDrainDuration *metav1.Duration `json:"terminationDrainDuration,omitempty"`
+
+	// HoldApplicationUntilProxyStarts delays application containers until the proxy is ready.
+	// +optional
+	HoldApplicationUntilProxyStarts *bool `json:"holdApplicationUntilProxyStarts,omitempty"`
+}
+
+// ClusterSpec identifies this cluster in a (possibly multi-cluster) mesh.
+type ClusterSpec struct {
+	// Name of this cluster in the mesh.
+	// +kubebuilder:default=Kubernetes
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-zA-Z0-9]([-a-zA-Z0-9_.]*[a-zA-Z0-9])?$`
+	// +optional
+	Name string `json:"name,omitempty"`
+
+	// Network this cluster's pods are on; empty for a single network.
+	// +kubebuilder:validation:MaxLength=63
+	// +optional
+	Network string `json:"network,omitempty"`
+
+	// MeshID identifies the mesh; defaults to the trust domain.
+	// +kubebuilder:validation:MaxLength=63
+	// +optional
+	MeshID string `json:"meshID,omitempty"`
+}
+
+// MTLSMode is the mesh-wide mutual TLS mode.
+// +kubebuilder:validation:Enum=Strict;Permissive
+type MTLSMode string
+
+const (
+	// MTLSStrict accepts only mutual TLS traffic.
+	MTLSStrict MTLSMode = "Strict"
+	// MTLSPermissive accepts mutual TLS and plain text traffic.
+	MTLSPermissive MTLSMode = "Permissive"
+)
+
+// SecuritySpec configures mesh-wide security.
+type SecuritySpec struct {
+	// MTLS is the mesh-wide mTLS mode, applied as a PeerAuthentication named
+	// default in the control plane namespace. Unset leaves it to the user.
+	// +optional
+	MTLS MTLSMode `json:"mtls,omitempty"`
+}
+
+// PilotSpec configures istiod.
+// +kubebuilder:validation:XValidation:rule="!has(self.autoscaling) || !self.autoscaling.enabled || !has(self.autoscaling.minReplicas) || !has(self.autoscaling.maxReplicas) || self.autoscaling.minReplicas <= self.autoscaling.maxReplicas",message="spec.pilot.autoscaling.minReplicas must not exceed spec.pilot.autoscaling.maxReplicas"
+type PilotSpec struct {
+	// Replicas of istiod when autoscaling is off.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
+	// +optional
+	Replicas *int32 `json:"replicas,omitempty"`
+
+	// Resources of the discovery container; the profile sets a default.
+	// +optional
+	Resources *corev1.ResourceRequirements `json:"resources,omitempty"`
+
+	// Autoscaling of istiod by CPU.
+	// +optional
+	Autoscaling *AutoscalingSpec `json:"autoscaling,omitempty"`
+
+	// Env are extra environment variables of istiod (feature flags).
+	// +kubebuilder:validation:MaxProperties=128
+	// +optional
+	Env map[string]string `json:"env,omitempty"`
+
+	// Image overrides the istiod image (<hub>/pilot:<version>).
+	// +kubebuilder:validation:MaxLength=512
+	// +optional
+	Image string `json:"image,omitempty"`
+}
+
+// AutoscalingSpec configures a HorizontalPodAutoscaler.
+type AutoscalingSpec struct {
+	// Enabled turns autoscaling on.
+	// +optional
+	Enabled bool `json:"enabled,omitempty"`
+
+	// MinReplicas is the least number of replicas.
+	// +kubebuilder:default=1
+	// +kubebuilder:validation:Minimum=1
+	// +optional
+	MinReplicas *int32 `json:"minReplicas,omitempty"`
+
+	// MaxReplicas is the most number of replicas.
+	// +kubebuilder:default=5
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
+	// +optional
+	MaxReplicas *int32 `json:"maxReplicas,omitempty"`
+
+	// TargetCPUUtilizationPercentage is the CPU utilization to aim for.
+	// +kubebuilder:default=80
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
+	// +optional
+	TargetCPUUtilizationPercentage *int32 `json:"targetCPUUtilizationPercentage,omitempty"`
+}
+
+// ProxyLogLevel is Envoy's log level.
+// +kubebuilder:validation:Enum=trace;debug;info;warning;error;critical;off
+type ProxyLogLevel string
+
+// ProxySpec configures injected sidecars and gateways.
+type ProxySpec struct {
+	// Resources of istio-proxy; the profile sets a default. Pods can
+	// override them with sidecar.istio.io/proxyCPU and related annotations.
+	// +optional
+	Resources *corev1.ResourceRequirements `json:"resources,omitempty"`
+
+	// LogLevel of Envoy.
+	// +kubebuilder:default=warning
+	// +optional
+	LogLevel ProxyLogLevel `json:"logLevel,omitempty"`
+
+	// ComponentLogLevel is Envoy's per-component log level, e.g. misc:error.
+	// +kubebuilder:default="misc:error"
+	// +kubebuilder:validation:MaxLength=1024
+	// +optional
+	ComponentLogLevel string `json:"componentLogLevel,omitempty"`
+
+	// Image overrides the proxy image (<hub>/proxyv2:<version>).
+	// +kubebuilder:validation:MaxLength=512
+	// +optional
+	Image string `json:"image,omitempty"`
+}
+
+// GatewayType is the direction of traffic a gateway handles.
+// +kubebuilder:validation:Enum=Ingress;Egress
+type GatewayType string
+
+const (
+	// GatewayIngress receives traffic from outside the mesh.
+	GatewayIngress GatewayType = "Ingress"
+	// GatewayEgress sends traffic out of the mesh.
+	GatewayEgress GatewayType = "Egress"
+)
+
+// GatewaySpec is an ingress or egress gateway.
+type GatewaySpec struct {
+	// Name of the gateway's Deployment and Service, e.g. istio-ingressgateway.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +required
+	Name string `json:"name"`
+
+	// Type is Ingress or Egress.
+	// +kubebuilder:default=Ingress
+	// +optional
+	Type GatewayType `json:"type,omitempty"`
+
+	// Namespace the gateway runs in; defaults to spec.namespace.
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="spec.namespace is immutable: delete and recreate the MeshInstall to move the control plane"
+	// +optional
+	Namespace string `json:"namespace,omitempty"`
+
+	// Replicas of the gateway Deployment.
+	// +kubebuilder:default=1
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=100
+	// +optional
+	Replicas *int32 `json:"replicas,omitempty"`
+
+	// ServiceType of the gateway's Service.
+	// +kubebuilder:default=ClusterIP
+	// +kubebuilder:validation:Enum=ClusterIP;NodePort;LoadBalancer
+	// +optional
+	ServiceType corev1.ServiceType `json:"serviceType,omitempty"`
+
+	// Ports of the gateway's Service; Istio's defaults for the gateway type when empty.
+	// +kubebuilder:validation:MaxItems=32
+	// +listType=map
+	// +listMapKey=port
+	// +optional
+	Ports []GatewayPort `json:"ports,omitempty"`
+
+	// Labels added to the gateway's pods and used by Gateway resources to select it;
+	// istio=ingressgateway or istio=egressgateway by default.
+	// +kubebuilder:validation:MaxProperties=32
+	// +optional
+	Labels map[string]string `json:"labels,omitempty"`
+
+	// Resources of the gateway's istio-proxy.
+	// +optional
+	Resources *corev1.ResourceRequirements `json:"resources,omitempty"`
+}
+
+// GatewayPort is one port of a gateway Service.
+type GatewayPort struct {
+	// Name of the port, e.g. http2.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=15
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +required
+	Name string `json:"name"`
+	// Port the Service exposes.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	// +required
+	Port int32 `json:"port"`
+	// TargetPort on the gateway pod; defaults to Port.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	// +optional
+	TargetPort int32 `json:"targetPort,omitempty"`
+}
+
+// RevisionRole is what a control plane revision is doing.
+// +kubebuilder:validation:Enum=Active;Canary;Draining
+type RevisionRole string
+
+const (
+	// RevisionActive is the revision the tags point at.
+	RevisionActive RevisionRole = "Active"
+	// RevisionCanary is a new revision receiving a growing share of workloads.
+	RevisionCanary RevisionRole = "Canary"
+	// RevisionDraining is an old revision waiting for its pods to move before it is pruned.
+	RevisionDraining RevisionRole = "Draining"
+)
+
+// RevisionStatus is the observed state of one control plane revision.
+type RevisionStatus struct {
+	// Name of the revision (default, or the version with dashes, e.g. 1-32-0).
+	Name string `json:"name"`
+	// Version of Istio the revision runs.
+	Version string `json:"version"`
+	// Role is Active, Canary or Draining.
+	Role RevisionRole `json:"role"`
+	// Weight is the percentage of tag-selecting workloads assigned to this revision.
+	// +optional
+	Weight int32 `json:"weight"`
+	// Ready is true when the revision's istiod Deployment is available.
+	// +optional
+	Ready bool `json:"ready"`
+	// Pods is the number of running pods injected by this revision.
+	// +optional
+	Pods int32 `json:"pods"`
+	// UpToDatePods is the number of those pods injected with the revision's current configuration.
+	// +optional
+	UpToDatePods int32 `json:"upToDatePods"`
+	// LastUsedTime is when a running pod last used this revision.
+	// +optional
+	LastUsedTime *metav1.Time `json:"lastUsedTime,omitempty"`
+}
+
+// CanaryStatus is the progress of a canary upgrade.
+type CanaryStatus struct {
+	// Revision being rolled out.
+	Revision string `json:"revision"`
+	// Step is the index in spec.updateStrategy.canary.steps currently applied.
+	Step int32 `json:"step"`
+	// Weight is the percentage of workloads currently assigned to the canary.
+	Weight int32 `json:"weight"`
+	// StepStartTime is when the current step began.
+	// +optional
+	StepStartTime *metav1.Time `json:"stepStartTime,omitempty"`
+	// Aborting is true when spec.version went back and the canary is being drained.
+	// +optional
+	Aborting bool `json:"aborting,omitempty"`
+}
+
+// DataPlaneStatus counts the pods of the mesh.
+type DataPlaneStatus struct {
+	// InjectedPods is the number of running pods with an istio-proxy injected by meshkeeper.
+	InjectedPods int32 `json:"injectedPods"`
+	// UpToDatePods run the current injection configuration of their revision.
+	UpToDatePods int32 `json:"upToDatePods"`
+	// OutdatedPods were injected with an older configuration or version; restart them to update.
+	OutdatedPods int32 `json:"outdatedPods"`
+	// UninjectedPods should have a sidecar (their namespace or labels select
+	// a revision) but have none, e.g. admitted while the webhook was unreachable.
+	UninjectedPods int32 `json:"uninjectedPods"`
+}
+
+// MeshInstallStatus is the observed state of a MeshInstall.
+type MeshInstallStatus struct {
+	// ObservedGeneration is the generation last reconciled successfully.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// Conditions: Ready, Reconciling, Stalled, UpgradeInProgress, DataPlaneUpToDate.
+	// +listType=map
+	// +listMapKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// Version of the active revision.
+	// +optional
+	Version string `json:"version,omitempty"`
+
+	// ActiveRevision is the revision the default tag and spec.revisionTags point at.
+	// +optional
+	ActiveRevision string `json:"activeRevision,omitempty"`
+
+	// Revisions are the control plane revisions that exist.
+	// +listType=map
+	// +listMapKey=name
+	// +optional
+	Revisions []RevisionStatus `json:"revisions,omitempty"`
+
+	// Canary is the progress of a canary upgrade, when one is under way.
+	// +optional
+	Canary *CanaryStatus `json:"canary,omitempty"`
+
+	// DataPlane counts the pods of the mesh.
+	// +optional
+	DataPlane DataPlaneStatus `json:"dataPlane,omitempty"`
+}
+
+// MeshInstall installs and upgrades an Istio control plane and injects
+// Envoy sidecars into the pods of labelled namespaces.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:scope=Cluster,shortName=mi;mesh,categories=meshkeeper
+// +kubebuilder:printcolumn:name="Version",type=string,JSONPath=`.spec.version`
+// +kubebuilder:printcolumn:name="Active",type=string,JSONPath=`.status.activeRevision`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Up-To-Date",type=integer,JSONPath=`.status.dataPlane.upToDatePods`
+// +kubebuilder:printcolumn:name="Injected",type=integer,JSONPath=`.status.dataPlane.injectedPods`,priority=1
+// +kubebuilder:printcolumn:name="Status",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].message`,priority=1
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type MeshInstall struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// +required
+	Spec MeshInstallSpec `json:"spec"`
+	// +optional
+	Status MeshInstallStatus `json:"status,omitempty"`
+}
+
+// MeshInstallList is a list of MeshInstall.
+// +kubebuilder:object:root=true
+type MeshInstallList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []MeshInstall `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&MeshInstall{}, &MeshInstallList{})
+}

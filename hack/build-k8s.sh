@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Builds a real Kubernetes control plane (kube-apiserver, kube-controller-manager,
+# kube-scheduler) and etcd from Go modules into a cache outside the checkout.
+#
+# k8s.io/kubernetes cannot be `go install`ed: its go.mod requires every staging
+# module at v0.0.0. We generate a throwaway tools module whose replace list is
+# derived from that go.mod, so a version bump is one variable.
+#
+# Usage: hack/build-k8s.sh <k8s-version> <etcd-version> <output-dir>
+set -euo pipefail
+
+K8S_VERSION=${1:?kubernetes version, e.g. 1.37.2}
+ETCD_VERSION=${2:?etcd version, e.g. 3.7.0}
+OUT=${3:?output directory}
+
+want=(etcd kube-apiserver kube-controller-manager kube-scheduler)
+missing=0
+for b in "${want[@]}"; do [[ -x "$OUT/$b" ]] || missing=1; done
+if [[ $missing == 0 ]]; then
+  echo "kubernetes v$K8S_VERSION + etcd v$ETCD_VERSION already built in $OUT"
+  exit 0
+fi
+
+mkdir -p "$OUT"
+work=$(mktemp -d "${OUT%/}.work.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+
+staging_minor="0.${K8S_VERSION#*.}" # 1.37.2 -> 0.37.2
+gomod=$(go mod download -json "k8s.io/kubernetes@v$K8S_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
+[[ -f "$gomod" ]] || { echo "could not download k8s.io/kubernetes@v$K8S_VERSION" >&2; exit 1; }
+
+{
+  echo "module meshkeeper.dev/k8s-tools"
+  echo
+  echo "go $(sed -n 's/^go \([0-9.]*\)$/\1/p' "$gomod")"
+  echo
+  echo "require ("
+  echo "	k8s.io/kubernetes v$K8S_VERSION"
+  echo "	go.etcd.io/etcd/server/v3 v$ETCD_VERSION"
+  echo ")"
+  echo
+  echo "replace ("
+  grep -E '^\s+k8s\.io/[a-z0-9-]+ v0\.0\.0$' "$gomod" | awk -v v="v$staging_minor" '{print "\t" $1 " => " $1 " " v}'
+  echo ")"
+} >"$work/go.mod"
+
+cat >"$work/tools.go" <<'GO'
+//go:build tools
+
+package tools
+
+import (
+	_ "go.etcd.io/etcd/server/v3"
+	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kube-scheduler"
+)
+GO
+
+cd "$work"
+echo "resolving modules for kubernetes v$K8S_VERSION, etcd v$ETCD_VERSION"
+GOFLAGS=-mod=mod go mod tidy
+for pkg in go.etcd.io/etcd/server/v3 k8s.io/kubernetes/cmd/kube-apiserver \
+  k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler; do
+  name=$(basename "$pkg")
+  [[ $name == v3 ]] && name=etcd
+  if [[ -x "$OUT/$name" ]]; then continue; fi
+  start=$SECONDS
+  echo "building $name"
+  ldflags="-s -w"
+  if [[ $name == kube-* ]]; then
+    v=k8s.io/component-base/version
+    minor=${K8S_VERSION#*.}; minor=${minor%%.*}
+    ldflags+=" -X $v.gitVersion=v$K8S_VERSION -X $v.gitMajor=1 -X $v.gitMinor=$minor -X $v.gitTreeState=clean"
+  fi
+  CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$OUT/$name.tmp" "$pkg"
+  mv "$OUT/$name.tmp" "$OUT/$name"
+  echo "built $name in $((SECONDS - start))s"
+done
