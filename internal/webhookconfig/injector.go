@@ -1,0 +1,251 @@
+// Package webhookconfig renders the admission webhook configurations that
+// meshkeeper serves itself: the sidecar injector (one entry per revision and
+// per tag, with Istio's selection semantics) and the MeshInstall validator.
+package webhookconfig
+
+import (
+	"slices"
+
+	"istio.io/api/annotation"
+	"istio.io/api/label"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+const (
+	// InjectorName is the name of the MutatingWebhookConfiguration of the sidecar injector.
+	InjectorName = "meshkeeper-sidecar-injector"
+	// ValidatorName is the name of the ValidatingWebhookConfiguration of MeshInstalls.
+	ValidatorName = "meshkeeper-validator"
+	// DefaultTag is the tag selected by istio-injection=enabled and by the
+	// sidecar.istio.io/inject=true pod label.
+	DefaultTag = "default"
+	// InjectionLabel is Istio's namespace label; istio-injection=enabled selects the default tag.
+	// (istio.io/api has no constant for it.)
+	InjectionLabel = "istio-injection"
+	// GatewayLabel marks gateway pods that meshkeeper injects even in the
+	// control plane namespace.
+	GatewayLabel = "mesh.meshkeeper.dev/gateway"
+	// InjectPath is the path prefix of the injector.
+	InjectPath = "/inject"
+	// ValidatePath is the path of the MeshInstall validator.
+	ValidatePath = "/validate-mesh-meshkeeper-dev-v1alpha1-meshinstall"
+
+	metadataName = "kubernetes.io/metadata.name"
+	// injectionTimeoutSeconds keeps pod creation snappy when the webhook is down.
+	injectionTimeoutSeconds = 5
+)
+
+// AlwaysExcludedNamespaces are never injected, whatever their labels.
+var AlwaysExcludedNamespaces = []string{"kube-system", "kube-public", "kube-node-lease"}
+
+// Endpoint says how the API server reaches meshkeeper's webhook server:
+// through a Service in the cluster, or a URL when the operator runs outside it.
+type Endpoint struct {
+	// Service is the webhook Service (its Path is ignored: each entry sets its own).
+	Service *admissionregistrationv1.ServiceReference
+	// URL is the server's base URL, e.g. https://127.0.0.1:9443, used when Service is nil.
+	URL string
+	// CABundle is the PEM CA that signed the serving certificate.
+	CABundle []byte
+}
+
+func (e Endpoint) clientConfig(path string) admissionregistrationv1.WebhookClientConfig {
+	cc := admissionregistrationv1.WebhookClientConfig{CABundle: e.CABundle}
+	if e.Service != nil {
+		svc := *e.Service
+		svc.Path = &path
+		if svc.Port == nil {
+			port := int32(443)
+			svc.Port = &port
+		}
+		cc.Service = &svc
+		return cc
+	}
+	url := e.URL + path
+	cc.URL = &url
+	return cc
+}
+
+// Injector is what the sidecar injector's configuration depends on.
+type Injector struct {
+	// MeshInstall names the owning MeshInstall (for labels).
+	MeshInstall string
+	// ControlPlaneNamespace is never injected, except for gateway pods.
+	ControlPlaneNamespace string
+	// OperatorNamespace is meshkeeper's own namespace, never injected.
+	OperatorNamespace string
+	// Revisions are the revisions that exist, selectable by istio.io/rev=<revision>.
+	// The name "default" always means the default tag and gets no revision entry.
+	Revisions []string
+	// Tags are the revision tags besides default (spec.revisionTags).
+	Tags []string
+	// FailurePolicy is spec.injection.failurePolicy.
+	FailurePolicy admissionregistrationv1.FailurePolicyType
+	// Endpoint reaches the webhook server.
+	Endpoint Endpoint
+	// Labels are added to the configuration's metadata.
+	Labels map[string]string
+}
+
+// TargetPath returns the injector path for a revision or a tag.
+func TargetPath(kind, name string) string { return InjectPath + "/" + kind + "/" + name }
+
+// InjectorConfiguration renders the MutatingWebhookConfiguration of the
+// sidecar injector. It keeps Istio's precedence rules:
+//   - namespace label istio-injection=enabled selects the default tag and beats istio.io/rev;
+//   - namespace label istio.io/rev=<revision|tag> selects that target;
+//   - in a namespace with neither label, pod label istio.io/rev=<revision|tag>
+//     selects that target and pod label sidecar.istio.io/inject=true the default tag;
+//   - pod label sidecar.istio.io/inject=false always opts out.
+//
+// Every entry lives in one object, so moving a tag is a single atomic write
+// and a pod never matches two entries or, while a target exists, none.
+func InjectorConfiguration(in Injector) *admissionregistrationv1.MutatingWebhookConfiguration {
+	excluded := excludedNamespaces(in)
+	var hooks []admissionregistrationv1.MutatingWebhook
+
+	revisions := slices.Clone(in.Revisions)
+	slices.Sort(revisions)
+	for _, rev := range slices.Compact(revisions) {
+		if rev == DefaultTag {
+			continue
+		}
+		hooks = append(hooks, targetEntries(in, excluded, "rev", rev)...)
+	}
+	tags := append([]string{DefaultTag}, in.Tags...)
+	slices.Sort(tags[1:])
+	for _, tag := range slices.Compact(tags) {
+		hooks = append(hooks, targetEntries(in, excluded, "tag", tag)...)
+	}
+	defaultPath := TargetPath("tag", DefaultTag)
+	hooks = append(hooks,
+		// Namespace opted in with istio-injection=enabled: the default tag, whatever istio.io/rev says.
+		entry(in, "namespace.sidecar-injector.meshkeeper.dev", defaultPath,
+			selector(excluded, in_(InjectionLabel, "enabled")),
+			selector(nil, notIn(label.SidecarInject.Name, "false"))),
+		// Unlabelled namespace, pod opted in with sidecar.istio.io/inject=true and no istio.io/rev.
+		entry(in, "object.sidecar-injector.meshkeeper.dev", defaultPath,
+			selector(excluded, absent(InjectionLabel), absent(label.IoIstioRev.Name)),
+			selector(nil, in_(label.SidecarInject.Name, "true"), absent(label.IoIstioRev.Name))),
+	)
+	if in.ControlPlaneNamespace != "" {
+		// Gateways in the control plane namespace, which is otherwise never injected.
+		hooks = append(hooks, entry(in, "gateway.sidecar-injector.meshkeeper.dev", defaultPath,
+			&metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{in_(metadataName, in.ControlPlaneNamespace)}},
+			selector(nil, exists(GatewayLabel), notIn(label.SidecarInject.Name, "false"))))
+	}
+
+	return &admissionregistrationv1.MutatingWebhookConfiguration{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "MutatingWebhookConfiguration"},
+		ObjectMeta: metav1.ObjectMeta{Name: InjectorName, Labels: in.Labels},
+		Webhooks:   hooks,
+	}
+}
+
+// targetEntries are the two entries of one revision or tag: selected by the
+// namespace's istio.io/rev label, or by the pod's in an unlabelled namespace.
+func targetEntries(in Injector, excluded []string, kind, name string) []admissionregistrationv1.MutatingWebhook {
+	path := TargetPath(kind, name)
+	return []admissionregistrationv1.MutatingWebhook{
+		entry(in, kind+".namespace."+name+".sidecar-injector.meshkeeper.dev", path,
+			selector(excluded, in_(label.IoIstioRev.Name, name), absent(InjectionLabel)),
+			selector(nil, notIn(label.SidecarInject.Name, "false"))),
+		entry(in, kind+".object."+name+".sidecar-injector.meshkeeper.dev", path,
+			selector(excluded, absent(label.IoIstioRev.Name), absent(InjectionLabel)),
+			selector(nil, notIn(label.SidecarInject.Name, "false"), in_(label.IoIstioRev.Name, name))),
+	}
+}
+
+func entry(in Injector, name, path string, ns, obj *metav1.LabelSelector) admissionregistrationv1.MutatingWebhook {
+	failurePolicy := in.FailurePolicy
+	if failurePolicy == "" {
+		failurePolicy = admissionregistrationv1.Fail
+	}
+	sideEffects := admissionregistrationv1.SideEffectClassNone
+	reinvocation := admissionregistrationv1.NeverReinvocationPolicy
+	matchPolicy := admissionregistrationv1.Equivalent
+	timeout := int32(injectionTimeoutSeconds)
+	return admissionregistrationv1.MutatingWebhook{
+		Name:                    name,
+		ClientConfig:            in.Endpoint.clientConfig(path),
+		Rules:                   podCreateRules(),
+		FailurePolicy:           &failurePolicy,
+		MatchPolicy:             &matchPolicy,
+		NamespaceSelector:       ns,
+		ObjectSelector:          obj,
+		SideEffects:             &sideEffects,
+		TimeoutSeconds:          &timeout,
+		AdmissionReviewVersions: []string{"v1"},
+		ReinvocationPolicy:      &reinvocation,
+		MatchConditions:         matchConditions(),
+	}
+}
+
+// matchConditions keep pods that need nothing from ever reaching the webhook.
+// The handler applies the same rules; these save the round trip.
+func matchConditions() []admissionregistrationv1.MatchCondition {
+	return []admissionregistrationv1.MatchCondition{
+		{
+			// Already injected (by meshkeeper or Istio): the status annotation is there.
+			Name:       "not-already-injected",
+			Expression: `!has(object.metadata.annotations) || !('` + annotation.SidecarStatus.Name + `' in object.metadata.annotations)`,
+		},
+		{
+			// The deprecated annotation opts out when no label decides.
+			Name: "not-opted-out-by-annotation",
+			Expression: `(has(object.metadata.labels) && '` + label.SidecarInject.Name + `' in object.metadata.labels) || ` +
+				`!has(object.metadata.annotations) || !('` + annotation.SidecarInject.Name + `' in object.metadata.annotations) || ` +
+				`!(object.metadata.annotations['` + annotation.SidecarInject.Name + `'].lowerAscii() in ['false', 'n', 'no', 'off'])`,
+		},
+		{
+			// Pods on the host network share the node's network stack; Istio never injects them.
+			Name:       "not-host-network",
+			Expression: `!has(object.spec.hostNetwork) || !object.spec.hostNetwork`,
+		},
+	}
+}
+
+func podCreateRules() []admissionregistrationv1.RuleWithOperations {
+	scope := admissionregistrationv1.NamespacedScope
+	return []admissionregistrationv1.RuleWithOperations{{
+		Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
+		Rule: admissionregistrationv1.Rule{
+			APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}, Scope: &scope,
+		},
+	}}
+}
+
+func excludedNamespaces(in Injector) []string {
+	ex := slices.Clone(AlwaysExcludedNamespaces)
+	for _, ns := range []string{in.ControlPlaneNamespace, in.OperatorNamespace} {
+		if ns != "" && !slices.Contains(ex, ns) {
+			ex = append(ex, ns)
+		}
+	}
+	return ex
+}
+
+// selector builds a selector from requirements, excluding namespaces by name when given.
+func selector(excludedNamespaces []string, reqs ...metav1.LabelSelectorRequirement) *metav1.LabelSelector {
+	if len(excludedNamespaces) > 0 {
+		reqs = append(reqs, metav1.LabelSelectorRequirement{Key: metadataName, Operator: metav1.LabelSelectorOpNotIn, Values: excludedNamespaces})
+	}
+	return &metav1.LabelSelector{MatchExpressions: reqs}
+}
+
+func in_(key string, values ...string) metav1.LabelSelectorRequirement {
+	return metav1.LabelSelectorRequirement{Key: key, Operator: metav1.LabelSelectorOpIn, Values: values}
+}
+
+func notIn(key string, values ...string) metav1.LabelSelectorRequirement {
+	return metav1.LabelSelectorRequirement{Key: key, Operator: metav1.LabelSelectorOpNotIn, Values: values}
+}
+
+func absent(key string) metav1.LabelSelectorRequirement {
+	return metav1.LabelSelectorRequirement{Key: key, Operator: metav1.LabelSelectorOpDoesNotExist}
+}
+
+func exists(key string) metav1.LabelSelectorRequirement {
+	return metav1.LabelSelectorRequirement{Key: key, Operator: metav1.LabelSelectorOpExists}
+}
