@@ -539,6 +539,8 @@ type RevisionStatus struct {
 type CanaryStatus struct {
 	// Revision being rolled out.
 	Revision string `json:"revision"`
+	// Version the canary revision runs.
+	Version string `json:"version"`
 	// Step is the index in spec.updateStrategy.canary.steps currently applied.
 	Step int32 `json:"step"`
 	// Weight is the percentage of workloads currently assigned to the canary.
@@ -546,9 +548,6 @@ type CanaryStatus struct {
 	// StepStartTime is when the current step began.
 	// +optional
 	StepStartTime *metav1.Time `json:"stepStartTime,omitempty"`
-	// Aborting is true when spec.version went back and the canary is being drained.
-	// +optional
-	Aborting bool `json:"aborting,omitempty"`
 }
 
 // DataPlaneStatus counts the pods of the mesh.
