@@ -1,0 +1,68 @@
+package revision
+
+import (
+	"fmt"
+	"regexp"
+	"slices"
+
+	"k8s.io/apimachinery/pkg/api/equality"
+
+	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
+	"github.com/meshkeeper/meshkeeper/internal/version"
+)
+
+// revisionName matches the names canary revisions get (1-32-0); a tag may
+// not look like one, or istio.io/rev=<name> would be ambiguous.
+var revisionName = regexp.MustCompile(`^[0-9]+-[0-9]+-[0-9]+$`)
+
+// reservedNamespaces can never hold a mesh component.
+var reservedNamespaces = []string{"kube-system", "kube-public", "kube-node-lease"}
+
+// ValidateCreate checks a new MeshInstall against the rules CEL cannot
+// express. others are the MeshInstalls that already exist.
+func ValidateCreate(mi *meshv1alpha1.MeshInstall, others []meshv1alpha1.MeshInstall) error {
+	for _, o := range others {
+		if o.Name != mi.Name && o.DeletionTimestamp.IsZero() {
+			return fmt.Errorf("MeshInstall %s already manages the mesh of this cluster; only one MeshInstall is supported", o.Name)
+		}
+	}
+	return validateSpec(mi)
+}
+
+// ValidateUpdate checks a change of spec against the upgrade rules, by asking
+// the planner what it would do with the new spec and the current status: a
+// change the operator would refuse is refused at admission, and nothing is applied.
+func ValidateUpdate(old, updated *meshv1alpha1.MeshInstall) error {
+	if equality.Semantic.DeepEqual(old.Spec, updated.Spec) {
+		return nil // metadata-only changes (finalizers, labels) are always allowed
+	}
+	if err := validateSpec(updated); err != nil {
+		return err
+	}
+	candidate := updated.DeepCopy()
+	candidate.Status = *old.Status.DeepCopy()
+	if _, err := Decide(candidate, Observed{Revisions: map[string]ObservedRevision{}}); err != nil {
+		return err
+	}
+	return nil
+}
+
+func validateSpec(mi *meshv1alpha1.MeshInstall) error {
+	if _, err := version.Parse(mi.Spec.Version); err != nil {
+		return fmt.Errorf("spec.version: %w", err)
+	}
+	for i, tag := range mi.Spec.RevisionTags {
+		if revisionName.MatchString(tag) {
+			return fmt.Errorf("spec.revisionTags[%d]: %q looks like a revision name (X-Y-Z); pick a tag name that cannot be confused with a revision", i, tag)
+		}
+	}
+	if slices.Contains(reservedNamespaces, mi.Spec.Namespace) {
+		return fmt.Errorf("spec.namespace: %s is reserved for Kubernetes", mi.Spec.Namespace)
+	}
+	for i, g := range mi.Spec.Gateways {
+		if slices.Contains(reservedNamespaces, g.Namespace) {
+			return fmt.Errorf("spec.gateways[%d].namespace: %s is reserved for Kubernetes", i, g.Namespace)
+		}
+	}
+	return nil
+}
