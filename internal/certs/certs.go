@@ -1,0 +1,279 @@
+// Package certs issues and renews the webhook server's own certificate
+// authority and serving certificate (the embedded default; cert-manager can
+// take over later). The decisions — is the bundle usable, when to renew — are
+// pure functions of the bundle, the wanted hosts and the time.
+package certs
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"slices"
+	"time"
+)
+
+// Secret data keys (the kubernetes.io/tls layout plus the CA's key).
+const (
+	CACertKey = "ca.crt"
+	CAKeyKey  = "ca.key"
+	CertKey   = "tls.crt"
+	KeyKey    = "tls.key"
+)
+
+// Lifetimes. The serving certificate is renewed once two thirds of its life
+// have passed, the CA likewise; a renewed CA keeps the old one in the bundle
+// until it expires, so API servers holding the old bundle keep trusting us.
+var (
+	CAValidity      = 5 * 365 * 24 * time.Hour
+	ServingValidity = 90 * 24 * time.Hour
+)
+
+// Bundle is the PEM material kept in the Secret.
+type Bundle struct {
+	// CACert holds the current CA first, then any previous CA still valid.
+	CACert []byte
+	CAKey  []byte
+	Cert   []byte
+	Key    []byte
+}
+
+// Data returns the bundle as Secret data.
+func (b *Bundle) Data() map[string][]byte {
+	return map[string][]byte{CACertKey: b.CACert, CAKeyKey: b.CAKey, CertKey: b.Cert, KeyKey: b.Key}
+}
+
+// FromData reads a bundle from Secret data.
+func FromData(d map[string][]byte) *Bundle {
+	return &Bundle{CACert: d[CACertKey], CAKey: d[CAKeyKey], Cert: d[CertKey], Key: d[KeyKey]}
+}
+
+// Hosts are the names and addresses the serving certificate must be valid for.
+type Hosts struct {
+	DNSNames []string
+	IPs      []net.IP
+}
+
+// Renewal says what must be (re)issued, and why.
+type Renewal struct {
+	CA, Serving bool
+	Reason      string
+}
+
+// Check decides what a bundle needs at time now. It never issues anything.
+func Check(b *Bundle, hosts Hosts, now time.Time) Renewal {
+	ca, err := currentCA(b)
+	if err != nil {
+		return Renewal{CA: true, Serving: true, Reason: "no usable CA: " + err.Error()}
+	}
+	if renewDue(ca, now) {
+		return Renewal{CA: true, Serving: true, Reason: fmt.Sprintf("CA expires %s", ca.NotAfter.Format(time.RFC3339))}
+	}
+	leaf, err := servingCert(b)
+	if err != nil {
+		return Renewal{Serving: true, Reason: "no usable serving certificate: " + err.Error()}
+	}
+	if err := leaf.CheckSignatureFrom(ca); err != nil {
+		return Renewal{Serving: true, Reason: "serving certificate not signed by the current CA"}
+	}
+	if renewDue(leaf, now) {
+		return Renewal{Serving: true, Reason: fmt.Sprintf("serving certificate expires %s", leaf.NotAfter.Format(time.RFC3339))}
+	}
+	if !covers(leaf, hosts) {
+		return Renewal{Serving: true, Reason: "serving certificate does not cover the webhook's hosts"}
+	}
+	return Renewal{}
+}
+
+// NextCheck is when Check will next ask for a renewal, at the latest.
+func NextCheck(b *Bundle, now time.Time) time.Time {
+	next := now.Add(24 * time.Hour)
+	for _, parse := range []func(*Bundle) (*x509.Certificate, error){currentCA, servingCert} {
+		if c, err := parse(b); err == nil {
+			if due := renewAt(c); due.Before(next) {
+				next = due
+			}
+		}
+	}
+	if next.Before(now) {
+		return now
+	}
+	return next
+}
+
+// Renew issues what r asks for and returns the new bundle.
+func Renew(b *Bundle, r Renewal, hosts Hosts, now time.Time) (*Bundle, error) {
+	out := *b
+	if r.CA {
+		certPEM, keyPEM, err := newCA(now)
+		if err != nil {
+			return nil, err
+		}
+		out.CACert = append(certPEM, stillValidCAs(b.CACert, now)...)
+		out.CAKey = keyPEM
+	}
+	if r.CA || r.Serving {
+		ca, err := currentCA(&out)
+		if err != nil {
+			return nil, err
+		}
+		caKey, err := parseKey(out.CAKey)
+		if err != nil {
+			return nil, err
+		}
+		out.Cert, out.Key, err = newServing(ca, caKey, hosts, now)
+		if err != nil {
+			return nil, err
+		}
+	}
+	return &out, nil
+}
+
+// renewAt is two thirds into a certificate's life.
+func renewAt(c *x509.Certificate) time.Time {
+	life := c.NotAfter.Sub(c.NotBefore)
+	return c.NotBefore.Add(life * 2 / 3)
+}
+
+func renewDue(c *x509.Certificate, now time.Time) bool { return !now.Before(renewAt(c)) }
+
+func covers(c *x509.Certificate, h Hosts) bool {
+	for _, d := range h.DNSNames {
+		if !slices.Contains(c.DNSNames, d) {
+			return false
+		}
+	}
+	for _, ip := range h.IPs {
+		if !slices.ContainsFunc(c.IPAddresses, ip.Equal) {
+			return false
+		}
+	}
+	return true
+}
+
+func currentCA(b *Bundle) (*x509.Certificate, error) {
+	block, _ := pem.Decode(b.CACert)
+	if block == nil {
+		return nil, errors.New("no CA certificate")
+	}
+	ca, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return nil, err
+	}
+	if !ca.IsCA {
+		return nil, errors.New("CA certificate is not a CA")
+	}
+	key, err := parseKey(b.CAKey)
+	if err != nil {
+		return nil, fmt.Errorf("CA key: %w", err)
+	}
+	if !key.PublicKey.Equal(ca.PublicKey) {
+		return nil, errors.New("CA key does not match the CA certificate")
+	}
+	return ca, nil
+}
+
+func servingCert(b *Bundle) (*x509.Certificate, error) {
+	pair, err := tls.X509KeyPair(b.Cert, b.Key)
+	if err != nil {
+		return nil, err
+	}
+	return x509.ParseCertificate(pair.Certificate[0])
+}
+
+// stillValidCAs keeps the previous CAs that have not expired, so clients with
+// an older bundle still trust certificates during a CA rotation.
+func stillValidCAs(bundle []byte, now time.Time) []byte {
+	var out bytes.Buffer
+	for rest := bundle; ; {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			return out.Bytes()
+		}
+		if c, err := x509.ParseCertificate(block.Bytes); err == nil && now.Before(c.NotAfter) {
+			_ = pem.Encode(&out, block)
+		}
+	}
+}
+
+func newCA(now time.Time) (certPEM, keyPEM []byte, err error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial(),
+		Subject:               pkix.Name{CommonName: "meshkeeper-webhook-ca", Organization: []string{"meshkeeper"}},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(CAValidity),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, nil, err
+	}
+	return encode(der, key)
+}
+
+func newServing(ca *x509.Certificate, caKey *ecdsa.PrivateKey, hosts Hosts, now time.Time) (certPEM, keyPEM []byte, err error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	cn := "meshkeeper-webhook"
+	if len(hosts.DNSNames) > 0 {
+		cn = hosts.DNSNames[0]
+	}
+	notAfter := now.Add(ServingValidity)
+	if notAfter.After(ca.NotAfter) {
+		notAfter = ca.NotAfter
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial(),
+		Subject:      pkix.Name{CommonName: cn, Organization: []string{"meshkeeper"}},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     notAfter,
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		DNSNames:     hosts.DNSNames,
+		IPAddresses:  hosts.IPs,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		return nil, nil, err
+	}
+	return encode(der, key)
+}
+
+func encode(der []byte, key *ecdsa.PrivateKey) (certPEM, keyPEM []byte, err error) {
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return nil, nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), nil
+}
+
+func parseKey(keyPEM []byte) (*ecdsa.PrivateKey, error) {
+	block, _ := pem.Decode(keyPEM)
+	if block == nil {
+		return nil, errors.New("no PEM key")
+	}
+	return x509.ParseECPrivateKey(block.Bytes)
+}
+
+func serial() *big.Int {
+	n, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	return n
+}

@@ -1,0 +1,141 @@
+package certs
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"net"
+	"strings"
+	"testing"
+	"time"
+)
+
+var (
+	t0    = time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC)
+	hosts = Hosts{DNSNames: []string{"meshkeeper-webhook-service.meshkeeper-system.svc"}, IPs: []net.IP{net.ParseIP("127.0.0.1")}}
+)
+
+func issue(t *testing.T, now time.Time) *Bundle {
+	t.Helper()
+	r := Check(&Bundle{}, hosts, now)
+	if !r.CA || !r.Serving {
+		t.Fatalf("an empty bundle needs everything, got %+v", r)
+	}
+	b, err := Renew(&Bundle{}, r, hosts, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// verify checks the serving certificate the way an API server would: chain to the bundle, for the host.
+func verify(t *testing.T, b *Bundle, host string, now time.Time) error {
+	t.Helper()
+	pair, err := tls.X509KeyPair(b.Cert, b.Key)
+	if err != nil {
+		return err
+	}
+	leaf, _ := x509.ParseCertificate(pair.Certificate[0])
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b.CACert) {
+		t.Fatal("bundle has no CA")
+	}
+	_, err = leaf.Verify(x509.VerifyOptions{Roots: pool, DNSName: host, CurrentTime: now})
+	return err
+}
+
+func TestIssuedBundleIsTrustedForEveryHost(t *testing.T) {
+	b := issue(t, t0)
+	for _, h := range []string{"meshkeeper-webhook-service.meshkeeper-system.svc", "127.0.0.1"} {
+		if err := verify(t, b, h, t0); err != nil {
+			t.Errorf("not valid for %s: %v", h, err)
+		}
+	}
+	if err := verify(t, b, "evil.example.com", t0); err == nil {
+		t.Error("valid for a host it was not issued for")
+	}
+	if r := Check(b, hosts, t0); r.CA || r.Serving {
+		t.Errorf("a fresh bundle needs renewal: %+v", r)
+	}
+}
+
+func TestServingCertificateIsRenewedWellBeforeExpiry(t *testing.T) {
+	b := issue(t, t0)
+	if r := Check(b, hosts, t0.Add(ServingValidity/2)); r.Serving {
+		t.Errorf("renewal asked for at half life: %+v", r)
+	}
+	late := t0.Add(ServingValidity * 3 / 4)
+	r := Check(b, hosts, late)
+	if !r.Serving || r.CA {
+		t.Fatalf("at three quarters of its life: got %+v, want the serving certificate renewed", r)
+	}
+	if next := NextCheck(b, t0); next != t0.Add(24*time.Hour) {
+		t.Errorf("NextCheck of a fresh bundle = %s, want a daily check", next)
+	}
+	due := t0.Add(-time.Hour).Add((ServingValidity + time.Hour) * 2 / 3) // two thirds of NotBefore..NotAfter
+	if next := NextCheck(b, due.Add(-time.Hour)); !next.Equal(due) {
+		t.Errorf("NextCheck an hour before renewal = %s, want %s", next, due)
+	}
+	renewed, err := Renew(b, r, hosts, late)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(renewed.CACert) != string(b.CACert) {
+		t.Error("renewing the serving certificate changed the CA bundle, which every webhook configuration holds")
+	}
+	if err := verify(t, renewed, hosts.DNSNames[0], late.Add(ServingValidity/2)); err != nil {
+		t.Errorf("renewed certificate not valid: %v", err)
+	}
+}
+
+func TestCARotationKeepsTheOldCATrusted(t *testing.T) {
+	b := issue(t, t0)
+	late := t0.Add(CAValidity * 3 / 4)
+	r := Check(b, hosts, late)
+	if !r.CA || !r.Serving {
+		t.Fatalf("got %+v, want CA and serving renewed", r)
+	}
+	rotated, err := Renew(b, r, hosts, late)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasSuffix(string(rotated.CACert), string(b.CACert)) {
+		t.Error("the rotated bundle dropped the old CA, which is still valid")
+	}
+	if n := strings.Count(string(rotated.CACert), "BEGIN CERTIFICATE"); n != 2 {
+		t.Errorf("rotated bundle holds %d CAs, want the new and the old", n)
+	}
+	if err := verify(t, rotated, hosts.DNSNames[0], late); err != nil {
+		t.Errorf("certificate of the new CA not trusted: %v", err)
+	}
+	// Once the old CA has expired it leaves the bundle at the next rotation.
+	again, err := Renew(rotated, Renewal{CA: true}, hosts, t0.Add(CAValidity+time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(again.CACert), "BEGIN CERTIFICATE"); n != 2 {
+		t.Errorf("after the first CA expired the bundle holds %d CAs, want 2", n)
+	}
+}
+
+func TestHostChangeReissuesServingOnly(t *testing.T) {
+	b := issue(t, t0)
+	more := Hosts{DNSNames: append([]string{"other.svc"}, hosts.DNSNames...), IPs: hosts.IPs}
+	if r := Check(b, more, t0); !r.Serving || r.CA {
+		t.Errorf("got %+v, want only the serving certificate reissued", r)
+	}
+}
+
+func TestGarbageIsReplaced(t *testing.T) {
+	b := issue(t, t0)
+	cases := map[string]*Bundle{
+		"no CA key":         {CACert: b.CACert, Cert: b.Cert, Key: b.Key},
+		"mismatched CA key": {CACert: b.CACert, CAKey: issue(t, t0).CAKey, Cert: b.Cert, Key: b.Key},
+		"garbage cert":      {CACert: b.CACert, CAKey: b.CAKey, Cert: []byte("nope"), Key: b.Key},
+		"foreign leaf":      {CACert: b.CACert, CAKey: b.CAKey, Cert: issue(t, t0).Cert, Key: issue(t, t0).Key},
+	}
+	for name, bad := range cases {
+		if r := Check(bad, hosts, t0); !r.Serving {
+			t.Errorf("%s: not renewed (%+v)", name, r)
+		}
+	}
+}
