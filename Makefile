@@ -15,6 +15,8 @@ KWOK_BIN ?= $(TOOLS_DIR)/kwok-$(KWOK_VERSION)
 CONTROLLER_GEN ?= $(TOOLS_DIR)/controller-gen-$(CONTROLLER_TOOLS_VERSION)/controller-gen
 KUSTOMIZE ?= $(TOOLS_DIR)/kustomize-$(KUSTOMIZE_VERSION)/kustomize
 export KUBEBUILDER_ASSETS = $(K8S_BIN)
+export MESHKEEPER_K8S_BIN = $(K8S_BIN)
+export MESHKEEPER_KWOK_BIN = $(KWOK_BIN)
 
 GO_TEST_FLAGS ?=
 SHELL = /usr/bin/env bash -o pipefail
@@ -32,8 +34,12 @@ help: ## Show the targets.
 ##@ Development
 
 .PHONY: manifests
-manifests: controller-gen ## Generate the CRD, RBAC and webhook manifests.
+manifests: controller-gen istio-crds ## Generate the CRD, RBAC and webhook manifests (and copy Istio's CRDs).
 	$(CONTROLLER_GEN) rbac:roleName=manager-role crd webhook paths="./..." output:crd:artifacts:config=config/crd/bases
+
+.PHONY: istio-crds
+istio-crds: ## Copy Istio's CRDs from the istio.io/api module in go.mod into internal/render/crds.
+	hack/istio-crds.sh
 
 .PHONY: generate
 generate: controller-gen ## Generate DeepCopy methods.
@@ -52,9 +58,25 @@ vet: ## Run go vet.
 	go vet ./...
 
 .PHONY: test
-test: k8s-tools verify-generated vet ## Run every test: generated-code check, vet, unit and envtest suites.
+test: k8s-tools verify-generated vet ## Run every test: generated code, vet, gofmt, unit, envtest and end-to-end suites.
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed on:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	go test $(GO_TEST_FLAGS) ./...
+
+.PHONY: test-unit
+test-unit: k8s-tools ## Run the unit and envtest suites only (no simulated cluster).
+	go test $(GO_TEST_FLAGS) $$(go list ./... | grep -v /test/e2e)
+
+.PHONY: test-e2e
+test-e2e: k8s-tools ## Run the end-to-end suite on a fresh simulated cluster.
+	go test $(GO_TEST_FLAGS) -count=1 -v ./test/e2e/
+
+.PHONY: demo
+demo: k8s-tools ## Start a simulated cluster, install Istio with meshkeeper, inject and upgrade (leaves it running).
+	go run ./hack/demo up
+
+.PHONY: demo-down
+demo-down: ## Stop the demo's operator and delete its cluster.
+	go run ./hack/demo down
 
 ##@ Build
 

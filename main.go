@@ -1,81 +1,219 @@
 // Command manager runs the meshkeeper operator: the MeshInstall controller,
-// the MeshInstall validating webhook and the sidecar injection webhook.
+// the webhook certificate controller, the MeshInstall validating webhook and
+// the sidecar injection webhook.
 package main
 
 import (
+	"context"
+	"crypto/tls"
 	"flag"
+	"fmt"
+	"net"
+	"net/url"
 	"os"
 	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
 	"github.com/meshkeeper/meshkeeper/controllers"
+	"github.com/meshkeeper/meshkeeper/internal/certs"
+	"github.com/meshkeeper/meshkeeper/webhooks"
 )
 
 var scheme = runtime.NewScheme()
 
 func init() {
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(apiextensionsv1.AddToScheme(scheme))
 	utilruntime.Must(meshv1alpha1.AddToScheme(scheme))
 }
 
+type options struct {
+	metricsAddr, probeAddr string
+	leaderElect            bool
+	shutdownTimeout        time.Duration
+	namespace              string
+	webhookHost            string
+	webhookPort            int
+	certDir                string
+	certSecret             string
+	webhookService         string
+	webhookURL             string
+	certValidity           time.Duration
+}
+
 func main() {
-	var (
-		metricsAddr          string
-		probeAddr            string
-		enableLeaderElection bool
-		shutdownTimeout      time.Duration
-	)
-	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address the Prometheus metrics endpoint binds to; 0 turns it off.")
-	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address the health (/healthz) and readiness (/readyz) endpoints bind to.")
-	flag.BoolVar(&enableLeaderElection, "leader-elect", false, "Elect a leader so that only one replica reconciles at a time.")
-	flag.DurationVar(&shutdownTimeout, "graceful-shutdown-timeout", 30*time.Second, "How long to wait for running work to finish on SIGTERM.")
-	opts := zap.Options{Development: false}
-	opts.BindFlags(flag.CommandLine)
+	var o options
+	flag.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "Address the Prometheus metrics endpoint binds to; 0 turns it off.")
+	flag.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address the health (/healthz) and readiness (/readyz) endpoints bind to.")
+	flag.BoolVar(&o.leaderElect, "leader-elect", false, "Elect a leader so that only one replica reconciles at a time (every replica serves webhooks).")
+	flag.DurationVar(&o.shutdownTimeout, "graceful-shutdown-timeout", 30*time.Second, "How long to wait for running work to finish on SIGTERM.")
+	flag.StringVar(&o.namespace, "namespace", envOr("POD_NAMESPACE", "meshkeeper-system"), "Namespace the operator runs in (its Secret and leader election lease live there).")
+	flag.StringVar(&o.webhookHost, "webhook-host", "", "Address the webhook server binds to (all addresses when empty).")
+	flag.IntVar(&o.webhookPort, "webhook-port", 9443, "Port of the webhook server.")
+	flag.StringVar(&o.certDir, "webhook-cert-dir", "/tmp/k8s-webhook-server/serving-certs", "Directory the webhook server's certificate is written to and reloaded from.")
+	flag.StringVar(&o.certSecret, "webhook-cert-secret", "meshkeeper-webhook-certs", "Secret holding the webhook CA and serving certificate.")
+	flag.StringVar(&o.webhookService, "webhook-service", "meshkeeper-webhook-service", "Service in front of the webhook server (in-cluster mode).")
+	flag.StringVar(&o.webhookURL, "webhook-url", "", "Base URL the API server uses to reach the webhook server when the operator runs outside the cluster, e.g. https://127.0.0.1:9443. Replaces the Service.")
+	flag.DurationVar(&o.certValidity, "webhook-cert-validity", certs.DefaultLifetimes.Serving, "Lifetime of the webhook serving certificate; it is renewed after two thirds of it.")
+	zopts := zap.Options{}
+	zopts.BindFlags(flag.CommandLine)
 	flag.Parse()
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zopts)))
 
-	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
-	setupLog := ctrl.Log.WithName("setup")
-
-	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
-		Scheme:                  scheme,
-		Metrics:                 metricsserver.Options{BindAddress: metricsAddr},
-		HealthProbeBindAddress:  probeAddr,
-		LeaderElection:          enableLeaderElection,
-		LeaderElectionID:        "meshkeeper.mesh.meshkeeper.dev",
-		GracefulShutdownTimeout: &shutdownTimeout,
-	})
-	if err != nil {
-		setupLog.Error(err, "unable to create manager")
+	if err := run(ctrl.SetupSignalHandler(), o); err != nil {
+		ctrl.Log.WithName("setup").Error(err, "manager exited")
 		os.Exit(1)
 	}
+}
 
+func run(ctx context.Context, o options) error {
+	log := ctrl.Log.WithName("setup")
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		return err
+	}
+
+	certReconciler, err := newCertReconciler(o)
+	if err != nil {
+		return err
+	}
+	// The webhook server's certwatcher needs the certificate on disk before it starts.
+	direct, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return err
+	}
+	if err := certReconciler.Bootstrap(ctx, direct); err != nil {
+		return fmt.Errorf("issuing the webhook certificate: %w", err)
+	}
+
+	managed := labels.SelectorFromSet(labels.Set{controllers.LabelManagedBy: controllers.ManagedByValue})
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                  scheme,
+		Metrics:                 metricsserver.Options{BindAddress: o.metricsAddr},
+		HealthProbeBindAddress:  o.probeAddr,
+		LeaderElection:          o.leaderElect,
+		LeaderElectionID:        "meshkeeper.mesh.meshkeeper.dev",
+		LeaderElectionNamespace: o.namespace,
+		GracefulShutdownTimeout: &o.shutdownTimeout,
+		Cache: cache.Options{
+			// Only what meshkeeper created is cached; MeshInstalls are the exception.
+			DefaultLabelSelector: managed,
+			ByObject: map[client.Object]cache.ByObject{
+				&meshv1alpha1.MeshInstall{}: {Label: labels.Everything()},
+				// Pods are cached as trimmed metadata only (see controllers.TrimPodMetadata).
+				&corev1.Pod{}:       {Label: labels.Everything(), Transform: controllers.TrimPodMetadata},
+				&corev1.Namespace{}: {Label: labels.Everything()},
+			},
+			DefaultTransform: cache.TransformStripManagedFields(),
+		},
+		WebhookServer: webhook.NewServer(webhook.Options{
+			Host:    o.webhookHost,
+			Port:    o.webhookPort,
+			CertDir: o.certDir,
+			TLSOpts: []func(*tls.Config){webhooks.HardenTLS},
+		}),
+	})
+	if err != nil {
+		return fmt.Errorf("creating manager: %w", err)
+	}
+
+	retrigger := make(chan event.GenericEvent, 1)
+	certReconciler.Client = mgr.GetClient()
+	certReconciler.OnCABundleChange = func() {
+		select {
+		case retrigger <- event.GenericEvent{Object: &meshv1alpha1.MeshInstall{}}:
+		default: // a pass is already pending
+		}
+	}
+	if err := certReconciler.SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the webhook certificate controller: %w", err)
+	}
 	if err := (&controllers.MeshInstallReconciler{
-		Client: mgr.GetClient(),
+		Client:            mgr.GetClient(),
+		APIReader:         mgr.GetAPIReader(),
+		Recorder:          mgr.GetEventRecorder("meshkeeper"),
+		OperatorNamespace: o.namespace,
+		WebhookEndpoint:   certReconciler.Endpoint,
+		Retrigger:         retrigger,
 	}).SetupWithManager(mgr); err != nil {
-		setupLog.Error(err, "unable to create controller", "controller", "MeshInstall")
-		os.Exit(1)
+		return fmt.Errorf("setting up the MeshInstall controller: %w", err)
+	}
+	if err := (&webhooks.MeshInstallValidator{Reader: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the MeshInstall validator: %w", err)
+	}
+	if err := setupInjector(ctx, mgr); err != nil {
+		return fmt.Errorf("setting up the sidecar injector: %w", err)
 	}
 
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
-		setupLog.Error(err, "unable to set up health check")
-		os.Exit(1)
+		return err
 	}
-	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
-		setupLog.Error(err, "unable to set up ready check")
-		os.Exit(1)
+	if err := mgr.AddReadyzCheck("webhook", mgr.GetWebhookServer().StartedChecker()); err != nil {
+		return err
 	}
+	log.Info("starting manager", "namespace", o.namespace, "webhookURL", o.webhookURL)
+	return mgr.Start(ctx)
+}
 
-	setupLog.Info("starting manager")
-	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
-		setupLog.Error(err, "problem running manager")
-		os.Exit(1)
+// setupInjector serves the sidecar injector on every replica, reading each
+// revision's configuration from the manager's cache.
+func setupInjector(ctx context.Context, mgr ctrl.Manager) error {
+	source, err := webhooks.NewRevisionSource(ctx, mgr.GetCache())
+	if err != nil {
+		return err
 	}
+	webhooks.RegisterInjector(mgr.GetWebhookServer(), webhooks.NewInjectHandler(source, ctrl.Log.WithName("injector")))
+	return nil
+}
+
+// newCertReconciler says where the API server finds the webhook: by URL when
+// the operator runs outside the cluster, else through its Service.
+func newCertReconciler(o options) (*controllers.WebhookCertReconciler, error) {
+	r := &controllers.WebhookCertReconciler{
+		Namespace: o.namespace, SecretName: o.certSecret, CertDir: o.certDir,
+		Lifetimes: certs.Lifetimes{CA: certs.DefaultLifetimes.CA, Serving: o.certValidity},
+	}
+	if o.webhookURL != "" {
+		u, err := url.Parse(o.webhookURL)
+		if err != nil || u.Scheme != "https" || u.Host == "" {
+			return nil, fmt.Errorf("--webhook-url %q: want https://host:port", o.webhookURL)
+		}
+		r.URL = "https://" + u.Host
+		if ip := net.ParseIP(u.Hostname()); ip != nil {
+			r.Hosts.IPs = append(r.Hosts.IPs, ip)
+		} else {
+			r.Hosts.DNSNames = append(r.Hosts.DNSNames, u.Hostname())
+		}
+		return r, nil
+	}
+	svc, ns := o.webhookService, o.namespace
+	r.Service = &admissionregistrationv1.ServiceReference{Namespace: ns, Name: svc, Port: ptr.To(int32(443))}
+	r.Hosts = certs.Hosts{DNSNames: []string{
+		svc + "." + ns + ".svc", svc + "." + ns + ".svc.cluster.local", svc + "." + ns, svc,
+	}}
+	return r, nil
+}
+
+func envOr(key, fallback string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return fallback
 }

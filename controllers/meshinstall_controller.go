@@ -4,41 +4,193 @@ package controllers
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
+	"github.com/meshkeeper/meshkeeper/internal/revision"
+	"github.com/meshkeeper/meshkeeper/internal/webhookconfig"
 )
 
-// MeshInstallReconciler reconciles a MeshInstall object.
+// Finalizer lets the operator remove the cluster-scoped objects of a MeshInstall.
+const Finalizer = "mesh.meshkeeper.dev/finalizer"
+
+// MeshInstallReconciler reconciles a MeshInstall: it renders each revision's
+// control plane, applies it with server-side apply, and reports status.
 type MeshInstallReconciler struct {
 	client.Client
+	// APIReader reads from the API server directly (pod usage before pruning).
+	APIReader client.Reader
+	// Recorder emits Events on transitions.
+	Recorder events.EventRecorder
+	// OperatorNamespace is where meshkeeper runs; never injected.
+	OperatorNamespace string
+	// WebhookEndpoint says how the API server reaches the injector (and its CA bundle).
+	WebhookEndpoint func(context.Context) (webhookconfig.Endpoint, error)
+	// Clock returns the current time; time.Now when nil.
+	Clock func() time.Time
+	// Retrigger asks for a pass over every MeshInstall (e.g. when the webhook CA changed).
+	Retrigger <-chan event.GenericEvent
+
+	watches *dynamicWatches
+}
+
+func (r *MeshInstallReconciler) now() time.Time {
+	if r.Clock != nil {
+		return r.Clock()
+	}
+	return time.Now()
 }
 
 // +kubebuilder:rbac:groups=mesh.meshkeeper.dev,resources=meshinstalls,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups=mesh.meshkeeper.dev,resources=meshinstalls/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=mesh.meshkeeper.dev,resources=meshinstalls/finalizers,verbs=update
+// +kubebuilder:rbac:groups="",resources=namespaces;configmaps;services;serviceaccounts,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=endpoints;nodes;secrets;replicationcontrollers,verbs=get;list;watch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=apps,resources=replicasets;statefulsets;daemonsets,verbs=get;list;watch
+// +kubebuilder:rbac:groups=batch,resources=jobs;cronjobs,verbs=get;list;watch
+// +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=autoscaling,resources=horizontalpodautoscalers,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=clusterroles;clusterrolebindings;roles;rolebindings,verbs=get;list;watch;create;update;patch;delete;bind;escalate
+// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations;validatingwebhookconfigurations,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=apiextensions.k8s.io,resources=customresourcedefinitions,verbs=get;list;watch;create;update;patch
+// +kubebuilder:rbac:groups=security.istio.io,resources=peerauthentications,verbs=get;list;watch;create;update;patch;delete
 
-// Reconcile observes a MeshInstall.
-func (r *MeshInstallReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	var mi meshv1alpha1.MeshInstall
-	if err := r.Get(ctx, req.NamespacedName, &mi); err != nil {
-		if apierrors.IsNotFound(err) {
-			return ctrl.Result{}, nil
+// Reconcile brings one MeshInstall's control plane to its spec.
+func (r *MeshInstallReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
+	mi := &meshv1alpha1.MeshInstall{}
+	if err := r.Get(ctx, req.NamespacedName, mi); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+
+	if !mi.DeletionTimestamp.IsZero() {
+		return r.reconcileDelete(ctx, mi)
+	}
+	if !controllerutil.ContainsFinalizer(mi, Finalizer) {
+		controllerutil.AddFinalizer(mi, Finalizer)
+		if err := r.Update(ctx, mi); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+
+	before := mi.DeepCopy()
+	st := newStatusBuilder(mi, r.now())
+	defer func() {
+		st.finish(mi, retErr)
+		if err := r.patchStatus(ctx, before, mi); err != nil {
+			retErr = errors.Join(retErr, err)
+		}
+		r.recordTransitions(before, mi)
+		recordMetrics(mi, retErr)
+	}()
+
+	if mi.Spec.Suspend {
+		st.suspended()
+		return ctrl.Result{}, nil
+	}
+	return r.reconcileNormal(ctx, mi, st)
+}
+
+// reconcileNormal observes, decides and applies, in that order.
+func (r *MeshInstallReconciler) reconcileNormal(ctx context.Context, mi *meshv1alpha1.MeshInstall, st *statusBuilder) (ctrl.Result, error) {
+	if err := r.checkSingleton(ctx, mi); err != nil {
+		st.refused(err)
+		return ctrl.Result{}, reconcile.TerminalError(err)
+	}
+	obs, err := r.observe(ctx, mi)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	plan, err := revision.Decide(mi, obs)
+	if err != nil {
+		var refusal *revision.Refusal
+		if errors.As(err, &refusal) {
+			st.refused(refusal)
+			return ctrl.Result{}, reconcile.TerminalError(refusal)
 		}
 		return ctrl.Result{}, err
 	}
-	log.FromContext(ctx).V(1).Info("observed", "version", mi.Spec.Version, "generation", mi.Generation)
-	return ctrl.Result{}, nil
+	desired, err := r.desiredObjects(ctx, mi, plan)
+	if err != nil {
+		var refusal *revision.Refusal
+		if errors.As(err, &refusal) {
+			st.refused(refusal)
+			return ctrl.Result{}, reconcile.TerminalError(refusal)
+		}
+		return ctrl.Result{}, err
+	}
+	for _, obj := range desired {
+		if err := r.createFailOpen(ctx, obj); err != nil {
+			st.applyFailed(err)
+			return ctrl.Result{}, err
+		}
+		if err := apply(ctx, r.Client, obj); err != nil {
+			st.applyFailed(err)
+			return ctrl.Result{}, err
+		}
+	}
+	if err := r.watches.ensure(ctx, desired); err != nil {
+		log.FromContext(ctx).Error(err, "watching rendered kinds; drift of them is corrected on the next resync")
+	}
+	if err := r.prune(ctx, mi, desired); err != nil {
+		return ctrl.Result{}, err
+	}
+	inv, err := r.countDataPlane(ctx, mi, plan, injectorOf(desired))
+	if err != nil {
+		log.FromContext(ctx).Error(err, "counting the data plane")
+		st.inventoryUnknown()
+	}
+	st.applied(plan, obs, inv)
+	return ctrl.Result{RequeueAfter: plan.RequeueAfter}, nil
 }
 
-// SetupWithManager registers the reconciler with the manager.
-func (r *MeshInstallReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	return ctrl.NewControllerManagedBy(mgr).
-		For(&meshv1alpha1.MeshInstall{}).
-		Named("meshinstall").
-		Complete(r)
+// checkSingleton refuses a second MeshInstall: one control plane, one
+// injector per cluster. The oldest one wins.
+func (r *MeshInstallReconciler) checkSingleton(ctx context.Context, mi *meshv1alpha1.MeshInstall) error {
+	var all meshv1alpha1.MeshInstallList
+	if err := r.List(ctx, &all); err != nil {
+		return err
+	}
+	for i := range all.Items {
+		o := &all.Items[i]
+		if o.Name == mi.Name || !o.DeletionTimestamp.IsZero() {
+			continue
+		}
+		if o.CreationTimestamp.Before(&mi.CreationTimestamp) ||
+			(o.CreationTimestamp.Equal(&mi.CreationTimestamp) && o.Name < mi.Name) {
+			return &revision.Refusal{Reason: meshv1alpha1.ReasonNamespaceConflict, Message: fmt.Sprintf(
+				"MeshInstall %s already manages the mesh of this cluster; only one MeshInstall is supported", o.Name)}
+		}
+	}
+	return nil
+}
+
+// patchStatus writes status when it changed, with optimistic locking.
+func (r *MeshInstallReconciler) patchStatus(ctx context.Context, before, after *meshv1alpha1.MeshInstall) error {
+	if equalStatus(before.Status, after.Status) {
+		return nil
+	}
+	err := r.Status().Patch(ctx, after, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}))
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	return err
+}
+
+func isTrue(mi *meshv1alpha1.MeshInstall, condition string) bool {
+	return meta.IsStatusConditionTrue(mi.Status.Conditions, condition)
 }

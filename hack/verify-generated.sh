@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-generated=(config/crd/bases config/rbac/role.yaml config/webhook/manifests.yaml)
+generated=(config/crd/bases config/rbac/role.yaml config/webhook/manifests.yaml internal/render/crds/istio.gen.yaml)
 mapfile -t deepcopy < <(git ls-files -co --exclude-standard '*zz_generated*.go')
 generated+=("${deepcopy[@]}")
 

@@ -529,6 +529,7 @@ type RevisionStatus struct {
 	Pods int32 `json:"pods"`
 	// UpToDatePods is the number of those pods injected with the revision's current configuration.
 	// +optional
+	// +optional
 	UpToDatePods int32 `json:"upToDatePods"`
 	// LastUsedTime is when a running pod last used this revision.
 	// +optional
@@ -553,13 +554,17 @@ type CanaryStatus struct {
 // DataPlaneStatus counts the pods of the mesh.
 type DataPlaneStatus struct {
 	// InjectedPods is the number of running pods with an istio-proxy injected by meshkeeper.
+	// +optional
 	InjectedPods int32 `json:"injectedPods"`
 	// UpToDatePods run the current injection configuration of their revision.
+	// +optional
 	UpToDatePods int32 `json:"upToDatePods"`
 	// OutdatedPods were injected with an older configuration or version; restart them to update.
+	// +optional
 	OutdatedPods int32 `json:"outdatedPods"`
 	// UninjectedPods should have a sidecar (their namespace or labels select
 	// a revision) but have none, e.g. admitted while the webhook was unreachable.
+	// +optional
 	UninjectedPods int32 `json:"uninjectedPods"`
 }
 

@@ -29,13 +29,15 @@ const (
 	KeyKey    = "tls.key"
 )
 
-// Lifetimes. The serving certificate is renewed once two thirds of its life
-// have passed, the CA likewise; a renewed CA keeps the old one in the bundle
-// until it expires, so API servers holding the old bundle keep trusting us.
-var (
-	CAValidity      = 5 * 365 * 24 * time.Hour
-	ServingValidity = 90 * 24 * time.Hour
-)
+// Lifetimes of what Renew issues. A certificate is renewed once two thirds
+// of its life have passed; a renewed CA keeps the old one in the bundle until
+// it expires, so API servers holding the old bundle keep trusting us.
+type Lifetimes struct {
+	CA, Serving time.Duration
+}
+
+// DefaultLifetimes are five years for the CA and 90 days for the serving certificate.
+var DefaultLifetimes = Lifetimes{CA: 5 * 365 * 24 * time.Hour, Serving: 90 * 24 * time.Hour}
 
 // Bundle is the PEM material kept in the Secret.
 type Bundle struct {
@@ -110,10 +112,10 @@ func NextCheck(b *Bundle, now time.Time) time.Time {
 }
 
 // Renew issues what r asks for and returns the new bundle.
-func Renew(b *Bundle, r Renewal, hosts Hosts, now time.Time) (*Bundle, error) {
+func Renew(b *Bundle, r Renewal, hosts Hosts, now time.Time, life Lifetimes) (*Bundle, error) {
 	out := *b
 	if r.CA {
-		certPEM, keyPEM, err := newCA(now)
+		certPEM, keyPEM, err := newCA(now, life.CA)
 		if err != nil {
 			return nil, err
 		}
@@ -129,7 +131,7 @@ func Renew(b *Bundle, r Renewal, hosts Hosts, now time.Time) (*Bundle, error) {
 		if err != nil {
 			return nil, err
 		}
-		out.Cert, out.Key, err = newServing(ca, caKey, hosts, now)
+		out.Cert, out.Key, err = newServing(ca, caKey, hosts, now, life.Serving)
 		if err != nil {
 			return nil, err
 		}
@@ -205,7 +207,10 @@ func stillValidCAs(bundle []byte, now time.Time) []byte {
 	}
 }
 
-func newCA(now time.Time) (certPEM, keyPEM []byte, err error) {
+// backdate tolerates clocks a little behind ours, within a tenth of the life.
+func backdate(validity time.Duration) time.Duration { return min(5*time.Minute, validity/10) }
+
+func newCA(now time.Time, validity time.Duration) (certPEM, keyPEM []byte, err error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, nil, err
@@ -213,8 +218,8 @@ func newCA(now time.Time) (certPEM, keyPEM []byte, err error) {
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial(),
 		Subject:               pkix.Name{CommonName: "meshkeeper-webhook-ca", Organization: []string{"meshkeeper"}},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(CAValidity),
+		NotBefore:             now.Add(-backdate(validity)),
+		NotAfter:              now.Add(validity),
 		IsCA:                  true,
 		BasicConstraintsValid: true,
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
@@ -226,7 +231,7 @@ func newCA(now time.Time) (certPEM, keyPEM []byte, err error) {
 	return encode(der, key)
 }
 
-func newServing(ca *x509.Certificate, caKey *ecdsa.PrivateKey, hosts Hosts, now time.Time) (certPEM, keyPEM []byte, err error) {
+func newServing(ca *x509.Certificate, caKey *ecdsa.PrivateKey, hosts Hosts, now time.Time, validity time.Duration) (certPEM, keyPEM []byte, err error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, nil, err
@@ -235,14 +240,14 @@ func newServing(ca *x509.Certificate, caKey *ecdsa.PrivateKey, hosts Hosts, now 
 	if len(hosts.DNSNames) > 0 {
 		cn = hosts.DNSNames[0]
 	}
-	notAfter := now.Add(ServingValidity)
+	notAfter := now.Add(validity)
 	if notAfter.After(ca.NotAfter) {
 		notAfter = ca.NotAfter
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(),
 		Subject:      pkix.Name{CommonName: cn, Organization: []string{"meshkeeper"}},
-		NotBefore:    now.Add(-time.Hour),
+		NotBefore:    now.Add(-backdate(validity)),
 		NotAfter:     notAfter,
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},

@@ -20,7 +20,7 @@ func issue(t *testing.T, now time.Time) *Bundle {
 	if !r.CA || !r.Serving {
 		t.Fatalf("an empty bundle needs everything, got %+v", r)
 	}
-	b, err := Renew(&Bundle{}, r, hosts, now)
+	b, err := Renew(&Bundle{}, r, hosts, now, DefaultLifetimes)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,10 +60,10 @@ func TestIssuedBundleIsTrustedForEveryHost(t *testing.T) {
 
 func TestServingCertificateIsRenewedWellBeforeExpiry(t *testing.T) {
 	b := issue(t, t0)
-	if r := Check(b, hosts, t0.Add(ServingValidity/2)); r.Serving {
+	if r := Check(b, hosts, t0.Add(DefaultLifetimes.Serving/2)); r.Serving {
 		t.Errorf("renewal asked for at half life: %+v", r)
 	}
-	late := t0.Add(ServingValidity * 3 / 4)
+	late := t0.Add(DefaultLifetimes.Serving * 3 / 4)
 	r := Check(b, hosts, late)
 	if !r.Serving || r.CA {
 		t.Fatalf("at three quarters of its life: got %+v, want the serving certificate renewed", r)
@@ -71,30 +71,30 @@ func TestServingCertificateIsRenewedWellBeforeExpiry(t *testing.T) {
 	if next := NextCheck(b, t0); next != t0.Add(24*time.Hour) {
 		t.Errorf("NextCheck of a fresh bundle = %s, want a daily check", next)
 	}
-	due := t0.Add(-time.Hour).Add((ServingValidity + time.Hour) * 2 / 3) // two thirds of NotBefore..NotAfter
+	due := t0.Add(-5 * time.Minute).Add((DefaultLifetimes.Serving + 5*time.Minute) * 2 / 3) // two thirds of NotBefore..NotAfter
 	if next := NextCheck(b, due.Add(-time.Hour)); !next.Equal(due) {
 		t.Errorf("NextCheck an hour before renewal = %s, want %s", next, due)
 	}
-	renewed, err := Renew(b, r, hosts, late)
+	renewed, err := Renew(b, r, hosts, late, DefaultLifetimes)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if string(renewed.CACert) != string(b.CACert) {
 		t.Error("renewing the serving certificate changed the CA bundle, which every webhook configuration holds")
 	}
-	if err := verify(t, renewed, hosts.DNSNames[0], late.Add(ServingValidity/2)); err != nil {
+	if err := verify(t, renewed, hosts.DNSNames[0], late.Add(DefaultLifetimes.Serving/2)); err != nil {
 		t.Errorf("renewed certificate not valid: %v", err)
 	}
 }
 
 func TestCARotationKeepsTheOldCATrusted(t *testing.T) {
 	b := issue(t, t0)
-	late := t0.Add(CAValidity * 3 / 4)
+	late := t0.Add(DefaultLifetimes.CA * 3 / 4)
 	r := Check(b, hosts, late)
 	if !r.CA || !r.Serving {
 		t.Fatalf("got %+v, want CA and serving renewed", r)
 	}
-	rotated, err := Renew(b, r, hosts, late)
+	rotated, err := Renew(b, r, hosts, late, DefaultLifetimes)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +108,7 @@ func TestCARotationKeepsTheOldCATrusted(t *testing.T) {
 		t.Errorf("certificate of the new CA not trusted: %v", err)
 	}
 	// Once the old CA has expired it leaves the bundle at the next rotation.
-	again, err := Renew(rotated, Renewal{CA: true}, hosts, t0.Add(CAValidity+time.Hour))
+	again, err := Renew(rotated, Renewal{CA: true}, hosts, t0.Add(DefaultLifetimes.CA+time.Hour), DefaultLifetimes)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,5 +137,19 @@ func TestGarbageIsReplaced(t *testing.T) {
 		if r := Check(bad, hosts, t0); !r.Serving {
 			t.Errorf("%s: not renewed (%+v)", name, r)
 		}
+	}
+}
+
+func TestShortLivedCertificatesAreNotRenewedAtOnce(t *testing.T) {
+	life := Lifetimes{CA: DefaultLifetimes.CA, Serving: 45 * time.Second}
+	b, err := Renew(&Bundle{}, Renewal{CA: true, Serving: true}, hosts, t0, life)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := Check(b, hosts, t0.Add(10*time.Second)); r.Serving {
+		t.Errorf("renewal asked for 10s into a 45s certificate: %+v", r)
+	}
+	if r := Check(b, hosts, t0.Add(35*time.Second)); !r.Serving {
+		t.Errorf("no renewal 35s into a 45s certificate")
 	}
 }

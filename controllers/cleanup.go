@@ -1,0 +1,112 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+
+	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
+	"github.com/meshkeeper/meshkeeper/internal/render"
+)
+
+// prunableKinds are the kinds a MeshInstall may own, namespaces last so their
+// contents go first. Istio's CRDs are absent on purpose: they are never deleted.
+func prunableKinds() []schema.GroupVersionKind {
+	var kinds []schema.GroupVersionKind
+	for _, k := range render.Kinds() {
+		if k.Kind == "CustomResourceDefinition" || k.Kind == "Namespace" {
+			continue
+		}
+		kinds = append(kinds, k)
+	}
+	return append(kinds,
+		schema.GroupVersionKind{Group: "admissionregistration.k8s.io", Version: "v1", Kind: "MutatingWebhookConfiguration"},
+		schema.GroupVersionKind{Version: "v1", Kind: "Namespace"},
+	)
+}
+
+// owned lists every object of the MeshInstall, read live from the API server.
+func (r *MeshInstallReconciler) owned(ctx context.Context, mi *meshv1alpha1.MeshInstall) ([]client.Object, error) {
+	var out []client.Object
+	for _, gvk := range prunableKinds() {
+		list := &metav1.PartialObjectMetadataList{}
+		list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
+		err := r.APIReader.List(ctx, list, client.MatchingLabels{LabelMeshInstall: mi.Name})
+		if meta.IsNoMatchError(err) {
+			continue // e.g. Istio's CRDs are not installed yet
+		}
+		if err != nil {
+			return nil, fmt.Errorf("listing %s: %w", gvk.Kind, err)
+		}
+		for i := range list.Items {
+			item := &list.Items[i]
+			item.SetGroupVersionKind(gvk)
+			out = append(out, item)
+		}
+	}
+	return out, nil
+}
+
+// prune deletes what the MeshInstall owns but no longer wants: the objects of
+// a pruned revision, a removed gateway, a PeerAuthentication whose field was unset.
+func (r *MeshInstallReconciler) prune(ctx context.Context, mi *meshv1alpha1.MeshInstall, desired []client.Object) error {
+	want := map[objectKey]bool{}
+	for _, o := range desired {
+		want[keyOf(o)] = true
+	}
+	have, err := r.owned(ctx, mi)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, o := range have {
+		if want[keyOf(o)] {
+			continue
+		}
+		if keyOf(o).gvk.Kind == "Namespace" {
+			// Namespaces are kept while the MeshInstall lives: they may hold users' objects.
+			continue
+		}
+		ctrl.LoggerFrom(ctx).Info("pruning", "object", keyOf(o).String())
+		errs = append(errs, deleteIfExists(ctx, r.Client, o))
+	}
+	return errors.Join(errs...)
+}
+
+// reconcileDelete removes everything the MeshInstall created except Istio's
+// CRDs (deleting them would delete every VirtualService in the cluster), then
+// lets the MeshInstall go.
+func (r *MeshInstallReconciler) reconcileDelete(ctx context.Context, mi *meshv1alpha1.MeshInstall) (ctrl.Result, error) {
+	if !controllerutil.ContainsFinalizer(mi, Finalizer) {
+		return ctrl.Result{}, nil
+	}
+	have, err := r.owned(ctx, mi)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	var errs []error
+	for _, o := range have {
+		if o.GetObjectKind().GroupVersionKind().Kind == "Namespace" {
+			errs = append(errs, deleteIfExists(ctx, r.Client, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: o.GetName()}}))
+			continue
+		}
+		errs = append(errs, deleteIfExists(ctx, r.Client, o))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return ctrl.Result{}, err
+	}
+	controllerutil.RemoveFinalizer(mi, Finalizer)
+	if err := r.Update(ctx, mi); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	r.event(mi, corev1.EventTypeNormal, "Deleted", "Delete", "removed the control plane; Istio's CRDs are kept")
+	return ctrl.Result{}, nil
+}

@@ -1,0 +1,66 @@
+package controllers
+
+import (
+	"errors"
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
+	"github.com/meshkeeper/meshkeeper/internal/revision"
+)
+
+var (
+	revisionsGauge = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "meshkeeper_revisions",
+		Help: "Control plane revisions of a MeshInstall by role (Active, Canary, Draining) and readiness.",
+	}, []string{"meshinstall", "role", "ready"})
+	readyGauge = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "meshkeeper_meshinstall_ready",
+		Help: "1 when the MeshInstall's Ready condition is True, else 0.",
+	}, []string{"meshinstall"})
+	canaryWeightGauge = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "meshkeeper_canary_weight_percent",
+		Help: "Share of tag-selecting workloads assigned to the canary revision (0 when no canary runs).",
+	}, []string{"meshinstall"})
+	reconcileErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "meshkeeper_reconcile_errors_total",
+		Help: "Failed MeshInstall reconciliations by reason (a Stalled reason, ApplyFailed, or Transient).",
+	}, []string{"meshinstall", "reason"})
+)
+
+func init() {
+	metrics.Registry.MustRegister(revisionsGauge, readyGauge, canaryWeightGauge, reconcileErrors)
+}
+
+// recordMetrics publishes what the pass wrote to status.
+func recordMetrics(mi *meshv1alpha1.MeshInstall, err error) {
+	revisionsGauge.DeletePartialMatch(prometheus.Labels{"meshinstall": mi.Name})
+	for _, r := range mi.Status.Revisions {
+		revisionsGauge.WithLabelValues(mi.Name, string(r.Role), strconv.FormatBool(r.Ready)).Inc()
+	}
+	ready := 0.0
+	if meta.IsStatusConditionTrue(mi.Status.Conditions, meshv1alpha1.ConditionReady) {
+		ready = 1
+	}
+	readyGauge.WithLabelValues(mi.Name).Set(ready)
+	weight := 0.0
+	if mi.Status.Canary != nil {
+		weight = float64(mi.Status.Canary.Weight)
+	}
+	canaryWeightGauge.WithLabelValues(mi.Name).Set(weight)
+	if err != nil {
+		reason := "Transient"
+		var refusal *revision.Refusal
+		if errors.As(err, &refusal) {
+			reason = refusal.Reason
+		} else if c := meta.FindStatusCondition(mi.Status.Conditions, meshv1alpha1.ConditionReady); c != nil && c.Reason == meshv1alpha1.ReasonApplyFailed {
+			reason = meshv1alpha1.ReasonApplyFailed
+		}
+		reconcileErrors.WithLabelValues(mi.Name, reason).Inc()
+	}
+}
+
+func itoa(i int32) string { return strconv.Itoa(int(i)) }

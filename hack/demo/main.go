@@ -1,0 +1,243 @@
+// Command demo shows meshkeeper at work on a local simulated cluster (a real
+// kube-apiserver, etcd, controller-manager and scheduler with kwok nodes):
+// install Istio, inject sidecars, upgrade in place. `demo up` leaves the
+// cluster and the operator running; `demo down` stops them.
+//
+// Run it through `make demo` / `make demo-down`, which build the tools first.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/meshkeeper/meshkeeper/internal/localcluster"
+	"github.com/meshkeeper/meshkeeper/internal/testenv"
+)
+
+const clusterName = "meshkeeper-demo"
+
+// state is what `demo down` needs to find what `demo up` started.
+type state struct {
+	Cluster    string `json:"cluster"`
+	Kubeconfig string `json:"kubeconfig"`
+	PID        int    `json:"operatorPID"`
+	Log        string `json:"operatorLog"`
+}
+
+func main() {
+	if len(os.Args) != 2 || (os.Args[1] != "up" && os.Args[1] != "down") {
+		fmt.Fprintln(os.Stderr, "usage: demo up|down")
+		os.Exit(2)
+	}
+	dir := filepath.Join(testenv.RepoRoot(), ".demo")
+	var err error
+	if os.Args[1] == "up" {
+		err = up(dir)
+	} else {
+		err = down(dir)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "\n✗ %v\n", err)
+		os.Exit(1)
+	}
+}
+
+// demo runs named steps, timing each, and stops at the first failure.
+type demo struct {
+	start time.Time
+	n     int
+}
+
+func (d *demo) step(name string, f func() error) error {
+	d.n++
+	fmt.Printf("\n▶ %d. %s\n", d.n, name)
+	start := time.Now()
+	if err := f(); err != nil {
+		return fmt.Errorf("step %d (%s) failed after %s: %w", d.n, name, time.Since(start).Round(time.Millisecond), err)
+	}
+	fmt.Printf("  ✓ verified in %s\n", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+func up(dir string) error {
+	tools, err := localcluster.ToolsFromEnv()
+	if err != nil {
+		return err
+	}
+	if err := down(dir); err != nil { // a previous demo, if any
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	ctx := context.Background()
+	d := &demo{start: time.Now()}
+	var (
+		cluster  *localcluster.Cluster
+		operator *localcluster.Operator
+		c        client.Client
+		cfg      *rest.Config
+	)
+	binary := filepath.Join(dir, "manager")
+
+	steps := []struct {
+		name string
+		run  func() error
+	}{
+		{"Build the operator", func() error {
+			cmd := exec.Command("go", "build", "-o", binary, ".")
+			cmd.Dir = testenv.RepoRoot()
+			cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+			return cmd.Run()
+		}},
+		{"Start a simulated cluster: kube-apiserver, etcd, controller-manager, scheduler, 3 kwok nodes", func() (err error) {
+			if cluster, err = localcluster.Create(ctx, tools, clusterName, dir, 3); err != nil {
+				return err
+			}
+			if cfg, err = cluster.RESTConfig(); err != nil {
+				return err
+			}
+			c, err = client.New(cfg, client.Options{Scheme: testenv.Scheme()})
+			if err != nil {
+				return err
+			}
+			return printTable(ctx, cfg, "/api/v1/nodes")
+		}},
+		{"Install the MeshInstall CRD and start the operator (on the host, webhooks by URL)", func() (err error) {
+			if err := installCRD(ctx, c); err != nil {
+				return err
+			}
+			if err := ensureNamespace(ctx, c, "meshkeeper-system", nil); err != nil {
+				return err
+			}
+			if operator, err = localcluster.NewOperator(binary, cluster.Kubeconfig, filepath.Join(dir, "operator")); err != nil {
+				return err
+			}
+			if err := operator.Start(ctx); err != nil {
+				return err
+			}
+			fmt.Printf("  operator pid %d, webhook %s, log %s\n", operator.PID(), operator.WebhookURL(), operator.LogPath())
+			return saveState(dir, state{Cluster: clusterName, Kubeconfig: cluster.Kubeconfig, PID: operator.PID(), Log: operator.LogPath()})
+		}},
+	}
+	steps = append(steps, meshSteps(ctx, func() client.Client { return c }, func() *rest.Config { return cfg })...)
+	for _, s := range steps {
+		if err := d.step(s.name, s.run); err != nil {
+			if operator != nil {
+				fmt.Fprintf(os.Stderr, "operator log: %s\n", operator.LogPath())
+			}
+			return err
+		}
+	}
+	fmt.Printf("\nAll %d steps verified in %s.\n", d.n, time.Since(d.start).Round(time.Second))
+	fmt.Printf(`
+The cluster and the operator are still running. Try:
+
+  export KUBECONFIG=%s
+  kubectl get meshinstall -o wide
+  kubectl get pods -n demo
+  kubectl label namespace default istio-injection=enabled && kubectl run web --image=nginx
+  kubectl get pod web -o jsonpath='{.spec.initContainers[*].name} {.spec.containers[*].name}'
+  tail -f %s
+
+Stop everything with: make demo-down
+`, cluster.Kubeconfig, operator.LogPath())
+	return nil
+}
+
+func down(dir string) error {
+	raw, err := os.ReadFile(filepath.Join(dir, "state.json"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var s state
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return err
+	}
+	if s.PID > 0 {
+		if p, err := os.FindProcess(s.PID); err == nil && p.Signal(syscall.Signal(0)) == nil {
+			_ = p.Signal(syscall.SIGTERM)
+			fmt.Printf("stopped the operator (pid %d)\n", s.PID)
+		}
+	}
+	tools, err := localcluster.ToolsFromEnv()
+	if err != nil {
+		return err
+	}
+	if err := localcluster.Attach(tools, s.Cluster, s.Kubeconfig).Delete(); err != nil {
+		return err
+	}
+	fmt.Printf("deleted cluster %s\n", s.Cluster)
+	return os.Remove(filepath.Join(dir, "state.json"))
+}
+
+func saveState(dir string, s state) error {
+	raw, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "state.json"), raw, 0o644)
+}
+
+// printTable prints what `kubectl get` would, from the API server's own Table rendering.
+func printTable(ctx context.Context, cfg *rest.Config, path string) error {
+	hc, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(cfg.Host, "/")+path, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Accept", "application/json;as=Table;v=v1;g=meta.k8s.io")
+	resp, err := hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %d %s %v", path, resp.StatusCode, body, err)
+	}
+	var table metav1.Table
+	if err := json.Unmarshal(body, &table); err != nil {
+		return err
+	}
+	w := tabwriter.NewWriter(os.Stdout, 0, 4, 3, ' ', 0)
+	var cols []int
+	var header []string
+	for i, c := range table.ColumnDefinitions {
+		if c.Priority == 0 {
+			cols = append(cols, i)
+			header = append(header, strings.ToUpper(c.Name))
+		}
+	}
+	fmt.Fprintln(w, "  "+strings.Join(header, "\t"))
+	for _, row := range table.Rows {
+		var cells []string
+		for _, i := range cols {
+			cells = append(cells, fmt.Sprint(row.Cells[i]))
+		}
+		fmt.Fprintln(w, "  "+strings.Join(cells, "\t"))
+	}
+	return w.Flush()
+}

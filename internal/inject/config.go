@@ -1,0 +1,116 @@
+// Package inject builds the Envoy sidecar of an Istio revision into a pod, the
+// way Istio's own injector does for the same version and settings, with typed
+// Go instead of text templates.
+package inject
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"sync"
+
+	corev1 "k8s.io/api/core/v1"
+)
+
+// Config is everything the injector needs to know about one control plane
+// revision. The operator renders it (internal/render) into a ConfigMap of the
+// revision as JSON; the webhook reads it from its cache. It holds no secrets.
+type Config struct {
+	// Revision is the control plane revision: "default" or e.g. "1-32-0".
+	Revision string `json:"revision"`
+	// Version is the Istio version of the revision, X.Y.Z.
+	Version string `json:"version"`
+	// Namespace is the control plane namespace (istio-system).
+	Namespace string `json:"namespace"`
+	// ProxyImage is the istio-proxy (and istio-init) image, <hub>/proxyv2:<version>.
+	ProxyImage string `json:"proxyImage"`
+	// ImagePullPolicy of the injected containers; empty leaves it to Kubernetes.
+	ImagePullPolicy corev1.PullPolicy `json:"imagePullPolicy,omitempty"`
+
+	// ClusterID is ISTIO_META_CLUSTER_ID (Istio's default: Kubernetes).
+	ClusterID string `json:"clusterID"`
+	// Network is ISTIO_META_NETWORK; empty for a single network.
+	Network string `json:"network,omitempty"`
+	// MeshID is ISTIO_META_MESH_ID; Istio defaults it to the trust domain.
+	MeshID string `json:"meshID"`
+	// TrustDomain is the SPIFFE trust domain (cluster.local).
+	TrustDomain string `json:"trustDomain"`
+	// DiscoveryAddress is istiod's xDS address, istiod[-<rev>].<ns>.svc:15012.
+	DiscoveryAddress string `json:"discoveryAddress"`
+	// CAAddress is the CA's address; Istio uses the discovery address.
+	CAAddress string `json:"caAddress"`
+
+	// NativeSidecars is Auto, Enabled or Disabled (spec.injection.nativeSidecars).
+	NativeSidecars string `json:"nativeSidecars"`
+	// HoldApplicationUntilProxyStarts makes application containers wait for the proxy.
+	HoldApplicationUntilProxyStarts bool `json:"holdApplicationUntilProxyStarts,omitempty"`
+	// RewriteAppProbes sends HTTP/gRPC probes through the pilot-agent.
+	RewriteAppProbes bool `json:"rewriteAppProbes"`
+	// EnablePrometheusMerge merges app metrics into the agent's :15020/stats/prometheus.
+	EnablePrometheusMerge bool `json:"enablePrometheusMerge"`
+
+	// ProxyResources are istio-proxy's default resources.
+	ProxyResources corev1.ResourceRequirements `json:"proxyResources,omitempty"`
+	// LogLevel is Envoy's log level (--proxyLogLevel).
+	LogLevel string `json:"logLevel"`
+	// ComponentLogLevel is Envoy's per-component log level (--proxyComponentLogLevel).
+	ComponentLogLevel string `json:"componentLogLevel"`
+
+	// DefaultProxyConfig is the mesh's defaultConfig (Istio's ProxyConfig, as
+	// its protobuf JSON), over which a pod's proxy.istio.io/config is merged.
+	DefaultProxyConfig ProxyConfig `json:"defaultProxyConfig"`
+
+	// ClusterDomain is the cluster's DNS domain (Istio's
+	// values.global.proxy.clusterDomain); empty means cluster.local.
+	ClusterDomain string `json:"clusterDomain,omitempty"`
+
+	// memo holds what is derived from the fields above on first use. A Config
+	// must therefore not be modified, nor copied, once it has been used.
+	memo memo
+}
+
+// memo is the lazily derived state of a Config.
+type memo struct {
+	once    sync.Once
+	derived *derived
+	err     error
+}
+
+// Hash is a short, stable digest of the configuration: the first 16 hex
+// digits of the SHA-256 of its JSON encoding (map keys sorted). Injected pods
+// carry it in the mesh.meshkeeper.dev/config-hash annotation, so a pod
+// injected with an older configuration of the same revision can be told
+// apart. It is computed once per Config.
+func (c *Config) Hash() string {
+	d, _ := c.prepare()
+	return d.hash
+}
+
+// prepare derives, once, what injection needs from the configuration.
+func (c *Config) prepare() (*derived, error) {
+	c.memo.once.Do(func() {
+		c.memo.derived, c.memo.err = derive(c)
+	})
+	return c.memo.derived, c.memo.err
+}
+
+// configHash is Hash's digest; it cannot fail for a Config, which only holds
+// strings, booleans, maps and resource quantities.
+func configHash(c *Config) string {
+	b, err := json.Marshal(c)
+	if err != nil {
+		b = []byte(err.Error())
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:8])
+}
+
+// ProxyConfig is the subset of Istio's ProxyConfig the operator sets as mesh
+// defaults. JSON names follow Istio's protobuf JSON names.
+type ProxyConfig struct {
+	DiscoveryAddress                string            `json:"discoveryAddress,omitempty"`
+	ProxyMetadata                   map[string]string `json:"proxyMetadata,omitempty"`
+	Concurrency                     *int32            `json:"concurrency,omitempty"`
+	TerminationDrainDuration        string            `json:"terminationDrainDuration,omitempty"`
+	HoldApplicationUntilProxyStarts *bool             `json:"holdApplicationUntilProxyStarts,omitempty"`
+}

@@ -1,0 +1,107 @@
+package inject
+
+import (
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+)
+
+// Istio's defaults for the traffic annotations (values.global.proxy.*).
+const (
+	defaultIncludeOutboundIPs = "*"
+	defaultIncludeInboundPts  = "*"
+	outboundCapturePort       = "15001"
+	inboundCapturePort        = "15006"
+	alwaysExcludedInbound     = "15090,15021"
+)
+
+// initContainer is istio-init: istio-iptables redirecting the pod's traffic
+// through Envoy, configured by the traffic.sidecar.istio.io annotations.
+func (in *injection) initContainer() corev1.Container {
+	return corev1.Container{
+		Name:            InitContainerName,
+		Image:           in.initImage(),
+		Args:            in.iptablesArgs(),
+		Env:             in.initEnv(),
+		ImagePullPolicy: in.cfg.ImagePullPolicy,
+		Resources:       in.resources(),
+		SecurityContext: sharedInitSC,
+	}
+}
+
+// sharedInitSC is istio-init's security context, shared: it must not be
+// modified. istio-iptables needs root and NET_ADMIN, NET_RAW.
+var sharedInitSC = &corev1.SecurityContext{
+	AllowPrivilegeEscalation: ptrTo(false),
+	Privileged:               ptrTo(false),
+	Capabilities: &corev1.Capabilities{
+		Add:  []corev1.Capability{"NET_ADMIN", "NET_RAW"},
+		Drop: []corev1.Capability{"ALL"},
+	},
+	ReadOnlyRootFilesystem: ptrTo(false),
+	RunAsGroup:             ptrTo(int64(0)),
+	RunAsNonRoot:           ptrTo(false),
+	RunAsUser:              ptrTo(int64(0)),
+}
+
+// initEnv is the ProxyConfig's proxyMetadata, which istio-iptables reads too.
+func (in *injection) initEnv() []corev1.EnvVar {
+	if len(in.proxy.metadata) == 0 {
+		return nil
+	}
+	return append([]corev1.EnvVar(nil), in.proxy.metadata...)
+}
+
+func (in *injection) iptablesArgs() []string {
+	ann := in.pod.Annotations
+	excluded := alwaysExcludedInbound
+	if ports := excludeInboundPort(in.statusPort, ann[annExcludeInPorts]); ports != "" {
+		excluded += "," + ports
+	}
+	args := make([]string, 0, 24)
+	args = append(args,
+		"istio-iptables",
+		"-p", outboundCapturePort,
+		"-z", inboundCapturePort,
+		"-u", proxyUID,
+		"-m", in.mode,
+		"-i", annotationOr(ann, annIncludeOutIPs, defaultIncludeOutboundIPs),
+		"-x", ann[annExcludeOutIPs],
+		"-b", annotationOr(ann, annIncludeInPorts, defaultIncludeInboundPts),
+		"-d", excluded,
+	)
+	if v, ok := ann[annIncludeOutPorts]; ok {
+		args = append(args, "-q", v)
+	}
+	if v, ok := ann[annExcludeOutPorts]; ok {
+		args = append(args, "-o", v)
+	}
+	if v, ok := ann[annRerouteIfaces]; ok {
+		args = append(args, "-k", v)
+	} else if v, ok := ann[annKubevirtIfaces]; ok {
+		args = append(args, "-k", v)
+	}
+	if v, ok := ann[annExcludeIfaces]; ok {
+		args = append(args, "-c", v)
+	}
+	return append(args, "--log_output_level="+annotationOr(ann, annAgentLogLevel, defaultAgentLogLevel))
+}
+
+// excludeInboundPort adds the status port to the excluded inbound ports,
+// unless it is 0 or already there.
+func excludeInboundPort(statusPort, excluded string) string {
+	port := strings.TrimSpace(statusPort)
+	if port == "" || port == "0" {
+		return excluded
+	}
+	out := make([]string, 0, 4)
+	for _, p := range strings.Split(excluded, ",") {
+		if p == port {
+			return excluded
+		}
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return strings.Join(append(out, port), ",")
+}

@@ -1,0 +1,214 @@
+package inject
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/strategicpatch"
+)
+
+// autoImage in a user-supplied istio-proxy means "the injected image".
+const autoImage = "auto"
+
+// merge adds the rendered template to the pod the way Istio's strategic
+// merge does: template labels and annotations win, template containers and
+// volumes come first, and a container the user supplied under a template
+// container's name (istio-proxy, istio-init) is merged over the injected one.
+func (in *injection) merge(t *rendered) error {
+	pod := in.pod
+	if pod.Labels == nil {
+		pod.Labels = make(map[string]string, len(t.labels)+1)
+	}
+	for _, kv := range t.labels {
+		pod.Labels[kv.key] = kv.value
+	}
+	if pod.Annotations == nil {
+		pod.Annotations = make(map[string]string, len(t.annotations)+8)
+	}
+	for _, kv := range t.annotations {
+		pod.Annotations[kv.key] = kv.value
+	}
+
+	var overrides podOverrides
+	var userProxy *corev1.Container
+	for i := range t.containers {
+		user := in.takeUserContainer(t.containers[i].Name)
+		if user == nil {
+			continue
+		}
+		if err := mergeUserContainer(&t.containers[i], user); err != nil {
+			return err
+		}
+		overrides.Containers = append(overrides.Containers, overlayOf(user))
+		if user.Name == ProxyContainerName {
+			userProxy = user
+		}
+	}
+	for i := range t.initContainers {
+		user := in.takeUserContainer(t.initContainers[i].Name)
+		if user == nil {
+			continue
+		}
+		if err := mergeUserContainer(&t.initContainers[i], user); err != nil {
+			return err
+		}
+		overrides.InitContainers = append(overrides.InitContainers, overlayOf(user))
+		if user.Name == ProxyContainerName {
+			userProxy = user
+		}
+	}
+	if t.containers != nil {
+		pod.Spec.Containers = append(t.containers, pod.Spec.Containers...)
+	}
+	if t.initContainers != nil {
+		pod.Spec.InitContainers = append(t.initContainers, pod.Spec.InitContainers...)
+	}
+	pod.Spec.Volumes = mergeVolumes(t.volumes, pod.Spec.Volumes)
+	if t.sysctls != nil {
+		if pod.Spec.SecurityContext == nil {
+			pod.Spec.SecurityContext = &corev1.PodSecurityContext{}
+		}
+		pod.Spec.SecurityContext.Sysctls = t.sysctls
+	}
+
+	if len(overrides.Containers)+len(overrides.InitContainers) > 0 {
+		js, err := json.Marshal(overrides)
+		if err != nil {
+			return err
+		}
+		pod.Annotations[annOverrides] = string(js)
+	}
+	if userProxy != nil {
+		in.adjustInitUser(userProxy)
+	}
+	return nil
+}
+
+// podOverrides is the proxy.istio.io/overrides annotation: the containers the
+// user supplied under injected names, kept to re-apply on re-injection.
+type podOverrides struct {
+	Containers     []corev1.Container `json:"containers,omitempty"`
+	InitContainers []corev1.Container `json:"initContainers,omitempty"`
+}
+
+// takeUserContainer removes and returns the pod's own container of the given
+// name: for an injected init container it may be a regular container (the
+// native sidecar case), and meshkeeper also finds an injected regular
+// container among the init containers, where a pod could not keep it.
+func (in *injection) takeUserContainer(name string) *corev1.Container {
+	spec := &in.pod.Spec
+	for i := range spec.Containers {
+		if spec.Containers[i].Name == name {
+			c := spec.Containers[i]
+			spec.Containers = append(spec.Containers[:i:i], spec.Containers[i+1:]...)
+			return &c
+		}
+	}
+	for i := range spec.InitContainers {
+		if spec.InitContainers[i].Name == name {
+			c := spec.InitContainers[i]
+			spec.InitContainers = append(spec.InitContainers[:i:i], spec.InitContainers[i+1:]...)
+			return &c
+		}
+	}
+	return nil
+}
+
+// overlayOf is the user's container as re-applied: image "auto" keeps the
+// injected image.
+func overlayOf(user *corev1.Container) corev1.Container {
+	o := *user
+	if o.Image == autoImage {
+		o.Image = ""
+	}
+	return o
+}
+
+// mergeUserContainer merges the user's container over the injected one with
+// Kubernetes' strategic merge, twice as Istio's injector does (the template
+// over the user's container, then the user's container over the result):
+// fields the user sets win, lists merged by key (env, ports, mounts) keep the
+// injected entries first.
+func mergeUserContainer(injected *corev1.Container, user *corev1.Container) error {
+	field := "spec.containers[" + user.Name + "]"
+	userJSON, err := json.Marshal(user)
+	if err != nil {
+		return err
+	}
+	injectedJSON, err := json.Marshal(injected)
+	if err != nil {
+		return err
+	}
+	merged, err := strategicpatch.StrategicMergePatch(userJSON, injectedJSON, corev1.Container{})
+	if err != nil {
+		return &InvalidError{Field: field, Reason: fmt.Sprintf("cannot merge the injected container: %v", err)}
+	}
+	overlay := overlayOf(user)
+	overlayJSON, err := json.Marshal(&overlay)
+	if err != nil {
+		return err
+	}
+	if merged, err = strategicpatch.StrategicMergePatch(merged, overlayJSON, corev1.Container{}); err != nil {
+		return &InvalidError{Field: field, Reason: fmt.Sprintf("cannot merge over the injected container: %v", err)}
+	}
+	var out corev1.Container
+	if err := json.Unmarshal(merged, &out); err != nil {
+		return &InvalidError{Field: field, Reason: fmt.Sprintf("merged container is invalid: %v", err)}
+	}
+	*injected = out
+	return nil
+}
+
+// adjustInitUser follows a user-supplied istio-proxy's runAsUser: istio-init
+// excludes that user's traffic instead of 1337; in TPROXY mode the proxy must
+// still run as root.
+func (in *injection) adjustInitUser(user *corev1.Container) {
+	sc := user.SecurityContext
+	if sc == nil || (sc.RunAsUser == nil && sc.RunAsGroup == nil) {
+		return
+	}
+	init := findContainer(in.pod.Spec.InitContainers, InitContainerName)
+	if init == nil {
+		return
+	}
+	if in.mode == "TPROXY" && sc.RunAsUser != nil {
+		if proxy := in.proxyContainer(); proxy != nil && proxy.SecurityContext != nil {
+			sc := *proxy.SecurityContext // may be shared: copy before changing
+			sc.RunAsUser = ptrTo(int64(0))
+			proxy.SecurityContext = &sc
+		}
+	}
+	if sc.RunAsUser == nil || *sc.RunAsUser == 0 {
+		return
+	}
+	for i := 0; i+1 < len(init.Args); i++ {
+		if init.Args[i] == "-u" {
+			init.Args[i+1] = strconv.FormatInt(*sc.RunAsUser, 10)
+			return
+		}
+	}
+}
+
+// mergeVolumes puts the template's volumes first; a pod volume of the same
+// name as an injected one is replaced by it.
+func mergeVolumes(injected, own []corev1.Volume) []corev1.Volume {
+	out := make([]corev1.Volume, 0, len(injected)+len(own))
+	out = append(out, injected...)
+	for i := range own {
+		if !hasVolume(injected, own[i].Name) {
+			out = append(out, own[i])
+		}
+	}
+	return out
+}
+
+func hasVolume(vols []corev1.Volume, name string) bool {
+	for i := range vols {
+		if vols[i].Name == name {
+			return true
+		}
+	}
+	return false
+}

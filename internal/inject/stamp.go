@@ -1,0 +1,91 @@
+package inject
+
+import (
+	corev1 "k8s.io/api/core/v1"
+)
+
+// stamp records the injection on the pod: Istio's sidecar.istio.io/status
+// (what was injected, so it can be found again) and meshkeeper's stamp.
+func (in *injection) stamp(t *rendered) {
+	in.pod.Annotations[annStatus] = statusJSON(t, in.d.revision)
+	in.pod.Annotations[AnnotationRevision] = in.d.revision
+	in.pod.Annotations[AnnotationProxyVersion] = in.cfg.Version
+	in.pod.Annotations[AnnotationConfigHash] = in.d.hash
+}
+
+// statusJSON is sidecar.istio.io/status as Istio's injector writes it.
+func statusJSON(t *rendered, revision string) string {
+	b := make([]byte, 0, 256)
+	names := func(key string, n int, name func(int) string) {
+		b = append(b, '"')
+		b = append(b, key...)
+		b = append(b, `":`...)
+		if n == 0 {
+			b = append(b, "null"...)
+			return
+		}
+		b = append(b, '[')
+		for i := 0; i < n; i++ {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(b, name(i))
+		}
+		b = append(b, ']')
+	}
+	b = append(b, '{')
+	names("initContainers", len(t.initContainers), func(i int) string { return t.initContainers[i].Name })
+	b = append(b, ',')
+	names("containers", len(t.containers), func(i int) string { return t.containers[i].Name })
+	b = append(b, ',')
+	names("volumes", len(t.volumes), func(i int) string { return t.volumes[i].Name })
+	b = append(b, `,"imagePullSecrets":null,"revision":`...)
+	b = appendJSONString(b, revision)
+	b = append(b, '}')
+	return string(b)
+}
+
+// reorder puts the containers where Istio's injector puts them: istio-proxy
+// last among the containers (first when the application waits for it), so
+// kubectl defaults to the application; a native istio-proxy right after
+// istio-init, before the application's init containers, so they are in the
+// mesh; a classic istio-init last, so the other init containers are not.
+func (in *injection) reorder() {
+	spec := &in.pod.Spec
+	if in.hold {
+		moveFirst(spec.Containers, ProxyContainerName)
+	} else {
+		moveLast(spec.Containers, ProxyContainerName)
+	}
+	if findContainer(spec.InitContainers, ProxyContainerName) != nil {
+		moveFirst(spec.InitContainers, ProxyContainerName)
+		moveFirst(spec.InitContainers, InitContainerName)
+	} else {
+		moveLast(spec.InitContainers, InitContainerName)
+	}
+}
+
+// moveFirst moves the named container to the front, keeping the others'
+// order.
+func moveFirst(cs []corev1.Container, name string) {
+	for i := range cs {
+		if cs[i].Name == name {
+			c := cs[i]
+			copy(cs[1:i+1], cs[:i])
+			cs[0] = c
+			return
+		}
+	}
+}
+
+// moveLast moves the named container to the end, keeping the others' order.
+func moveLast(cs []corev1.Container, name string) {
+	for i := range cs {
+		if cs[i].Name == name {
+			c := cs[i]
+			copy(cs[i:], cs[i+1:])
+			cs[len(cs)-1] = c
+			return
+		}
+	}
+}

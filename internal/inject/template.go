@@ -1,0 +1,132 @@
+package inject
+
+import (
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+)
+
+// rendered is what Istio's injection template yields for a pod: the parts
+// merged into it.
+type rendered struct {
+	labels         []keyValue
+	annotations    []keyValue
+	initContainers []corev1.Container
+	containers     []corev1.Container
+	volumes        []corev1.Volume
+	// sysctls replace the pod's (the gateway template's pod securityContext).
+	sysctls []corev1.Sysctl
+}
+
+type keyValue struct{ key, value string }
+
+// render builds the selected template for the pod.
+func (in *injection) render() (*rendered, error) {
+	if in.template == TemplateGateway {
+		return in.renderGateway()
+	}
+	return in.renderSidecar()
+}
+
+func (in *injection) renderSidecar() (*rendered, error) {
+	vols, mounts, err := in.volumes(true)
+	if err != nil {
+		return nil, err
+	}
+	t := &rendered{volumes: vols}
+	t.labels = append(t.labels, keyValue{labelTLSMode, orDefault(in.pod.Labels[labelTLSMode], "istio")})
+	if in.proxy.pc.GetProxyMetadata()["ISTIO_META_ENABLE_HBONE"] == "true" {
+		t.labels = append(t.labels, keyValue{labelTunnel, orDefault(in.pod.Labels[labelTunnel], "http")})
+	}
+	t.labels = append(t.labels,
+		keyValue{labelCanonicalName, in.canonicalName(true)},
+		keyValue{labelCanonicalRevision, in.canonicalRevision()})
+	t.annotations = in.templateAnnotations()
+
+	proxy := in.sidecarProxy(mounts)
+	if in.mode != "NONE" {
+		t.initContainers = append(t.initContainers, in.initContainer())
+	}
+	if in.native {
+		t.initContainers = append(t.initContainers, proxy)
+	} else {
+		t.containers = append(t.containers, proxy)
+	}
+	return t, nil
+}
+
+func (in *injection) renderGateway() (*rendered, error) {
+	vols, mounts, err := in.volumes(false)
+	if err != nil {
+		return nil, err
+	}
+	return &rendered{
+		labels: []keyValue{
+			{labelCanonicalName, in.canonicalName(false)},
+			{labelCanonicalRevision, in.canonicalRevision()},
+		},
+		annotations: in.templateAnnotations(),
+		containers:  []corev1.Container{in.gatewayProxy(mounts)},
+		volumes:     vols,
+		sysctls:     []corev1.Sysctl{{Name: "net.ipv4.ip_unprivileged_port_start", Value: "0"}},
+	}, nil
+}
+
+// canonicalName is service.istio.io/canonical-name: the pod's own, its
+// app.kubernetes.io/name or app label, or the workload name. The sidecar
+// template truncates it to a valid label value.
+func (in *injection) canonicalName(sidecar bool) string {
+	l := in.pod.Labels
+	name := firstNonEmpty(l[labelCanonicalName], l[labelAppName], l[labelApp], in.workload.Name)
+	if !sidecar {
+		return name
+	}
+	if len(name) > 63 {
+		name = name[:63]
+	}
+	if in.d.minor >= minorIstio131 {
+		return strings.Trim(name, "-_.")
+	}
+	return strings.TrimSuffix(name, "-")
+}
+
+// canonicalRevision is service.istio.io/canonical-revision.
+func (in *injection) canonicalRevision() string {
+	l := in.pod.Labels
+	return firstNonEmpty(l[labelCanonicalRevision], l[labelAppVersion], l[labelVersion], "latest")
+}
+
+// templateAnnotations are istio.io/rev and kubectl's default containers.
+func (in *injection) templateAnnotations() []keyValue {
+	kvs := []keyValue{{annRev, in.d.revision}}
+	for i := range in.pod.Spec.Containers {
+		name := in.pod.Spec.Containers[i].Name
+		if name == ProxyContainerName {
+			continue
+		}
+		if _, ok := in.pod.Annotations[annDefaultLogsContainer]; !ok {
+			kvs = append(kvs, keyValue{annDefaultLogsContainer, name})
+		}
+		if _, ok := in.pod.Annotations[annDefaultContainer]; !ok {
+			kvs = append(kvs, keyValue{annDefaultContainer, name})
+		}
+		break
+	}
+	return kvs
+}
+
+func firstNonEmpty(values ...string) string {
+	for _, v := range values {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+func orDefault(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}

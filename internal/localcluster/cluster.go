@@ -1,0 +1,117 @@
+// Package localcluster runs the simulated cluster meshkeeper's demo and
+// end-to-end tests use: a real kube-apiserver, etcd, kube-controller-manager
+// and kube-scheduler (built from Go modules by `make k8s-tools`) with kwok
+// nodes that mark pods Running and Ready without containers, plus the
+// operator itself as a process on the host.
+package localcluster
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+// Tools locates the binaries the cluster is made of.
+type Tools struct {
+	// K8sBin holds kube-apiserver, kube-controller-manager, kube-scheduler and etcd.
+	K8sBin string
+	// KwokBin holds kwok and kwokctl.
+	KwokBin string
+}
+
+// ToolsFromEnv reads MESHKEEPER_K8S_BIN and MESHKEEPER_KWOK_BIN, which the
+// Makefile sets after building the tools.
+func ToolsFromEnv() (Tools, error) {
+	t := Tools{K8sBin: os.Getenv("MESHKEEPER_K8S_BIN"), KwokBin: os.Getenv("MESHKEEPER_KWOK_BIN")}
+	if t.K8sBin == "" || t.KwokBin == "" {
+		return t, fmt.Errorf("MESHKEEPER_K8S_BIN and MESHKEEPER_KWOK_BIN are not set: run through `make test-e2e` or `make demo`, which build the local Kubernetes and kwok first")
+	}
+	for _, p := range []string{
+		filepath.Join(t.K8sBin, "kube-apiserver"), filepath.Join(t.K8sBin, "etcd"),
+		filepath.Join(t.K8sBin, "kube-controller-manager"), filepath.Join(t.K8sBin, "kube-scheduler"),
+		filepath.Join(t.KwokBin, "kwok"), filepath.Join(t.KwokBin, "kwokctl"),
+	} {
+		if _, err := os.Stat(p); err != nil {
+			return t, fmt.Errorf("missing tool: %w", err)
+		}
+	}
+	return t, nil
+}
+
+// Cluster is a running simulated cluster.
+type Cluster struct {
+	Name string
+	// Kubeconfig is the path of a kubeconfig for the cluster (admin).
+	Kubeconfig string
+	tools      Tools
+}
+
+// UniqueName returns a cluster name no other run on this machine uses.
+func UniqueName(prefix string) string {
+	return prefix + "-" + strconv.Itoa(os.Getpid()) + "-" + strconv.FormatInt(time.Now().UnixNano()%100000, 10)
+}
+
+// Create starts a cluster with the given number of kwok nodes; the
+// kubeconfig is written to dir (the user's ~/.kube/config is left alone).
+func Create(ctx context.Context, tools Tools, name, dir string, nodes int) (*Cluster, error) {
+	c := &Cluster{Name: name, Kubeconfig: filepath.Join(dir, name+".kubeconfig"), tools: tools}
+	bin := func(n string) string { return filepath.Join(tools.K8sBin, n) }
+	_, err := c.kwokctl(ctx, "create", "cluster", "--name", name, "--runtime", "binary",
+		"--kubeconfig", c.Kubeconfig, "--timeout", "2m",
+		"--etcd-binary", bin("etcd"),
+		"--kube-apiserver-binary", bin("kube-apiserver"),
+		"--kube-controller-manager-binary", bin("kube-controller-manager"),
+		"--kube-scheduler-binary", bin("kube-scheduler"),
+		"--kwok-controller-binary", filepath.Join(tools.KwokBin, "kwok"),
+	)
+	if err != nil {
+		_ = c.Delete()
+		return nil, err
+	}
+	if _, err := c.kwokctl(ctx, "scale", "node", "--replicas", strconv.Itoa(nodes), "--name", name); err != nil {
+		_ = c.Delete()
+		return nil, err
+	}
+	return c, nil
+}
+
+// Attach returns a handle on a cluster created earlier (by the demo).
+func Attach(tools Tools, name, kubeconfig string) *Cluster {
+	return &Cluster{Name: name, Kubeconfig: kubeconfig, tools: tools}
+}
+
+// Delete stops the cluster and removes its state.
+func (c *Cluster) Delete() error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, err := c.kwokctl(ctx, "delete", "cluster", "--name", c.Name, "--kubeconfig", c.Kubeconfig)
+	return err
+}
+
+// RESTConfig is a client configuration for the cluster.
+func (c *Cluster) RESTConfig() (*rest.Config, error) {
+	cfg, err := clientcmd.BuildConfigFromFlags("", c.Kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	cfg.QPS, cfg.Burst = 200, 400
+	return cfg, nil
+}
+
+func (c *Cluster) kwokctl(ctx context.Context, args ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, filepath.Join(c.tools.KwokBin, "kwokctl"), args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		return out.Bytes(), fmt.Errorf("kwokctl %v: %w\n%s", args[:2], err, out.String())
+	}
+	return out.Bytes(), nil
+}

@@ -1,0 +1,197 @@
+package render
+
+import (
+	"maps"
+
+	"istio.io/api/annotation"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
+)
+
+// Gateways follow Istio's gateway chart (manifests/charts/gateway): a
+// Deployment whose istio-proxy container has image "auto" and is completed
+// by the injector with the gateway template, a Service, a ServiceAccount and
+// a Role to read TLS secrets (SDS). Default ports are those of Istio's
+// ingress and egress gateways (manifests/charts/gateways).
+
+// gatewayRole reads the TLS secrets of Gateway servers in its namespace.
+var gatewayRole = []rbacv1.PolicyRule{rule(strs(""), strs("secrets"), strs("get", "watch", "list"))}
+
+// reservedGatewayLabels are set by meshkeeper on gateway pods and cannot be
+// overridden by spec.gateways[].labels.
+var reservedGatewayLabels = []string{LabelManagedBy, LabelMeshInstall, LabelGateway, LabelRevision,
+	labelRev, labelSidecarInject}
+
+// gatewayNamespace is where a gateway runs: its namespace, or spec.namespace.
+func gatewayNamespace(mi *meshv1alpha1.MeshInstall, gw meshv1alpha1.GatewaySpec) string {
+	return or(gw.Namespace, namespace(mi))
+}
+
+func gatewayType(gw meshv1alpha1.GatewaySpec) meshv1alpha1.GatewayType {
+	return or(gw.Type, meshv1alpha1.GatewayIngress)
+}
+
+// gatewayPorts are spec's, or Istio's defaults for the type. Targets above
+// 1024 let the proxy run unprivileged.
+func gatewayPorts(gw meshv1alpha1.GatewaySpec) []meshv1alpha1.GatewayPort {
+	if len(gw.Ports) > 0 {
+		return gw.Ports
+	}
+	if gatewayType(gw) == meshv1alpha1.GatewayEgress {
+		return []meshv1alpha1.GatewayPort{
+			{Name: "http2", Port: 80, TargetPort: 8080},
+			{Name: "https", Port: 443, TargetPort: 8443},
+		}
+	}
+	return []meshv1alpha1.GatewayPort{
+		{Name: "status-port", Port: 15021, TargetPort: 15021},
+		{Name: "http2", Port: 80, TargetPort: 8080},
+		{Name: "https", Port: 443, TargetPort: 8443},
+	}
+}
+
+// gatewayLabels are on every object of a gateway: Istio's app and istio
+// labels (istio=ingressgateway or egressgateway, which Gateway resources
+// select), overridable by spec labels, and meshkeeper's, which are not.
+func gatewayLabels(mi *meshv1alpha1.MeshInstall, active Revision, gw meshv1alpha1.GatewaySpec) map[string]string {
+	istio := "ingressgateway"
+	if gatewayType(gw) == meshv1alpha1.GatewayEgress {
+		istio = "egressgateway"
+	}
+	l := map[string]string{labelApp: gw.Name, labelIstio: istio}
+	maps.Copy(l, gw.Labels)
+	maps.Copy(l, istioLabels(mi, active.Version.String()))
+	l[labelName] = gw.Name
+	l[LabelGateway] = gw.Name
+	return l
+}
+
+// gatewaySelector is stable whatever spec labels say (selectors are immutable).
+func gatewaySelector(gw meshv1alpha1.GatewaySpec) map[string]string {
+	return map[string]string{LabelGateway: gw.Name}
+}
+
+func gatewayObjects(mi *meshv1alpha1.MeshInstall, active Revision, gw meshv1alpha1.GatewaySpec, p profile) []client.Object {
+	ns := gatewayNamespace(mi, gw)
+	labels := func() map[string]string { return gatewayLabels(mi, active, gw) }
+	objs := []client.Object{
+		&corev1.ServiceAccount{
+			TypeMeta:   typeMeta(corev1.SchemeGroupVersion, "ServiceAccount"),
+			ObjectMeta: objectMeta(gw.Name, ns, labels()),
+		},
+		&rbacv1.Role{
+			TypeMeta:   typeMeta(rbacv1.SchemeGroupVersion, "Role"),
+			ObjectMeta: objectMeta(gw.Name, ns, labels()),
+			Rules:      gatewayRole,
+		},
+		&rbacv1.RoleBinding{
+			TypeMeta:   typeMeta(rbacv1.SchemeGroupVersion, "RoleBinding"),
+			ObjectMeta: objectMeta(gw.Name, ns, labels()),
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: gw.Name},
+			Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: gw.Name}},
+		},
+		gatewayDeployment(mi, active, gw, p),
+		gatewayService(mi, active, gw),
+	}
+	// As Istio's gateway charts: a PDB only when more than one replica runs.
+	if deref(gw.Replicas, 1) > 1 {
+		objs = append(objs, &policyv1.PodDisruptionBudget{
+			TypeMeta:   typeMeta(policyv1.SchemeGroupVersion, "PodDisruptionBudget"),
+			ObjectMeta: objectMeta(gw.Name, ns, labels()),
+			Spec: policyv1.PodDisruptionBudgetSpec{
+				MinAvailable: ptrTo(intstr.FromInt32(1)),
+				Selector:     &metav1.LabelSelector{MatchLabels: gatewaySelector(gw)},
+			},
+		})
+	}
+	return objs
+}
+
+func gatewayDeployment(mi *meshv1alpha1.MeshInstall, active Revision, gw meshv1alpha1.GatewaySpec, p profile) *appsv1.Deployment {
+	podLabels := with(gatewayLabels(mi, active, gw),
+		labelSidecarInject, "true",
+		labelRev, active.Name,
+		labelDataplaneMode, "none")
+	if v, ok := gw.Labels[labelDataplaneMode]; ok {
+		podLabels[labelDataplaneMode] = v
+	}
+	return &appsv1.Deployment{
+		TypeMeta:   typeMeta(appsv1.SchemeGroupVersion, "Deployment"),
+		ObjectMeta: objectMeta(gw.Name, gatewayNamespace(mi, gw), gatewayLabels(mi, active, gw)),
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptrTo(deref(gw.Replicas, 1)),
+			Selector: &metav1.LabelSelector{MatchLabels: gatewaySelector(gw)},
+			Strategy: appsv1.DeploymentStrategy{
+				Type: appsv1.RollingUpdateDeploymentStrategyType,
+				RollingUpdate: &appsv1.RollingUpdateDeployment{
+					MaxSurge:       ptrTo(intstr.FromString("100%")),
+					MaxUnavailable: ptrTo(intstr.FromString("25%")),
+				},
+			},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{
+					Labels: podLabels,
+					Annotations: map[string]string{
+						"prometheus.io/port":            "15020",
+						"prometheus.io/scrape":          "true",
+						"prometheus.io/path":            "/stats/prometheus",
+						annotation.InjectTemplates.Name: "gateway",
+						annotation.SidecarInject.Name:   "true",
+					},
+				},
+				Spec: corev1.PodSpec{
+					ServiceAccountName: gw.Name,
+					// Lets the unprivileged proxy bind ports below 1024 when
+					// spec ports target them (safe since Kubernetes 1.22).
+					SecurityContext: &corev1.PodSecurityContext{Sysctls: []corev1.Sysctl{
+						{Name: "net.ipv4.ip_unprivileged_port_start", Value: "0"},
+					}},
+					Containers: []corev1.Container{{
+						Name:  "istio-proxy",
+						Image: "auto", // set by the injector's gateway template
+						Ports: []corev1.ContainerPort{
+							{Name: "http-envoy-prom", ContainerPort: 15090, Protocol: corev1.ProtocolTCP},
+						},
+						Resources: resourcesOr(gw.Resources, p.gatewayResources),
+						SecurityContext: &corev1.SecurityContext{
+							Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+							AllowPrivilegeEscalation: ptrTo(false),
+							Privileged:               ptrTo(false),
+							ReadOnlyRootFilesystem:   ptrTo(true),
+							RunAsNonRoot:             ptrTo(true),
+						},
+					}},
+					TerminationGracePeriodSeconds: ptrTo(int64(30)),
+				},
+			},
+		},
+	}
+}
+
+func gatewayService(mi *meshv1alpha1.MeshInstall, active Revision, gw meshv1alpha1.GatewaySpec) *corev1.Service {
+	var ports []corev1.ServicePort
+	for _, p := range gatewayPorts(gw) {
+		ports = append(ports, corev1.ServicePort{
+			Name:       p.Name,
+			Port:       p.Port,
+			TargetPort: intstr.FromInt32(or(p.TargetPort, p.Port)),
+			Protocol:   corev1.ProtocolTCP,
+		})
+	}
+	return &corev1.Service{
+		TypeMeta:   typeMeta(corev1.SchemeGroupVersion, "Service"),
+		ObjectMeta: objectMeta(gw.Name, gatewayNamespace(mi, gw), gatewayLabels(mi, active, gw)),
+		Spec: corev1.ServiceSpec{
+			Type:     or(gw.ServiceType, corev1.ServiceTypeClusterIP),
+			Ports:    ports,
+			Selector: gatewaySelector(gw),
+		},
+	}
+}

@@ -1,0 +1,229 @@
+package render
+
+import (
+	"bytes"
+	"flag"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
+
+// goldenCase renders ControlPlane for each revision and Shared for active.
+type goldenCase struct {
+	name      string
+	mi        *meshv1alpha1.MeshInstall
+	revisions [][2]string // name, version
+	active    [2]string
+}
+
+func inPlace(name string, mi *meshv1alpha1.MeshInstall) goldenCase {
+	r := [2]string{DefaultRevision, mi.Spec.Version}
+	return goldenCase{name: name, mi: mi, revisions: [][2]string{r}, active: r}
+}
+
+func goldenCases() []goldenCase {
+	return []goldenCase{
+		inPlace("default-1.32.0", meshInstall("1.32.0")),
+		inPlace("minimal-1.32.0", meshInstall("1.32.0", withProfile(meshv1alpha1.ProfileMinimal))),
+		inPlace("demo-1.32.0", meshInstall("1.32.0", withProfile(meshv1alpha1.ProfileDemo))),
+		inPlace("default-1.31.4", meshInstall("1.31.4")),
+		inPlace("default-1.30.8", meshInstall("1.30.8")),
+		inPlace("replicas-3", meshInstall("1.32.0", withReplicas(3))),
+		inPlace("autoscaling-2-10", meshInstall("1.32.0", withAutoscaling(2, 10))),
+		inPlace("mtls-strict", meshInstall("1.32.0", withMTLS(meshv1alpha1.MTLSStrict))),
+		inPlace("gateways", meshInstall("1.32.0", withGateways(
+			meshv1alpha1.GatewaySpec{Name: "istio-ingressgateway", Type: meshv1alpha1.GatewayIngress},
+			meshv1alpha1.GatewaySpec{Name: "istio-egressgateway", Type: meshv1alpha1.GatewayEgress},
+			meshv1alpha1.GatewaySpec{
+				Name: "public", Namespace: "edge", Replicas: ptrTo(int32(2)),
+				ServiceType: corev1.ServiceTypeLoadBalancer,
+				Ports:       []meshv1alpha1.GatewayPort{{Name: "https", Port: 443}, {Name: "http", Port: 80, TargetPort: 8080}},
+				Labels:      map[string]string{"istio": "public-gateway", "team": "edge"},
+				Resources: &corev1.ResourceRequirements{Requests: corev1.ResourceList{
+					corev1.ResourceCPU: resource.MustParse("1"), corev1.ResourceMemory: resource.MustParse("1Gi"),
+				}},
+			},
+		))),
+		{
+			name:      "canary-1-32-0",
+			mi:        meshInstall("1.32.0", withGateways(meshv1alpha1.GatewaySpec{Name: "istio-ingressgateway"})),
+			revisions: [][2]string{{DefaultRevision, "1.31.4"}, {"1-32-0", "1.32.0"}},
+			active:    [2]string{DefaultRevision, "1.31.4"},
+		},
+		inPlace("custom", customMeshInstall()),
+	}
+}
+
+// customMeshInstall sets every knob a user might.
+func customMeshInstall() *meshv1alpha1.MeshInstall {
+	return meshInstall("1.32.0", withMTLS(meshv1alpha1.MTLSPermissive), func(mi *meshv1alpha1.MeshInstall) {
+		mi.Spec.Namespace = "mesh-system"
+		mi.Spec.Hub = "registry.example.com/istio"
+		mi.Spec.Cluster = meshv1alpha1.ClusterSpec{Name: "east", Network: "net-east", MeshID: "prod-mesh"}
+		mi.Spec.MeshConfig = meshv1alpha1.MeshConfigSpec{
+			AccessLogFile:         ptrTo("/dev/stdout"),
+			AccessLogEncoding:     "JSON",
+			AccessLogFormat:       "[%START_TIME%] %REQ(:METHOD)%\n",
+			OutboundTrafficPolicy: "REGISTRY_ONLY",
+			TrustDomain:           "example.com",
+			EnablePrometheusMerge: ptrTo(false),
+			EnableTracing:         true,
+			DefaultConfig: meshv1alpha1.DefaultProxyConfig{
+				ProxyMetadata:                   map[string]string{"ISTIO_META_DNS_CAPTURE": "true", "BOOTSTRAP_XDS_AGENT": "true"},
+				Concurrency:                     ptrTo(int32(2)),
+				TerminationDrainDuration:        &metav1.Duration{Duration: 90_000_000_000},
+				HoldApplicationUntilProxyStarts: ptrTo(true),
+			},
+		}
+		mi.Spec.Injection = meshv1alpha1.InjectionSpec{
+			NativeSidecars: meshv1alpha1.NativeSidecarEnabled, HoldApplicationUntilProxyStarts: true,
+			RewriteAppProbes: ptrTo(false), FailurePolicy: meshv1alpha1.FailurePolicyIgnore,
+		}
+		mi.Spec.Pilot.Env = map[string]string{
+			"PILOT_TRACE_SAMPLING": "5", "PILOT_ENABLE_GATEWAY_API_DEPLOYMENT_CONTROLLER": "false",
+			"COMPLIANCE_POLICY": "fips-140-3", "ENABLE_CLUSTER_TRUST_BUNDLE_API": "true",
+		}
+		mi.Spec.Pilot.Resources = &corev1.ResourceRequirements{
+			Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1"), corev1.ResourceMemory: resource.MustParse("1Gi")},
+			Limits:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("2"), corev1.ResourceMemory: resource.MustParse("2Gi")},
+		}
+		mi.Spec.Proxy = meshv1alpha1.ProxySpec{
+			LogLevel: "debug", ComponentLogLevel: "misc:info",
+			Resources: &corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("50m")}},
+		}
+	})
+}
+
+func (c goldenCase) render(t testing.TB) []client.Object {
+	t.Helper()
+	var objs []client.Object
+	for _, r := range c.revisions {
+		objs = append(objs, mustControlPlane(t, c.mi, mustRevision(t, r[0], r[1]))...)
+	}
+	objs = append(objs, mustShared(t, c.mi, mustRevision(t, c.active[0], c.active[1]))...)
+	ApplyOrder(objs)
+	return objs
+}
+
+// TestGolden compares every case with testdata/<case>.yaml; run
+// `go test ./internal/render -update` to rewrite them after a deliberate change.
+func TestGolden(t *testing.T) {
+	for _, c := range goldenCases() {
+		t.Run(c.name, func(t *testing.T) {
+			got := toYAML(t, c.render(t))
+			path := filepath.Join("testdata", c.name+".yaml")
+			if *update {
+				if err := os.WriteFile(path, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("%v (run go test ./internal/render -update)", err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("%s is stale; run go test ./internal/render -update and review the diff.\n%s",
+					path, firstDifference(string(want), string(got)))
+			}
+		})
+	}
+}
+
+// TestNoOrphanGoldens fails on a golden file no case writes any more.
+func TestNoOrphanGoldens(t *testing.T) {
+	known := map[string]bool{}
+	for _, c := range goldenCases() {
+		known[c.name+".yaml"] = true
+	}
+	files, err := filepath.Glob(filepath.Join("testdata", "*.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		if !known[filepath.Base(f)] {
+			if *update {
+				if err := os.Remove(f); err != nil {
+					t.Fatal(err)
+				}
+				continue
+			}
+			t.Errorf("%s belongs to no golden case; delete it or run go test ./internal/render -update", f)
+		}
+	}
+}
+
+// toYAML writes objects as a multi-document YAML stream, without the
+// fields Kubernetes fills in (creationTimestamp, status).
+func toYAML(t testing.TB, objs []client.Object) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	for _, o := range objs {
+		var m map[string]any
+		if u, ok := o.(*unstructured.Unstructured); ok {
+			m = u.DeepCopy().Object
+		} else {
+			var err error
+			if m, err = runtime.DefaultUnstructuredConverter.ToUnstructured(o); err != nil {
+				t.Fatal(err)
+			}
+		}
+		delete(m, "status")
+		dropNulls(m)
+		b, err := yaml.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		buf.WriteString("---\n")
+		buf.Write(b)
+	}
+	return buf.Bytes()
+}
+
+func dropNulls(v any) {
+	switch v := v.(type) {
+	case map[string]any:
+		for k, e := range v {
+			if e == nil {
+				delete(v, k)
+				continue
+			}
+			dropNulls(e)
+		}
+	case []any:
+		for _, e := range v {
+			dropNulls(e)
+		}
+	}
+}
+
+func firstDifference(want, got string) string {
+	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
+	for i := 0; i < max(len(w), len(g)); i++ {
+		var wl, gl string
+		if i < len(w) {
+			wl = w[i]
+		}
+		if i < len(g) {
+			gl = g[i]
+		}
+		if wl != gl {
+			return "line " + strconv.Itoa(i+1) + ":\n  want: " + wl + "\n  got:  " + gl
+		}
+	}
+	return ""
+}

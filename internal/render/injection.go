@@ -1,0 +1,100 @@
+package render
+
+import (
+	"encoding/json"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
+	"github.com/meshkeeper/meshkeeper/internal/inject"
+)
+
+// Defaults of spec.proxy and spec.injection, as the CRD declares them, for
+// MeshInstalls that were not defaulted by the API server (tests, dry runs).
+const (
+	defaultProxyLogLevel          = "warning"
+	defaultProxyComponentLogLevel = "misc:error"
+)
+
+// InjectionConfig returns what meshkeeper's injector needs to inject a
+// sidecar of the revision. ControlPlane embeds the same value, as JSON, in
+// the revision's injection ConfigMap.
+func InjectionConfig(mi *meshv1alpha1.MeshInstall, rev Revision) (*inject.Config, error) {
+	if errs := validateRevision(rev, field.NewPath("revision")); len(errs) > 0 {
+		return nil, invalid(errs)
+	}
+	return injectionConfig(mi, rev, profileFor(mi.Spec.Profile)), nil
+}
+
+func injectionConfig(mi *meshv1alpha1.MeshInstall, rev Revision, p profile) *inject.Config {
+	spec := mi.Spec
+	discovery := DiscoveryAddress(rev.Name, namespace(mi))
+	cfg := &inject.Config{
+		Revision:                        rev.Name,
+		Version:                         rev.Version.String(),
+		Namespace:                       namespace(mi),
+		ProxyImage:                      proxyImage(mi, rev),
+		ClusterID:                       or(spec.Cluster.Name, defaultClusterName),
+		Network:                         spec.Cluster.Network,
+		MeshID:                          or(spec.Cluster.MeshID, trustDomain(mi)),
+		TrustDomain:                     trustDomain(mi),
+		DiscoveryAddress:                discovery,
+		CAAddress:                       discovery,
+		NativeSidecars:                  string(or(spec.Injection.NativeSidecars, meshv1alpha1.NativeSidecarAuto)),
+		HoldApplicationUntilProxyStarts: spec.Injection.HoldApplicationUntilProxyStarts,
+		RewriteAppProbes:                deref(spec.Injection.RewriteAppProbes, true),
+		EnablePrometheusMerge:           prometheusMerge(mi),
+		ProxyResources:                  resourcesOr(spec.Proxy.Resources, p.proxyResources),
+		LogLevel:                        string(or(spec.Proxy.LogLevel, defaultProxyLogLevel)),
+		ComponentLogLevel:               or(spec.Proxy.ComponentLogLevel, defaultProxyComponentLogLevel),
+		DefaultProxyConfig:              proxyDefaults(mi, rev),
+	}
+	return cfg
+}
+
+// injectionConfigMap is meshkeeper-injector[-<rev>]. It replaces Istio's
+// istio-sidecar-injector[-<rev>] ConfigMap, which holds Istio's injection
+// templates: meshkeeper injects with typed Go instead and does not ship
+// Istio's templates. (Without that ConfigMap istiod disables its own
+// injector, which is what meshkeeper wants.)
+func injectionConfigMap(mi *meshv1alpha1.MeshInstall, rev Revision, p profile) (*corev1.ConfigMap, error) {
+	data, err := json.MarshalIndent(injectionConfig(mi, rev, p), "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("encoding injection config: %w", err)
+	}
+	return &corev1.ConfigMap{
+		TypeMeta: typeMeta(corev1.SchemeGroupVersion, "ConfigMap"),
+		ObjectMeta: objectMeta(InjectionConfigMapName(rev.Name), namespace(mi),
+			with(istiodLabels(mi, rev), LabelInjectionConfig, "true")),
+		Data: map[string]string{InjectionConfigKey: string(data)},
+	}, nil
+}
+
+func proxyImage(mi *meshv1alpha1.MeshInstall, rev Revision) string {
+	if img := mi.Spec.Proxy.Image; img != "" {
+		return img
+	}
+	return image(mi, "proxyv2", rev)
+}
+
+func pilotImage(mi *meshv1alpha1.MeshInstall, rev Revision) string {
+	if img := mi.Spec.Pilot.Image; img != "" {
+		return img
+	}
+	return image(mi, "pilot", rev)
+}
+
+func image(mi *meshv1alpha1.MeshInstall, name string, rev Revision) string {
+	return fmt.Sprintf("%s/%s:%s", or(mi.Spec.Hub, defaultHub), name, rev.Version)
+}
+
+// or returns v, or def when v is the zero value.
+func or[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}

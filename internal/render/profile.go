@@ -1,0 +1,152 @@
+package render
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+
+	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
+)
+
+// Autoscaling defaults of istiod, from the istiod chart's values.
+const (
+	defaultAutoscaleMin       = 1
+	defaultAutoscaleMax       = 5
+	defaultAutoscaleTargetCPU = 80
+)
+
+// profile holds what Istio's installation profiles change. minimal is
+// default for istiod (it only drops the ingress gateway, and meshkeeper
+// renders gateways only when spec.gateways lists them); demo is Istio's
+// helm-profiles/demo.yaml.
+type profile struct {
+	pilotResources     corev1.ResourceRequirements
+	pilotAutoscaling   bool
+	traceSampling      string // PILOT_TRACE_SAMPLING, as the chart prints values.traceSampling
+	proxyResources     corev1.ResourceRequirements
+	gatewayResources   corev1.ResourceRequirements
+	accessLogFile      string
+	extensionProviders []extensionProvider
+}
+
+func profileFor(name meshv1alpha1.ProfileName) profile {
+	p := profile{
+		pilotResources:   requirements("500m", "2048Mi", "", ""),
+		pilotAutoscaling: true,
+		traceSampling:    "1",
+		proxyResources:   requirements("100m", "128Mi", "2000m", "1024Mi"),
+		gatewayResources: requirements("100m", "128Mi", "2000m", "1024Mi"),
+	}
+	if name == meshv1alpha1.ProfileDemo {
+		p.pilotResources = requirements("10m", "100Mi", "", "")
+		p.pilotAutoscaling = false
+		p.traceSampling = "100"
+		// The demo profile lowers only the requests; the limits of the
+		// defaults stay, as Helm merges the profile over them.
+		p.proxyResources = requirements("10m", "40Mi", "2000m", "1024Mi")
+		p.gatewayResources = requirements("10m", "40Mi", "2000m", "1024Mi")
+		p.accessLogFile = "/dev/stdout"
+		p.extensionProviders = demoExtensionProviders()
+	}
+	return p
+}
+
+// demoExtensionProviders are the tracing and access-log providers the demo
+// profile declares (the addresses are Istio's, including its istio-system).
+func demoExtensionProviders() []extensionProvider {
+	const otelCollector = "opentelemetry-collector.observability.svc.cluster.local"
+	return []extensionProvider{
+		{Name: "otel", EnvoyOtelAls: &providerAddress{Service: otelCollector, Port: 4317}},
+		{Name: "skywalking", Skywalking: &providerAddress{Service: "tracing.istio-system.svc.cluster.local", Port: 11800}},
+		{Name: "otel-tracing", Opentelemetry: &providerAddress{Service: otelCollector, Port: 4317}},
+		{Name: "jaeger", Opentelemetry: &providerAddress{Service: "jaeger-collector.istio-system.svc.cluster.local", Port: 4317}},
+	}
+}
+
+// requirements builds resource requirements; empty strings are left out.
+func requirements(cpuRequest, memoryRequest, cpuLimit, memoryLimit string) corev1.ResourceRequirements {
+	var r corev1.ResourceRequirements
+	r.Requests = resourceList(cpuRequest, memoryRequest)
+	r.Limits = resourceList(cpuLimit, memoryLimit)
+	return r
+}
+
+func resourceList(cpu, memory string) corev1.ResourceList {
+	if cpu == "" && memory == "" {
+		return nil
+	}
+	l := corev1.ResourceList{}
+	if cpu != "" {
+		l[corev1.ResourceCPU] = resource.MustParse(cpu)
+	}
+	if memory != "" {
+		l[corev1.ResourceMemory] = resource.MustParse(memory)
+	}
+	return l
+}
+
+// resourcesOr returns a copy of the user's resources when set, else def.
+func resourcesOr(user *corev1.ResourceRequirements, def corev1.ResourceRequirements) corev1.ResourceRequirements {
+	if user != nil {
+		return *user.DeepCopy()
+	}
+	return def
+}
+
+// pilotScaling is how istiod is scaled.
+type pilotScaling struct {
+	autoscale        bool
+	replicas         int32 // when !autoscale
+	minReplicas      int32 // when autoscale
+	maxReplicas      int32 // when autoscale
+	targetCPUPercent int32 // when autoscale
+}
+
+// scalingFor decides istiod's scaling. An explicit spec.pilot.autoscaling
+// wins; otherwise an explicit spec.pilot.replicas turns autoscaling off
+// (a user who asks for N replicas gets N, not an HPA starting at 1);
+// otherwise the profile decides: default and minimal autoscale 1-5 at 80%
+// CPU, as the istiod chart; demo runs one replica.
+func scalingFor(mi *meshv1alpha1.MeshInstall, p profile) pilotScaling {
+	pilot := mi.Spec.Pilot
+	s := pilotScaling{
+		autoscale:        p.pilotAutoscaling,
+		replicas:         deref(pilot.Replicas, 1),
+		minReplicas:      defaultAutoscaleMin,
+		maxReplicas:      defaultAutoscaleMax,
+		targetCPUPercent: defaultAutoscaleTargetCPU,
+	}
+	switch a := pilot.Autoscaling; {
+	case a != nil:
+		s.autoscale = a.Enabled
+		s.minReplicas = deref(a.MinReplicas, defaultAutoscaleMin)
+		s.maxReplicas = deref(a.MaxReplicas, defaultAutoscaleMax)
+		s.targetCPUPercent = deref(a.TargetCPUUtilizationPercentage, defaultAutoscaleTargetCPU)
+	case pilot.Replicas != nil:
+		s.autoscale = false
+	}
+	return s
+}
+
+// least and most are the fewest and most istiod replicas that may run.
+func (s pilotScaling) least() int32 {
+	if s.autoscale {
+		return s.minReplicas
+	}
+	return s.replicas
+}
+
+func (s pilotScaling) most() int32 {
+	if s.autoscale {
+		return s.maxReplicas
+	}
+	return s.replicas
+}
+
+func deref[T any](p *T, def T) T {
+	if p == nil {
+		return def
+	}
+	return *p
+}
+
+func ptrTo[T any](v T) *T { return &v }

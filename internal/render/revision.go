@@ -1,0 +1,116 @@
+package render
+
+import (
+	"fmt"
+
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
+	"github.com/meshkeeper/meshkeeper/internal/version"
+)
+
+// DefaultRevision is the revision installed in place: its objects have no
+// revision suffix (istiod, istio, istio-validator-<ns>).
+const DefaultRevision = "default"
+
+// maxRevisionNameLength keeps istiod-<rev> a valid Service name (63).
+const maxRevisionNameLength = 63 - len("istiod-")
+
+// Revision is one control plane revision: its name ("default", or e.g.
+// "1-32-0" for a canary) and the Istio version it runs.
+type Revision struct {
+	Name    string
+	Version version.Version
+}
+
+// NewRevision parses version and checks name, for callers holding strings.
+func NewRevision(name, istioVersion string) (Revision, error) {
+	v, err := version.Parse(istioVersion)
+	if err != nil {
+		return Revision{}, err
+	}
+	rev := Revision{Name: name, Version: v}
+	if errs := validateRevision(rev, field.NewPath("revision")); len(errs) > 0 {
+		return Revision{}, errs.ToAggregate()
+	}
+	return rev, nil
+}
+
+// suffix is "" for the default revision and "-<name>" otherwise, as Istio
+// names a revision's objects.
+func (r Revision) suffix() string {
+	if r.Name == DefaultRevision {
+		return ""
+	}
+	return "-" + r.Name
+}
+
+// IstiodName is the name of a revision's istiod Deployment, Service,
+// ServiceAccount, HPA and PodDisruptionBudget: istiod or istiod-<rev>.
+func IstiodName(revision string) string { return "istiod" + Revision{Name: revision}.suffix() }
+
+// MeshConfigMapName is the name of a revision's mesh config ConfigMap: istio or istio-<rev>.
+func MeshConfigMapName(revision string) string { return "istio" + Revision{Name: revision}.suffix() }
+
+// InjectionConfigMapName is the name of the ConfigMap holding a revision's
+// inject.Config: meshkeeper-injector or meshkeeper-injector-<rev>.
+func InjectionConfigMapName(revision string) string {
+	return "meshkeeper-injector" + Revision{Name: revision}.suffix()
+}
+
+// ValidatorName is the name of a revision's ValidatingWebhookConfiguration:
+// istio-validator[-<rev>]-<namespace>.
+func ValidatorName(revision, namespace string) string {
+	return "istio-validator" + Revision{Name: revision}.suffix() + "-" + namespace
+}
+
+// DefaultValidatorName is the ValidatingWebhookConfiguration that validates
+// Istio config without an istio.io/rev label. istiod reads its istio.io/rev
+// label to learn which revision is the default one, so it follows the
+// active revision.
+const DefaultValidatorName = "istiod-default-validator"
+
+// DiscoveryAddress is the xDS and CA address of a revision's istiod.
+func DiscoveryAddress(revision, namespace string) string {
+	return fmt.Sprintf("%s.%s.svc:15012", IstiodName(revision), namespace)
+}
+
+// InvalidError says the MeshInstall (or a revision) cannot be rendered as
+// written. It is terminal: retrying cannot help until the spec changes.
+type InvalidError struct {
+	// Reason is the api/v1alpha1 condition reason: ReasonUnsupportedVersion
+	// or ReasonInvalidSpec.
+	Reason string
+	// Errs name each offending field.
+	Errs field.ErrorList
+}
+
+func (e *InvalidError) Error() string { return e.Errs.ToAggregate().Error() }
+
+func invalid(errs field.ErrorList) error {
+	if len(errs) == 0 {
+		return nil
+	}
+	reason := meshv1alpha1.ReasonInvalidSpec
+	for _, e := range errs {
+		if e.Field == "spec.version" {
+			reason = meshv1alpha1.ReasonUnsupportedVersion
+		}
+	}
+	return &InvalidError{Reason: reason, Errs: errs}
+}
+
+func validateRevision(rev Revision, path *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	for _, msg := range validation.IsDNS1123Label(rev.Name) {
+		errs = append(errs, field.Invalid(path.Child("name"), rev.Name, msg))
+	}
+	if len(rev.Name) > maxRevisionNameLength {
+		errs = append(errs, field.TooLong(path.Child("name"), rev.Name, maxRevisionNameLength))
+	}
+	if rev.Version.Release.Minor == "" {
+		errs = append(errs, field.Required(path.Child("version"), "a parsed, supported Istio version"))
+	}
+	return errs
+}

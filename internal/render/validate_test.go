@@ -1,0 +1,102 @@
+package render
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+
+	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
+)
+
+// What the CRD cannot reject is refused by the renderer, naming the field,
+// before anything is applied.
+func TestInvalidSpecsAreRefusedNamingTheField(t *testing.T) {
+	set := func(f func(*meshv1alpha1.MeshInstall)) func(*meshv1alpha1.MeshInstall) { return f }
+	tests := []struct {
+		name   string
+		opt    func(*meshv1alpha1.MeshInstall)
+		reason string
+		field  string
+	}{
+		{name: "unsupported version", opt: set(func(mi *meshv1alpha1.MeshInstall) { mi.Spec.Version = "1.29.0" }),
+			reason: meshv1alpha1.ReasonUnsupportedVersion, field: "spec.version"},
+		{name: "unknown patch", opt: set(func(mi *meshv1alpha1.MeshInstall) { mi.Spec.Version = "1.32.9" }),
+			reason: meshv1alpha1.ReasonUnsupportedVersion, field: "spec.version"},
+		{name: "reserved pilot env", opt: set(func(mi *meshv1alpha1.MeshInstall) { mi.Spec.Pilot.Env = map[string]string{"REVISION": "x"} }),
+			reason: meshv1alpha1.ReasonInvalidSpec, field: "spec.pilot.env[REVISION]"},
+		{name: "invalid pilot env name", opt: set(func(mi *meshv1alpha1.MeshInstall) { mi.Spec.Pilot.Env = map[string]string{"1=x": "y"} }),
+			reason: meshv1alpha1.ReasonInvalidSpec, field: "spec.pilot.env[1=x]"},
+		{name: "invalid proxy metadata name", opt: set(func(mi *meshv1alpha1.MeshInstall) {
+			mi.Spec.MeshConfig.DefaultConfig.ProxyMetadata = map[string]string{"A B": "x"}
+		}), reason: meshv1alpha1.ReasonInvalidSpec, field: "spec.meshConfig.defaultConfig.proxyMetadata[A B]"},
+		{name: "pilot request above limit", opt: set(func(mi *meshv1alpha1.MeshInstall) {
+			mi.Spec.Pilot.Resources = &corev1.ResourceRequirements{
+				Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("2")},
+				Limits:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1")},
+			}
+		}), reason: meshv1alpha1.ReasonInvalidSpec, field: "spec.pilot.resources.requests[cpu]"},
+		{name: "min replicas above default max", opt: set(func(mi *meshv1alpha1.MeshInstall) {
+			mi.Spec.Pilot.Autoscaling = &meshv1alpha1.AutoscalingSpec{Enabled: true, MinReplicas: ptrTo(int32(7))}
+		}), reason: meshv1alpha1.ReasonInvalidSpec, field: "spec.pilot.autoscaling.minReplicas"},
+		{name: "gateway named istiod", opt: withGateways(meshv1alpha1.GatewaySpec{Name: "istiod"}),
+			reason: meshv1alpha1.ReasonInvalidSpec, field: "spec.gateways[0].name"},
+		{name: "gateway named like a canary istiod", opt: withGateways(meshv1alpha1.GatewaySpec{Name: "istiod-1-32-0"}),
+			reason: meshv1alpha1.ReasonInvalidSpec, field: "spec.gateways[0].name"},
+		{name: "gateway overriding the revision label", opt: withGateways(meshv1alpha1.GatewaySpec{
+			Name: "gw", Labels: map[string]string{"istio.io/rev": "canary"}}),
+			reason: meshv1alpha1.ReasonInvalidSpec, field: "spec.gateways[0].labels[istio.io/rev]"},
+		{name: "gateway invalid label", opt: withGateways(meshv1alpha1.GatewaySpec{
+			Name: "gw", Labels: map[string]string{"team": "a b"}}),
+			reason: meshv1alpha1.ReasonInvalidSpec, field: "spec.gateways[0].labels"},
+		{name: "gateway duplicate port names", opt: withGateways(meshv1alpha1.GatewaySpec{
+			Name: "gw", Ports: []meshv1alpha1.GatewayPort{{Name: "http", Port: 80}, {Name: "http", Port: 8080}}}),
+			reason: meshv1alpha1.ReasonInvalidSpec, field: "spec.gateways[0].ports[1].name"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			mi := meshInstall("1.32.0", tt.opt)
+			rev := mustRevision(t, DefaultRevision, "1.32.0")
+			for fn, err := range map[string]error{"Validate": Validate(mi), "ControlPlane": second(ControlPlane(mi, rev)),
+				"Shared": second(Shared(mi, rev))} {
+				var invalid *InvalidError
+				if !errors.As(err, &invalid) {
+					t.Fatalf("%s: error %v is not an *InvalidError", fn, err)
+				}
+				if invalid.Reason != tt.reason || !strings.Contains(err.Error(), tt.field) {
+					t.Errorf("%s: reason %s, error %q; want reason %s naming %s", fn, invalid.Reason, err, tt.reason, tt.field)
+				}
+			}
+		})
+	}
+}
+
+func TestGatewayMayBeNamedIstiodOutsideTheControlPlaneNamespace(t *testing.T) {
+	mi := meshInstall("1.32.0", withGateways(meshv1alpha1.GatewaySpec{Name: "istiod-edge", Namespace: "edge"}))
+	if err := Validate(mi); err != nil {
+		t.Errorf("Validate: %v", err)
+	}
+}
+
+func TestRevisionsAreChecked(t *testing.T) {
+	mi := meshInstall("1.32.0")
+	for name, rev := range map[string]Revision{
+		"no version":      {Name: "canary"},
+		"not a DNS label": {Name: "Canary_1", Version: mustRevision(t, DefaultRevision, "1.32.0").Version},
+		"too long":        {Name: strings.Repeat("a", 57), Version: mustRevision(t, DefaultRevision, "1.32.0").Version},
+	} {
+		if _, err := ControlPlane(mi, rev); err == nil || !strings.Contains(err.Error(), "revision.") {
+			t.Errorf("%s: ControlPlane error = %v, want one naming the revision", name, err)
+		}
+		if _, err := InjectionConfig(mi, rev); err == nil {
+			t.Errorf("%s: InjectionConfig accepted the revision", name)
+		}
+	}
+	if _, err := NewRevision("1-32-0", "1.29.0"); err == nil {
+		t.Error("NewRevision accepted an unsupported version")
+	}
+}
+
+func second[T any](_ T, err error) error { return err }

@@ -1,0 +1,148 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
+	"github.com/meshkeeper/meshkeeper/internal/localcluster"
+	"github.com/meshkeeper/meshkeeper/internal/testenv"
+)
+
+func eventually(t *testing.T, timeout time.Duration, what string, check func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = check(); err == nil {
+			return
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	t.Fatalf("%s: not true after %s: %v", what, timeout, err)
+}
+
+func sample(t *testing.T) *meshv1alpha1.MeshInstall {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "config", "samples", "mesh_v1alpha1_meshinstall.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mi := &meshv1alpha1.MeshInstall{}
+	if err := yaml.UnmarshalStrict(data, mi); err != nil {
+		t.Fatal(err)
+	}
+	return mi
+}
+
+func getMeshInstall(t *testing.T, name string) *meshv1alpha1.MeshInstall {
+	t.Helper()
+	mi := &meshv1alpha1.MeshInstall{}
+	if err := k8s.Get(context.Background(), client.ObjectKey{Name: name}, mi); err != nil {
+		t.Fatal(err)
+	}
+	return mi
+}
+
+// updateMeshInstall retries a change on conflict.
+func updateMeshInstall(t *testing.T, name string, change func(*meshv1alpha1.MeshInstall)) {
+	t.Helper()
+	eventually(t, 10*time.Second, "update MeshInstall", func() error {
+		mi := getMeshInstall(t, name)
+		change(mi)
+		return k8s.Update(context.Background(), mi)
+	})
+}
+
+// waitReady waits for Ready=True at the current generation.
+func waitReady(t *testing.T, name string, timeout time.Duration) *meshv1alpha1.MeshInstall {
+	t.Helper()
+	var mi *meshv1alpha1.MeshInstall
+	eventually(t, timeout, "MeshInstall Ready", func() error {
+		mi = getMeshInstall(t, name)
+		c := meta.FindStatusCondition(mi.Status.Conditions, meshv1alpha1.ConditionReady)
+		if c == nil || c.Status != metav1.ConditionTrue || mi.Status.ObservedGeneration != mi.Generation {
+			return fmt.Errorf("generation %d observed %d, Ready %+v", mi.Generation, mi.Status.ObservedGeneration, c)
+		}
+		return nil
+	})
+	return mi
+}
+
+func ensureNamespace(t *testing.T, name string, labels map[string]string) {
+	t.Helper()
+	if err := localcluster.EnsureNamespace(context.Background(), k8s, name, labels); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// app is a Deployment like a user's: one container, one port, HTTP probes.
+func app(namespace, name string, replicas int32) *appsv1.Deployment {
+	labels := map[string]string{"app": name}
+	return &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To(replicas),
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec:       podSpec(),
+			},
+		},
+	}
+}
+
+func podSpec() corev1.PodSpec {
+	probe := &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromInt32(8080)}}}
+	return corev1.PodSpec{Containers: []corev1.Container{{
+		Name: "app", Image: "nginx:1.27",
+		Ports:          []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}},
+		ReadinessProbe: probe, LivenessProbe: probe,
+	}}}
+}
+
+func barePod(namespace, name string, labels map[string]string) *corev1.Pod {
+	return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name, Labels: labels}, Spec: podSpec()}
+}
+
+// hasSidecar reports whether a pod carries istio-proxy, as a native sidecar or a container.
+func hasSidecar(p *corev1.Pod) bool {
+	for _, c := range append(append([]corev1.Container{}, p.Spec.InitContainers...), p.Spec.Containers...) {
+		if c.Name == "istio-proxy" {
+			return true
+		}
+	}
+	return false
+}
+
+// podsOf returns the pods of a Deployment's app label.
+func podsOf(t *testing.T, namespace, app string) []corev1.Pod {
+	t.Helper()
+	var pods corev1.PodList
+	if err := k8s.List(context.Background(), &pods, client.InNamespace(namespace), client.MatchingLabels{"app": app}); err != nil {
+		t.Fatal(err)
+	}
+	return pods.Items
+}
+
+func podReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}

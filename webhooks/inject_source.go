@@ -1,0 +1,126 @@
+package webhooks
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/meshkeeper/meshkeeper/internal/inject"
+)
+
+// DefaultTag is the revision tag the injector serves when its path names
+// neither a revision nor a tag: the one namespaces labelled
+// istio-injection=enabled select.
+const DefaultTag = "default"
+
+// Target is what the injector's URL path says: which revision's sidecar to
+// inject (by revision or by tag) and Istio's multi-cluster overrides.
+type Target struct {
+	// Revision is rev/<revision>: inject this revision, canary or not.
+	Revision string
+	// Tag is tag/<tag>: inject the revision the tag points at, or, during a
+	// canary, the revision the workload is assigned to. Empty when Revision
+	// is set.
+	Tag string
+	// ClusterID is Istio's cluster/<id>: overrides the revision's cluster.
+	ClusterID string
+	// Network is Istio's net/<network>: overrides the revision's network.
+	Network string
+}
+
+// Workload identifies the workload a pod belongs to (namespace and owning
+// workload, derived as Istio derives it), so that every pod of a workload
+// is assigned the same revision during a canary.
+type Workload = inject.Workload
+
+// ConfigSource finds the injection configuration of a revision.
+type ConfigSource interface {
+	// Resolve returns the injection config for the webhook target and the
+	// pod's workload (namespace + owning workload name, used by canaries to
+	// assign all pods of a workload to the same revision). An error means
+	// the configuration is not available (yet): the webhook answers with an
+	// HTTP error and the API server applies the webhook's failurePolicy.
+	Resolve(target Target, workload Workload) (*inject.Config, error)
+}
+
+// StaticConfigSource is a ConfigSource over fixed configurations, for tests
+// and tools.
+type StaticConfigSource struct {
+	// Revisions are the configurations by revision name.
+	Revisions map[string]*inject.Config
+	// Tags map a tag to a revision name.
+	Tags map[string]string
+}
+
+// Resolve returns the configuration of target's revision, or of the revision
+// its tag points at.
+func (s StaticConfigSource) Resolve(target Target, _ Workload) (*inject.Config, error) {
+	rev := target.Revision
+	if rev == "" {
+		tag := target.Tag
+		if tag == "" {
+			tag = DefaultTag
+		}
+		var ok bool
+		if rev, ok = s.Tags[tag]; !ok {
+			return nil, fmt.Errorf("revision tag %q points at no revision", tag)
+		}
+	}
+	cfg, ok := s.Revisions[rev]
+	if !ok {
+		return nil, fmt.Errorf("no injection configuration for revision %q", rev)
+	}
+	return cfg, nil
+}
+
+// InjectPath is the injector's path; parameters follow as /<key>/<value>.
+const InjectPath = "/inject"
+
+// ParseInjectPath reads the injector's URL path: /inject, optionally
+// followed by /<key>/<value> pairs, with keys cluster and net (Istio's) and
+// rev or tag (meshkeeper's). As in Istio, "--slash--" in a value stands for
+// "/". Without rev or tag the target is the default tag.
+func ParseInjectPath(path string) (Target, error) {
+	rest, ok := strings.CutPrefix(path, InjectPath)
+	if !ok || (rest != "" && rest[0] != '/') {
+		return Target{}, fmt.Errorf("path %q is not under %s", path, InjectPath)
+	}
+	rest = strings.Trim(rest, "/")
+	var t Target
+	if rest != "" {
+		parts := strings.Split(rest, "/")
+		if len(parts)%2 != 0 {
+			return Target{}, fmt.Errorf("path %q: parameters must be /<key>/<value> pairs", path)
+		}
+		seen := map[string]bool{}
+		for i := 0; i < len(parts); i += 2 {
+			key := parts[i]
+			value := strings.ReplaceAll(parts[i+1], "--slash--", "/")
+			if value == "" {
+				return Target{}, fmt.Errorf("path %q: invalid value for %s", path, key)
+			}
+			if seen[key] {
+				return Target{}, fmt.Errorf("path %q: %s given twice", path, key)
+			}
+			seen[key] = true
+			switch key {
+			case "rev":
+				t.Revision = value
+			case "tag":
+				t.Tag = value
+			case "cluster":
+				t.ClusterID = value
+			case "net":
+				t.Network = value
+			default:
+				return Target{}, fmt.Errorf("path %q: unknown parameter %q (want rev, tag, cluster or net)", path, key)
+			}
+		}
+	}
+	switch {
+	case t.Revision != "" && t.Tag != "":
+		return Target{}, fmt.Errorf("path %q: give rev or tag, not both", path)
+	case t.Revision == "" && t.Tag == "":
+		t.Tag = DefaultTag
+	}
+	return t, nil
+}
