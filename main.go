@@ -111,7 +111,10 @@ func run(ctx context.Context, o options) error {
 		LeaderElection:          o.leaderElect,
 		LeaderElectionID:        "meshkeeper.mesh.meshkeeper.dev",
 		LeaderElectionNamespace: o.namespace,
-		GracefulShutdownTimeout: &o.shutdownTimeout,
+		// The process exits right after the manager stops, so handing the
+		// lease over at once is safe and spares the next leader ~15s.
+		LeaderElectionReleaseOnCancel: true,
+		GracefulShutdownTimeout:       &o.shutdownTimeout,
 		Cache: cache.Options{
 			// Only what meshkeeper created is cached; MeshInstalls are the exception.
 			DefaultLabelSelector: managed,

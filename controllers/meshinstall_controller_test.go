@@ -518,7 +518,7 @@ func TestDataPlaneInventory(t *testing.T) {
 	eventually(t, timeout, "data plane counted", func() error {
 		dp := getMI(t, mi.Name).Status.DataPlane
 		want := meshv1alpha1.DataPlaneStatus{InjectedPods: 2, UpToDatePods: 1, OutdatedPods: 1, UninjectedPods: 1}
-		if dp != want {
+		if dp == nil || *dp != want {
 			return fmt.Errorf("dataPlane = %+v, want %+v", dp, want)
 		}
 		return nil

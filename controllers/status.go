@@ -113,7 +113,7 @@ func (s *statusBuilder) recordPlan(mi *meshv1alpha1.MeshInstall) {
 	}
 	st.Revisions = revs
 	if !s.invErr {
-		st.DataPlane = meshv1alpha1.DataPlaneStatus{
+		st.DataPlane = &meshv1alpha1.DataPlaneStatus{
 			InjectedPods: s.inv.Injected, UpToDatePods: s.inv.UpToDate,
 			OutdatedPods: s.inv.Outdated, UninjectedPods: s.inv.Uninjected,
 		}

@@ -260,7 +260,7 @@ func TestStatusSubresourceAndPrinterColumns(t *testing.T) {
 		ObservedGeneration: mi.Generation,
 		ActiveRevision:     "default",
 		Version:            "1.31.4",
-		DataPlane:          meshv1alpha1.DataPlaneStatus{InjectedPods: 7, UpToDatePods: 5},
+		DataPlane:          &meshv1alpha1.DataPlaneStatus{InjectedPods: 7, UpToDatePods: 5},
 	}
 	meta.SetStatusCondition(&mi.Status.Conditions, metav1.Condition{
 		Type: meshv1alpha1.ConditionReady, Status: metav1.ConditionTrue,

@@ -600,7 +600,7 @@ type MeshInstallStatus struct {
 
 	// DataPlane counts the pods of the mesh.
 	// +optional
-	DataPlane DataPlaneStatus `json:"dataPlane,omitempty"`
+	DataPlane *DataPlaneStatus `json:"dataPlane,omitempty"`
 }
 
 // MeshInstall installs and upgrades an Istio control plane and injects

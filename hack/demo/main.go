@@ -117,6 +117,9 @@ func up(dir string) error {
 			if err != nil {
 				return err
 			}
+			if err := waitNodesReady(ctx, c, 3, time.Minute); err != nil {
+				return err
+			}
 			return printTable(ctx, cfg, "/api/v1/nodes")
 		}},
 		{"Install the MeshInstall CRD and start the operator (on the host, webhooks by URL)", func() (err error) {

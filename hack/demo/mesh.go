@@ -77,7 +77,16 @@ func meshSteps(ctx context.Context, cl func() client.Client, rc func() *rest.Con
 				return err
 			}
 			fmt.Println("  $ kubectl get pods -n demo   # 2/2: the app and istio-proxy")
-			return printTable(ctx, rc(), "/api/v1/namespaces/demo/pods")
+			if err := printTable(ctx, rc(), "/api/v1/namespaces/demo/pods"); err != nil {
+				return err
+			}
+			if err := waitDataPlane(ctx, cl(), mi.Name, func(dp meshv1alpha1.DataPlaneStatus) bool {
+				return dp.UpToDatePods >= int32(2*len(demoApps)) && dp.OutdatedPods == 0
+			}); err != nil {
+				return err
+			}
+			fmt.Println("  $ kubectl get meshinstall   # every injected pod carries meshkeeper's stamp")
+			return printTable(ctx, rc(), "/apis/mesh.meshkeeper.dev/v1alpha1/meshinstalls")
 		}},
 		{fmt.Sprintf("Upgrade in place to Istio %s and wait until istiod is rolled and Ready", next), func() error {
 			if err := updateVersion(ctx, cl(), mi.Name, next); err != nil {
@@ -95,7 +104,29 @@ func meshSteps(ctx context.Context, cl func() client.Client, rc func() *rest.Con
 				return fmt.Errorf("istiod runs %s, want %s", img, next)
 			}
 			fmt.Printf("  istiod image: %s (%d/%d replicas available)\n", img, d.Status.AvailableReplicas, *d.Spec.Replicas)
-			fmt.Println("  $ kubectl get meshinstall -o wide")
+			if err := waitDataPlane(ctx, cl(), mi.Name, func(dp meshv1alpha1.DataPlaneStatus) bool {
+				return dp.OutdatedPods >= int32(2*len(demoApps))
+			}); err != nil {
+				return err
+			}
+			fmt.Println("  $ kubectl get meshinstall   # running pods still have the old proxy: outdated until restarted")
+			return printTable(ctx, rc(), "/apis/mesh.meshkeeper.dev/v1alpha1/meshinstalls")
+		}},
+		{"Restart the sample app (kubectl rollout restart) and wait until every pod runs the new proxy", func() error {
+			for _, name := range demoApps {
+				if err := restart(ctx, cl(), "demo", name); err != nil {
+					return err
+				}
+			}
+			if err := waitDataPlane(ctx, cl(), mi.Name, func(dp meshv1alpha1.DataPlaneStatus) bool {
+				return dp.UpToDatePods >= int32(2*len(demoApps)) && dp.OutdatedPods <= 1 // the gateway keeps its pod
+			}); err != nil {
+				return err
+			}
+			if err := waitInjected(ctx, cl(), "demo", 2*len(demoApps), time.Minute); err != nil {
+				return err
+			}
+			fmt.Println("  $ kubectl get meshinstall")
 			return printTable(ctx, rc(), "/apis/mesh.meshkeeper.dev/v1alpha1/meshinstalls")
 		}},
 	}
@@ -219,4 +250,61 @@ func demoDeployment(name string) *appsv1.Deployment {
 			},
 		},
 	}
+}
+
+func waitNodesReady(ctx context.Context, c client.Client, n int, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		var nodes corev1.NodeList
+		if err := c.List(ctx, &nodes); err != nil {
+			return err
+		}
+		readyNodes := 0
+		for _, node := range nodes.Items {
+			for _, cond := range node.Status.Conditions {
+				if cond.Type == corev1.NodeReady && cond.Status == corev1.ConditionTrue {
+					readyNodes++
+				}
+			}
+		}
+		if readyNodes >= n {
+			return nil
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return fmt.Errorf("fewer than %d nodes Ready after %s", n, timeout)
+}
+
+// waitDataPlane waits until the MeshInstall's data plane counts satisfy ok.
+func waitDataPlane(ctx context.Context, c client.Client, name string, ok func(meshv1alpha1.DataPlaneStatus) bool) error {
+	deadline := time.Now().Add(time.Minute)
+	var last meshv1alpha1.DataPlaneStatus
+	for time.Now().Before(deadline) {
+		mi := &meshv1alpha1.MeshInstall{}
+		if err := c.Get(ctx, client.ObjectKey{Name: name}, mi); err != nil {
+			return err
+		}
+		if mi.Status.DataPlane != nil {
+			last = *mi.Status.DataPlane
+			if ok(last) {
+				return nil
+			}
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	return fmt.Errorf("data plane counts did not settle: %+v", last)
+}
+
+// restart does what kubectl rollout restart does: a new pod template annotation.
+func restart(ctx context.Context, c client.Client, namespace, name string) error {
+	d := &appsv1.Deployment{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, d); err != nil {
+		return err
+	}
+	patch := client.MergeFrom(d.DeepCopy())
+	if d.Spec.Template.Annotations == nil {
+		d.Spec.Template.Annotations = map[string]string{}
+	}
+	d.Spec.Template.Annotations["kubectl.kubernetes.io/restartedAt"] = time.Now().Format(time.RFC3339)
+	return c.Patch(ctx, d, patch)
 }

@@ -8,10 +8,10 @@ package inventory
 import (
 	"strings"
 
+	"istio.io/api/annotation"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"istio.io/api/annotation"
 
 	"github.com/meshkeeper/meshkeeper/internal/inject"
 )

@@ -48,31 +48,31 @@ func sample(t *testing.T) *meshv1alpha1.MeshInstall {
 	return mi
 }
 
-func getMeshInstall(t *testing.T, name string) *meshv1alpha1.MeshInstall {
+func (e *env) getMeshInstall(t *testing.T, name string) *meshv1alpha1.MeshInstall {
 	t.Helper()
 	mi := &meshv1alpha1.MeshInstall{}
-	if err := k8s.Get(context.Background(), client.ObjectKey{Name: name}, mi); err != nil {
+	if err := e.k8s.Get(context.Background(), client.ObjectKey{Name: name}, mi); err != nil {
 		t.Fatal(err)
 	}
 	return mi
 }
 
 // updateMeshInstall retries a change on conflict.
-func updateMeshInstall(t *testing.T, name string, change func(*meshv1alpha1.MeshInstall)) {
+func (e *env) updateMeshInstall(t *testing.T, name string, change func(*meshv1alpha1.MeshInstall)) {
 	t.Helper()
 	eventually(t, 10*time.Second, "update MeshInstall", func() error {
-		mi := getMeshInstall(t, name)
+		mi := e.getMeshInstall(t, name)
 		change(mi)
-		return k8s.Update(context.Background(), mi)
+		return e.k8s.Update(context.Background(), mi)
 	})
 }
 
 // waitReady waits for Ready=True at the current generation.
-func waitReady(t *testing.T, name string, timeout time.Duration) *meshv1alpha1.MeshInstall {
+func (e *env) waitReady(t *testing.T, name string, timeout time.Duration) *meshv1alpha1.MeshInstall {
 	t.Helper()
 	var mi *meshv1alpha1.MeshInstall
 	eventually(t, timeout, "MeshInstall Ready", func() error {
-		mi = getMeshInstall(t, name)
+		mi = e.getMeshInstall(t, name)
 		c := meta.FindStatusCondition(mi.Status.Conditions, meshv1alpha1.ConditionReady)
 		if c == nil || c.Status != metav1.ConditionTrue || mi.Status.ObservedGeneration != mi.Generation {
 			return fmt.Errorf("generation %d observed %d, Ready %+v", mi.Generation, mi.Status.ObservedGeneration, c)
@@ -82,9 +82,9 @@ func waitReady(t *testing.T, name string, timeout time.Duration) *meshv1alpha1.M
 	return mi
 }
 
-func ensureNamespace(t *testing.T, name string, labels map[string]string) {
+func (e *env) ensureNamespace(t *testing.T, name string, labels map[string]string) {
 	t.Helper()
-	if err := localcluster.EnsureNamespace(context.Background(), k8s, name, labels); err != nil {
+	if err := localcluster.EnsureNamespace(context.Background(), e.k8s, name, labels); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -129,10 +129,10 @@ func hasSidecar(p *corev1.Pod) bool {
 }
 
 // podsOf returns the pods of a Deployment's app label.
-func podsOf(t *testing.T, namespace, app string) []corev1.Pod {
+func (e *env) podsOf(t *testing.T, namespace, app string) []corev1.Pod {
 	t.Helper()
 	var pods corev1.PodList
-	if err := k8s.List(context.Background(), &pods, client.InNamespace(namespace), client.MatchingLabels{"app": app}); err != nil {
+	if err := e.k8s.List(context.Background(), &pods, client.InNamespace(namespace), client.MatchingLabels{"app": app}); err != nil {
 		t.Fatal(err)
 	}
 	return pods.Items

@@ -23,6 +23,8 @@ import (
 // TestMeshLifecycle is one user's story, step by step; each step builds on
 // the previous one, so the first failure stops the story.
 func TestMeshLifecycle(t *testing.T) {
+	// Short-lived serving certificates: they rotate every 30s during the whole story.
+	e := newEnv(t, 2, "--webhook-cert-validity=45s")
 	ctx := context.Background()
 	mi := sample(t)
 	mi.Spec.Version = "1.31.0"
@@ -35,15 +37,15 @@ func TestMeshLifecycle(t *testing.T) {
 		run  func(t *testing.T)
 	}{
 		{"install becomes Ready", func(t *testing.T) {
-			if err := k8s.Create(ctx, mi); err != nil {
+			if err := e.k8s.Create(ctx, mi); err != nil {
 				t.Fatal(err)
 			}
-			got := waitReady(t, name, 90*time.Second)
+			got := e.waitReady(t, name, 90*time.Second)
 			if got.Status.ActiveRevision != render.DefaultRevision || got.Status.Version != "1.31.0" {
 				t.Errorf("status = %+v", got.Status)
 			}
 			d := &appsv1.Deployment{}
-			if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: istiod}, d); err != nil {
+			if err := e.k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: istiod}, d); err != nil {
 				t.Fatal(err)
 			}
 			if d.Status.AvailableReplicas < 1 {
@@ -51,12 +53,12 @@ func TestMeshLifecycle(t *testing.T) {
 			}
 		}},
 		{"labelled namespace gets Deployment pods injected", func(t *testing.T) {
-			ensureNamespace(t, "shop", map[string]string{"istio-injection": "enabled"})
-			if err := k8s.Create(ctx, app("shop", "web", 3)); err != nil {
+			e.ensureNamespace(t, "shop", map[string]string{"istio-injection": "enabled"})
+			if err := e.k8s.Create(ctx, app("shop", "web", 3)); err != nil {
 				t.Fatal(err)
 			}
 			eventually(t, 60*time.Second, "3 web pods running, injected and ready", func() error {
-				pods := podsOf(t, "shop", "web")
+				pods := e.podsOf(t, "shop", "web")
 				if len(pods) != 3 {
 					return fmt.Errorf("%d pods", len(pods))
 				}
@@ -77,7 +79,7 @@ func TestMeshLifecycle(t *testing.T) {
 		}},
 		{"opted-out pod is untouched", func(t *testing.T) {
 			p := barePod("shop", "opted-out", map[string]string{"sidecar.istio.io/inject": "false"})
-			if err := k8s.Create(ctx, p); err != nil {
+			if err := e.k8s.Create(ctx, p); err != nil {
 				t.Fatal(err)
 			}
 			if hasSidecar(p) || p.Annotations[inject.AnnotationRevision] != "" {
@@ -85,10 +87,10 @@ func TestMeshLifecycle(t *testing.T) {
 			}
 		}},
 		{"kube-system is never injected", func(t *testing.T) {
-			ensureNamespace(t, "kube-system", map[string]string{"istio-injection": "enabled"})
-			defer ensureNamespace(t, "kube-system", map[string]string{"istio-injection": ""})
+			e.ensureNamespace(t, "kube-system", map[string]string{"istio-injection": "enabled"})
+			defer e.ensureNamespace(t, "kube-system", map[string]string{"istio-injection": ""})
 			p := barePod("kube-system", "not-injected", nil)
-			if err := k8s.Create(ctx, p); err != nil {
+			if err := e.k8s.Create(ctx, p); err != nil {
 				t.Fatal(err)
 			}
 			if hasSidecar(p) {
@@ -96,44 +98,44 @@ func TestMeshLifecycle(t *testing.T) {
 			}
 		}},
 		{"in-place upgrade rolls istiod and returns to Ready", func(t *testing.T) {
-			updateMeshInstall(t, name, func(m *meshv1alpha1.MeshInstall) { m.Spec.Version = "1.31.4" })
-			got := waitReady(t, name, 90*time.Second)
+			e.updateMeshInstall(t, name, func(m *meshv1alpha1.MeshInstall) { m.Spec.Version = "1.31.4" })
+			got := e.waitReady(t, name, 90*time.Second)
 			if got.Status.Version != "1.31.4" {
 				t.Errorf("status.version = %s", got.Status.Version)
 			}
-			assertIstiodImage(t, ns, istiod, "1.31.4")
+			e.assertIstiodImage(t, ns, istiod, "1.31.4")
 		}},
 		{"operator killed mid-upgrade resumes", func(t *testing.T) {
-			updateMeshInstall(t, name, func(m *meshv1alpha1.MeshInstall) { m.Spec.Version = "1.32.0" })
+			e.updateMeshInstall(t, name, func(m *meshv1alpha1.MeshInstall) { m.Spec.Version = "1.32.0" })
 			eventually(t, 30*time.Second, "upgrade started", func() error {
-				c := conditionOf(getMeshInstall(t, name), meshv1alpha1.ConditionUpgradeInProgress)
+				c := conditionOf(e.getMeshInstall(t, name), meshv1alpha1.ConditionUpgradeInProgress)
 				if c == nil || c.Status != metav1.ConditionTrue {
 					return fmt.Errorf("UpgradeInProgress %+v", c)
 				}
 				return nil
 			})
-			if err := operator.Kill(); err != nil {
+			if err := e.operator.Kill(); err != nil {
 				t.Fatal(err)
 			}
-			if err := operator.Start(ctx); err != nil {
+			if err := e.operator.Start(ctx); err != nil {
 				t.Fatal(err)
 			}
-			got := waitReady(t, name, 120*time.Second)
+			got := e.waitReady(t, name, 120*time.Second)
 			if got.Status.Version != "1.32.0" {
 				t.Errorf("status.version = %s after the restart", got.Status.Version)
 			}
-			assertIstiodImage(t, ns, istiod, "1.32.0")
+			e.assertIstiodImage(t, ns, istiod, "1.32.0")
 		}},
 		{"unreachable webhook with failurePolicy Fail refuses pods", func(t *testing.T) {
-			if err := operator.Stop(); err != nil {
+			if err := e.operator.Stop(); err != nil {
 				t.Fatal(err)
 			}
 			defer func() {
-				if err := operator.Start(ctx); err != nil {
+				if err := e.operator.Start(ctx); err != nil {
 					t.Fatal(err)
 				}
 			}()
-			err := k8s.Create(ctx, barePod("shop", "refused", nil))
+			err := e.k8s.Create(ctx, barePod("shop", "refused", nil))
 			if err == nil {
 				t.Fatal("pod admitted while the injector is down and failurePolicy is Fail")
 			}
@@ -142,25 +144,14 @@ func TestMeshLifecycle(t *testing.T) {
 			}
 		}},
 		{"unreachable webhook with failurePolicy Ignore admits pods uninjected, and they are counted", func(t *testing.T) {
-			updateMeshInstall(t, name, func(m *meshv1alpha1.MeshInstall) { m.Spec.Injection.FailurePolicy = meshv1alpha1.FailurePolicyIgnore })
-			eventually(t, 30*time.Second, "injector failurePolicy Ignore", func() error {
-				mwc := &admissionregistrationv1.MutatingWebhookConfiguration{}
-				if err := k8s.Get(ctx, client.ObjectKey{Name: webhookconfig.InjectorName}, mwc); err != nil {
-					return err
-				}
-				for _, w := range mwc.Webhooks {
-					if *w.FailurePolicy != admissionregistrationv1.Ignore {
-						return fmt.Errorf("%s has %s", w.Name, *w.FailurePolicy)
-					}
-				}
-				return nil
-			})
-			if err := operator.Stop(); err != nil {
+			e.updateMeshInstall(t, name, func(m *meshv1alpha1.MeshInstall) { m.Spec.Injection.FailurePolicy = meshv1alpha1.FailurePolicyIgnore })
+			e.waitFailurePolicy(t, admissionregistrationv1.Ignore)
+			if err := e.operator.Stop(); err != nil {
 				t.Fatal(err)
 			}
 			p := barePod("shop", "admitted-uninjected", nil)
-			err := k8s.Create(ctx, p)
-			if startErr := operator.Start(ctx); startErr != nil {
+			err := e.k8s.Create(ctx, p)
+			if startErr := e.operator.Start(ctx); startErr != nil {
 				t.Fatal(startErr)
 			}
 			if err != nil {
@@ -170,16 +161,17 @@ func TestMeshLifecycle(t *testing.T) {
 				t.Fatal("pod injected while the injector was down?")
 			}
 			eventually(t, 60*time.Second, "uninjected pod counted in status", func() error {
-				dp := getMeshInstall(t, name).Status.DataPlane
-				if dp.UninjectedPods < 1 {
+				dp := e.getMeshInstall(t, name).Status.DataPlane
+				if dp == nil || dp.UninjectedPods < 1 {
 					return fmt.Errorf("dataPlane = %+v", dp)
 				}
 				return nil
 			})
-			updateMeshInstall(t, name, func(m *meshv1alpha1.MeshInstall) { m.Spec.Injection.FailurePolicy = meshv1alpha1.FailurePolicyFail })
+			e.updateMeshInstall(t, name, func(m *meshv1alpha1.MeshInstall) { m.Spec.Injection.FailurePolicy = meshv1alpha1.FailurePolicyFail })
+			e.waitFailurePolicy(t, admissionregistrationv1.Fail)
 		}},
 		{"certificate rotation while pods are created loses no injection", func(t *testing.T) {
-			serialBefore := servingCertificate(t)
+			serialBefore := e.servingCertificate(t)
 			var wg sync.WaitGroup
 			errs := make(chan error, 64)
 			deadline := time.Now().Add(50 * time.Second) // the serving certificate renews every 30s
@@ -188,7 +180,7 @@ func TestMeshLifecycle(t *testing.T) {
 				go func(i int) {
 					defer wg.Done()
 					p := barePod("shop", fmt.Sprintf("rotation-%d", i), nil)
-					if err := k8s.Create(ctx, p); err != nil {
+					if err := e.k8s.Create(ctx, p); err != nil {
 						errs <- fmt.Errorf("pod %d refused: %w", i, err)
 						return
 					}
@@ -203,7 +195,7 @@ func TestMeshLifecycle(t *testing.T) {
 			for err := range errs {
 				t.Error(err)
 			}
-			if servingCertificate(t) == serialBefore {
+			if e.servingCertificate(t) == serialBefore {
 				t.Error("the serving certificate did not rotate during the step; the test proved nothing")
 			}
 		}},
@@ -215,6 +207,23 @@ func TestMeshLifecycle(t *testing.T) {
 	}
 }
 
+// waitFailurePolicy waits until every injector entry has the policy.
+func (e *env) waitFailurePolicy(t *testing.T, want admissionregistrationv1.FailurePolicyType) {
+	t.Helper()
+	eventually(t, 30*time.Second, "injector failurePolicy "+string(want), func() error {
+		mwc := &admissionregistrationv1.MutatingWebhookConfiguration{}
+		if err := e.k8s.Get(context.Background(), client.ObjectKey{Name: webhookconfig.InjectorName}, mwc); err != nil {
+			return err
+		}
+		for _, w := range mwc.Webhooks {
+			if *w.FailurePolicy != want {
+				return fmt.Errorf("%s has %s", w.Name, *w.FailurePolicy)
+			}
+		}
+		return nil
+	})
+}
+
 func conditionOf(mi *meshv1alpha1.MeshInstall, condType string) *metav1.Condition {
 	for i := range mi.Status.Conditions {
 		if mi.Status.Conditions[i].Type == condType {
@@ -224,10 +233,10 @@ func conditionOf(mi *meshv1alpha1.MeshInstall, condType string) *metav1.Conditio
 	return nil
 }
 
-func assertIstiodImage(t *testing.T, ns, name, version string) {
+func (e *env) assertIstiodImage(t *testing.T, ns, name, version string) {
 	t.Helper()
 	d := &appsv1.Deployment{}
-	if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, d); err != nil {
+	if err := e.k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, d); err != nil {
 		t.Fatal(err)
 	}
 	img := d.Spec.Template.Spec.Containers[0].Image
@@ -240,10 +249,10 @@ func assertIstiodImage(t *testing.T, ns, name, version string) {
 }
 
 // servingCertificate returns the serving certificate stored in the operator's Secret.
-func servingCertificate(t *testing.T) string {
+func (e *env) servingCertificate(t *testing.T) string {
 	t.Helper()
 	s := &corev1.Secret{}
-	if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: "meshkeeper-system", Name: "meshkeeper-webhook-certs"}, s); err != nil {
+	if err := e.k8s.Get(context.Background(), client.ObjectKey{Namespace: "meshkeeper-system", Name: "meshkeeper-webhook-certs"}, s); err != nil {
 		t.Fatal(err)
 	}
 	return string(s.Data["tls.crt"])

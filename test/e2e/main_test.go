@@ -1,7 +1,8 @@
-// Package e2e runs meshkeeper end to end on a simulated cluster: a real
+// Package e2e runs meshkeeper end to end on simulated clusters: a real
 // kube-apiserver, etcd, kube-controller-manager and kube-scheduler with kwok
-// nodes, and the operator as a process on the host. Every run uses a fresh
-// cluster with a unique name and deletes it, also on failure.
+// nodes, and the operator as a process on the host. Every test gets a fresh
+// cluster with a unique name, deleted when the test ends, also on failure or
+// Ctrl-C.
 package e2e
 
 import (
@@ -12,6 +13,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -24,122 +26,129 @@ import (
 )
 
 var (
+	tools   localcluster.Tools
+	binary  string
+	workDir string
+
+	liveMu sync.Mutex
+	live   = map[*env]bool{}
+)
+
+// env is one test's cluster, operator and client.
+type env struct {
 	cluster  *localcluster.Cluster
 	operator *localcluster.Operator
 	cfg      *rest.Config
 	k8s      client.Client
-)
+}
 
 func TestMain(m *testing.M) {
 	os.Exit(run(m))
 }
 
-func run(m *testing.M) (code int) {
-	tools, err := localcluster.ToolsFromEnv()
-	if err != nil {
+func run(m *testing.M) int {
+	var err error
+	if tools, err = localcluster.ToolsFromEnv(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	dir, err := os.MkdirTemp("", "meshkeeper-e2e-")
-	if err != nil {
+	if workDir, err = os.MkdirTemp("", "meshkeeper-e2e-"); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer os.RemoveAll(dir)
+	defer os.RemoveAll(workDir)
+	binary = filepath.Join(workDir, "manager")
+	start := time.Now()
+	cmd := exec.Command("go", "build", "-o", binary, ".")
+	cmd.Dir = testenv.RepoRoot()
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	if err := cmd.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building the manager:", err)
+		return 1
+	}
+	fmt.Printf("e2e: built the manager in %s\n", time.Since(start).Round(time.Millisecond))
 
-	step := func(name string, f func() error) error {
-		start := time.Now()
-		err := f()
-		fmt.Printf("e2e setup: %s (%s)\n", name, time.Since(start).Round(time.Millisecond))
-		return err
-	}
-	binary := filepath.Join(dir, "manager")
-	if err := step("build the manager", func() error {
-		cmd := exec.Command("go", "build", "-o", binary, ".")
-		cmd.Dir = testenv.RepoRoot()
-		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-		return cmd.Run()
-	}); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-
-	ctx := context.Background()
-	name := localcluster.UniqueName("mk-e2e")
-	if err := step("create cluster "+name, func() (err error) {
-		cluster, err = localcluster.Create(ctx, tools, name, dir, 2)
-		return err
-	}); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	// Always delete the cluster: on return, and on Ctrl-C.
 	interrupted := make(chan os.Signal, 1)
 	signal.Notify(interrupted, os.Interrupt, syscall.SIGTERM)
 	go func() {
 		<-interrupted
-		cleanup()
+		liveMu.Lock()
+		for e := range live {
+			e.teardown()
+		}
 		os.Exit(130)
 	}()
-	defer cleanup()
-
-	if err := step("install the CRD and start the operator", func() error { return setup(ctx, binary, dir) }); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		printOperatorLog()
-		return 1
-	}
-	code = m.Run()
-	if code != 0 {
-		printOperatorLog()
-	}
-	return code
+	return m.Run()
 }
 
-func cleanup() {
-	if operator != nil {
-		_ = operator.Stop()
+// newEnv starts a cluster with nodes kwok nodes and the operator (with
+// extra flags), and tears both down when the test ends. On failure it prints
+// the end of the operator's log.
+func newEnv(t *testing.T, nodes int, operatorArgs ...string) *env {
+	t.Helper()
+	ctx := context.Background()
+	dir := filepath.Join(workDir, strings.ReplaceAll(t.Name(), "/", "_"))
+	start := time.Now()
+	cluster, err := localcluster.Create(ctx, tools, localcluster.UniqueName("mk-e2e"), workDir, nodes)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if cluster != nil {
-		if err := cluster.Delete(); err != nil {
-			fmt.Fprintln(os.Stderr, "deleting the cluster:", err)
+	e := &env{cluster: cluster}
+	liveMu.Lock()
+	live[e] = true
+	liveMu.Unlock()
+	t.Cleanup(func() {
+		if t.Failed() {
+			e.printOperatorLog()
 		}
+		liveMu.Lock()
+		delete(live, e)
+		liveMu.Unlock()
+		e.teardown()
+	})
+	if e.cfg, err = cluster.RESTConfig(); err != nil {
+		t.Fatal(err)
+	}
+	if e.k8s, err = client.New(e.cfg, client.Options{Scheme: testenv.Scheme()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := localcluster.InstallCRD(ctx, e.k8s, testenv.RepoRoot()); err != nil {
+		t.Fatal(err)
+	}
+	if err := localcluster.EnsureNamespace(ctx, e.k8s, "meshkeeper-system", nil); err != nil {
+		t.Fatal(err)
+	}
+	if e.operator, err = localcluster.NewOperator(binary, cluster.Kubeconfig, dir); err != nil {
+		t.Fatal(err)
+	}
+	e.operator.ExtraArgs = operatorArgs
+	if err := e.operator.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("cluster %s and operator ready in %s", cluster.Name, time.Since(start).Round(time.Millisecond))
+	return e
+}
+
+func (e *env) teardown() {
+	if e.operator != nil {
+		_ = e.operator.Stop()
+	}
+	if err := e.cluster.Delete(); err != nil {
+		fmt.Fprintln(os.Stderr, "deleting the cluster:", err)
 	}
 }
 
-func printOperatorLog() {
-	if operator == nil {
+func (e *env) printOperatorLog() {
+	if e.operator == nil {
 		return
 	}
-	data, err := os.ReadFile(operator.LogPath())
+	data, err := os.ReadFile(e.operator.LogPath())
 	if err != nil {
 		return
 	}
 	lines := strings.Split(string(data), "\n")
-	if len(lines) > 200 {
-		lines = lines[len(lines)-200:]
+	if len(lines) > 150 {
+		lines = lines[len(lines)-150:]
 	}
 	fmt.Fprintf(os.Stderr, "--- last operator log lines ---\n%s\n", strings.Join(lines, "\n"))
-}
-
-func setup(ctx context.Context, binary, dir string) error {
-	var err error
-	if cfg, err = cluster.RESTConfig(); err != nil {
-		return err
-	}
-	if k8s, err = client.New(cfg, client.Options{Scheme: testenv.Scheme()}); err != nil {
-		return err
-	}
-	if err := localcluster.InstallCRD(ctx, k8s, testenv.RepoRoot()); err != nil {
-		return err
-	}
-	if err := localcluster.EnsureNamespace(ctx, k8s, "meshkeeper-system", nil); err != nil {
-		return err
-	}
-	operator, err = localcluster.NewOperator(binary, cluster.Kubeconfig, filepath.Join(dir, "operator"))
-	if err != nil {
-		return err
-	}
-	// Short-lived serving certificates: they rotate every 30s during the whole suite.
-	operator.ExtraArgs = []string{"--webhook-cert-validity=45s"}
-	return operator.Start(ctx)
 }
