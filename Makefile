@@ -49,6 +49,11 @@ generate: controller-gen ## Generate DeepCopy methods.
 verify-generated: controller-gen ## Fail when generated code is stale.
 	hack/verify-generated.sh
 
+.PHONY: verify-manifests
+verify-manifests: kustomize ## Fail when the kustomize overlays do not build.
+	$(KUSTOMIZE) build config/default >/dev/null
+	$(KUSTOMIZE) build config/samples >/dev/null
+
 .PHONY: fmt
 fmt: ## Run gofmt.
 	gofmt -l -w $$(git ls-files '*.go')
@@ -58,7 +63,7 @@ vet: ## Run go vet.
 	go vet ./...
 
 .PHONY: test
-test: k8s-tools verify-generated vet ## Run every test: generated code, vet, gofmt, unit, envtest and end-to-end suites.
+test: k8s-tools verify-generated verify-manifests vet ## Run every test: generated code, vet, gofmt, unit, envtest and end-to-end suites.
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed on:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	go test $(GO_TEST_FLAGS) ./...
 

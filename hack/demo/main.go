@@ -139,7 +139,9 @@ func up(dir string) error {
 			return saveState(dir, state{Cluster: clusterName, Kubeconfig: cluster.Kubeconfig, PID: operator.PID(), Log: operator.LogPath()})
 		}},
 	}
-	steps = append(steps, meshSteps(ctx, func() client.Client { return c }, func() *rest.Config { return cfg })...)
+	getClient, getConfig := func() client.Client { return c }, func() *rest.Config { return cfg }
+	steps = append(steps, meshSteps(ctx, getClient, getConfig)...)
+	steps = append(steps, canarySteps(ctx, getClient, getConfig)...)
 	for _, s := range steps {
 		if err := d.step(s.name, s.run); err != nil {
 			if operator != nil {

@@ -22,11 +22,19 @@ import (
 	"github.com/meshkeeper/meshkeeper/internal/localcluster"
 	"github.com/meshkeeper/meshkeeper/internal/render"
 	"github.com/meshkeeper/meshkeeper/internal/testenv"
-	"github.com/meshkeeper/meshkeeper/internal/version"
 )
 
-// demoApps are the sample app's Deployments in namespace demo.
-var demoApps = []string{"frontend", "cart", "checkout"}
+// demoApps are the sample app's Deployments in namespace demo. Their
+// workload hashes put catalog under 30%, frontend under 70% and the rest
+// above, so each canary step moves a visible share.
+var demoApps = []string{"frontend", "cart", "checkout", "catalog"}
+
+// The demo's versions: installed, upgraded in place, then by canary.
+const (
+	installVersion = "1.30.8"
+	inPlaceVersion = "1.31.4"
+	canaryVersion  = "1.32.0"
+)
 
 func installCRD(ctx context.Context, c client.Client) error {
 	return localcluster.InstallCRD(ctx, c, testenv.RepoRoot())
@@ -44,13 +52,14 @@ type step = struct {
 // meshSteps are the user's story once the operator runs.
 func meshSteps(ctx context.Context, cl func() client.Client, rc func() *rest.Config) []step {
 	var mi *meshv1alpha1.MeshInstall
-	next := nextVersion()
+	next := inPlaceVersion
 	return []step{
-		{"Apply config/samples' MeshInstall and wait until it is Ready", func() error {
+		{"Apply config/samples' MeshInstall (pinned to Istio " + installVersion + ") and wait until it is Ready", func() error {
 			var err error
 			if mi, err = loadSample(); err != nil {
 				return err
 			}
+			mi.Spec.Version = installVersion
 			if err := cl().Create(ctx, mi); err != nil {
 				return err
 			}
@@ -64,7 +73,7 @@ func meshSteps(ctx context.Context, cl func() client.Client, rc func() *rest.Con
 			fmt.Printf("  $ kubectl get deploy -n %s\n", mi.Spec.Namespace)
 			return printTable(ctx, rc(), "/apis/apps/v1/namespaces/"+mi.Spec.Namespace+"/deployments")
 		}},
-		{"Label namespace demo istio-injection=enabled and deploy a sample app (3 Deployments x 2 replicas)", func() error {
+		{"Label namespace demo istio-injection=enabled and deploy a sample app (4 Deployments x 2 replicas)", func() error {
 			if err := ensureNamespace(ctx, cl(), "demo", map[string]string{"istio-injection": "enabled"}); err != nil {
 				return err
 			}
@@ -132,8 +141,6 @@ func meshSteps(ctx context.Context, cl func() client.Client, rc func() *rest.Con
 	}
 }
 
-// nextVersion is the newest supported version: the sample runs the one before it.
-func nextVersion() string { return version.Latest() }
 
 func loadSample() (*meshv1alpha1.MeshInstall, error) {
 	data, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "config", "samples", "mesh_v1alpha1_meshinstall.yaml"))
