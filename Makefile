@@ -19,6 +19,7 @@ export MESHKEEPER_K8S_BIN = $(K8S_BIN)
 export MESHKEEPER_KWOK_BIN = $(KWOK_BIN)
 
 GO_TEST_FLAGS ?=
+GO_FILES = $$(find . -name '*.go' -not -path './.*' -not -path './bin/*')
 SHELL = /usr/bin/env bash -o pipefail
 .SHELLFLAGS = -ec
 
@@ -56,7 +57,7 @@ verify-manifests: kustomize ## Fail when the kustomize overlays do not build.
 
 .PHONY: fmt
 fmt: ## Run gofmt.
-	gofmt -l -w $$(git ls-files '*.go')
+	gofmt -l -w $(GO_FILES)
 
 .PHONY: vet
 vet: ## Run go vet.
@@ -64,7 +65,7 @@ vet: ## Run go vet.
 
 .PHONY: test
 test: k8s-tools verify-generated verify-manifests vet ## Run every test: generated code, vet, gofmt, unit, envtest and end-to-end suites.
-	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed on:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
+	@test -z "$$(gofmt -l $(GO_FILES))" || { echo "gofmt needed on:"; gofmt -l $(GO_FILES); exit 1; }
 	go test $(GO_TEST_FLAGS) ./...
 
 .PHONY: test-unit

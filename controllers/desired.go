@@ -10,6 +10,7 @@ import (
 	"slices"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -27,7 +28,7 @@ import (
 // CRDs (only when missing or changed), namespaces, each revision's control
 // plane, the shared objects, and last the injector configuration, so that a
 // revision's injection config exists before any pod is sent to it.
-func (r *MeshInstallReconciler) desiredObjects(ctx context.Context, mi *meshv1alpha1.MeshInstall, plan revision.Plan) ([]client.Object, error) {
+func (r *MeshInstallReconciler) desiredObjects(ctx context.Context, mi *meshv1alpha1.MeshInstall, plan revision.Plan, obs revision.Observed) ([]client.Object, error) {
 	var out []client.Object
 
 	crds, err := r.crdsToApply(ctx, mi)
@@ -55,7 +56,16 @@ func (r *MeshInstallReconciler) desiredObjects(ctx context.Context, mi *meshv1al
 	if err != nil {
 		return nil, renderRefusal(err)
 	}
-	out = append(out, shared...)
+	for _, o := range shared {
+		// Gateway pods need the injector: as istioctl does, start them once
+		// istiod has been available (its injection entries exist by then).
+		if _, gateway := o.GetLabels()[render.LabelGateway]; gateway && !controlPlaneWasReady(mi, plan, obs) {
+			if _, isDeployment := o.(*appsv1.Deployment); isDeployment {
+				continue
+			}
+		}
+		out = append(out, o)
+	}
 
 	endpoint, err := r.WebhookEndpoint(ctx)
 	if err != nil {
@@ -78,6 +88,15 @@ func (r *MeshInstallReconciler) desiredObjects(ctx context.Context, mi *meshv1al
 	}
 	render.ApplyOrder(out)
 	return out, nil
+}
+
+// controlPlaneWasReady is true once the active revision has rolled out at least once.
+func controlPlaneWasReady(mi *meshv1alpha1.MeshInstall, plan revision.Plan, obs revision.Observed) bool {
+	if mi.Status.Version != "" {
+		return true
+	}
+	o, ok := obs.Revisions[plan.Active.Name]
+	return ok && o.Ready
 }
 
 // renderRefusal turns the renderer's validation errors into a refusal with their reason.

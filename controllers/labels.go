@@ -1,6 +1,9 @@
 package controllers
 
-import "github.com/meshkeeper/meshkeeper/internal/render"
+import (
+	"github.com/meshkeeper/meshkeeper/internal/inject"
+	"github.com/meshkeeper/meshkeeper/internal/render"
+)
 
 // Labels meshkeeper puts on what it creates, to find, watch and prune it.
 const (
@@ -16,5 +19,5 @@ const (
 	// LabelVersion is the Istio version a per-revision object was rendered for.
 	LabelVersion = render.LabelVersion
 	// PodRevisionLabel is the injector's stamp on a pod: the revision that injected it.
-	PodRevisionLabel = "mesh.meshkeeper.dev/revision"
+	PodRevisionLabel = inject.LabelInjectedBy
 )

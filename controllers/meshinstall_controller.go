@@ -124,7 +124,7 @@ func (r *MeshInstallReconciler) reconcileNormal(ctx context.Context, mi *meshv1a
 		}
 		return ctrl.Result{}, err
 	}
-	desired, err := r.desiredObjects(ctx, mi, plan)
+	desired, err := r.desiredObjects(ctx, mi, plan, obs)
 	if err != nil {
 		var refusal *revision.Refusal
 		if errors.As(err, &refusal) {

@@ -96,7 +96,31 @@ func expectedObjects(t *testing.T, mi *meshv1alpha1.MeshInstall, rev string) []c
 	if err != nil {
 		t.Fatal(err)
 	}
-	return append(objs, shared...)
+	for _, o := range shared {
+		// Gateway Deployments wait for istiod; TestInstall… checks they come after.
+		if _, gw := o.GetLabels()[render.LabelGateway]; gw && o.GetObjectKind().GroupVersionKind().Kind == "Deployment" {
+			continue
+		}
+		objs = append(objs, o)
+	}
+	return objs
+}
+
+// gatewayDeployments are the sample's gateway Deployments.
+func gatewayDeployments(t *testing.T, mi *meshv1alpha1.MeshInstall) []client.Object {
+	t.Helper()
+	v, _ := version.Parse(mi.Spec.Version)
+	shared, err := render.Shared(mi, render.Revision{Name: render.DefaultRevision, Version: v})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []client.Object
+	for _, o := range shared {
+		if _, gw := o.GetLabels()[render.LabelGateway]; gw && o.GetObjectKind().GroupVersionKind().Kind == "Deployment" {
+			out = append(out, o)
+		}
+	}
+	return out
 }
 
 // live reads an object of any kind from the API server.
@@ -180,8 +204,16 @@ func TestInstallCreatesTheControlPlaneAndBecomesReady(t *testing.T) {
 	}
 	waitCondition(t, mi.Name, meshv1alpha1.ConditionReady, metav1.ConditionFalse, meshv1alpha1.ReasonInstalling)
 	waitCondition(t, mi.Name, meshv1alpha1.ConditionReconciling, metav1.ConditionTrue, meshv1alpha1.ReasonInstalling)
+	gateways := gatewayDeployments(t, mi)
+	if len(gateways) == 0 {
+		t.Fatal("the sample has no gateway")
+	}
+	if err := allExist(gateways); err == nil {
+		t.Error("gateway Deployments were created before istiod was available; their pods would miss injection")
+	}
 
 	makeAvailable(t, mi.Spec.Namespace, render.IstiodName(render.DefaultRevision))
+	eventually(t, timeout, "gateways created once istiod is available", func() error { return allExist(gateways) })
 	waitCondition(t, mi.Name, meshv1alpha1.ConditionReady, metav1.ConditionTrue, meshv1alpha1.ReasonReconcileSucceeded)
 	got := getMI(t, mi.Name)
 	if got.Status.ActiveRevision != render.DefaultRevision || got.Status.Version != mi.Spec.Version ||

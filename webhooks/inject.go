@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/meshkeeper/meshkeeper/internal/inject"
+	"github.com/meshkeeper/meshkeeper/internal/render"
 )
 
 // MaxRequestBytes bounds an admission request's body. The API server stores
@@ -162,7 +163,9 @@ func (h *InjectHandler) review(ar *admissionReview, target Target, buf []byte) (
 	if err != nil {
 		return internal(reasonNoConfig, fmt.Errorf("resolving the injection configuration of %s: %w", describe(target), err))
 	}
-	if namespace == cfg.Namespace {
+	if _, gateway := pod.Labels[render.LabelGateway]; namespace == cfg.Namespace && !gateway {
+		// The control plane's own namespace is never injected, except for
+		// the gateways meshkeeper runs there.
 		return allow(reasonSystemNamespace)
 	}
 	injected, err := inject.Inject(pod, cfg, inject.Request{

@@ -56,7 +56,6 @@ func BenchmarkInject(b *testing.B) {
 			b.ResetTimer()
 			for b.Loop() {
 				reader.Reset(body)
-				req.Body = http.NoBody
 				req.Body = readCloser{reader}
 				w.body.Reset()
 				h.ServeHTTP(w, req)

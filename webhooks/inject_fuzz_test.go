@@ -1,7 +1,6 @@
 package webhooks
 
 import (
-	"bytes"
 	"encoding/json"
 	"net/http"
 	"testing"
@@ -87,9 +86,35 @@ func FuzzInjectHandler(f *testing.F) {
 		if !sameJSON(t, again, patched) {
 			t.Fatal("re-injecting the injected pod changed it")
 		}
-		second := serve(h, "/inject", "application/json", bytes.Replace(body, raw.Request.Object, patchedJSON, 1))
-		if r := admissionResponse(t, second); !r.Allowed || len(r.Patch) != 0 {
+		second := serve(h, "/inject", "application/json", withObject(t, body, patchedJSON))
+		var resp2 admissionv1.AdmissionReview
+		if err := json.Unmarshal(second.Body.Bytes(), &resp2); err != nil || resp2.Response == nil {
+			t.Fatalf("HTTP %d: %s", second.Code, second.Body.String())
+		}
+		if !resp2.Response.Allowed || len(resp2.Response.Patch) != 0 {
 			t.Fatalf("the injected pod, sent again, was patched or refused: %s", second.Body.String())
 		}
 	})
+}
+
+// withObject returns the review with another request.object.
+func withObject(t *testing.T, review, object []byte) []byte {
+	t.Helper()
+	var env, req map[string]json.RawMessage
+	if err := json.Unmarshal(review, &env); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(env["request"], &req); err != nil {
+		t.Fatal(err)
+	}
+	req["object"] = object
+	var err error
+	if env["request"], err = json.Marshal(req); err != nil {
+		t.Fatal(err)
+	}
+	out, err := json.Marshal(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }

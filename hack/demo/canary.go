@@ -196,7 +196,7 @@ func waitGone(ctx context.Context, c client.Client, namespace, name string, time
 	return poll(ctx, timeout, "deployment "+name+" removed", func() (bool, string, error) {
 		err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, &appsv1.Deployment{})
 		if apierrors.IsNotFound(err) {
-			fmt.Printf("  istiod revision %s pruned: no running pod uses it any more\n", name)
+			fmt.Printf("  %s removed: no running pod uses its revision any more\n", name)
 			return true, "", nil
 		}
 		return false, "still there", err

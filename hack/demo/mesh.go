@@ -128,7 +128,7 @@ func meshSteps(ctx context.Context, cl func() client.Client, rc func() *rest.Con
 				}
 			}
 			if err := waitDataPlane(ctx, cl(), mi.Name, func(dp meshv1alpha1.DataPlaneStatus) bool {
-				return dp.UpToDatePods >= int32(2*len(demoApps)) && dp.OutdatedPods <= 1 // the gateway keeps its pod
+				return dp.UpToDatePods >= int32(2*len(demoApps)) && dp.OutdatedPods == 0
 			}); err != nil {
 				return err
 			}
@@ -140,7 +140,6 @@ func meshSteps(ctx context.Context, cl func() client.Client, rc func() *rest.Con
 		}},
 	}
 }
-
 
 func loadSample() (*meshv1alpha1.MeshInstall, error) {
 	data, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "config", "samples", "mesh_v1alpha1_meshinstall.yaml"))

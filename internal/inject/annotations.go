@@ -13,6 +13,10 @@ const (
 	AnnotationProxyVersion = "mesh.meshkeeper.dev/proxy-version"
 	// AnnotationConfigHash is Config.Hash of the configuration used.
 	AnnotationConfigHash = "mesh.meshkeeper.dev/config-hash"
+	// LabelInjectedBy is the revision that injected the pod, as a label so the
+	// operator can ask the API server which running pods use a revision
+	// (label and field selectors) before pruning it.
+	LabelInjectedBy = "mesh.meshkeeper.dev/injected-by"
 )
 
 // Names of the injected containers.

@@ -69,6 +69,19 @@ type Config struct {
 	memo memo
 }
 
+// NativeSidecars modes of Config.NativeSidecars.
+const (
+	// NativeSidecarsAuto injects what the Istio version injects by default
+	// on a cluster whose nodes all run Kubernetes 1.33 or later: every
+	// supported version (1.30+) then injects a native sidecar.
+	NativeSidecarsAuto = "Auto"
+	// NativeSidecarsEnabled always injects istio-proxy as a native sidecar
+	// (an init container with restartPolicy Always).
+	NativeSidecarsEnabled = "Enabled"
+	// NativeSidecarsDisabled always injects istio-proxy as a regular container.
+	NativeSidecarsDisabled = "Disabled"
+)
+
 // memo is the lazily derived state of a Config.
 type memo struct {
 	once    sync.Once

@@ -1,7 +1,6 @@
 package inject
 
 import (
-	"encoding/json"
 	"sort"
 	"strconv"
 
@@ -18,191 +17,15 @@ import (
 // randomly filled values, so a field added to the Kubernetes types cannot be
 // silently dropped.
 
-// jsonObject writes the members of one JSON object.
-type jsonObject struct {
-	b     []byte
-	first bool
-	err   error
-}
-
-func beginObject(b []byte) jsonObject {
-	return jsonObject{b: append(b, '{'), first: true}
-}
-
-// key starts a member named by a Go field's JSON name, which needs no
-// escaping.
-func (o *jsonObject) key(k string) {
-	if !o.first {
-		o.b = append(o.b, ',')
-	}
-	o.first = false
-	o.b = append(o.b, '"')
-	o.b = append(o.b, k...)
-	o.b = append(o.b, '"', ':')
-}
-
-// mapKey starts a member named by a map key.
-func (o *jsonObject) mapKey(k string) {
-	if !o.first {
-		o.b = append(o.b, ',')
-	}
-	o.first = false
-	o.b = appendJSONString(o.b, k)
-	o.b = append(o.b, ':')
-}
-
-func (o *jsonObject) str(k, v string) {
-	o.key(k)
-	o.b = appendJSONString(o.b, v)
-}
-
-func (o *jsonObject) strOmit(k, v string) {
-	if v != "" {
-		o.str(k, v)
-	}
-}
-
-func (o *jsonObject) int(k string, v int64) {
-	o.key(k)
-	o.b = strconv.AppendInt(o.b, v, 10)
-}
-
-func (o *jsonObject) intOmit(k string, v int64) {
-	if v != 0 {
-		o.int(k, v)
-	}
-}
-
-func (o *jsonObject) boolOmit(k string, v bool) {
-	if v {
-		o.key(k)
-		o.b = append(o.b, "true"...)
-	}
-}
-
-func (o *jsonObject) boolPtr(k string, v *bool) {
-	if v != nil {
-		o.key(k)
-		o.b = strconv.AppendBool(o.b, *v)
-	}
-}
-
-func (o *jsonObject) int64Ptr(k string, v *int64) {
-	if v != nil {
-		o.int(k, *v)
-	}
-}
-
-func (o *jsonObject) int32Ptr(k string, v *int32) {
-	if v != nil {
-		o.int(k, int64(*v))
-	}
-}
-
-func (o *jsonObject) strings(k string, v []string) {
-	if len(v) == 0 {
-		return
-	}
-	o.key(k)
-	o.b = append(o.b, '[')
-	for i, s := range v {
-		if i > 0 {
-			o.b = append(o.b, ',')
-		}
-		o.b = appendJSONString(o.b, s)
-	}
-	o.b = append(o.b, ']')
-}
-
-func (o *jsonObject) capabilities(k string, v []corev1.Capability) {
-	if len(v) == 0 {
-		return
-	}
-	o.key(k)
-	o.b = append(o.b, '[')
-	for i, c := range v {
-		if i > 0 {
-			o.b = append(o.b, ',')
-		}
-		o.b = appendJSONString(o.b, string(c))
-	}
-	o.b = append(o.b, ']')
-}
-
-// std encodes a member with encoding/json (for what injection never sets).
-func (o *jsonObject) std(k string, v any) {
-	o.key(k)
-	js, err := json.Marshal(v)
-	if err != nil && o.err == nil {
-		o.err = err
-	}
-	o.b = append(o.b, js...)
-}
-
-func (o *jsonObject) end() ([]byte, error) {
-	return append(o.b, '}'), o.err
-}
-
-// sub encodes a nested value with one of these encoders.
-func (o *jsonObject) sub(k string, enc func([]byte) ([]byte, error)) {
-	o.key(k)
-	o.value(enc)
-}
-
-// value encodes a member's value, after mapKey.
-func (o *jsonObject) value(enc func([]byte) ([]byte, error)) {
-	var err error
-	o.b, err = enc(o.b)
-	if err != nil && o.err == nil {
-		o.err = err
-	}
-}
-
-func appendList[T any](b []byte, items []T, enc func([]byte, *T) ([]byte, error)) ([]byte, error) {
-	b = append(b, '[')
-	for i := range items {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		var err error
-		if b, err = enc(b, &items[i]); err != nil {
-			return b, err
-		}
-	}
-	return append(b, ']'), nil
-}
-
-// list encodes a slice member, omitted when empty.
-func list[T any](o *jsonObject, k string, items []T, enc func([]byte, *T) ([]byte, error)) {
-	if len(items) > 0 {
-		o.sub(k, func(b []byte) ([]byte, error) { return appendList(b, items, enc) })
-	}
-}
-
-func appendStringMap(b []byte, m map[string]string) []byte {
-	if m == nil {
-		return append(b, "null"...)
-	}
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	b = append(b, '{')
-	for i, k := range keys {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = appendJSONString(b, k)
-		b = append(b, ':')
-		b = appendJSONString(b, m[k])
-	}
-	return append(b, '}')
-}
-
+// appendQuantity writes what Quantity.MarshalJSON writes. String returns
+// the same text, without allocating when the Quantity keeps the string it
+// was parsed from; it is called on a copy because it caches what it
+// computes in the Quantity, which may be shared.
 func appendQuantity(b []byte, q *resource.Quantity) ([]byte, error) {
-	js, err := q.MarshalJSON()
-	return append(b, js...), err
+	c := *q
+	b = append(b, '"')
+	b = append(b, c.String()...)
+	return append(b, '"'), nil
 }
 
 func appendIntOrString(b []byte, v *intstr.IntOrString) []byte {
@@ -241,7 +64,14 @@ func appendContainer(b []byte, c *corev1.Container) ([]byte, error) {
 	o.strings("command", c.Command)
 	o.strings("args", c.Args)
 	o.strOmit("workingDir", c.WorkingDir)
-	list(&o, "ports", c.Ports, func(b []byte, p *corev1.ContainerPort) ([]byte, error) { return appendPortJSON(b, p), nil })
+	if len(c.Ports) > 0 {
+		o.sub("ports", func(b []byte) ([]byte, error) {
+			if b, ok := cachedListJSON(b, c.Ports); ok {
+				return b, nil
+			}
+			return appendList(b, c.Ports, func(b []byte, p *corev1.ContainerPort) ([]byte, error) { return appendPortJSON(b, p), nil })
+		})
+	}
 	if len(c.EnvFrom) > 0 {
 		o.std("envFrom", c.EnvFrom)
 	}
@@ -256,7 +86,14 @@ func appendContainer(b []byte, c *corev1.Container) ([]byte, error) {
 	if len(c.RestartPolicyRules) > 0 {
 		o.std("restartPolicyRules", c.RestartPolicyRules)
 	}
-	list(&o, "volumeMounts", c.VolumeMounts, appendVolumeMount)
+	if len(c.VolumeMounts) > 0 {
+		o.sub("volumeMounts", func(b []byte) ([]byte, error) {
+			if b, ok := cachedListJSON(b, c.VolumeMounts); ok {
+				return b, nil
+			}
+			return appendList(b, c.VolumeMounts, appendVolumeMount)
+		})
+	}
 	if len(c.VolumeDevices) > 0 {
 		o.std("volumeDevices", c.VolumeDevices)
 	}
@@ -287,39 +124,44 @@ func appendEnvVar(b []byte, e *corev1.EnvVar) ([]byte, error) {
 	o := beginObject(b)
 	o.str("name", e.Name)
 	o.strOmit("value", e.Value)
-	if s := e.ValueFrom; s != nil {
-		o.sub("valueFrom", func(b []byte) ([]byte, error) {
-			v := beginObject(b)
-			if f := s.FieldRef; f != nil {
-				v.sub("fieldRef", func(b []byte) ([]byte, error) {
-					r := beginObject(b)
-					r.strOmit("apiVersion", f.APIVersion)
-					r.str("fieldPath", f.FieldPath)
-					return r.end()
-				})
-			}
-			if f := s.ResourceFieldRef; f != nil {
-				v.sub("resourceFieldRef", func(b []byte) ([]byte, error) {
-					r := beginObject(b)
-					r.strOmit("containerName", f.ContainerName)
-					r.str("resource", f.Resource)
-					r.sub("divisor", func(b []byte) ([]byte, error) { return appendQuantity(b, &f.Divisor) })
-					return r.end()
-				})
-			}
-			if s.ConfigMapKeyRef != nil {
-				v.std("configMapKeyRef", s.ConfigMapKeyRef)
-			}
-			if s.SecretKeyRef != nil {
-				v.std("secretKeyRef", s.SecretKeyRef)
-			}
-			if s.FileKeyRef != nil {
-				v.std("fileKeyRef", s.FileKeyRef)
-			}
-			return v.end()
-		})
+	if e.ValueFrom != nil {
+		o.sub("valueFrom", func(b []byte) ([]byte, error) { return appendEnvVarSource(b, e.ValueFrom) })
 	}
 	return o.end()
+}
+
+func appendEnvVarSource(b []byte, s *corev1.EnvVarSource) ([]byte, error) {
+	if b, ok := cachedJSON(b, s); ok {
+		return b, nil
+	}
+	v := beginObject(b)
+	if f := s.FieldRef; f != nil {
+		v.sub("fieldRef", func(b []byte) ([]byte, error) {
+			r := beginObject(b)
+			r.strOmit("apiVersion", f.APIVersion)
+			r.str("fieldPath", f.FieldPath)
+			return r.end()
+		})
+	}
+	if f := s.ResourceFieldRef; f != nil {
+		v.sub("resourceFieldRef", func(b []byte) ([]byte, error) {
+			r := beginObject(b)
+			r.strOmit("containerName", f.ContainerName)
+			r.str("resource", f.Resource)
+			r.sub("divisor", func(b []byte) ([]byte, error) { return appendQuantity(b, &f.Divisor) })
+			return r.end()
+		})
+	}
+	if s.ConfigMapKeyRef != nil {
+		v.std("configMapKeyRef", s.ConfigMapKeyRef)
+	}
+	if s.SecretKeyRef != nil {
+		v.std("secretKeyRef", s.SecretKeyRef)
+	}
+	if s.FileKeyRef != nil {
+		v.std("fileKeyRef", s.FileKeyRef)
+	}
+	return v.end()
 }
 
 func appendResources(b []byte, r *corev1.ResourceRequirements) ([]byte, error) {
@@ -356,6 +198,9 @@ func appendVolumeMount(b []byte, m *corev1.VolumeMount) ([]byte, error) {
 }
 
 func appendProbe(b []byte, p *corev1.Probe) ([]byte, error) {
+	if b, ok := cachedJSON(b, p); ok {
+		return b, nil
+	}
 	o := beginObject(b)
 	appendProbeHandler(&o, &p.ProbeHandler)
 	o.intOmit("initialDelaySeconds", int64(p.InitialDelaySeconds))
@@ -431,6 +276,9 @@ func appendGRPC(b []byte, a *corev1.GRPCAction) ([]byte, error) {
 }
 
 func appendLifecycle(b []byte, l *corev1.Lifecycle) ([]byte, error) {
+	if b, ok := cachedJSON(b, l); ok {
+		return b, nil
+	}
 	o := beginObject(b)
 	hook := func(k string, h *corev1.LifecycleHandler) {
 		if h != nil {
@@ -463,6 +311,9 @@ func appendLifecycleHandler(b []byte, h *corev1.LifecycleHandler) ([]byte, error
 }
 
 func appendSecurityContext(b []byte, s *corev1.SecurityContext) ([]byte, error) {
+	if b, ok := cachedJSON(b, s); ok {
+		return b, nil
+	}
 	o := beginObject(b)
 	if c := s.Capabilities; c != nil {
 		o.sub("capabilities", func(b []byte) ([]byte, error) {
@@ -493,138 +344,5 @@ func appendSecurityContext(b []byte, s *corev1.SecurityContext) ([]byte, error) 
 	if s.AppArmorProfile != nil {
 		o.std("appArmorProfile", s.AppArmorProfile)
 	}
-	return o.end()
-}
-
-// appendVolume encodes the volume sources injection uses directly and the
-// others with encoding/json.
-func appendVolume(b []byte, v *corev1.Volume) ([]byte, error) {
-	o := beginObject(b)
-	o.str("name", v.Name)
-	s := &v.VolumeSource
-	if s.HostPath != nil {
-		o.std("hostPath", s.HostPath)
-	}
-	if d := s.EmptyDir; d != nil {
-		o.sub("emptyDir", func(b []byte) ([]byte, error) {
-			e := beginObject(b)
-			e.strOmit("medium", string(d.Medium))
-			if d.SizeLimit != nil {
-				e.sub("sizeLimit", func(b []byte) ([]byte, error) { return appendQuantity(b, d.SizeLimit) })
-			}
-			e.int32Ptr("mode", d.Mode)
-			return e.end()
-		})
-	}
-	stdIf(&o, "gcePersistentDisk", s.GCEPersistentDisk)
-	stdIf(&o, "awsElasticBlockStore", s.AWSElasticBlockStore)
-	stdIf(&o, "gitRepo", s.GitRepo)
-	stdIf(&o, "secret", s.Secret)
-	stdIf(&o, "nfs", s.NFS)
-	stdIf(&o, "iscsi", s.ISCSI)
-	stdIf(&o, "glusterfs", s.Glusterfs)
-	stdIf(&o, "persistentVolumeClaim", s.PersistentVolumeClaim)
-	stdIf(&o, "rbd", s.RBD)
-	stdIf(&o, "flexVolume", s.FlexVolume)
-	stdIf(&o, "cinder", s.Cinder)
-	stdIf(&o, "cephfs", s.CephFS)
-	stdIf(&o, "flocker", s.Flocker)
-	if d := s.DownwardAPI; d != nil {
-		o.sub("downwardAPI", func(b []byte) ([]byte, error) {
-			e := beginObject(b)
-			list(&e, "items", d.Items, appendDownwardAPIFile)
-			e.int32Ptr("defaultMode", d.DefaultMode)
-			e.int64Ptr("defaultUser", d.DefaultUser)
-			return e.end()
-		})
-	}
-	stdIf(&o, "fc", s.FC)
-	stdIf(&o, "azureFile", s.AzureFile)
-	if c := s.ConfigMap; c != nil {
-		o.sub("configMap", func(b []byte) ([]byte, error) {
-			e := beginObject(b)
-			e.strOmit("name", c.Name)
-			if len(c.Items) > 0 {
-				e.std("items", c.Items)
-			}
-			e.int32Ptr("defaultMode", c.DefaultMode)
-			e.boolPtr("optional", c.Optional)
-			e.int64Ptr("defaultUser", c.DefaultUser)
-			return e.end()
-		})
-	}
-	stdIf(&o, "vsphereVolume", s.VsphereVolume)
-	stdIf(&o, "quobyte", s.Quobyte)
-	stdIf(&o, "azureDisk", s.AzureDisk)
-	stdIf(&o, "photonPersistentDisk", s.PhotonPersistentDisk)
-	if p := s.Projected; p != nil {
-		o.sub("projected", func(b []byte) ([]byte, error) { return appendProjected(b, p) })
-	}
-	stdIf(&o, "portworxVolume", s.PortworxVolume)
-	stdIf(&o, "scaleIO", s.ScaleIO)
-	stdIf(&o, "storageos", s.StorageOS)
-	stdIf(&o, "csi", s.CSI)
-	stdIf(&o, "ephemeral", s.Ephemeral)
-	stdIf(&o, "image", s.Image)
-	return o.end()
-}
-
-// stdIf encodes a non-nil pointer member with encoding/json.
-func stdIf[T any](o *jsonObject, k string, v *T) {
-	if v != nil {
-		o.std(k, v)
-	}
-}
-
-func appendDownwardAPIFile(b []byte, f *corev1.DownwardAPIVolumeFile) ([]byte, error) {
-	o := beginObject(b)
-	o.str("path", f.Path)
-	if f.FieldRef != nil {
-		o.sub("fieldRef", func(b []byte) ([]byte, error) {
-			r := beginObject(b)
-			r.strOmit("apiVersion", f.FieldRef.APIVersion)
-			r.str("fieldPath", f.FieldRef.FieldPath)
-			return r.end()
-		})
-	}
-	stdIf(&o, "resourceFieldRef", f.ResourceFieldRef)
-	o.int32Ptr("mode", f.Mode)
-	o.int64Ptr("user", f.User)
-	return o.end()
-}
-
-func appendProjected(b []byte, p *corev1.ProjectedVolumeSource) ([]byte, error) {
-	o := beginObject(b)
-	o.key("sources")
-	if p.Sources == nil {
-		o.b = append(o.b, "null"...)
-	} else {
-		var err error
-		if o.b, err = appendList(o.b, p.Sources, appendProjection); err != nil {
-			return o.b, err
-		}
-	}
-	o.int32Ptr("defaultMode", p.DefaultMode)
-	o.int64Ptr("defaultUser", p.DefaultUser)
-	return o.end()
-}
-
-func appendProjection(b []byte, p *corev1.VolumeProjection) ([]byte, error) {
-	o := beginObject(b)
-	stdIf(&o, "secret", p.Secret)
-	stdIf(&o, "downwardAPI", p.DownwardAPI)
-	stdIf(&o, "configMap", p.ConfigMap)
-	if t := p.ServiceAccountToken; t != nil {
-		o.sub("serviceAccountToken", func(b []byte) ([]byte, error) {
-			e := beginObject(b)
-			e.strOmit("audience", t.Audience)
-			e.int64Ptr("expirationSeconds", t.ExpirationSeconds)
-			e.str("path", t.Path)
-			e.int64Ptr("user", t.User)
-			return e.end()
-		})
-	}
-	stdIf(&o, "clusterTrustBundle", p.ClusterTrustBundle)
-	stdIf(&o, "podCertificate", p.PodCertificate)
 	return o.end()
 }

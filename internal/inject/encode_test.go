@@ -19,7 +19,14 @@ import (
 func TestEncodersMatchEncodingJSON(t *testing.T) {
 	f := randfill.New().RandSource(rand.NewSource(1)).NilChance(0.3).NumElements(0, 3).MaxDepth(12).Funcs(
 		func(q *resource.Quantity, c randfill.Continue) {
-			*q = *resource.NewMilliQuantity(int64(c.Uint64()%1_000_000), resource.DecimalSI)
+			switch c.Uint64() % 3 {
+			case 0:
+				*q = *resource.NewMilliQuantity(int64(c.Uint64()%1_000_000), resource.DecimalSI)
+			case 1:
+				*q = resource.MustParse([]string{"1", "+1", "100m", "4000m", "1.5Gi", "128Mi", "0.5", "1e3", "2k"}[c.Uint64()%9])
+			default:
+				*q = *resource.NewQuantity(int64(c.Uint64()%(1<<40)), resource.BinarySI)
+			}
 		},
 		func(v *metav1.FieldsV1, c randfill.Continue) { v.Raw = []byte(`{"f:x":{}}`) },
 		func(v *intstr.IntOrString, c randfill.Continue) {

@@ -2,16 +2,17 @@ package inject
 
 import (
 	"bytes"
-	"encoding/json"
 	"flag"
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/yaml"
 )
 
@@ -313,9 +314,7 @@ func lineDiff(want, got string) string {
 			gl = g[i]
 		}
 		if wl != gl {
-			b.WriteString("line ")
-			b.WriteString(strings.TrimSpace(jsonInt(i + 1)))
-			b.WriteString(":\n- " + wl + "\n+ " + gl + "\n")
+			b.WriteString("line " + strconv.Itoa(i+1) + ":\n- " + wl + "\n+ " + gl + "\n")
 			if n++; n == 20 {
 				b.WriteString("...\n")
 				break
@@ -325,7 +324,38 @@ func lineDiff(want, got string) string {
 	return b.String()
 }
 
-func jsonInt(i int) string {
-	b, _ := json.Marshal(i)
-	return string(b)
+// TestReinjectionEdgeCases re-injects pods whose probes injection cannot
+// hand to pilot-agent (a named port the container lacks, a status port of
+// 0): re-injection must still change nothing. (Found by FuzzInjectHandler.)
+func TestReinjectionEdgeCases(t *testing.T) {
+	probe := func(port intstr.IntOrString) *corev1.Probe {
+		return &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/ready", Port: port}}}
+	}
+	cases := []struct {
+		name        string
+		annotations map[string]string
+		probe       *corev1.Probe
+	}{
+		{"status port 0", map[string]string{"status.sidecar.istio.io/port": "0"}, probe(intstr.FromString(""))},
+		{"unknown named port", nil, probe(intstr.FromString("missing"))},
+		{"custom status port, unknown named port", map[string]string{"status.sidecar.istio.io/port": "15030"}, probe(intstr.FromString("missing"))},
+		{"probe on the agent's port", nil, probe(intstr.FromInt32(15020))},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			pod := podWith(tc.annotations)
+			pod.Spec.Containers[0].ReadinessProbe = tc.probe
+			first, err := Inject(pod, testConfig(), Request{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			again, err := Inject(first, testConfig(), Request{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if w, g := podYAML(t, first), podYAML(t, again); !bytes.Equal(w, g) {
+				t.Errorf("re-injection changed the pod:\n%s", lineDiff(string(w), string(g)))
+			}
+		})
+	}
 }

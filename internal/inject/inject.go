@@ -66,18 +66,15 @@ func Inject(pod *corev1.Pod, cfg *Config, req Request) (*corev1.Pod, error) {
 }
 
 // copyForInjection copies what injection changes in place (the maps of
-// labels and annotations, the lists of containers and volumes, the probes
-// and hooks it rewrites, the pod's security context) and shares the rest
-// with pod.
+// labels and annotations, the lists of containers, the probes and hooks it
+// rewrites, the pod's security context) and shares the rest with pod.
+// (Injection replaces the list of volumes rather than changing it.)
 func copyForInjection(pod *corev1.Pod) *corev1.Pod {
 	out := *pod
 	out.Labels = copyMap(pod.Labels, 6)
 	out.Annotations = copyMap(pod.Annotations, 12)
 	out.Spec.InitContainers = copyContainers(pod.Spec.InitContainers, 2)
 	out.Spec.Containers = copyContainers(pod.Spec.Containers, 1)
-	if pod.Spec.Volumes != nil {
-		out.Spec.Volumes = append(make([]corev1.Volume, 0, len(pod.Spec.Volumes)), pod.Spec.Volumes...)
-	}
 	if pod.Spec.SecurityContext != nil {
 		sc := *pod.Spec.SecurityContext
 		out.Spec.SecurityContext = &sc

@@ -65,16 +65,14 @@ func TestCreatePatch(t *testing.T) {
 	}
 	rewritten := &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/app-health/a/readyz", Port: intstr.FromInt32(15020)}}, PeriodSeconds: 5}
 	cases := []struct {
-		name      string
-		a, b      corev1.Pod
-		wantOps   []string
-		wantEmpty bool
+		name    string
+		a, b    corev1.Pod
+		wantOps []string
 	}{
 		{
-			name:      "unchanged pod, empty patch",
-			a:         corev1.Pod{Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "a"}}}},
-			b:         corev1.Pod{Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "a"}}}},
-			wantEmpty: true,
+			name: "unchanged pod, empty patch",
+			a:    corev1.Pod{Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "a"}}}},
+			b:    corev1.Pod{Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "a"}}}},
 		},
 		{
 			name: "labels added to a pod without labels, annotation keys escaped",

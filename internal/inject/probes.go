@@ -52,22 +52,22 @@ func (in *injection) rewriteProbes() {
 	if proxy == nil || !in.rewriteEnabled() {
 		return
 	}
+	port := int32(0)
+	if p, err := strconv.Atoi(in.statusPort); err == nil {
+		port = int32(p)
+	}
 	probers := map[string]*prober{}
 	meshPort := in.d.proxy.pc.GetStatusPort()
 	for i := range in.pod.Spec.InitContainers {
-		collectProbers(&in.pod.Spec.InitContainers[i], meshPort, probers)
+		collectProbers(&in.pod.Spec.InitContainers[i], meshPort, port, probers)
 	}
 	for i := range in.pod.Spec.Containers {
-		collectProbers(&in.pod.Spec.Containers[i], meshPort, probers)
+		collectProbers(&in.pod.Spec.Containers[i], meshPort, port, probers)
 	}
 	if len(probers) > 0 {
 		if js, err := appendProbers(nil, probers); err == nil {
 			proxy.Env = append(proxy.Env, corev1.EnvVar{Name: envAppProbers, Value: string(js)})
 		}
-	}
-	port := int32(0)
-	if p, err := strconv.Atoi(in.statusPort); err == nil {
-		port = int32(p)
 	}
 	for i := range in.pod.Spec.Containers {
 		rewriteContainerProbes(&in.pod.Spec.Containers[i], port)
@@ -113,13 +113,19 @@ func (in *injection) rewriteEnabled() bool {
 }
 
 // collectProbers adds the container's rewritable probes. Named ports are
-// resolved against the container's ports; a probe already aimed at the mesh
-// status port was rewritten before and is skipped.
-func collectProbers(c *corev1.Container, meshPort int32, out map[string]*prober) {
+// resolved against the container's ports. A probe aimed at the mesh's status
+// port is taken as rewritten before and skipped, as Istio does; so is, for
+// re-injection to change nothing, one aimed at its agent path on the pod's
+// status port (port is the one probes are rewritten to).
+func collectProbers(c *corev1.Container, meshPort, port int32, out map[string]*prober) {
 	if c.Name == ProxyContainerName {
 		return
 	}
 	add := func(k probeKind, p *prober) {
+		if p != nil && p.HTTPGet != nil && p.HTTPGet.Port.Type == intstr.Int &&
+			p.HTTPGet.Port.IntVal == port && p.HTTPGet.Path == k.url(c.Name) {
+			return
+		}
 		if p = resolveProber(p, c, meshPort); p != nil {
 			out[k.url(c.Name)] = p
 		}

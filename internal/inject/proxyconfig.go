@@ -196,12 +196,34 @@ func proxyConfigJSON(pc *meshconfig.ProxyConfig) (string, error) {
 // Istio's injector does: applied over Istio's defaults, the result must be a
 // usable ProxyConfig.
 func validateProxyConfigAnnotation(value string) error {
+	js, err := yaml.YAMLToJSON([]byte(value))
+	if err != nil {
+		return err
+	}
 	overlay, err := parseProxyConfigAnnotation(value)
 	if err != nil {
 		return err
 	}
+	// As Istio validates it, every field the annotation names counts, zero
+	// values included.
+	var named map[string]json.RawMessage
+	_ = json.Unmarshal(js, &named)
 	pc := istioProxyConfigDefaults()
-	mergeProxyConfig(pc, overlay)
+	dst, src := pc.ProtoReflect(), overlay.ProtoReflect()
+	fields := dst.Descriptor().Fields()
+	for k := range named {
+		fd := fields.ByJSONName(k)
+		if fd == nil {
+			fd = fields.ByName(protoreflect.Name(k))
+		}
+		switch {
+		case fd == nil:
+		case src.Has(fd):
+			dst.Set(fd, src.Get(fd))
+		default:
+			dst.Clear(fd)
+		}
+	}
 	var errs []error
 	if pc.ConfigPath == "" {
 		errs = append(errs, errors.New("configPath must be set"))

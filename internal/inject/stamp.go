@@ -11,6 +11,10 @@ func (in *injection) stamp(t *rendered) {
 	in.pod.Annotations[AnnotationRevision] = in.d.revision
 	in.pod.Annotations[AnnotationProxyVersion] = in.cfg.Version
 	in.pod.Annotations[AnnotationConfigHash] = in.d.hash
+	if in.pod.Labels == nil {
+		in.pod.Labels = map[string]string{}
+	}
+	in.pod.Labels[LabelInjectedBy] = in.d.revision
 }
 
 // statusJSON is sidecar.istio.io/status as Istio's injector writes it.

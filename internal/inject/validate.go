@@ -28,6 +28,7 @@ type InvalidError struct {
 	Reason string
 }
 
+// Error names the annotation or field and says what is wrong with it.
 func (e *InvalidError) Error() string {
 	if e.Annotation != "" {
 		return fmt.Sprintf("annotation %s: invalid value %q: %s", e.Annotation, e.Value, e.Reason)

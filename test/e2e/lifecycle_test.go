@@ -51,6 +51,21 @@ func TestMeshLifecycle(t *testing.T) {
 			if d.Status.AvailableReplicas < 1 {
 				t.Errorf("istiod has no available replicas: %+v", d.Status)
 			}
+			eventually(t, 60*time.Second, "the ingress gateway's pod is injected with the gateway template", func() error {
+				var pods corev1.PodList
+				if err := e.k8s.List(ctx, &pods, client.InNamespace(ns), client.HasLabels{render.LabelGateway}); err != nil {
+					return err
+				}
+				if len(pods.Items) == 0 {
+					return fmt.Errorf("no gateway pods")
+				}
+				for _, p := range pods.Items {
+					if img := p.Spec.Containers[0].Image; img == "auto" || p.Annotations[inject.AnnotationRevision] == "" {
+						return fmt.Errorf("gateway pod %s not injected (image %s)", p.Name, img)
+					}
+				}
+				return nil
+			})
 		}},
 		{"labelled namespace gets Deployment pods injected", func(t *testing.T) {
 			e.ensureNamespace(t, "shop", map[string]string{"istio-injection": "enabled"})
