@@ -25,6 +25,14 @@ var (
 		Name: "meshkeeper_canary_weight_percent",
 		Help: "Share of tag-selecting workloads assigned to the canary revision (0 when no canary runs).",
 	}, []string{"meshinstall"})
+	dataPlaneGauge = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "meshkeeper_dataplane_pods",
+		Help: "Pods of the mesh by state: injected, up_to_date, outdated, and uninjected (should have a sidecar but have none).",
+	}, []string{"meshinstall", "state"})
+	revisionPodsGauge = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "meshkeeper_revision_pods",
+		Help: "Running pods injected by each control plane revision, and how many of them are up to date.",
+	}, []string{"meshinstall", "revision", "state"})
 	reconcileErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "meshkeeper_reconcile_errors_total",
 		Help: "Failed MeshInstall reconciliations by reason (a Stalled reason, ApplyFailed, or Transient).",
@@ -32,14 +40,23 @@ var (
 )
 
 func init() {
-	metrics.Registry.MustRegister(revisionsGauge, readyGauge, canaryWeightGauge, reconcileErrors)
+	metrics.Registry.MustRegister(revisionsGauge, readyGauge, canaryWeightGauge, dataPlaneGauge, revisionPodsGauge, reconcileErrors)
 }
 
 // recordMetrics publishes what the pass wrote to status.
 func recordMetrics(mi *meshv1alpha1.MeshInstall, err error) {
 	revisionsGauge.DeletePartialMatch(prometheus.Labels{"meshinstall": mi.Name})
+	revisionPodsGauge.DeletePartialMatch(prometheus.Labels{"meshinstall": mi.Name})
 	for _, r := range mi.Status.Revisions {
 		revisionsGauge.WithLabelValues(mi.Name, string(r.Role), strconv.FormatBool(r.Ready)).Inc()
+		revisionPodsGauge.WithLabelValues(mi.Name, r.Name, "running").Set(float64(r.Pods))
+		revisionPodsGauge.WithLabelValues(mi.Name, r.Name, "up_to_date").Set(float64(r.UpToDatePods))
+	}
+	if dp := mi.Status.DataPlane; dp != nil {
+		dataPlaneGauge.WithLabelValues(mi.Name, "injected").Set(float64(dp.InjectedPods))
+		dataPlaneGauge.WithLabelValues(mi.Name, "up_to_date").Set(float64(dp.UpToDatePods))
+		dataPlaneGauge.WithLabelValues(mi.Name, "outdated").Set(float64(dp.OutdatedPods))
+		dataPlaneGauge.WithLabelValues(mi.Name, "uninjected").Set(float64(dp.UninjectedPods))
 	}
 	ready := 0.0
 	if meta.IsStatusConditionTrue(mi.Status.Conditions, meshv1alpha1.ConditionReady) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -26,7 +27,8 @@ type Operator struct {
 	// ExtraArgs are appended to the command line.
 	ExtraArgs []string
 
-	cmd *exec.Cmd
+	cmd  *exec.Cmd
+	done chan struct{} // closed when the process has exited
 }
 
 // NewOperator picks free ports for an operator process.
@@ -48,6 +50,17 @@ func (o *Operator) WebhookURL() string { return "https://127.0.0.1:" + strconv.I
 // MetricsURL is its Prometheus endpoint.
 func (o *Operator) MetricsURL() string {
 	return "http://127.0.0.1:" + strconv.Itoa(o.MetricsPort) + "/metrics"
+}
+
+// Metrics returns the text of its Prometheus endpoint.
+func (o *Operator) Metrics() (string, error) {
+	resp, err := http.Get(o.MetricsURL())
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	return string(body), err
 }
 
 // Start launches the operator and waits until it reports ready.
@@ -79,7 +92,9 @@ func (o *Operator) Start(ctx context.Context) error {
 		logFile.Close()
 		return err
 	}
-	go func() { _ = o.cmd.Wait(); logFile.Close() }()
+	done := make(chan struct{})
+	o.done = done
+	go func() { _ = o.cmd.Wait(); logFile.Close(); close(done) }()
 	return o.WaitReady(ctx, time.Minute)
 }
 
@@ -96,7 +111,7 @@ func (o *Operator) WaitReady(ctx context.Context, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	url := "http://127.0.0.1:" + strconv.Itoa(o.ProbePort) + "/readyz"
 	for time.Now().Before(deadline) {
-		if o.cmd != nil && o.cmd.ProcessState != nil {
+		if o.exited() {
 			return fmt.Errorf("operator exited (%s); see %s", o.cmd.ProcessState, o.LogPath())
 		}
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
@@ -126,33 +141,40 @@ func (o *Operator) webhookServing() bool {
 
 // Kill stops the operator abruptly (SIGKILL), as a crash would.
 func (o *Operator) Kill() error {
-	if o.cmd == nil || o.cmd.Process == nil {
+	if o.cmd == nil || o.exited() {
 		return nil
 	}
 	_ = o.cmd.Process.Kill()
-	o.waitExit()
+	<-o.done
 	return nil
 }
 
-// Stop stops the operator gracefully (SIGTERM).
+// Stop stops the operator gracefully (SIGTERM) and reports an unclean exit.
 func (o *Operator) Stop() error {
-	if o.cmd == nil || o.cmd.Process == nil {
+	if o.cmd == nil || o.exited() {
 		return nil
 	}
 	_ = o.cmd.Process.Signal(syscall.SIGTERM)
-	o.waitExit()
+	select {
+	case <-o.done:
+	case <-time.After(45 * time.Second):
+		_ = o.cmd.Process.Kill()
+		<-o.done
+		return fmt.Errorf("operator did not stop within 45s of SIGTERM; killed")
+	}
+	if !o.cmd.ProcessState.Success() {
+		return fmt.Errorf("operator exited uncleanly on SIGTERM: %s; see %s", o.cmd.ProcessState, o.LogPath())
+	}
 	return nil
 }
 
-func (o *Operator) waitExit() {
-	deadline := time.Now().Add(40 * time.Second)
-	for time.Now().Before(deadline) {
-		if err := o.cmd.Process.Signal(syscall.Signal(0)); err != nil {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
+func (o *Operator) exited() bool {
+	select {
+	case <-o.done:
+		return true
+	default:
+		return false
 	}
-	_ = o.cmd.Process.Kill()
 }
 
 func freePorts(n int) ([]int, error) {

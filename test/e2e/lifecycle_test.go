@@ -23,8 +23,8 @@ import (
 // TestMeshLifecycle is one user's story, step by step; each step builds on
 // the previous one, so the first failure stops the story.
 func TestMeshLifecycle(t *testing.T) {
-	// Short-lived serving certificates: they rotate every 30s during the whole story.
-	e := newEnv(t, 2, "--webhook-cert-validity=45s")
+	// Short-lived serving certificates: they rotate every 20s during the whole story.
+	e := newEnv(t, 2, "--webhook-cert-validity=30s")
 	ctx := context.Background()
 	mi := sample(t)
 	mi.Spec.Version = "1.31.0"
@@ -87,6 +87,26 @@ func TestMeshLifecycle(t *testing.T) {
 					}
 					if !podReady(p) {
 						return fmt.Errorf("pod %s not ready", p.Name)
+					}
+				}
+				return nil
+			})
+		}},
+		{"metrics tell what a user would chart", func(t *testing.T) {
+			eventually(t, 30*time.Second, "metrics", func() error {
+				body, err := e.operator.Metrics()
+				if err != nil {
+					return err
+				}
+				for _, want := range []string{
+					`meshkeeper_meshinstall_ready{meshinstall="default"} 1`,
+					`meshkeeper_revisions{meshinstall="default",ready="true",role="Active"} 1`,
+					`meshkeeper_dataplane_pods{meshinstall="default",state="up_to_date"}`,
+					`meshkeeper_injection_requests_total{dry_run="false",reason="",result="injected"}`,
+					`meshkeeper_injection_duration_seconds_bucket`,
+				} {
+					if !strings.Contains(body, want) {
+						return fmt.Errorf("no %s in the metrics", want)
 					}
 				}
 				return nil
@@ -189,7 +209,7 @@ func TestMeshLifecycle(t *testing.T) {
 			serialBefore := e.servingCertificate(t)
 			var wg sync.WaitGroup
 			errs := make(chan error, 64)
-			deadline := time.Now().Add(50 * time.Second) // the serving certificate renews every 30s
+			deadline := time.Now().Add(25 * time.Second) // the serving certificate renews every 20s
 			for i := 0; time.Now().Before(deadline); i++ {
 				wg.Add(1)
 				go func(i int) {

@@ -1,0 +1,101 @@
+package integration_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
+)
+
+func meshInstall(name, version string) *meshv1alpha1.MeshInstall {
+	return &meshv1alpha1.MeshInstall{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec:       meshv1alpha1.MeshInstallSpec{Version: version},
+	}
+}
+
+// installedAt records in status that the MeshInstall runs version in place,
+// as the operator would once istiod rolled out.
+func installedAt(t *testing.T, mi *meshv1alpha1.MeshInstall, version string) {
+	t.Helper()
+	mi.Status = meshv1alpha1.MeshInstallStatus{
+		ActiveRevision: "default", Version: version,
+		Revisions: []meshv1alpha1.RevisionStatus{{Name: "default", Version: version, Role: meshv1alpha1.RevisionActive, Ready: true}},
+	}
+	if err := env.Client.Status().Update(context.Background(), mi); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestValidatorThroughTheAPIServer(t *testing.T) {
+	ctx := context.Background()
+
+	t.Run("an unsupported version is refused, listing the supported ones", func(t *testing.T) {
+		err := env.Client.Create(ctx, meshInstall("unsupported", "1.29.3"))
+		if err == nil || !strings.Contains(err.Error(), "spec.version: Istio version 1.29.3 is not supported; supported versions: 1.32.0, 1.31.0-1.31.4, 1.30.0-1.30.8") {
+			t.Fatalf("got %v", err)
+		}
+	})
+
+	mi := meshInstall("default", "1.30.8")
+	if err := env.Client.Create(ctx, mi); err != nil {
+		t.Fatalf("a valid MeshInstall was refused: %v", err)
+	}
+	t.Cleanup(func() { _ = env.Client.Delete(ctx, mi) })
+	installedAt(t, mi, "1.30.8")
+
+	t.Run("a second MeshInstall is refused", func(t *testing.T) {
+		err := env.Client.Create(ctx, meshInstall("second", "1.31.4"))
+		if err == nil || !strings.Contains(err.Error(), "MeshInstall default already manages the mesh of this cluster") {
+			t.Fatalf("got %v", err)
+		}
+	})
+
+	refused := []struct {
+		name, version, rule string
+		strategy            meshv1alpha1.UpdateStrategyType
+	}{
+		{"two minors in place", "1.32.0", "skips more than 1 minor version", meshv1alpha1.UpdateStrategyInPlace},
+		{"a downgrade in place", "1.30.0", "in-place downgrade from 1.30.8 to 1.30.0 is not allowed", meshv1alpha1.UpdateStrategyInPlace},
+	}
+	for _, tc := range refused {
+		t.Run(tc.name+" is refused and nothing changes", func(t *testing.T) {
+			got := &meshv1alpha1.MeshInstall{}
+			if err := env.Client.Get(ctx, client.ObjectKeyFromObject(mi), got); err != nil {
+				t.Fatal(err)
+			}
+			got.Spec.Version = tc.version
+			got.Spec.UpdateStrategy.Type = tc.strategy
+			err := env.Client.Update(ctx, got)
+			if err == nil || !apierrors.IsForbidden(err) && !apierrors.IsInvalid(err) && !strings.Contains(err.Error(), "denied") {
+				t.Fatalf("got %v, want the update refused", err)
+			}
+			if !strings.Contains(err.Error(), tc.rule) {
+				t.Errorf("message %q does not name the rule %q", err.Error(), tc.rule)
+			}
+			stored := &meshv1alpha1.MeshInstall{}
+			if err := env.Client.Get(ctx, client.ObjectKeyFromObject(mi), stored); err != nil {
+				t.Fatal(err)
+			}
+			if stored.Spec.Version != "1.30.8" {
+				t.Errorf("stored version is %s after a refused update", stored.Spec.Version)
+			}
+		})
+	}
+
+	t.Run("the next minor in place is accepted", func(t *testing.T) {
+		got := &meshv1alpha1.MeshInstall{}
+		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(mi), got); err != nil {
+			t.Fatal(err)
+		}
+		got.Spec.Version = "1.31.4"
+		if err := env.Client.Update(ctx, got); err != nil {
+			t.Fatalf("refused: %v", err)
+		}
+	})
+}
