@@ -32,6 +32,7 @@ type derived struct {
 	caAddress           string
 	clusterDomain       string
 	meshID              string
+	statuses            statusCache
 }
 
 func derive(c *Config) (*derived, error) {
@@ -84,6 +85,7 @@ func derive(c *Config) (*derived, error) {
 	if d.meshID == "" {
 		d.meshID = c.TrustDomain
 	}
+	d.statuses = newStatusCache(d.revision)
 	return d, nil
 }
 

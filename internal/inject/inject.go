@@ -73,8 +73,8 @@ func copyForInjection(pod *corev1.Pod) *corev1.Pod {
 	out := *pod
 	out.Labels = copyMap(pod.Labels, 6)
 	out.Annotations = copyMap(pod.Annotations, 12)
-	out.Spec.InitContainers = copyContainers(pod.Spec.InitContainers, 2)
-	out.Spec.Containers = copyContainers(pod.Spec.Containers, 1)
+	out.Spec.InitContainers = copyContainers(pod.Spec.InitContainers)
+	out.Spec.Containers = copyContainers(pod.Spec.Containers)
 	if pod.Spec.SecurityContext != nil {
 		sc := *pod.Spec.SecurityContext
 		out.Spec.SecurityContext = &sc
@@ -93,11 +93,11 @@ func copyMap(m map[string]string, extra int) map[string]string {
 	return c
 }
 
-func copyContainers(cs []corev1.Container, extra int) []corev1.Container {
+func copyContainers(cs []corev1.Container) []corev1.Container {
 	if cs == nil {
 		return nil
 	}
-	out := append(make([]corev1.Container, 0, len(cs)+extra), cs...)
+	out := append([]corev1.Container(nil), cs...)
 	for i := range out {
 		c := &out[i]
 		c.ReadinessProbe = c.ReadinessProbe.DeepCopy()

@@ -194,6 +194,9 @@ func (in *injection) adjustInitUser(user *corev1.Container) {
 // mergeVolumes puts the template's volumes first; a pod volume of the same
 // name as an injected one is replaced by it.
 func mergeVolumes(injected, own []corev1.Volume) []corev1.Volume {
+	if len(own) == 0 {
+		return injected // may be shared; nothing changes a pod's volumes in place
+	}
 	out := make([]corev1.Volume, 0, len(injected)+len(own))
 	out = append(out, injected...)
 	for i := range own {

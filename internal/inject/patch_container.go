@@ -58,10 +58,7 @@ func diffWhole[T any](w *patchWriter, p pointer, a, b *T) {
 // diffContainer patches the probes and lifecycle hooks injection rewrites,
 // and replaces a container that changed otherwise.
 func diffContainer(w *patchWriter, p pointer, a, b *corev1.Container) {
-	ra, rb := *a, *b
-	ra.ReadinessProbe, ra.LivenessProbe, ra.StartupProbe, ra.Lifecycle = nil, nil, nil, nil
-	rb.ReadinessProbe, rb.LivenessProbe, rb.StartupProbe, rb.Lifecycle = nil, nil, nil, nil
-	if !reflect.DeepEqual(&ra, &rb) {
+	if !equalBesidesProbes(a, b) {
 		w.replaceAt(p, b)
 		return
 	}
@@ -134,4 +131,45 @@ func (w *patchWriter) diffAction(p pointer, a, b any) {
 	case !reflect.DeepEqual(a, b):
 		w.replaceAt(p, b)
 	}
+}
+
+// equalBesidesProbes is reflect.DeepEqual of the containers without their
+// probes and lifecycle hooks, fast when (as after injection) they share
+// their lists and pointers. TestEqualBesidesProbes keeps it in step with
+// corev1.Container.
+func equalBesidesProbes(a, b *corev1.Container) bool {
+	return a.Name == b.Name && a.Image == b.Image && a.WorkingDir == b.WorkingDir &&
+		a.TerminationMessagePath == b.TerminationMessagePath &&
+		a.TerminationMessagePolicy == b.TerminationMessagePolicy &&
+		a.ImagePullPolicy == b.ImagePullPolicy &&
+		a.Stdin == b.Stdin && a.StdinOnce == b.StdinOnce && a.TTY == b.TTY &&
+		sameOrEqual(a.Command, b.Command) && sameOrEqual(a.Args, b.Args) &&
+		sameOrEqual(a.Ports, b.Ports) && sameOrEqual(a.EnvFrom, b.EnvFrom) &&
+		sameOrEqual(a.Env, b.Env) && sameOrEqual(a.ResizePolicy, b.ResizePolicy) &&
+		sameOrEqual(a.RestartPolicyRules, b.RestartPolicyRules) &&
+		sameOrEqual(a.VolumeMounts, b.VolumeMounts) && sameOrEqual(a.VolumeDevices, b.VolumeDevices) &&
+		samePtrOrEqual(a.RestartPolicy, b.RestartPolicy) &&
+		samePtrOrEqual(a.SecurityContext, b.SecurityContext) &&
+		sameResources(&a.Resources, &b.Resources)
+}
+
+func sameOrEqual[T any](a, b []T) bool {
+	if len(a) != len(b) || (a == nil) != (b == nil) {
+		return false
+	}
+	return len(a) == 0 || &a[0] == &b[0] || reflect.DeepEqual(a, b)
+}
+
+func samePtrOrEqual[T any](a, b *T) bool {
+	return a == b || (a != nil && b != nil && reflect.DeepEqual(a, b))
+}
+
+func sameResources(a, b *corev1.ResourceRequirements) bool {
+	sameMap := func(x, y corev1.ResourceList) bool {
+		if len(x) != len(y) || (x == nil) != (y == nil) {
+			return false
+		}
+		return len(x) == 0 || reflect.ValueOf(x).UnsafePointer() == reflect.ValueOf(y).UnsafePointer() || reflect.DeepEqual(x, y)
+	}
+	return sameMap(a.Limits, b.Limits) && sameMap(a.Requests, b.Requests) && sameOrEqual(a.Claims, b.Claims)
 }

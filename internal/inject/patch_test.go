@@ -2,12 +2,16 @@ package inject
 
 import (
 	"encoding/json"
+	"math/rand"
+	"reflect"
 	"strings"
 	"testing"
 
 	jsonpatch "github.com/evanphx/json-patch/v5"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"sigs.k8s.io/randfill"
 )
 
 // applyPatch applies a JSON patch to the pod's JSON and decodes the result.
@@ -126,5 +130,45 @@ func TestCreatePatch(t *testing.T) {
 				t.Errorf("patched pod:\n got %s\nwant %s", g, w)
 			}
 		})
+	}
+}
+
+// TestEqualBesidesProbes checks the fast comparison against reflect.DeepEqual
+// on random containers, and that it knows every field of corev1.Container.
+func TestEqualBesidesProbes(t *testing.T) {
+	if n := reflect.TypeOf(corev1.Container{}).NumField(); n != 25 {
+		t.Fatalf("corev1.Container has %d fields, equalBesidesProbes compares 25: update it", n)
+	}
+	f := randfill.New().RandSource(rand.NewSource(2)).NilChance(0.3).NumElements(0, 2).MaxDepth(6).Funcs(
+		func(q *resource.Quantity, c randfill.Continue) {
+			*q = *resource.NewQuantity(int64(c.Uint64()%100), resource.DecimalSI)
+		},
+	)
+	withoutProbes := func(c corev1.Container) corev1.Container {
+		c.ReadinessProbe, c.LivenessProbe, c.StartupProbe, c.Lifecycle = nil, nil, nil, nil
+		return c
+	}
+	for i := 0; i < 2000; i++ {
+		var a corev1.Container
+		f.Fill(&a)
+		b := *a.DeepCopy()
+		// Change one random part of b, or nothing.
+		switch i % 6 {
+		case 1:
+			b.Name += "x"
+		case 2:
+			f.Fill(&b.Env)
+		case 3:
+			f.Fill(&b.SecurityContext)
+		case 4:
+			f.Fill(&b.Resources)
+		case 5:
+			f.Fill(&b.ReadinessProbe)
+		}
+		wa, wb := withoutProbes(a), withoutProbes(b)
+		want := reflect.DeepEqual(&wa, &wb)
+		if got := equalBesidesProbes(&a, &b); got != want {
+			t.Fatalf("case %d: equalBesidesProbes = %v, reflect.DeepEqual = %v", i, got, want)
+		}
 	}
 }

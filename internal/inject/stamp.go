@@ -7,7 +7,7 @@ import (
 // stamp records the injection on the pod: Istio's sidecar.istio.io/status
 // (what was injected, so it can be found again) and meshkeeper's stamp.
 func (in *injection) stamp(t *rendered) {
-	in.pod.Annotations[annStatus] = statusJSON(t, in.d.revision)
+	in.pod.Annotations[annStatus] = t.status
 	in.pod.Annotations[AnnotationRevision] = in.d.revision
 	in.pod.Annotations[AnnotationProxyVersion] = in.cfg.Version
 	in.pod.Annotations[AnnotationConfigHash] = in.d.hash
@@ -47,6 +47,68 @@ func statusJSON(t *rendered, revision string) string {
 	b = appendJSONString(b, revision)
 	b = append(b, '}')
 	return string(b)
+}
+
+// statusCache holds sidecar.istio.io/status for the templates with the
+// shared volumes, which every pod of a configuration without bootstrap
+// override or user volumes gets: [native][with istio-init] for the sidecar.
+type statusCache struct {
+	sidecars    [2][2]string
+	gatewayOnly string
+}
+
+func newStatusCache(revision string) statusCache {
+	named := func(names ...string) []corev1.Container {
+		cs := make([]corev1.Container, len(names))
+		for i, n := range names {
+			cs[i].Name = n
+		}
+		return cs
+	}
+	var c statusCache
+	for native := 0; native < 2; native++ {
+		for init := 0; init < 2; init++ {
+			t := &rendered{volumes: sharedSidecarVolumes}
+			if init == 1 {
+				t.initContainers = named(InitContainerName)
+			}
+			if native == 1 {
+				t.initContainers = append(t.initContainers, named(ProxyContainerName)...)
+			} else {
+				t.containers = named(ProxyContainerName)
+			}
+			c.sidecars[native][init] = statusJSON(t, revision)
+		}
+	}
+	c.gatewayOnly = statusJSON(&rendered{containers: named(ProxyContainerName), volumes: sharedGatewayVolumes}, revision)
+	return c
+}
+
+// sidecar returns the cached status, or "" when the volumes are not the
+// shared ones.
+func (c *statusCache) sidecar(native, init bool, vols []corev1.Volume) string {
+	if !sameSlice(vols, sharedSidecarVolumes) {
+		return ""
+	}
+	return c.sidecars[b2i(native)][b2i(init)]
+}
+
+func (c *statusCache) gateway(vols []corev1.Volume) string {
+	if !sameSlice(vols, sharedGatewayVolumes) {
+		return ""
+	}
+	return c.gatewayOnly
+}
+
+func sameSlice[T any](a, b []T) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // reorder puts the containers where Istio's injector puts them: istio-proxy

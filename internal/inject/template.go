@@ -16,6 +16,8 @@ type rendered struct {
 	volumes        []corev1.Volume
 	// sysctls replace the pod's (the gateway template's pod securityContext).
 	sysctls []corev1.Sysctl
+	// status is sidecar.istio.io/status: what the template injects.
+	status string
 }
 
 type keyValue struct{ key, value string }
@@ -44,13 +46,22 @@ func (in *injection) renderSidecar() (*rendered, error) {
 	t.annotations = in.templateAnnotations()
 
 	proxy := in.sidecarProxy(mounts)
-	if in.mode != "NONE" {
+	hasInit := in.mode != "NONE"
+	// Room for the pod's own containers, which merge appends.
+	if hasInit || in.native {
+		t.initContainers = make([]corev1.Container, 0, 2+len(in.pod.Spec.InitContainers))
+	}
+	if hasInit {
 		t.initContainers = append(t.initContainers, in.initContainer())
 	}
 	if in.native {
 		t.initContainers = append(t.initContainers, proxy)
 	} else {
-		t.containers = append(t.containers, proxy)
+		t.containers = append(make([]corev1.Container, 0, 1+len(in.pod.Spec.Containers)), proxy)
+	}
+	t.status = in.d.statuses.sidecar(in.native, hasInit, vols)
+	if t.status == "" {
+		t.status = statusJSON(t, in.d.revision)
 	}
 	return t, nil
 }
@@ -60,16 +71,21 @@ func (in *injection) renderGateway() (*rendered, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &rendered{
+	t := &rendered{
 		labels: []keyValue{
 			{labelCanonicalName, in.canonicalName(false)},
 			{labelCanonicalRevision, in.canonicalRevision()},
 		},
 		annotations: in.templateAnnotations(),
-		containers:  []corev1.Container{in.gatewayProxy(mounts)},
+		containers:  append(make([]corev1.Container, 0, 1+len(in.pod.Spec.Containers)), in.gatewayProxy(mounts)),
 		volumes:     vols,
 		sysctls:     []corev1.Sysctl{{Name: "net.ipv4.ip_unprivileged_port_start", Value: "0"}},
-	}, nil
+	}
+	t.status = in.d.statuses.gateway(vols)
+	if t.status == "" {
+		t.status = statusJSON(t, in.d.revision)
+	}
+	return t, nil
 }
 
 // canonicalName is service.istio.io/canonical-name: the pod's own, its
