@@ -67,6 +67,11 @@ vet: ## Run go vet.
 test: k8s-tools verify-generated verify-manifests vet ## Run every test: generated code, vet, gofmt, unit, envtest and end-to-end suites.
 	@test -z "$$(gofmt -l $(GO_FILES))" || { echo "gofmt needed on:"; gofmt -l $(GO_FILES); exit 1; }
 	go test $(GO_TEST_FLAGS) ./...
+	$(MAKE) -s fuzz-short
+
+.PHONY: fuzz-short
+fuzz-short: ## Fuzz the injection webhook handler briefly (CI); run longer with FUZZTIME=10m.
+	go test -run='^$$' -fuzz=FuzzInjectHandler -fuzztime=$(or $(FUZZTIME),20s) ./webhooks/
 
 .PHONY: test-unit
 test-unit: k8s-tools ## Run the unit and envtest suites only (no simulated cluster).
