@@ -9,7 +9,7 @@ CONTROLLER_TOOLS_VERSION ?= v0.23.0
 KUSTOMIZE_VERSION ?= v5.8.2
 
 # Built tools are cached outside the checkout, keyed by version, and shared by every clone.
-TOOLS_DIR ?= $(or $(MESHKEEPER_TOOLS_DIR),$(XDG_CACHE_HOME),$(HOME)/.cache)/meshkeeper
+TOOLS_DIR ?= $(or $(MESHKEEPER_TOOLS_DIR),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/meshkeeper)
 K8S_BIN ?= $(TOOLS_DIR)/k8s-v$(K8S_VERSION)-etcd-v$(ETCD_VERSION)
 KWOK_BIN ?= $(TOOLS_DIR)/kwok-$(KWOK_VERSION)
 CONTROLLER_GEN ?= $(TOOLS_DIR)/controller-gen-$(CONTROLLER_TOOLS_VERSION)/controller-gen
@@ -64,21 +64,24 @@ vet: ## Run go vet.
 	go vet ./...
 
 .PHONY: test
-test: k8s-tools verify-generated verify-manifests vet ## Run every test: generated code, vet, gofmt, unit, envtest and end-to-end suites.
-	@test -z "$$(gofmt -l $(GO_FILES))" || { echo "gofmt needed on:"; gofmt -l $(GO_FILES); exit 1; }
-	go test $(GO_TEST_FLAGS) ./...
+test: k8s-tools verify-generated verify-manifests vet gofmt-check ## Run every test: generated code, vet, gofmt, unit, envtest, end-to-end, a short fuzz.
+	$(MAKE) -j2 --output-sync=target test-unit test-e2e
 	$(MAKE) -s fuzz-short
+
+.PHONY: gofmt-check
+gofmt-check:
+	@test -z "$$(gofmt -l $(GO_FILES))" || { echo "gofmt needed on:"; gofmt -l $(GO_FILES); exit 1; }
 
 .PHONY: fuzz-short
 fuzz-short: ## Fuzz the injection webhook handler briefly (CI); run longer with FUZZTIME=10m.
 	go test -run='^$$' -fuzz=FuzzInjectHandler -fuzztime=$(or $(FUZZTIME),20s) ./webhooks/
 
 .PHONY: test-unit
-test-unit: k8s-tools ## Run the unit and envtest suites only (no simulated cluster).
+test-unit: k8s-tools ## Run the unit and envtest suites (no simulated cluster).
 	go test $(GO_TEST_FLAGS) $$(go list ./... | grep -v /test/e2e)
 
 .PHONY: test-e2e
-test-e2e: k8s-tools ## Run the end-to-end suite on a fresh simulated cluster.
+test-e2e: k8s-tools ## Run the end-to-end suite on fresh simulated clusters (never cached: it builds the operator).
 	go test $(GO_TEST_FLAGS) -count=1 -v ./test/e2e/
 
 .PHONY: demo
@@ -125,7 +128,8 @@ undeploy: kustomize ## Remove the operator from the current cluster.
 ##@ Tools (cached in $(TOOLS_DIR))
 
 .PHONY: k8s-tools
-k8s-tools: $(K8S_BIN)/kube-apiserver kwok controller-gen kustomize ## Build the local Kubernetes, kwok and generators.
+k8s-tools: ## Build the local Kubernetes, kwok and the generators (in parallel; cached).
+	@$(MAKE) -s -j4 --output-sync=line $(K8S_BIN)/kube-apiserver kwok controller-gen kustomize
 
 $(K8S_BIN)/kube-apiserver:
 	hack/build-k8s.sh $(K8S_VERSION) $(ETCD_VERSION) $(K8S_BIN)

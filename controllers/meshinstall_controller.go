@@ -108,8 +108,7 @@ func (r *MeshInstallReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 // reconcileNormal observes, decides and applies, in that order.
 func (r *MeshInstallReconciler) reconcileNormal(ctx context.Context, mi *meshv1alpha1.MeshInstall, st *statusBuilder) (ctrl.Result, error) {
 	if err := r.checkSingleton(ctx, mi); err != nil {
-		st.refused(err)
-		return ctrl.Result{}, reconcile.TerminalError(err)
+		return ctrl.Result{}, classify(st, err)
 	}
 	obs, err := r.observe(ctx, mi)
 	if err != nil {
@@ -117,21 +116,11 @@ func (r *MeshInstallReconciler) reconcileNormal(ctx context.Context, mi *meshv1a
 	}
 	plan, err := revision.Decide(mi, obs)
 	if err != nil {
-		var refusal *revision.Refusal
-		if errors.As(err, &refusal) {
-			st.refused(refusal)
-			return ctrl.Result{}, reconcile.TerminalError(refusal)
-		}
-		return ctrl.Result{}, err
+		return ctrl.Result{}, classify(st, err)
 	}
 	desired, err := r.desiredObjects(ctx, mi, plan, obs)
 	if err != nil {
-		var refusal *revision.Refusal
-		if errors.As(err, &refusal) {
-			st.refused(refusal)
-			return ctrl.Result{}, reconcile.TerminalError(refusal)
-		}
-		return ctrl.Result{}, err
+		return ctrl.Result{}, classify(st, err)
 	}
 	for _, obj := range desired {
 		if err := r.createFailOpen(ctx, obj); err != nil {
@@ -156,6 +145,18 @@ func (r *MeshInstallReconciler) reconcileNormal(ctx context.Context, mi *meshv1a
 	}
 	st.applied(plan, obs, inv)
 	return ctrl.Result{RequeueAfter: plan.RequeueAfter}, nil
+}
+
+// classify sorts an error once: a refusal (the spec or an upgrade rule needs
+// a person) stalls the MeshInstall without hot retries; anything else is
+// transient and retried with backoff.
+func classify(st *statusBuilder, err error) error {
+	var refusal *revision.Refusal
+	if errors.As(err, &refusal) {
+		st.refused(refusal)
+		return reconcile.TerminalError(refusal)
+	}
+	return err
 }
 
 // checkSingleton refuses a second MeshInstall: one control plane, one

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -22,7 +20,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
-	"sigs.k8s.io/yaml"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
 	"github.com/meshkeeper/meshkeeper/internal/render"
@@ -39,12 +36,8 @@ var testNamespaceSeq int
 // deletes it, waiting until it is gone, when the test ends.
 func createSample(t *testing.T, mutate func(*meshv1alpha1.MeshInstall)) *meshv1alpha1.MeshInstall {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "config", "samples", "mesh_v1alpha1_meshinstall.yaml"))
+	mi, err := testenv.Sample()
 	if err != nil {
-		t.Fatal(err)
-	}
-	mi := &meshv1alpha1.MeshInstall{}
-	if err := yaml.UnmarshalStrict(data, mi); err != nil {
 		t.Fatal(err)
 	}
 	// envtest runs no namespace controller, so a deleted namespace stays

@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -17,7 +16,6 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/yaml"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
 	"github.com/meshkeeper/meshkeeper/internal/testenv"
@@ -39,13 +37,9 @@ func TestMain(m *testing.M) {
 
 func loadSample(t *testing.T) *meshv1alpha1.MeshInstall {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "config", "samples", "mesh_v1alpha1_meshinstall.yaml"))
+	mi, err := testenv.Sample()
 	if err != nil {
 		t.Fatal(err)
-	}
-	mi := &meshv1alpha1.MeshInstall{}
-	if err := yaml.UnmarshalStrict(data, mi); err != nil {
-		t.Fatalf("sample does not match the API types: %v", err)
 	}
 	return mi
 }

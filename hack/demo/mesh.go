@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -16,7 +14,6 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/yaml"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
 	"github.com/meshkeeper/meshkeeper/internal/localcluster"
@@ -56,7 +53,7 @@ func meshSteps(ctx context.Context, cl func() client.Client, rc func() *rest.Con
 	return []step{
 		{"Apply config/samples' MeshInstall (pinned to Istio " + installVersion + ") and wait until it is Ready", func() error {
 			var err error
-			if mi, err = loadSample(); err != nil {
+			if mi, err = testenv.Sample(); err != nil {
 				return err
 			}
 			mi.Spec.Version = installVersion
@@ -139,15 +136,6 @@ func meshSteps(ctx context.Context, cl func() client.Client, rc func() *rest.Con
 			return printTable(ctx, rc(), "/apis/mesh.meshkeeper.dev/v1alpha1/meshinstalls")
 		}},
 	}
-}
-
-func loadSample() (*meshv1alpha1.MeshInstall, error) {
-	data, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "config", "samples", "mesh_v1alpha1_meshinstall.yaml"))
-	if err != nil {
-		return nil, err
-	}
-	mi := &meshv1alpha1.MeshInstall{}
-	return mi, yaml.UnmarshalStrict(data, mi)
 }
 
 func updateVersion(ctx context.Context, c client.Client, name, v string) error {

@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	goruntime "runtime"
+	"testing"
+	"time"
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -16,6 +18,7 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/yaml"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
 )
@@ -99,3 +102,32 @@ func Start(opts ...Option) (*Env, error) {
 
 // Stop stops the API server.
 func (e *Env) Stop() error { return e.Environment.Stop() }
+
+// Sample reads config/samples' MeshInstall, strictly: a field the API does
+// not have fails.
+func Sample() (*meshv1alpha1.MeshInstall, error) {
+	data, err := os.ReadFile(filepath.Join(RepoRoot(), "config", "samples", "mesh_v1alpha1_meshinstall.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	mi := &meshv1alpha1.MeshInstall{}
+	if err := yaml.UnmarshalStrict(data, mi); err != nil {
+		return nil, fmt.Errorf("the sample does not match the API types: %w", err)
+	}
+	return mi, nil
+}
+
+// Eventually retries check every interval until it returns nil, failing
+// the test with the last error after timeout.
+func Eventually(t testing.TB, timeout, interval time.Duration, what string, check func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = check(); err == nil {
+			return
+		}
+		time.Sleep(interval)
+	}
+	t.Fatalf("%s: not true after %s: %v", what, timeout, err)
+}

@@ -27,8 +27,8 @@ const (
 	canaryRev  = "1-32-0"
 	stableVer  = "1.31.4"
 	canaryVer  = "1.32.0"
-	stepWait   = 15 * time.Second
-	pruneGrace = 10 * time.Second
+	stepWait   = 8 * time.Second
+	pruneGrace = 6 * time.Second
 )
 
 func workloadName(i int) string { return fmt.Sprintf("w-%02d", i) }
@@ -129,7 +129,7 @@ func TestCanaryUpgrade(t *testing.T) {
 			}
 		}},
 		{"the old revision is kept while pods use it", func(t *testing.T) {
-			time.Sleep(pruneGrace + 5*time.Second)
+			time.Sleep(pruneGrace + 4*time.Second) // past the grace period, with pods still on it
 			d := &appsv1.Deployment{}
 			if err := e.k8s.Get(ctx, client.ObjectKey{Namespace: mi.Spec.Namespace, Name: render.IstiodName(stableRev)}, d); err != nil {
 				t.Fatalf("istiod of %s removed while its pods run: %v", stableRev, err)
