@@ -80,7 +80,13 @@ func (r *WebhookCertReconciler) now() time.Time {
 // server starts (its certwatcher needs the files to exist). It uses a client
 // that works before the manager's cache has started.
 func (r *WebhookCertReconciler) Bootstrap(ctx context.Context, c client.Client) error {
-	_, err := r.ensure(ctx, c)
+	var err error
+	for range 5 {
+		// Replicas starting together race to create the Secret; the loser reads the winner's.
+		if _, err = r.ensure(ctx, c); err == nil || !(apierrors.IsAlreadyExists(err) || apierrors.IsConflict(err)) {
+			return err
+		}
+	}
 	return err
 }
 
