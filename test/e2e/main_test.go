@@ -18,8 +18,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/meshkeeper/meshkeeper/internal/localcluster"
 	"github.com/meshkeeper/meshkeeper/internal/testenv"
@@ -47,6 +49,8 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
+	// The tests' clients log nothing worth reading; the operator logs to its own file.
+	ctrllog.SetLogger(logr.Discard())
 	var err error
 	if tools, err = localcluster.ToolsFromEnv(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
