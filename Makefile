@@ -65,8 +65,14 @@ vet: ## Run go vet.
 
 .PHONY: test
 test: k8s-tools verify-generated verify-manifests vet gofmt-check ## Run every test: generated code, vet, gofmt, unit, envtest, end-to-end, a short fuzz.
-	$(MAKE) -j2 --output-sync=target test-unit test-e2e
-	$(MAKE) -s fuzz-short
+	$(MAKE) -j2 --output-sync=target test-unit-then-fuzz test-e2e
+
+# The fuzz run (whose instrumented build takes minutes on a cold cache) follows
+# the unit suites while the end-to-end suite, mostly waiting on its clusters,
+# runs beside them.
+.PHONY: test-unit-then-fuzz
+test-unit-then-fuzz: test-unit
+	$(MAKE) -s fuzz-short FUZZFLAGS=-parallel=1
 
 .PHONY: gofmt-check
 gofmt-check:
@@ -74,7 +80,7 @@ gofmt-check:
 
 .PHONY: fuzz-short
 fuzz-short: ## Fuzz the injection webhook handler briefly (CI); run longer with FUZZTIME=10m.
-	go test -run='^$$' -fuzz=FuzzInjectHandler -fuzztime=$(or $(FUZZTIME),20s) ./webhooks/
+	go test -run='^$$' -fuzz=FuzzInjectHandler -fuzztime=$(or $(FUZZTIME),20s) $(FUZZFLAGS) ./webhooks/
 
 .PHONY: test-unit
 test-unit: k8s-tools ## Run the unit and envtest suites (no simulated cluster).
