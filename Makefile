@@ -91,7 +91,7 @@ test-e2e: k8s-tools ## Run the end-to-end suite on fresh simulated clusters (nev
 	go test $(GO_TEST_FLAGS) -count=1 -v ./test/e2e/
 
 .PHONY: demo
-demo: k8s-tools ## Start a simulated cluster, install Istio with meshkeeper, inject and upgrade (leaves it running).
+demo: k8s-tools kubectl ## Start a simulated cluster, install Istio with meshkeeper, inject and upgrade (leaves it running).
 	go run ./hack/demo up
 
 .PHONY: demo-down
@@ -139,6 +139,11 @@ k8s-tools: ## Build the local Kubernetes, kwok and the generators (in parallel; 
 
 $(K8S_BIN)/kube-apiserver:
 	hack/build-k8s.sh $(K8S_VERSION) $(ETCD_VERSION) $(K8S_BIN)
+
+.PHONY: kubectl
+kubectl: $(K8S_BIN)/kubectl ## Build kubectl of the same Kubernetes version (for exploring the demo cluster; cached).
+$(K8S_BIN)/kubectl: $(K8S_BIN)/kube-apiserver
+	hack/build-k8s.sh $(K8S_VERSION) $(ETCD_VERSION) $(K8S_BIN) kubectl
 
 .PHONY: kwok
 kwok: $(KWOK_BIN)/kwokctl

@@ -6,18 +6,32 @@
 # module at v0.0.0. We generate a throwaway tools module whose replace list is
 # derived from that go.mod, so a version bump is one variable.
 #
-# Usage: hack/build-k8s.sh <k8s-version> <etcd-version> <output-dir>
+# Usage: hack/build-k8s.sh <k8s-version> <etcd-version> <output-dir> [binary...]
+# The binaries default to etcd, kube-apiserver, kube-controller-manager and
+# kube-scheduler; kubectl is built on request (make kubectl). Every build uses
+# the same generated module, so a later one reuses the earlier one's compiled
+# packages from the Go build cache.
 set -euo pipefail
 
 K8S_VERSION=${1:?kubernetes version, e.g. 1.37.2}
 ETCD_VERSION=${2:?etcd version, e.g. 3.7.0}
 OUT=${3:?output directory}
+shift 3
 
-want=(etcd kube-apiserver kube-controller-manager kube-scheduler)
+want=("$@")
+[[ ${#want[@]} -gt 0 ]] || want=(etcd kube-apiserver kube-controller-manager kube-scheduler)
+pkgs=()
+for b in "${want[@]}"; do
+  case $b in
+    etcd) pkgs+=(go.etcd.io/etcd/server/v3) ;;
+    kube-apiserver | kube-controller-manager | kube-scheduler | kubectl) pkgs+=("k8s.io/kubernetes/cmd/$b") ;;
+    *) echo "build-k8s.sh: unknown binary $b" >&2; exit 2 ;;
+  esac
+done
 missing=0
 for b in "${want[@]}"; do [[ -x "$OUT/$b" ]] || missing=1; done
 if [[ $missing == 0 ]]; then
-  echo "kubernetes v$K8S_VERSION + etcd v$ETCD_VERSION already built in $OUT"
+  echo "${want[*]} (kubernetes v$K8S_VERSION, etcd v$ETCD_VERSION) already built in $OUT"
   exit 0
 fi
 
@@ -54,6 +68,7 @@ import (
 	_ "k8s.io/kubernetes/cmd/kube-apiserver"
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
 	_ "k8s.io/kubernetes/cmd/kube-scheduler"
+	_ "k8s.io/kubernetes/cmd/kubectl"
 )
 GO
 
@@ -64,11 +79,9 @@ v=k8s.io/component-base/version
 minor=${K8S_VERSION#*.}; minor=${minor%%.*}
 ldflags="-s -w -X $v.gitVersion=v$K8S_VERSION -X $v.gitMajor=1 -X $v.gitMinor=$minor -X $v.gitTreeState=clean"
 start=$SECONDS
-echo "building etcd, kube-apiserver, kube-controller-manager, kube-scheduler (one go build, so compilation and linking overlap)"
+echo "building ${want[*]} (one go build, so compilation and linking overlap)"
 # The -X flags only touch Kubernetes' version package; etcd ignores them.
-CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$work/bin/" \
-  go.etcd.io/etcd/server/v3 k8s.io/kubernetes/cmd/kube-apiserver \
-  k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler
+CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$work/bin/" "${pkgs[@]}"
 for n in v3 server; do [[ -f "$work/bin/$n" ]] && mv "$work/bin/$n" "$work/bin/etcd"; done
 for b in "${want[@]}"; do mv "$work/bin/$b" "$OUT/$b"; done
 echo "built in $((SECONDS - start))s"

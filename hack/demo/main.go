@@ -154,7 +154,7 @@ func up(dir string) error {
 	fmt.Printf(`
 The cluster and the operator are still running. Try:
 
-  export KUBECONFIG=%s
+  export KUBECONFIG=%s PATH=%s:$PATH   # kubectl of the same version, built by make kubectl
   kubectl get meshinstall -o wide
   kubectl get pods -n demo
   kubectl label namespace default istio-injection=enabled && kubectl run web --image=nginx
@@ -162,7 +162,7 @@ The cluster and the operator are still running. Try:
   tail -f %s
 
 Stop everything with: make demo-down
-`, cluster.Kubeconfig, operator.LogPath())
+`, cluster.Kubeconfig, tools.K8sBin, operator.LogPath())
 	return nil
 }
 
