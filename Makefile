@@ -105,8 +105,10 @@ build: ## Build the manager binary into bin/.
 	go build -o bin/manager .
 
 .PHONY: run
-run: ## Run the manager against the current kubeconfig.
-	go run . --leader-elect=false
+RUN_NAMESPACE ?= meshkeeper-system
+run: ## Run the manager against the current kubeconfig (ARGS="--webhook-url https://<host>:9443" and other flags).
+	kubectl create namespace $(RUN_NAMESPACE) --dry-run=client -o yaml | kubectl apply -f -
+	go run . --leader-elect=false --namespace $(RUN_NAMESPACE) $(ARGS)
 
 .PHONY: docker-build
 docker-build: ## Build the manager image (needs a container runtime).

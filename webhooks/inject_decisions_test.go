@@ -68,6 +68,14 @@ func TestInjectHandlerSkips(t *testing.T) {
 		})
 	}
 
+	t.Run("an inject value other than false does not opt out, as in Istio", func(t *testing.T) {
+		pod := with(func(p *corev1.Pod) { p.Annotations = map[string]string{"sidecar.istio.io/inject": "No"} })
+		resp := admissionResponse(t, serve(newTestHandler(), "/inject", "application/json", reviewOf(t, pod)))
+		if len(resp.Patch) == 0 {
+			t.Error("pod not injected")
+		}
+	})
+
 	t.Run("label true beats annotation false", func(t *testing.T) {
 		pod := with(func(p *corev1.Pod) {
 			p.Labels = map[string]string{"sidecar.istio.io/inject": "true"}

@@ -6,9 +6,10 @@
 package inventory
 
 import (
-	"strings"
+	"net/url"
 
 	"istio.io/api/annotation"
+	"istio.io/api/label"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -65,10 +66,11 @@ func NewMatcher(mwc *admissionregistrationv1.MutatingWebhookConfiguration) (*Mat
 		case w.ClientConfig.Service != nil && w.ClientConfig.Service.Path != nil:
 			path = *w.ClientConfig.Service.Path
 		case w.ClientConfig.URL != nil:
-			path = *w.ClientConfig.URL
-			if i := strings.Index(path, "/inject"); i >= 0 {
-				path = path[i:]
+			u, err := url.Parse(*w.ClientConfig.URL)
+			if err != nil {
+				return nil, err
 			}
+			path = u.Path
 		}
 		m.entries = append(m.entries, entry{path: path, ns: ns, object: obj})
 	}
@@ -90,11 +92,8 @@ func (m *Matcher) Target(nsLabels map[string]string, p Pod) string {
 	if _, injected := p.Annotations[annotation.SidecarStatus.Name]; injected {
 		return ""
 	}
-	if _, hasLabel := p.Labels[annotation.SidecarInject.Name]; !hasLabel {
-		switch strings.ToLower(p.Annotations[annotation.SidecarInject.Name]) {
-		case "false", "n", "no", "off":
-			return ""
-		}
+	if _, hasLabel := p.Labels[label.SidecarInject.Name]; !hasLabel && p.Annotations[annotation.SidecarInject.Name] == "false" {
+		return "" // as in Istio, only "false" opts out; other values fall back to the default
 	}
 	for _, e := range m.entries {
 		if e.ns.Matches(labels.Set(nsLabels)) && e.object.Matches(labels.Set(p.Labels)) {

@@ -41,6 +41,7 @@ func TestTargetMatchesTheWebhookEntries(t *testing.T) {
 		{"plain pod in plain namespace", ns("shop", nil), Pod{}, ""},
 		{"opted out by label", ns("shop", map[string]string{"istio-injection": "enabled"}), Pod{Labels: map[string]string{"sidecar.istio.io/inject": "false"}}, ""},
 		{"opted out by annotation", ns("shop", map[string]string{"istio-injection": "enabled"}), Pod{Annotations: map[string]string{"sidecar.istio.io/inject": "false"}}, ""},
+		{"annotation other than false falls back to the default, as in Istio", ns("shop", map[string]string{"istio-injection": "enabled"}), Pod{Annotations: map[string]string{"sidecar.istio.io/inject": "no"}}, "/inject/tag/default"},
 		{"kube-system", ns("kube-system", map[string]string{"istio-injection": "enabled"}), Pod{}, ""},
 		{"already injected", ns("shop", map[string]string{"istio-injection": "enabled"}), Pod{Annotations: map[string]string{"sidecar.istio.io/status": "{}"}}, ""},
 	}

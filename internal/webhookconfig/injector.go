@@ -192,11 +192,12 @@ func matchConditions() []admissionregistrationv1.MatchCondition {
 			Expression: `!has(object.metadata.annotations) || !('` + annotation.SidecarStatus.Name + `' in object.metadata.annotations)`,
 		},
 		{
-			// The deprecated annotation opts out when no label decides.
+			// The deprecated annotation opts out when no label decides. As in
+			// Istio only "false" does: any other value falls back to the default.
 			Name: "not-opted-out-by-annotation",
 			Expression: `(has(object.metadata.labels) && '` + label.SidecarInject.Name + `' in object.metadata.labels) || ` +
 				`!has(object.metadata.annotations) || !('` + annotation.SidecarInject.Name + `' in object.metadata.annotations) || ` +
-				`!(object.metadata.annotations['` + annotation.SidecarInject.Name + `'].lowerAscii() in ['false', 'n', 'no', 'off'])`,
+				`object.metadata.annotations['` + annotation.SidecarInject.Name + `'] != 'false'`,
 		},
 		{
 			// Pods on the host network share the node's network stack; Istio never injects them.

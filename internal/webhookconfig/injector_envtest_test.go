@@ -108,6 +108,7 @@ func TestInjectorSelectionThroughTheAPIServer(t *testing.T) {
 		{name: "istio-injection=disabled opts the namespace out", nsLabels: labels{"istio-injection": "disabled"}, podLabels: labels{"sidecar.istio.io/inject": "true"}, want: ""},
 		{name: "pod label inject=false opts out", nsLabels: labels{"istio-injection": "enabled"}, podLabels: labels{"sidecar.istio.io/inject": "false"}, want: ""},
 		{name: "pod annotation inject=false opts out", nsLabels: labels{"istio-injection": "enabled"}, podAnnots: labels{"sidecar.istio.io/inject": "false"}, want: ""},
+		{name: "pod annotation other than false is sent (Istio falls back to the default)", nsLabels: labels{"istio-injection": "enabled"}, podAnnots: labels{"sidecar.istio.io/inject": "No"}, want: "/inject/tag/default"},
 		{name: "pod label beats pod annotation", nsLabels: labels{"istio-injection": "enabled"}, podLabels: labels{"sidecar.istio.io/inject": "true"}, podAnnots: labels{"sidecar.istio.io/inject": "false"}, want: "/inject/tag/default"},
 		{name: "already injected pod is not sent", nsLabels: labels{"istio-injection": "enabled"}, podAnnots: labels{"sidecar.istio.io/status": `{"containers":["istio-proxy"]}`}, want: ""},
 		{name: "host network pod is not sent", nsLabels: labels{"istio-injection": "enabled"}, hostNetwork: true, want: ""},

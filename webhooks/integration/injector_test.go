@@ -69,6 +69,7 @@ func TestInjectorThroughTheAPIServer(t *testing.T) {
 		{name: "namespace label beats the pod's istio.io/rev", namespace: "enabled", labels: labels{"istio.io/rev": canaryRev}, wantRev: stableRev},
 		{name: "pod label inject=false opts out", namespace: "enabled", labels: labels{"sidecar.istio.io/inject": "false"}},
 		{name: "pod annotation inject=false opts out", namespace: "enabled", annotations: labels{"sidecar.istio.io/inject": "false"}},
+		{name: "pod annotation inject=off does not opt out, as in Istio", namespace: "enabled", annotations: labels{"sidecar.istio.io/inject": "off"}, wantRev: stableRev},
 		{name: "the label beats the annotation", namespace: "enabled", labels: labels{"sidecar.istio.io/inject": "true"}, annotations: labels{"sidecar.istio.io/inject": "false"}, wantRev: stableRev},
 		{name: "plain pod in a plain namespace", namespace: "plain"},
 	}
