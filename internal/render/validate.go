@@ -18,7 +18,8 @@ import (
 // and CEL rules accept but that cannot be rendered (or would be refused by
 // the API server only halfway through applying): an unsupported
 // spec.version, names that would collide, invalid environment variable or
-// label names, requests above limits. ControlPlane and Shared call it.
+// label names, requests above limits. ControlPlane calls it for every revision
+// and the MeshInstall validating webhook (through revision) before a spec is stored.
 func Validate(mi *meshv1alpha1.MeshInstall) error { return invalid(validateSpec(mi)) }
 
 func validateSpec(mi *meshv1alpha1.MeshInstall) field.ErrorList {

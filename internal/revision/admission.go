@@ -8,7 +8,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
-	"github.com/meshkeeper/meshkeeper/internal/version"
+	"github.com/meshkeeper/meshkeeper/internal/render"
 )
 
 // revisionName matches the names canary revisions get (1-32-0); a tag may
@@ -47,9 +47,13 @@ func ValidateUpdate(old, updated *meshv1alpha1.MeshInstall) error {
 	return nil
 }
 
+// validateSpec adds to the CRD's rules what the renderer needs (a supported
+// version, valid env and label names, requests within limits, …) and what
+// the planner needs of tags and namespaces, so that a spec the operator
+// could only half apply is refused before it is stored.
 func validateSpec(mi *meshv1alpha1.MeshInstall) error {
-	if _, err := version.Parse(mi.Spec.Version); err != nil {
-		return fmt.Errorf("spec.version: %w", err)
+	if err := render.Validate(mi); err != nil {
+		return err
 	}
 	for i, tag := range mi.Spec.RevisionTags {
 		if revisionName.MatchString(tag) {

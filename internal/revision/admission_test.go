@@ -20,7 +20,7 @@ func TestValidateCreate(t *testing.T) {
 		wantErr string
 	}{
 		{name: "supported version", mi: meshInstall("1.32.0")},
-		{name: "unsupported version", mi: meshInstall("1.33.0"), wantErr: "spec.version: Istio version 1.33.0 is not supported; supported versions: 1.32.0, 1.31.0-1.31.4, 1.30.0-1.30.8"},
+		{name: "unsupported version", mi: meshInstall("1.33.0"), wantErr: `spec.version: Invalid value: "1.33.0": Istio version 1.33.0 is not supported; supported versions: 1.32.0, 1.31.0-1.31.4, 1.30.0-1.30.8`},
 		{name: "second MeshInstall", mi: meshInstall("1.32.0"), others: []meshv1alpha1.MeshInstall{other}, wantErr: "MeshInstall first already manages the mesh"},
 		{name: "a MeshInstall being deleted does not count", mi: meshInstall("1.32.0"), others: []meshv1alpha1.MeshInstall{deleting}},
 		{name: "tag that looks like a revision", mi: meshInstall("1.32.0", func(mi *meshv1alpha1.MeshInstall) {

@@ -37,8 +37,20 @@ func TestValidatorThroughTheAPIServer(t *testing.T) {
 
 	t.Run("an unsupported version is refused, listing the supported ones", func(t *testing.T) {
 		err := env.Client.Create(ctx, meshInstall("unsupported", "1.29.3"))
-		if err == nil || !strings.Contains(err.Error(), "spec.version: Istio version 1.29.3 is not supported; supported versions: 1.32.0, 1.31.0-1.31.4, 1.30.0-1.30.8") {
+		if err == nil || !strings.Contains(err.Error(), `spec.version: Invalid value: "1.29.3": Istio version 1.29.3 is not supported; supported versions: 1.32.0, 1.31.0-1.31.4, 1.30.0-1.30.8`) {
 			t.Fatalf("got %v", err)
+		}
+	})
+
+	t.Run("a spec the renderer cannot carry out is refused, naming the field, and nothing is stored", func(t *testing.T) {
+		bad := meshInstall("reserved-env", "1.31.4")
+		bad.Spec.Pilot.Env = map[string]string{"REVISION": "other"}
+		err := env.Client.Create(ctx, bad)
+		if err == nil || !strings.Contains(err.Error(), "spec.pilot.env[REVISION]: Forbidden") {
+			t.Fatalf("got %v, want spec.pilot.env[REVISION] refused", err)
+		}
+		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(bad), &meshv1alpha1.MeshInstall{}); !apierrors.IsNotFound(err) {
+			t.Errorf("the refused MeshInstall was stored: %v", err)
 		}
 	})
 
