@@ -126,16 +126,23 @@ func TestHostChangeReissuesServingOnly(t *testing.T) {
 }
 
 func TestGarbageIsReplaced(t *testing.T) {
-	b := issue(t, t0)
-	cases := map[string]*Bundle{
-		"no CA key":         {CACert: b.CACert, Cert: b.Cert, Key: b.Key},
-		"mismatched CA key": {CACert: b.CACert, CAKey: issue(t, t0).CAKey, Cert: b.Cert, Key: b.Key},
-		"garbage cert":      {CACert: b.CACert, CAKey: b.CAKey, Cert: []byte("nope"), Key: b.Key},
-		"foreign leaf":      {CACert: b.CACert, CAKey: b.CAKey, Cert: issue(t, t0).Cert, Key: issue(t, t0).Key},
+	b, other := issue(t, t0), issue(t, t0)
+	cases := []struct {
+		name       string
+		bundle     *Bundle
+		wantCA     bool
+		wantReason string
+	}{
+		{"no CA key", &Bundle{CACert: b.CACert, Cert: b.Cert, Key: b.Key}, true, "no usable CA"},
+		{"mismatched CA key", &Bundle{CACert: b.CACert, CAKey: other.CAKey, Cert: b.Cert, Key: b.Key}, true, "no usable CA"},
+		{"garbage cert", &Bundle{CACert: b.CACert, CAKey: b.CAKey, Cert: []byte("nope"), Key: b.Key}, false, "no usable serving certificate"},
+		{"leaf and key that do not match", &Bundle{CACert: b.CACert, CAKey: b.CAKey, Cert: b.Cert, Key: other.Key}, false, "no usable serving certificate"},
+		{"leaf of another CA", &Bundle{CACert: b.CACert, CAKey: b.CAKey, Cert: other.Cert, Key: other.Key}, false, "not signed by the current CA"},
 	}
-	for name, bad := range cases {
-		if r := Check(bad, hosts, t0); !r.Serving {
-			t.Errorf("%s: not renewed (%+v)", name, r)
+	for _, tc := range cases {
+		r := Check(tc.bundle, hosts, t0)
+		if !r.Serving || r.CA != tc.wantCA || !strings.Contains(r.Reason, tc.wantReason) {
+			t.Errorf("%s: got %+v, want serving renewed (CA too: %v) because %q", tc.name, r, tc.wantCA, tc.wantReason)
 		}
 	}
 }
