@@ -7,6 +7,7 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -74,8 +75,7 @@ func apply(ctx context.Context, c client.Client, obj client.Object) error {
 
 // deleteIfExists deletes obj, treating "already gone" as success.
 func deleteIfExists(ctx context.Context, c client.Client, obj client.Object) error {
-	err := c.Delete(ctx, obj, client.PropagationPolicy("Background"))
-	if err != nil && !apierrors.IsNotFound(err) {
+	if err := client.IgnoreNotFound(c.Delete(ctx, obj, client.PropagationPolicy(metav1.DeletePropagationBackground))); err != nil {
 		return fmt.Errorf("deleting %s: %w", keyOf(obj), err)
 	}
 	return nil

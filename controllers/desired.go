@@ -155,7 +155,7 @@ func (r *MeshInstallReconciler) crdsToApply(ctx context.Context, mi *meshv1alpha
 		case apierrors.IsNotFound(err):
 		case err != nil:
 			return nil, err
-		case current.Annotations[AnnotationSpecHash] == hash && current.Labels[LabelManagedBy] == ManagedByValue:
+		case current.Annotations[AnnotationSpecHash] == hash:
 			continue
 		}
 		out = append(out, crd)

@@ -23,21 +23,6 @@ import (
 	"github.com/meshkeeper/meshkeeper/internal/revision"
 )
 
-// PodMetadata is the object the cache holds for pods: metadata only, never
-// whole pods, so the operator's memory stays flat as the cluster grows.
-func PodMetadata() client.Object {
-	m := &metav1.PartialObjectMetadata{}
-	m.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Pod"))
-	return m
-}
-
-// NamespaceMetadata is the object the cache holds for namespaces' labels.
-func NamespaceMetadata() client.Object {
-	m := &metav1.PartialObjectMetadata{}
-	m.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Namespace"))
-	return m
-}
-
 // keptPodAnnotations are the only pod annotations the inventory reads.
 var keptPodAnnotations = []string{
 	annotation.SidecarStatus.Name, annotation.SidecarInject.Name,

@@ -8,8 +8,8 @@ import (
 	"fmt"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -38,19 +38,10 @@ type MeshInstallReconciler struct {
 	OperatorNamespace string
 	// WebhookEndpoint says how the API server reaches the injector (and its CA bundle).
 	WebhookEndpoint func(context.Context) (webhookconfig.Endpoint, error)
-	// Clock returns the current time; time.Now when nil.
-	Clock func() time.Time
 	// Retrigger asks for a pass over every MeshInstall (e.g. when the webhook CA changed).
 	Retrigger <-chan event.GenericEvent
 
 	watches *dynamicWatches
-}
-
-func (r *MeshInstallReconciler) now() time.Time {
-	if r.Clock != nil {
-		return r.Clock()
-	}
-	return time.Now()
 }
 
 // +kubebuilder:rbac:groups=mesh.meshkeeper.dev,resources=meshinstalls,verbs=get;list;watch;update;patch
@@ -88,7 +79,7 @@ func (r *MeshInstallReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	}
 
 	before := mi.DeepCopy()
-	st := newStatusBuilder(mi, r.now())
+	st := newStatusBuilder(mi, time.Now())
 	defer func() {
 		st.finish(mi, retErr)
 		if err := r.patchStatus(ctx, before, mi); err != nil {
@@ -182,7 +173,7 @@ func (r *MeshInstallReconciler) checkSingleton(ctx context.Context, mi *meshv1al
 
 // patchStatus writes status when it changed, with optimistic locking.
 func (r *MeshInstallReconciler) patchStatus(ctx context.Context, before, after *meshv1alpha1.MeshInstall) error {
-	if equalStatus(before.Status, after.Status) {
+	if equality.Semantic.DeepEqual(before.Status, after.Status) {
 		return nil
 	}
 	err := r.Status().Patch(ctx, after, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}))
@@ -190,8 +181,4 @@ func (r *MeshInstallReconciler) patchStatus(ctx context.Context, before, after *
 		return nil
 	}
 	return err
-}
-
-func isTrue(mi *meshv1alpha1.MeshInstall, condition string) bool {
-	return meta.IsStatusConditionTrue(mi.Status.Conditions, condition)
 }

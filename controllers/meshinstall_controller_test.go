@@ -228,7 +228,10 @@ func TestDriftIsRepaired(t *testing.T) {
 	ns := mi.Spec.Namespace
 
 	t.Run("deleted Deployment", func(t *testing.T) {
-		d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: render.IstiodName(render.DefaultRevision)}}
+		d := &appsv1.Deployment{}
+		if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: render.IstiodName(render.DefaultRevision)}, d); err != nil {
+			t.Fatal(err)
+		}
 		if err := env.Client.Delete(ctx, d); err != nil {
 			t.Fatal(err)
 		}
@@ -237,8 +240,8 @@ func TestDriftIsRepaired(t *testing.T) {
 			if err := env.Client.Get(ctx, client.ObjectKeyFromObject(d), got); err != nil {
 				return err
 			}
-			if got.UID == "" {
-				return errors.New("no uid")
+			if got.UID == d.UID {
+				return errors.New("not recreated yet")
 			}
 			return nil
 		})

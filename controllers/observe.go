@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -17,7 +18,7 @@ import (
 // observe reads what the plan depends on: the istiod Deployment of each
 // revision and which revisions running pods use.
 func (r *MeshInstallReconciler) observe(ctx context.Context, mi *meshv1alpha1.MeshInstall) (revision.Observed, error) {
-	obs := revision.Observed{Now: r.now(), Revisions: map[string]revision.ObservedRevision{}, InventoryKnown: true}
+	obs := revision.Observed{Now: time.Now(), Revisions: map[string]revision.ObservedRevision{}, InventoryKnown: true}
 
 	var deployments appsv1.DeploymentList
 	// Per-revision Deployments are istiod's (gateways are shared).

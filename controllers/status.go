@@ -1,11 +1,9 @@
 package controllers
 
 import (
-	"errors"
 	"fmt"
 	"time"
 
-	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -35,14 +33,7 @@ func newStatusBuilder(mi *meshv1alpha1.MeshInstall, now time.Time) *statusBuilde
 
 func (s *statusBuilder) suspended() { s.suspend = true }
 
-func (s *statusBuilder) refused(err error) {
-	var r *revision.Refusal
-	if errors.As(err, &r) {
-		s.refusal = r
-		return
-	}
-	s.refusal = &revision.Refusal{Reason: meshv1alpha1.ReasonInvalidSpec, Message: err.Error()}
-}
+func (s *statusBuilder) refused(r *revision.Refusal) { s.refusal = r }
 
 func (s *statusBuilder) applyFailed(err error) { s.applyErr = err }
 
@@ -220,9 +211,4 @@ func errMessage(err error, fallback string) string {
 		return err.Error()
 	}
 	return fallback
-}
-
-// equalStatus ignores condition timestamps that meta.SetStatusCondition keeps stable anyway.
-func equalStatus(a, b meshv1alpha1.MeshInstallStatus) bool {
-	return equality.Semantic.DeepEqual(a, b)
 }

@@ -49,7 +49,6 @@ func testEndpoint(context.Context) (webhookconfig.Endpoint, error) {
 
 type managerOpts struct {
 	funcs *interceptor.Funcs
-	clock func() time.Time
 }
 
 // startManager runs the MeshInstall reconciler against the test API server
@@ -88,7 +87,6 @@ func startManager(t *testing.T, o managerOpts) *MeshInstallReconciler {
 		Recorder:          events.EventRecorder(mgr.GetEventRecorder("meshkeeper-test")),
 		OperatorNamespace: "meshkeeper-system",
 		WebhookEndpoint:   testEndpoint,
-		Clock:             o.clock,
 	}
 	if err := r.SetupWithManager(mgr); err != nil {
 		t.Fatal(err)

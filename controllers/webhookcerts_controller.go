@@ -14,6 +14,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -50,8 +51,6 @@ type WebhookCertReconciler struct {
 	OnCABundleChange func()
 	// Lifetimes of issued certificates; certs.DefaultLifetimes when zero.
 	Lifetimes certs.Lifetimes
-	// Clock returns the current time; time.Now when nil.
-	Clock func() time.Time
 
 	mu       sync.RWMutex
 	caBundle []byte
@@ -64,14 +63,7 @@ func (r *WebhookCertReconciler) Endpoint(context.Context) (webhookconfig.Endpoin
 	if len(r.caBundle) == 0 {
 		return webhookconfig.Endpoint{}, fmt.Errorf("the webhook CA is not issued yet")
 	}
-	return webhookconfig.Endpoint{Service: r.Service, URL: r.URL, CABundle: bytes.Clone(r.caBundle)}, nil
-}
-
-func (r *WebhookCertReconciler) now() time.Time {
-	if r.Clock != nil {
-		return r.Clock()
-	}
-	return time.Now()
+	return r.endpointWith(bytes.Clone(r.caBundle)), nil
 }
 
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch
@@ -80,14 +72,12 @@ func (r *WebhookCertReconciler) now() time.Time {
 // server starts (its certwatcher needs the files to exist). It uses a client
 // that works before the manager's cache has started.
 func (r *WebhookCertReconciler) Bootstrap(ctx context.Context, c client.Client) error {
-	var err error
-	for range 5 {
-		// Replicas starting together race to create the Secret; the loser reads the winner's.
-		if _, err = r.ensure(ctx, c); err == nil || !(apierrors.IsAlreadyExists(err) || apierrors.IsConflict(err)) {
-			return err
-		}
-	}
-	return err
+	// Replicas starting together race to create the Secret; the loser reads the winner's.
+	raced := func(err error) bool { return apierrors.IsAlreadyExists(err) || apierrors.IsConflict(err) }
+	return retry.OnError(retry.DefaultRetry, raced, func() error {
+		_, err := r.ensure(ctx, c)
+		return err
+	})
 }
 
 // Reconcile renews what is due and publishes the result.
@@ -100,7 +90,7 @@ func (r *WebhookCertReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (
 		map[string]string{LabelManagedBy: ManagedByValue})); err != nil {
 		return ctrl.Result{}, err
 	}
-	now := r.now()
+	now := time.Now()
 	return ctrl.Result{RequeueAfter: certs.NextCheck(bundle, now).Sub(now) + time.Second}, nil
 }
 
@@ -119,7 +109,7 @@ func (r *WebhookCertReconciler) ensure(ctx context.Context, c client.Client) (*c
 		return nil, fmt.Errorf("reading the webhook certificate secret: %w", err)
 	}
 	bundle := certs.FromData(secret.Data)
-	now := r.now()
+	now := time.Now()
 	if renewal := certs.Check(bundle, r.Hosts, now); renewal.CA || renewal.Serving {
 		ctrl.LoggerFrom(ctx).Info("issuing webhook certificate", "reason", renewal.Reason, "newCA", renewal.CA)
 		life := r.Lifetimes
