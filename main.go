@@ -5,7 +5,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"flag"
 	"fmt"
 	"net"
@@ -130,7 +129,7 @@ func run(ctx context.Context, o options) error {
 			Host:    o.webhookHost,
 			Port:    o.webhookPort,
 			CertDir: o.certDir,
-			TLSOpts: []func(*tls.Config){webhooks.HardenTLS},
+			TLSOpts: webhooks.TLSOptions(),
 		}),
 	})
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"mime"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -18,16 +19,13 @@ import (
 
 	"github.com/meshkeeper/meshkeeper/internal/inject"
 	"github.com/meshkeeper/meshkeeper/internal/render"
+	"github.com/meshkeeper/meshkeeper/internal/webhookconfig"
 )
 
 // MaxRequestBytes bounds an admission request's body. The API server stores
 // objects up to 3 MiB (etcd's default); a review carries the object and,
 // for updates, the old one.
 const MaxRequestBytes = 6 << 20
-
-// systemNamespaces are never injected, whatever the webhook configuration
-// says, as in Istio.
-var systemNamespaces = map[string]bool{"kube-system": true, "kube-public": true, "kube-node-lease": true}
 
 // InjectHandler is meshkeeper's sidecar injection webhook: an http.Handler
 // that reads an admission.k8s.io/v1 AdmissionReview of a pod creation,
@@ -56,8 +54,8 @@ func NewInjectHandler(source ConfigSource, log logr.Logger) *InjectHandler {
 // RegisterInjector serves h at /inject and under /inject/ (the path
 // parameters) on the webhook server.
 func RegisterInjector(server webhook.Server, h http.Handler) {
-	server.Register(InjectPath, h)
-	server.Register(InjectPath+"/", h)
+	server.Register(webhookconfig.InjectPath, h)
+	server.Register(webhookconfig.InjectPath+"/", h)
 }
 
 // buffers recycles request and response buffers.
@@ -198,7 +196,8 @@ func skipReason(pod *corev1.Pod, namespace string) string {
 	case len(pod.Spec.Containers) == 0 || (pod.Name == "" && pod.GenerateName == ""):
 		// The API server's validation refuses it after admission.
 		return reasonIncompletePod
-	case systemNamespaces[namespace]:
+	case slices.Contains(webhookconfig.AlwaysExcludedNamespaces, namespace):
+		// Never injected, whatever the webhook configuration says, as in Istio.
 		return reasonSystemNamespace
 	case pod.Spec.HostNetwork:
 		// iptables rules would apply to the node, not the pod.

@@ -135,20 +135,24 @@ func TestInjectHandlerErrors(t *testing.T) {
 		contentType string
 		body        []byte
 		source      ConfigSource
-		wantStatus  int
+		// unknownLength sends the body without a Content-Length, as a chunked request does.
+		unknownLength bool
+		wantStatus    int
+		wantReason    string
 	}{
-		{name: "no configuration for the revision", path: "/inject/rev/1-99-0", body: review, wantStatus: http.StatusInternalServerError},
-		{name: "tag pointing nowhere", path: "/inject/tag/staging", body: review, wantStatus: http.StatusInternalServerError},
-		{name: "empty source", path: "/inject", body: review, source: StaticConfigSource{}, wantStatus: http.StatusInternalServerError},
-		{name: "wrong content type", path: "/inject", contentType: "application/yaml", body: review, wantStatus: http.StatusUnsupportedMediaType},
-		{name: "no content type", path: "/inject", contentType: "-", body: review, wantStatus: http.StatusUnsupportedMediaType},
-		{name: "body too large", path: "/inject", body: bytes.Repeat([]byte(" "), MaxRequestBytes+1), wantStatus: http.StatusRequestEntityTooLarge},
-		{name: "malformed JSON", path: "/inject", body: []byte(`{"kind":`), wantStatus: http.StatusBadRequest},
-		{name: "not an AdmissionReview", path: "/inject", body: []byte(`{"kind":"Pod","apiVersion":"v1"}`), wantStatus: http.StatusBadRequest},
-		{name: "review without request", path: "/inject", body: []byte(`{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1"}`), wantStatus: http.StatusBadRequest},
-		{name: "pod that does not decode", path: "/inject", body: bytes.Replace(review, []byte(`"containers":[`), []byte(`"containers":7,"x":[`), 1), wantStatus: http.StatusBadRequest},
-		{name: "GET", method: http.MethodGet, path: "/inject", body: review, wantStatus: http.StatusMethodNotAllowed},
-		{name: "unknown path parameter", path: "/inject/zone/a", body: review, wantStatus: http.StatusNotFound},
+		{name: "no configuration for the revision", path: "/inject/rev/1-99-0", body: review, wantStatus: http.StatusInternalServerError, wantReason: reasonNoConfig},
+		{name: "tag pointing nowhere", path: "/inject/tag/staging", body: review, wantStatus: http.StatusInternalServerError, wantReason: reasonNoConfig},
+		{name: "empty source", path: "/inject", body: review, source: StaticConfigSource{}, wantStatus: http.StatusInternalServerError, wantReason: reasonNoConfig},
+		{name: "wrong content type", path: "/inject", contentType: "application/yaml", body: review, wantStatus: http.StatusUnsupportedMediaType, wantReason: reasonUnsupportedMedia},
+		{name: "no content type", path: "/inject", contentType: "-", body: review, wantStatus: http.StatusUnsupportedMediaType, wantReason: reasonUnsupportedMedia},
+		{name: "body too large", path: "/inject", body: bytes.Repeat([]byte(" "), MaxRequestBytes+1), wantStatus: http.StatusRequestEntityTooLarge, wantReason: reasonTooLarge},
+		{name: "body too large, length not announced", path: "/inject", body: bytes.Repeat([]byte(" "), MaxRequestBytes+1), unknownLength: true, wantStatus: http.StatusRequestEntityTooLarge, wantReason: reasonTooLarge},
+		{name: "malformed JSON", path: "/inject", body: []byte(`{"kind":`), wantStatus: http.StatusBadRequest, wantReason: reasonBadRequest},
+		{name: "not an AdmissionReview", path: "/inject", body: []byte(`{"kind":"Pod","apiVersion":"v1"}`), wantStatus: http.StatusBadRequest, wantReason: reasonBadRequest},
+		{name: "review without request", path: "/inject", body: []byte(`{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1"}`), wantStatus: http.StatusBadRequest, wantReason: reasonBadRequest},
+		{name: "pod that does not decode", path: "/inject", body: bytes.Replace(review, []byte(`"containers":[`), []byte(`"containers":7,"x":[`), 1), wantStatus: http.StatusBadRequest, wantReason: reasonBadRequest},
+		{name: "GET", method: http.MethodGet, path: "/inject", body: review, wantStatus: http.StatusMethodNotAllowed, wantReason: reasonBadRequest},
+		{name: "unknown path parameter", path: "/inject/zone/a", body: review, wantStatus: http.StatusNotFound, wantReason: reasonBadRequest},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -168,10 +172,18 @@ func TestInjectHandlerErrors(t *testing.T) {
 			default:
 				r.Header.Set("Content-Type", tc.contentType)
 			}
+			if tc.unknownLength {
+				r.ContentLength = -1
+			}
+			counter := injectionRequests.WithLabelValues(resultError, tc.wantReason, "false")
+			before := counterValue(t, counter)
 			w := httptest.NewRecorder()
 			NewInjectHandler(source, logr.Discard()).ServeHTTP(w, r)
 			if w.Code != tc.wantStatus {
 				t.Errorf("HTTP %d (%s), want %d", w.Code, strings.TrimSpace(w.Body.String()), tc.wantStatus)
+			}
+			if after := counterValue(t, counter); after != before+1 {
+				t.Errorf("error{reason=%q} went from %v to %v", tc.wantReason, before, after)
 			}
 		})
 	}

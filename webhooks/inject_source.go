@@ -5,12 +5,8 @@ import (
 	"strings"
 
 	"github.com/meshkeeper/meshkeeper/internal/inject"
+	"github.com/meshkeeper/meshkeeper/internal/webhookconfig"
 )
-
-// DefaultTag is the revision tag the injector serves when its path names
-// neither a revision nor a tag: the one namespaces labelled
-// istio-injection=enabled select.
-const DefaultTag = "default"
 
 // Target is what the injector's URL path says: which revision's sidecar to
 // inject (by revision or by tag) and Istio's multi-cluster overrides.
@@ -19,7 +15,7 @@ type Target struct {
 	Revision string
 	// Tag is tag/<tag>: inject the revision the tag points at, or, during a
 	// canary, the revision the workload is assigned to. Empty when Revision
-	// is set.
+	// is set; Parsewebhookconfig.InjectPath sets the default tag when the path names neither.
 	Tag string
 	// ClusterID is Istio's cluster/<id>: overrides the revision's cluster.
 	ClusterID string
@@ -56,13 +52,9 @@ type StaticConfigSource struct {
 func (s StaticConfigSource) Resolve(target Target, _ Workload) (*inject.Config, error) {
 	rev := target.Revision
 	if rev == "" {
-		tag := target.Tag
-		if tag == "" {
-			tag = DefaultTag
-		}
 		var ok bool
-		if rev, ok = s.Tags[tag]; !ok {
-			return nil, fmt.Errorf("revision tag %q points at no revision", tag)
+		if rev, ok = s.Tags[target.Tag]; !ok {
+			return nil, fmt.Errorf("revision tag %q points at no revision", target.Tag)
 		}
 	}
 	cfg, ok := s.Revisions[rev]
@@ -72,17 +64,14 @@ func (s StaticConfigSource) Resolve(target Target, _ Workload) (*inject.Config, 
 	return cfg, nil
 }
 
-// InjectPath is the injector's path; parameters follow as /<key>/<value>.
-const InjectPath = "/inject"
-
-// ParseInjectPath reads the injector's URL path: /inject, optionally
+// Parsewebhookconfig.InjectPath reads the injector's URL path: /inject, optionally
 // followed by /<key>/<value> pairs, with keys cluster and net (Istio's) and
 // rev or tag (meshkeeper's). As in Istio, "--slash--" in a value stands for
 // "/". Without rev or tag the target is the default tag.
 func ParseInjectPath(path string) (Target, error) {
-	rest, ok := strings.CutPrefix(path, InjectPath)
+	rest, ok := strings.CutPrefix(path, webhookconfig.InjectPath)
 	if !ok || (rest != "" && rest[0] != '/') {
-		return Target{}, fmt.Errorf("path %q is not under %s", path, InjectPath)
+		return Target{}, fmt.Errorf("path %q is not under %s", path, webhookconfig.InjectPath)
 	}
 	rest = strings.Trim(rest, "/")
 	var t Target
@@ -120,7 +109,7 @@ func ParseInjectPath(path string) (Target, error) {
 	case t.Revision != "" && t.Tag != "":
 		return Target{}, fmt.Errorf("path %q: give rev or tag, not both", path)
 	case t.Revision == "" && t.Tag == "":
-		t.Tag = DefaultTag
+		t.Tag = webhookconfig.DefaultTag
 	}
 	return t, nil
 }

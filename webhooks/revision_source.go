@@ -17,6 +17,7 @@ import (
 	"github.com/meshkeeper/meshkeeper/internal/inject"
 	"github.com/meshkeeper/meshkeeper/internal/render"
 	"github.com/meshkeeper/meshkeeper/internal/revision"
+	"github.com/meshkeeper/meshkeeper/internal/webhookconfig"
 )
 
 // RevisionSource is the injector's ConfigSource in the operator: it holds, in
@@ -75,13 +76,9 @@ func (s *RevisionSource) Resolve(target Target, w Workload) (*inject.Config, err
 	snap := s.snapshot.Load()
 	rev := target.Revision
 	if rev == "" {
-		tag := target.Tag
-		if tag == "" {
-			tag = DefaultTag
-		}
-		t, ok := snap.tags[tag]
+		t, ok := snap.tags[target.Tag]
 		if !ok {
-			return nil, fmt.Errorf("revision tag %q points at no revision yet", tag)
+			return nil, fmt.Errorf("revision tag %q points at no revision yet", target.Tag)
 		}
 		rev = t.active
 		if t.canary != "" && revision.OnCanary(w.Namespace, w.Name, t.weight) {
@@ -121,6 +118,10 @@ func (s *RevisionSource) rebuild(ctx context.Context) {
 			log.FromContext(ctx).Error(err, "unreadable injection configuration", "configmap", cm.Name)
 			continue
 		}
+		if err := cfg.Prepare(); err != nil {
+			log.FromContext(ctx).Error(err, "unusable injection configuration", "configmap", cm.Name)
+			continue
+		}
 		next.revisions[rev] = parsed{cfg: cfg, raw: raw}
 	}
 
@@ -145,7 +146,7 @@ func (s *RevisionSource) rebuild(ctx context.Context) {
 		if c := mi.Status.Canary; c != nil {
 			t.canary, t.weight = c.Revision, c.Weight
 		}
-		next.tags[DefaultTag] = t
+		next.tags[webhookconfig.DefaultTag] = t
 		for _, tag := range mi.Spec.RevisionTags {
 			next.tags[tag] = t
 		}

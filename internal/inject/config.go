@@ -99,6 +99,15 @@ func (c *Config) Hash() string {
 	return d.hash
 }
 
+// Prepare derives, once, what injection needs from the configuration (its
+// hash, parsed proxy config, …) and says whether it is usable. Inject calls
+// it too; calling it when a configuration is loaded keeps that work off the
+// first request's path.
+func (c *Config) Prepare() error {
+	_, err := c.prepare()
+	return err
+}
+
 // prepare derives, once, what injection needs from the configuration.
 func (c *Config) prepare() (*derived, error) {
 	c.memo.once.Do(func() {

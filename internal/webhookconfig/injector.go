@@ -9,7 +9,10 @@ import (
 	"istio.io/api/annotation"
 	"istio.io/api/label"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/meshkeeper/meshkeeper/internal/render"
 )
 
 const (
@@ -25,13 +28,12 @@ const (
 	InjectionLabel = "istio-injection"
 	// GatewayLabel marks gateway pods that meshkeeper injects even in the
 	// control plane namespace.
-	GatewayLabel = "mesh.meshkeeper.dev/gateway"
+	GatewayLabel = render.LabelGateway
 	// InjectPath is the path prefix of the injector.
 	InjectPath = "/inject"
 	// ValidatePath is the path of the MeshInstall validator.
 	ValidatePath = "/validate-mesh-meshkeeper-dev-v1alpha1-meshinstall"
 
-	metadataName = "kubernetes.io/metadata.name"
 	// injectionTimeoutSeconds keeps pod creation snappy when the webhook is down.
 	injectionTimeoutSeconds = 5
 )
@@ -132,7 +134,7 @@ func InjectorConfiguration(in Injector) *admissionregistrationv1.MutatingWebhook
 	if in.ControlPlaneNamespace != "" {
 		// Gateways in the control plane namespace, which is otherwise never injected.
 		hooks = append(hooks, entry(in, "gateway.sidecar-injector.meshkeeper.dev", defaultPath,
-			&metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{in_(metadataName, in.ControlPlaneNamespace)}},
+			&metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{in_(corev1.LabelMetadataName, in.ControlPlaneNamespace)}},
 			selector(nil, exists(GatewayLabel), notIn(label.SidecarInject.Name, "false"))))
 	}
 
@@ -230,7 +232,7 @@ func excludedNamespaces(in Injector) []string {
 // selector builds a selector from requirements, excluding namespaces by name when given.
 func selector(excludedNamespaces []string, reqs ...metav1.LabelSelectorRequirement) *metav1.LabelSelector {
 	if len(excludedNamespaces) > 0 {
-		reqs = append(reqs, metav1.LabelSelectorRequirement{Key: metadataName, Operator: metav1.LabelSelectorOpNotIn, Values: excludedNamespaces})
+		reqs = append(reqs, metav1.LabelSelectorRequirement{Key: corev1.LabelMetadataName, Operator: metav1.LabelSelectorOpNotIn, Values: excludedNamespaces})
 	}
 	return &metav1.LabelSelector{MatchExpressions: reqs}
 }

@@ -1,0 +1,157 @@
+package integration_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+
+	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
+	"github.com/meshkeeper/meshkeeper/internal/render"
+	"github.com/meshkeeper/meshkeeper/internal/revision"
+	"github.com/meshkeeper/meshkeeper/internal/testenv"
+	"github.com/meshkeeper/meshkeeper/webhooks"
+)
+
+// TestRevisionSourceFollowsTheCluster drives the operator's ConfigSource
+// from a real API server: revisions' injection ConfigMaps as the renderer
+// makes them, tags from the MeshInstall's status, canary assignment by
+// workload, promotion, and a revision whose configuration is gone.
+func TestRevisionSourceFollowsTheCluster(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c := env.Client
+
+	mi := meshInstall("source", "1.31.4")
+	mi.Spec.Namespace = "istio-system"
+	mi.Spec.RevisionTags = []string{"prod"}
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: mi.Spec.Namespace}}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	configMaps := map[string]*corev1.ConfigMap{}
+	for rev, v := range map[string]string{stableRev: "1.31.4", canaryRev: "1.32.0"} {
+		r, err := render.NewRevision(rev, v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		objs, err := render.ControlPlane(mi, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range objs {
+			if cm, ok := o.(*corev1.ConfigMap); ok && cm.Labels[render.LabelInjectionConfig] == "true" {
+				configMaps[rev] = cm
+			}
+		}
+		if configMaps[rev] == nil {
+			t.Fatalf("revision %s renders no injection ConfigMap", rev)
+		}
+		if err := c.Create(ctx, configMaps[rev]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() {
+		for _, cm := range configMaps {
+			_ = c.Delete(context.Background(), cm)
+		}
+	})
+
+	informers, err := cache.New(env.Config, cache.Options{Scheme: env.Scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	source, err := webhooks.NewRevisionSource(ctx, informers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = informers.Start(ctx) }()
+	if !informers.WaitForCacheSync(ctx) {
+		t.Fatal("cache did not sync")
+	}
+
+	// Two workloads, one on each side of a 50% canary.
+	var stay, move webhooks.Workload
+	for i := 0; stay.Name == "" || move.Name == ""; i++ {
+		w := webhooks.Workload{Namespace: "shop", Name: fmt.Sprintf("app-%d", i)}
+		if revision.OnCanary(w.Namespace, w.Name, 50) {
+			move = w
+		} else {
+			stay = w
+		}
+	}
+	resolvesTo := func(target webhooks.Target, w webhooks.Workload, want string) func() error {
+		return func() error {
+			cfg, err := source.Resolve(target, w)
+			if err != nil {
+				return err
+			}
+			if cfg.Revision != want {
+				return fmt.Errorf("%+v for %s resolves to %s, want %s", target, w.Name, cfg.Revision, want)
+			}
+			return nil
+		}
+	}
+	byTag := func(tag string) webhooks.Target { return webhooks.Target{Tag: tag} }
+
+	testenv.Eventually(t, 10*time.Second, 20*time.Millisecond, "revisions are served by name", resolvesTo(webhooks.Target{Revision: canaryRev}, stay, canaryRev))
+	if _, err := source.Resolve(byTag("default"), stay); err == nil {
+		t.Error("the default tag resolves with no MeshInstall naming an active revision")
+	}
+
+	if err := c.Create(ctx, mi); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Delete(context.Background(), mi) })
+	mi.Status = meshv1alpha1.MeshInstallStatus{
+		ActiveRevision: stableRev, Version: "1.31.4",
+		Canary: &meshv1alpha1.CanaryStatus{Revision: canaryRev, Version: "1.32.0", Step: 0, Weight: 50},
+	}
+	if err := c.Status().Update(ctx, mi); err != nil {
+		t.Fatal(err)
+	}
+	for _, tag := range []string{"default", "prod"} {
+		testenv.Eventually(t, 10*time.Second, 20*time.Millisecond, "tag "+tag+" splits workloads during the canary", func() error {
+			if err := resolvesTo(byTag(tag), stay, stableRev)(); err != nil {
+				return err
+			}
+			return resolvesTo(byTag(tag), move, canaryRev)()
+		})
+	}
+	testenv.Eventually(t, 10*time.Second, 20*time.Millisecond, "a revision pin ignores the canary", resolvesTo(webhooks.Target{Revision: stableRev}, move, stableRev))
+
+	mi.Status.ActiveRevision, mi.Status.Version, mi.Status.Canary = canaryRev, "1.32.0", nil
+	if err := c.Status().Update(ctx, mi); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 10*time.Second, 20*time.Millisecond, "after promotion every workload goes to the new revision", func() error {
+		if err := resolvesTo(byTag("prod"), stay, canaryRev)(); err != nil {
+			return err
+		}
+		return resolvesTo(byTag("default"), stay, canaryRev)()
+	})
+
+	if err := c.Delete(ctx, configMaps[stableRev]); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 10*time.Second, 20*time.Millisecond, "a pruned revision is no longer served", func() error {
+		if _, err := source.Resolve(webhooks.Target{Revision: stableRev}, stay); err == nil {
+			return fmt.Errorf("revision %s still resolves", stableRev)
+		}
+		return nil
+	})
+
+	if err := c.Delete(ctx, mi); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 10*time.Second, 20*time.Millisecond, "tags go with the MeshInstall", func() error {
+		if _, err := source.Resolve(byTag("default"), stay); err == nil {
+			return fmt.Errorf("the default tag still resolves")
+		}
+		return nil
+	})
+}
