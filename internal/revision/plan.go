@@ -6,6 +6,7 @@ package revision
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -226,22 +227,13 @@ func drain(mi *meshv1alpha1.MeshInstall, obs Observed, p *Plan) {
 		}
 		versions[r.Name] = r.Version
 	}
-	names := make([]string, 0, len(obs.Revisions)+len(mi.Status.Revisions))
-	for n := range obs.Revisions {
-		names = append(names, n)
-	}
-	for _, r := range mi.Status.Revisions {
-		names = append(names, r.Name)
-	}
-	slices.Sort(names)
-	for _, name := range slices.Compact(names) {
+	// Only revisions still in the cluster can be drained or pruned; one
+	// that status remembers but the cluster no longer has is already gone.
+	for _, name := range slices.Sorted(maps.Keys(obs.Revisions)) {
 		if keep[name] {
 			continue
 		}
-		o, exists := obs.Revisions[name]
-		if !exists {
-			continue // already gone
-		}
+		o := obs.Revisions[name]
 		last, seen := lastUsed[name]
 		if !seen || o.Pods > 0 || !obs.InventoryKnown {
 			last = metav1.NewTime(obs.Now)
@@ -262,11 +254,8 @@ func drain(mi *meshv1alpha1.MeshInstall, obs Observed, p *Plan) {
 			p.Phase = PhaseDraining
 			p.Message = fmt.Sprintf("waiting for revision %s to be unused before removing it", name)
 		}
-		wait := grace - idle
-		if o.Pods > 0 || !obs.InventoryKnown || wait <= 0 {
-			wait = grace
-		}
-		p.RequeueAfter = minPositive(p.RequeueAfter, wait)
+		// In use (or usage unknown), idle is 0 and the wait a whole grace period.
+		p.RequeueAfter = minPositive(p.RequeueAfter, grace-idle)
 	}
 }
 

@@ -300,3 +300,89 @@ func TestDecideIsPure(t *testing.T) {
 func itoa(i int32) string {
 	return strconv.Itoa(int(i))
 }
+
+// TestDecideSchedulesTheNextLook checks when the reconciler is asked to look
+// again with nothing changed (the canary's next step, the end of a grace
+// period) and the last-used times it records for draining revisions.
+func TestDecideSchedulesTheNextLook(t *testing.T) {
+	ready := func(v string) rev { return rev{Version: v, Ready: true, PodsReady: true} }
+	both := func(oldPods int32) map[string]rev {
+		return map[string]rev{"1-32-0": ready("1.32.0"), "default": {Version: "1.31.4", Ready: true, PodsReady: true, Pods: oldPods}}
+	}
+	promoted := func(lastUsed time.Time) *meshv1alpha1.MeshInstall {
+		return meshInstall("1.32.0", canary(10, 100), running("1-32-0", "1.32.0"),
+			withRevision("default", "1.31.4", meshv1alpha1.RevisionDraining, lastUsed))
+	}
+	cases := []struct {
+		name         string
+		mi           *meshv1alpha1.MeshInstall
+		obs          Observed
+		wantRequeue  time.Duration
+		wantLastUsed map[string]time.Time
+	}{
+		{
+			name:        "steady: nothing to wait for",
+			mi:          meshInstall("1.31.4", running("default", "1.31.4")),
+			obs:         observed(t0, map[string]rev{"default": ready("1.31.4")}),
+			wantRequeue: 0,
+		},
+		{
+			name: "a canary step looks again when its interval ends",
+			mi: meshInstall("1.32.0", canary(10, 50, 100), running("default", "1.31.4"),
+				withRevision("1-32-0", "1.32.0", meshv1alpha1.RevisionCanary, t0), canaryAt("1-32-0", 0, 10, t0.Add(-20*time.Second))),
+			obs:         observed(t0, map[string]rev{"default": ready("1.31.4"), "1-32-0": ready("1.32.0")}),
+			wantRequeue: 40 * time.Second,
+		},
+		{
+			name: "a step that just advanced waits a whole interval",
+			mi: meshInstall("1.32.0", canary(10, 50, 100), running("default", "1.31.4"),
+				withRevision("1-32-0", "1.32.0", meshv1alpha1.RevisionCanary, t0), canaryAt("1-32-0", 0, 10, t0.Add(-2*time.Minute))),
+			obs:         observed(t0, map[string]rev{"default": ready("1.31.4"), "1-32-0": ready("1.32.0")}),
+			wantRequeue: time.Minute,
+		},
+		{
+			name:         "an idle draining revision keeps its last-used time and is looked at when its grace ends",
+			mi:           promoted(t0.Add(-10 * time.Second)),
+			obs:          observed(t0, both(0)),
+			wantRequeue:  20 * time.Second,
+			wantLastUsed: map[string]time.Time{"default": t0.Add(-10 * time.Second)},
+		},
+		{
+			name:         "a draining revision in use is last used now and waits a whole grace period",
+			mi:           promoted(t0.Add(-time.Hour)),
+			obs:          observed(t0, both(2)),
+			wantRequeue:  30 * time.Second,
+			wantLastUsed: map[string]time.Time{"default": t0},
+		},
+		{
+			name:         "unknown usage counts as use",
+			mi:           promoted(t0.Add(-time.Hour)),
+			obs:          Observed{Now: t0, Revisions: both(0), InventoryKnown: false},
+			wantRequeue:  30 * time.Second,
+			wantLastUsed: map[string]time.Time{"default": t0},
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := Decide(tc.mi, tc.obs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.RequeueAfter != tc.wantRequeue {
+				t.Errorf("RequeueAfter = %s, want %s", p.RequeueAfter, tc.wantRequeue)
+			}
+			got := map[string]time.Time{}
+			for name, lu := range p.LastUsed {
+				got[name] = lu.Time
+			}
+			if len(got) != len(tc.wantLastUsed) {
+				t.Errorf("LastUsed = %v, want %v", got, tc.wantLastUsed)
+			}
+			for name, want := range tc.wantLastUsed {
+				if !got[name].Equal(want) {
+					t.Errorf("LastUsed[%s] = %v, want %v", name, got[name], want)
+				}
+			}
+		})
+	}
+}
