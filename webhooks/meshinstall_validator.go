@@ -4,6 +4,10 @@ package webhooks
 
 import (
 	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
 
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -11,6 +15,7 @@ import (
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
 	"github.com/meshkeeper/meshkeeper/internal/revision"
+	"github.com/meshkeeper/meshkeeper/internal/version"
 )
 
 // MeshInstallValidator refuses MeshInstalls the operator would not carry
@@ -34,9 +39,37 @@ func (v *MeshInstallValidator) ValidateCreate(ctx context.Context, mi *meshv1alp
 	return nil, revision.ValidateCreate(mi, list.Items)
 }
 
-// ValidateUpdate refuses a spec change that breaks an upgrade rule.
+// ValidateUpdate refuses a spec change that breaks an upgrade rule, and
+// warns of the istiod defaults an accepted upgrade changes.
 func (v *MeshInstallValidator) ValidateUpdate(_ context.Context, old, updated *meshv1alpha1.MeshInstall) (admission.Warnings, error) {
-	return nil, revision.ValidateUpdate(old, updated)
+	if err := revision.ValidateUpdate(old, updated); err != nil {
+		return nil, err
+	}
+	return upgradeWarnings(old, updated), nil
+}
+
+// upgradeWarnings names the istiod variables that keep the old minor's
+// behaviour, when an upgrade reaches a minor that changes defaults and the
+// user has not pinned them in spec.pilot.env.
+func upgradeWarnings(old, updated *meshv1alpha1.MeshInstall) admission.Warnings {
+	from, errFrom := version.Parse(old.Spec.Version)
+	to, errTo := version.Parse(updated.Spec.Version)
+	if errFrom != nil || errTo != nil {
+		return nil
+	}
+	changes := version.BehaviourChanges(from, to)
+	var unpinned []string
+	for _, name := range slices.Sorted(maps.Keys(changes)) {
+		if _, pinned := updated.Spec.Pilot.Env[name]; !pinned {
+			unpinned = append(unpinned, name+"="+changes[name])
+		}
+	}
+	if len(unpinned) == 0 {
+		return nil
+	}
+	return admission.Warnings{fmt.Sprintf(
+		"upgrading from Istio %s to %s changes istiod defaults; to keep %s's behaviour set in spec.pilot.env: %s",
+		from.Release.Minor, to.Release.Minor, from.Release.Minor, strings.Join(unpinned, ", "))}
 }
 
 // ValidateDelete allows every delete.

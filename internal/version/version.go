@@ -4,7 +4,7 @@ package version
 
 import (
 	"fmt"
-	"slices"
+	"maps"
 	"strings"
 
 	"github.com/Masterminds/semver/v3"
@@ -18,16 +18,14 @@ type Release struct {
 	// LatestPatch is the newest patch release of that minor meshkeeper knows.
 	// Every patch from 0 to LatestPatch is supported.
 	LatestPatch uint64
-	// MinKubernetes is the oldest Kubernetes minor the release supports.
-	MinKubernetes string
-	// CanonicalNameTrimsAll: from 1.31 Istio's injector trims any leading
-	// and trailing '-', '_' and '.' from the derived service.istio.io/canonical-name
-	// label; 1.30 trims only a trailing '-'.
-	CanonicalNameTrimsAll bool
 	// BehaviourChanges are istiod environment variables that keep the
-	// behaviour of the previous minor. meshkeeper does not set them by default
-	// (users opt in through spec.pilot.env); they are listed so the operator
-	// can explain what an upgrade changes.
+	// behaviour of the previous minor. meshkeeper does not set them (users
+	// opt in through spec.pilot.env); the MeshInstall validator names them in
+	// a warning when an upgrade reaches this minor.
+	//
+	// What differs in the injected sidecar between minors (canonical-name
+	// trimming, Prometheus scrape targets, istio-init's image, …) is decided
+	// by internal/inject from the configuration's version.
 	BehaviourChanges map[string]string
 }
 
@@ -36,12 +34,10 @@ type Release struct {
 // (manifests/helm-profiles/compatibility-version-*.yaml).
 var releases = []Release{
 	{
-		Minor: "1.32", LatestPatch: 0, MinKubernetes: "1.31",
-		CanonicalNameTrimsAll: true,
+		Minor: "1.32", LatestPatch: 0,
 	},
 	{
-		Minor: "1.31", LatestPatch: 4, MinKubernetes: "1.30",
-		CanonicalNameTrimsAll: true,
+		Minor: "1.31", LatestPatch: 4,
 		BehaviourChanges: map[string]string{
 			"PILOT_ENABLE_STRICT_GATEWAY_MERGING":   "false",
 			"PILOT_SPAWN_UPSTREAM_SPAN_FOR_GATEWAY": "false",
@@ -49,15 +45,12 @@ var releases = []Release{
 		},
 	},
 	{
-		Minor: "1.30", LatestPatch: 8, MinKubernetes: "1.29",
+		Minor: "1.30", LatestPatch: 8,
 		BehaviourChanges: map[string]string{
 			"PILOT_SIDECAR_PICK_BEST_SERVICE_NAMESPACE": "false",
 		},
 	},
 }
-
-// Releases returns the supported minors, newest first.
-func Releases() []Release { return slices.Clone(releases) }
 
 // Supported returns a human-readable list of supported versions, e.g.
 // "1.32.0, 1.31.0-1.31.4, 1.30.0-1.30.8".
@@ -72,9 +65,6 @@ func Supported() string {
 	}
 	return strings.Join(parts, ", ")
 }
-
-// Latest returns the newest supported version.
-func Latest() string { return fmt.Sprintf("%s.%d", releases[0].Minor, releases[0].LatestPatch) }
 
 // Version is a parsed, supported Istio version.
 type Version struct {
@@ -119,6 +109,20 @@ type UnsupportedError struct{ Version string }
 
 func (e *UnsupportedError) Error() string {
 	return fmt.Sprintf("Istio version %s is not supported; supported versions: %s", e.Version, Supported())
+}
+
+// BehaviourChanges returns the istiod environment variables (with the value
+// that keeps the older behaviour) of every minor an upgrade from one version
+// to another reaches: what a user may pin in spec.pilot.env to upgrade without
+// a change of behaviour. Empty for a downgrade or within one minor.
+func BehaviourChanges(from, to Version) map[string]string {
+	out := map[string]string{}
+	for _, r := range releases {
+		if m := semver.MustParse(r.Minor + ".0").Minor(); m > from.Minor() && m <= to.Minor() {
+			maps.Copy(out, r.BehaviourChanges)
+		}
+	}
+	return out
 }
 
 // Upgrade rules, as Istio documents them.

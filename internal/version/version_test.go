@@ -2,6 +2,9 @@ package version
 
 import (
 	"errors"
+	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -57,7 +60,7 @@ func TestRevisionName(t *testing.T) {
 }
 
 func TestTableIsNewestFirstAndLatestParses(t *testing.T) {
-	rs := Releases()
+	rs := releases
 	if len(rs) < 3 {
 		t.Fatalf("want at least three supported minors, have %d", len(rs))
 	}
@@ -66,7 +69,25 @@ func TestTableIsNewestFirstAndLatestParses(t *testing.T) {
 			t.Errorf("table not newest first at %s, %s", rs[i-1].Minor, rs[i].Minor)
 		}
 	}
-	mustParse(t, Latest())
+	mustParse(t, fmt.Sprintf("%s.%d", rs[0].Minor, rs[0].LatestPatch))
+}
+
+func TestBehaviourChangesOfAnUpgrade(t *testing.T) {
+	cases := []struct {
+		from, to string
+		want     []string
+	}{
+		{"1.30.8", "1.31.4", []string{"PILOT_AUTO_SEND_UNHEALTHY_ENDPOINTS", "PILOT_ENABLE_STRICT_GATEWAY_MERGING", "PILOT_SPAWN_UPSTREAM_SPAN_FOR_GATEWAY"}},
+		{"1.30.0", "1.32.0", []string{"PILOT_AUTO_SEND_UNHEALTHY_ENDPOINTS", "PILOT_ENABLE_STRICT_GATEWAY_MERGING", "PILOT_SPAWN_UPSTREAM_SPAN_FOR_GATEWAY"}},
+		{"1.31.0", "1.31.4", nil},
+		{"1.31.4", "1.30.8", nil},
+	}
+	for _, tc := range cases {
+		got := BehaviourChanges(mustParse(t, tc.from), mustParse(t, tc.to))
+		if keys := slices.Sorted(maps.Keys(got)); !slices.Equal(keys, tc.want) {
+			t.Errorf("%s -> %s: got %v, want %v", tc.from, tc.to, keys, tc.want)
+		}
+	}
 }
 
 func TestUpgradeRules(t *testing.T) {

@@ -2,11 +2,13 @@ package integration_test
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
@@ -100,14 +102,34 @@ func TestValidatorThroughTheAPIServer(t *testing.T) {
 		})
 	}
 
-	t.Run("the next minor in place is accepted", func(t *testing.T) {
+	t.Run("the next minor in place is accepted, with a warning naming the istiod defaults it changes", func(t *testing.T) {
+		warnings := &recordedWarnings{}
+		cfg := rest.CopyConfig(env.Config)
+		cfg.WarningHandler = warnings
+		c, err := client.New(cfg, client.Options{Scheme: env.Scheme})
+		if err != nil {
+			t.Fatal(err)
+		}
 		got := &meshv1alpha1.MeshInstall{}
-		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(mi), got); err != nil {
+		if err := c.Get(ctx, client.ObjectKeyFromObject(mi), got); err != nil {
 			t.Fatal(err)
 		}
 		got.Spec.Version = "1.31.4"
-		if err := env.Client.Update(ctx, got); err != nil {
+		got.Spec.Pilot.Env = map[string]string{"PILOT_ENABLE_STRICT_GATEWAY_MERGING": "true"} // pinned: not named
+		if err := c.Update(ctx, got); err != nil {
 			t.Fatalf("refused: %v", err)
 		}
+		want := "upgrading from Istio 1.30 to 1.31 changes istiod defaults; to keep 1.30's behaviour set in spec.pilot.env: " +
+			"PILOT_AUTO_SEND_UNHEALTHY_ENDPOINTS=false, PILOT_SPAWN_UPSTREAM_SPAN_FOR_GATEWAY=false"
+		if !slices.Contains(warnings.messages, want) {
+			t.Errorf("warnings %q, want %q", warnings.messages, want)
+		}
 	})
+}
+
+// recordedWarnings keeps the API server's warnings to a client.
+type recordedWarnings struct{ messages []string }
+
+func (w *recordedWarnings) HandleWarningHeader(_ int, _ string, message string) {
+	w.messages = append(w.messages, message)
 }
