@@ -11,6 +11,7 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 
 	"github.com/meshkeeper/meshkeeper/internal/inject"
 )
@@ -191,7 +192,7 @@ func TestInjectHandlerErrors(t *testing.T) {
 
 func TestInjectHandlerDryRun(t *testing.T) {
 	pod := podInputs(t)["deployment"]
-	dry := func(r *admissionv1.AdmissionRequest) { r.DryRun = ptrTo(true) }
+	dry := func(r *admissionv1.AdmissionRequest) { r.DryRun = ptr.To(true) }
 	injectedDry := injectionRequests.WithLabelValues(resultInjected, reasonNone, "true")
 	injectedReal := injectionRequests.WithLabelValues(resultInjected, reasonNone, "false")
 	beforeDry, beforeReal := counterValue(t, injectedDry), counterValue(t, injectedReal)

@@ -277,8 +277,6 @@ func TestHardenTLS(t *testing.T) {
 	}
 }
 
-func ptrTo[T any](v T) *T { return &v }
-
 // counterValue reads a counter.
 func counterValue(t testing.TB, c prometheus.Counter) float64 {
 	t.Helper()

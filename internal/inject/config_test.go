@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"regexp"
 	"testing"
+
+	"k8s.io/utils/ptr"
 )
 
 func TestConfigHash(t *testing.T) {
@@ -53,7 +55,7 @@ func TestConfigHashIsCheap(t *testing.T) {
 func TestProxyConfigMerge(t *testing.T) {
 	cfg := testConfig()
 	cfg.DefaultProxyConfig.ProxyMetadata = map[string]string{"A": "mesh", "B": "mesh"}
-	cfg.DefaultProxyConfig.Concurrency = ptrTo(int32(2))
+	cfg.DefaultProxyConfig.Concurrency = ptr.To(int32(2))
 	pod := podWith(map[string]string{"proxy.istio.io/config": `{"proxyMetadata":{"B":"pod","C":"pod"},"drainDuration":"45s","terminationDrainDuration":"10s"}`})
 	out, err := Inject(pod, cfg, Request{})
 	if err != nil {

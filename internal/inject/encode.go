@@ -130,18 +130,20 @@ func appendEnvVar(b []byte, e *corev1.EnvVar) ([]byte, error) {
 	return o.end()
 }
 
+func appendFieldRef(b []byte, f *corev1.ObjectFieldSelector) ([]byte, error) {
+	r := beginObject(b)
+	r.strOmit("apiVersion", f.APIVersion)
+	r.str("fieldPath", f.FieldPath)
+	return r.end()
+}
+
 func appendEnvVarSource(b []byte, s *corev1.EnvVarSource) ([]byte, error) {
 	if b, ok := cachedJSON(b, s); ok {
 		return b, nil
 	}
 	v := beginObject(b)
 	if f := s.FieldRef; f != nil {
-		v.sub("fieldRef", func(b []byte) ([]byte, error) {
-			r := beginObject(b)
-			r.strOmit("apiVersion", f.APIVersion)
-			r.str("fieldPath", f.FieldPath)
-			return r.end()
-		})
+		v.sub("fieldRef", func(b []byte) ([]byte, error) { return appendFieldRef(b, f) })
 	}
 	if f := s.ResourceFieldRef; f != nil {
 		v.sub("resourceFieldRef", func(b []byte) ([]byte, error) {

@@ -91,12 +91,7 @@ func appendDownwardAPIFile(b []byte, f *corev1.DownwardAPIVolumeFile) ([]byte, e
 	o := beginObject(b)
 	o.str("path", f.Path)
 	if f.FieldRef != nil {
-		o.sub("fieldRef", func(b []byte) ([]byte, error) {
-			r := beginObject(b)
-			r.strOmit("apiVersion", f.FieldRef.APIVersion)
-			r.str("fieldPath", f.FieldRef.FieldPath)
-			return r.end()
-		})
+		o.sub("fieldRef", func(b []byte) ([]byte, error) { return appendFieldRef(b, f.FieldRef) })
 	}
 	stdIf(&o, "resourceFieldRef", f.ResourceFieldRef)
 	o.int32Ptr("mode", f.Mode)

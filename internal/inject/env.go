@@ -1,7 +1,7 @@
 package inject
 
 import (
-	"sort"
+	"cmp"
 	"strconv"
 	"strings"
 
@@ -32,7 +32,7 @@ func (in *injection) sidecarEnv() []corev1.EnvVar {
 	if v := in.pod.Annotations[annInterceptionMode]; v == "" {
 		mode = in.proxy.pc.GetInterceptionMode().String()
 	}
-	workloadName := firstNonEmpty(in.pod.Labels[labelWorkloadName], in.workload.Name)
+	workloadName := cmp.Or(in.pod.Labels[labelWorkloadName], in.workload.Name)
 	return in.clusterEnv(env, mode, workloadName)
 }
 
@@ -218,14 +218,4 @@ func envValue(env []corev1.EnvVar, name string) (string, bool) {
 		}
 	}
 	return "", false
-}
-
-// sortedKeys returns m's keys in order.
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

@@ -13,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/yaml"
 )
 
@@ -64,7 +65,7 @@ func goldenCases() []goldenCase {
 		{name: "hold-application-annotation", config: classic},
 		{name: "proxy-config-annotation"},
 		{name: "proxy-config-mesh-defaults", in: "deployment", config: func(c *Config) {
-			c.DefaultProxyConfig.Concurrency = ptrTo(int32(2))
+			c.DefaultProxyConfig.Concurrency = ptr.To(int32(2))
 			c.DefaultProxyConfig.ProxyMetadata = map[string]string{"ISTIO_META_DNS_CAPTURE": "true", "BOOTSTRAP_XDS_AGENT": "true"}
 			c.DefaultProxyConfig.TerminationDrainDuration = "30s"
 		}},

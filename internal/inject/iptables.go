@@ -4,6 +4,7 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/utils/ptr"
 )
 
 // Istio's defaults for the traffic annotations (values.global.proxy.*).
@@ -32,16 +33,16 @@ func (in *injection) initContainer() corev1.Container {
 // sharedInitSC is istio-init's security context, shared: it must not be
 // modified. istio-iptables needs root and NET_ADMIN, NET_RAW.
 var sharedInitSC = &corev1.SecurityContext{
-	AllowPrivilegeEscalation: ptrTo(false),
-	Privileged:               ptrTo(false),
+	AllowPrivilegeEscalation: ptr.To(false),
+	Privileged:               ptr.To(false),
 	Capabilities: &corev1.Capabilities{
 		Add:  []corev1.Capability{"NET_ADMIN", "NET_RAW"},
 		Drop: []corev1.Capability{"ALL"},
 	},
-	ReadOnlyRootFilesystem: ptrTo(false),
-	RunAsGroup:             ptrTo(int64(0)),
-	RunAsNonRoot:           ptrTo(false),
-	RunAsUser:              ptrTo(int64(0)),
+	ReadOnlyRootFilesystem: ptr.To(false),
+	RunAsGroup:             ptr.To(int64(0)),
+	RunAsNonRoot:           ptr.To(false),
+	RunAsUser:              ptr.To(int64(0)),
 }
 
 // initEnv is the ProxyConfig's proxyMetadata, which istio-iptables reads too.

@@ -7,6 +7,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/strategicpatch"
+	"k8s.io/utils/ptr"
 )
 
 // autoImage in a user-supplied istio-proxy means "the injected image".
@@ -176,7 +177,7 @@ func (in *injection) adjustInitUser(user *corev1.Container) {
 	if in.mode == "TPROXY" && sc.RunAsUser != nil {
 		if proxy := in.proxyContainer(); proxy != nil && proxy.SecurityContext != nil {
 			sc := *proxy.SecurityContext // may be shared: copy before changing
-			sc.RunAsUser = ptrTo(int64(0))
+			sc.RunAsUser = ptr.To(int64(0))
 			proxy.SecurityContext = &sc
 		}
 	}
@@ -207,6 +208,7 @@ func mergeVolumes(injected, own []corev1.Volume) []corev1.Volume {
 	return out
 }
 
+// hasVolume indexes rather than ranging by value: a Volume is a large struct.
 func hasVolume(vols []corev1.Volume, name string) bool {
 	for i := range vols {
 		if vols[i].Name == name {

@@ -1,6 +1,8 @@
 package inject
 
 import (
+	"maps"
+	"slices"
 	"strconv"
 
 	corev1 "k8s.io/api/core/v1"
@@ -80,7 +82,7 @@ func (in *injection) rewriteProbes() {
 // appendProbers encodes ISTIO_KUBE_APP_PROBERS as encoding/json would.
 func appendProbers(b []byte, probers map[string]*prober) ([]byte, error) {
 	o := beginObject(b)
-	for _, k := range sortedKeys(probers) {
+	for _, k := range slices.Sorted(maps.Keys(probers)) {
 		p := probers[k]
 		o.mapKey(k)
 		o.value(func(b []byte) ([]byte, error) {

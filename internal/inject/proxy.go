@@ -7,6 +7,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
 )
 
 // Ports of istio-proxy.
@@ -60,14 +61,14 @@ func (in *injection) sidecarProxy(mounts []corev1.VolumeMount) corev1.Container 
 // Parts of istio-proxy shared by every injected pod: they must not be
 // modified.
 var (
-	sharedRestartAlways  = ptrTo(corev1.ContainerRestartPolicyAlways)
+	sharedRestartAlways  = ptr.To(corev1.ContainerRestartPolicyAlways)
 	sharedHoldLifecycle  = &corev1.Lifecycle{PostStart: &corev1.LifecycleHandler{Exec: &corev1.ExecAction{Command: []string{"pilot-agent", "wait"}}}}
 	sharedDrainPort      = strconv.Itoa(defaultStatusPort)
 	sharedDrainLifecycle = drainLifecycle(sharedDrainPort)
 	sharedStartupProbe   = &corev1.Probe{ProbeHandler: readinessHandler(), PeriodSeconds: 1, TimeoutSeconds: 3, FailureThreshold: 600}
 	sharedReadinessProbe = readinessProbe(0, 15, 4)
 	sharedProxyPorts     = []corev1.ContainerPort{{ContainerPort: envoyPrometheusPort, Protocol: corev1.ProtocolTCP, Name: "http-envoy-prom"}}
-	sharedGatewaySC      = &corev1.SecurityContext{RunAsUser: ptrTo(proxyUIDInt), RunAsGroup: ptrTo(proxyUIDInt)}
+	sharedGatewaySC      = &corev1.SecurityContext{RunAsUser: ptr.To(proxyUIDInt), RunAsGroup: ptr.To(proxyUIDInt)}
 )
 
 // drainLifecycle drains Envoy when the pod starts shutting down; SIGTERM
@@ -203,30 +204,30 @@ var (
 	sharedBindProxySC       = proxySecurityContext("NET_BIND_SERVICE")
 	sharedTPROXYBindProxySC = proxySecurityContext("NET_ADMIN", "NET_BIND_SERVICE")
 	sharedTraceProxySC      = &corev1.SecurityContext{
-		AllowPrivilegeEscalation: ptrTo(true),
+		AllowPrivilegeEscalation: ptr.To(true),
 		Capabilities:             &corev1.Capabilities{Add: []corev1.Capability{"NET_ADMIN"}, Drop: []corev1.Capability{"ALL"}},
-		Privileged:               ptrTo(true),
-		ReadOnlyRootFilesystem:   ptrTo(true),
-		RunAsGroup:               ptrTo(proxyUIDInt),
-		RunAsNonRoot:             ptrTo(false),
-		RunAsUser:                ptrTo(int64(0)),
+		Privileged:               ptr.To(true),
+		ReadOnlyRootFilesystem:   ptr.To(true),
+		RunAsGroup:               ptr.To(proxyUIDInt),
+		RunAsNonRoot:             ptr.To(false),
+		RunAsUser:                ptr.To(int64(0)),
 	}
 )
 
 // proxySecurityContext: with added capabilities, the proxy runs as root.
 func proxySecurityContext(add ...corev1.Capability) *corev1.SecurityContext {
 	sc := &corev1.SecurityContext{
-		AllowPrivilegeEscalation: ptrTo(false),
+		AllowPrivilegeEscalation: ptr.To(false),
 		Capabilities:             &corev1.Capabilities{Add: add, Drop: []corev1.Capability{"ALL"}},
-		Privileged:               ptrTo(false),
-		ReadOnlyRootFilesystem:   ptrTo(true),
-		RunAsGroup:               ptrTo(proxyUIDInt),
-		RunAsNonRoot:             ptrTo(true),
-		RunAsUser:                ptrTo(proxyUIDInt),
+		Privileged:               ptr.To(false),
+		ReadOnlyRootFilesystem:   ptr.To(true),
+		RunAsGroup:               ptr.To(proxyUIDInt),
+		RunAsNonRoot:             ptr.To(true),
+		RunAsUser:                ptr.To(proxyUIDInt),
 	}
 	if len(add) > 0 {
-		sc.RunAsNonRoot = ptrTo(false)
-		sc.RunAsUser = ptrTo(int64(0))
+		sc.RunAsNonRoot = ptr.To(false)
+		sc.RunAsUser = ptr.To(int64(0))
 	}
 	return sc
 }
@@ -250,5 +251,3 @@ func annotationInt32(ann map[string]string, name string, def int32) int32 {
 	}
 	return int32(n)
 }
-
-func ptrTo[T any](v T) *T { return &v }

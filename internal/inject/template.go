@@ -1,6 +1,7 @@
 package inject
 
 import (
+	"cmp"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -36,9 +37,9 @@ func (in *injection) renderSidecar() (*rendered, error) {
 		return nil, err
 	}
 	t := &rendered{volumes: vols}
-	t.labels = append(t.labels, keyValue{labelTLSMode, orDefault(in.pod.Labels[labelTLSMode], "istio")})
+	t.labels = append(t.labels, keyValue{labelTLSMode, cmp.Or(in.pod.Labels[labelTLSMode], "istio")})
 	if in.proxy.pc.GetProxyMetadata()["ISTIO_META_ENABLE_HBONE"] == "true" {
-		t.labels = append(t.labels, keyValue{labelTunnel, orDefault(in.pod.Labels[labelTunnel], "http")})
+		t.labels = append(t.labels, keyValue{labelTunnel, cmp.Or(in.pod.Labels[labelTunnel], "http")})
 	}
 	t.labels = append(t.labels,
 		keyValue{labelCanonicalName, in.canonicalName(true)},
@@ -93,7 +94,7 @@ func (in *injection) renderGateway() (*rendered, error) {
 // template truncates it to a valid label value.
 func (in *injection) canonicalName(sidecar bool) string {
 	l := in.pod.Labels
-	name := firstNonEmpty(l[labelCanonicalName], l[labelAppName], l[labelApp], in.workload.Name)
+	name := cmp.Or(l[labelCanonicalName], l[labelAppName], l[labelApp], in.workload.Name)
 	if !sidecar {
 		return name
 	}
@@ -109,7 +110,7 @@ func (in *injection) canonicalName(sidecar bool) string {
 // canonicalRevision is service.istio.io/canonical-revision.
 func (in *injection) canonicalRevision() string {
 	l := in.pod.Labels
-	return firstNonEmpty(l[labelCanonicalRevision], l[labelAppVersion], l[labelVersion], "latest")
+	return cmp.Or(l[labelCanonicalRevision], l[labelAppVersion], l[labelVersion], "latest")
 }
 
 // templateAnnotations are istio.io/rev and kubectl's default containers.
@@ -129,20 +130,4 @@ func (in *injection) templateAnnotations() []keyValue {
 		break
 	}
 	return kvs
-}
-
-func firstNonEmpty(values ...string) string {
-	for _, v := range values {
-		if v != "" {
-			return v
-		}
-	}
-	return ""
-}
-
-func orDefault(v, def string) string {
-	if v == "" {
-		return def
-	}
-	return v
 }

@@ -2,6 +2,7 @@ package inject
 
 import (
 	"encoding/json"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -59,7 +60,7 @@ func strip(pod *corev1.Pod, st *injectionStatus) {
 	if proxy == nil {
 		proxy = findContainer(pod.Spec.InitContainers, ProxyContainerName)
 	}
-	if proxy != nil && (contains(st.Containers, ProxyContainerName) || contains(st.InitContainers, ProxyContainerName)) {
+	if proxy != nil && (slices.Contains(st.Containers, ProxyContainerName) || slices.Contains(st.InitContainers, ProxyContainerName)) {
 		if v, ok := envValue(proxy.Env, envAppProbers); ok {
 			restoreProbes(pod, v)
 		}
@@ -70,7 +71,7 @@ func strip(pod *corev1.Pod, st *injectionStatus) {
 	if len(st.Volumes) > 0 {
 		vols := pod.Spec.Volumes[:0:0]
 		for _, v := range pod.Spec.Volumes {
-			if !contains(st.Volumes, v.Name) {
+			if !slices.Contains(st.Volumes, v.Name) {
 				vols = append(vols, v)
 			}
 		}
@@ -87,7 +88,7 @@ func removeContainers(cs []corev1.Container, names []string) []corev1.Container 
 	}
 	out := cs[:0:0]
 	for _, c := range cs {
-		if !contains(names, c.Name) {
+		if !slices.Contains(names, c.Name) {
 			out = append(out, c)
 		}
 	}
@@ -189,13 +190,4 @@ func restorePrometheus(pod *corev1.Pod, proxy *corev1.Container) {
 	if s.Port != "" {
 		ann[annPrometheusPort] = s.Port
 	}
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }

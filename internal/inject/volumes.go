@@ -3,8 +3,11 @@ package inject
 import (
 	"encoding/json"
 	"errors"
+	"maps"
+	"slices"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/utils/ptr"
 )
 
 // Volumes the templates add.
@@ -110,7 +113,7 @@ func buildVolumes(sidecar bool, bootstrap string, hasBootstrap bool, userVols []
 		}}},
 		corev1.Volume{Name: volToken, VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
 			Sources: []corev1.VolumeProjection{{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{
-				Path: "istio-token", ExpirationSeconds: ptrTo(int64(43200)), Audience: "istio-ca",
+				Path: "istio-token", ExpirationSeconds: ptr.To(int64(43200)), Audience: "istio-ca",
 			}}},
 		}}},
 		corev1.Volume{Name: volCACert, VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
@@ -120,7 +123,7 @@ func buildVolumes(sidecar bool, bootstrap string, hasBootstrap bool, userVols []
 	if sidecar {
 		vols = append(vols, corev1.Volume{Name: volCRL, VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
 			LocalObjectReference: corev1.LocalObjectReference{Name: "istio-ca-crl"},
-			Optional:             ptrTo(true),
+			Optional:             ptr.To(true),
 		}}})
 	}
 	vols = append(vols, userVols...)
@@ -142,7 +145,7 @@ func parseUserVolumes(value string) ([]corev1.Volume, error) {
 		return nil, errors.New("must be a JSON object of volume name to volume")
 	}
 	vols := make([]corev1.Volume, 0, len(m))
-	for _, name := range sortedKeys(m) {
+	for _, name := range slices.Sorted(maps.Keys(m)) {
 		var v corev1.Volume
 		if err := json.Unmarshal(m[name], &v); err != nil {
 			return nil, errors.New("volume " + name + ": " + err.Error())
@@ -161,7 +164,7 @@ func parseUserVolumeMounts(value string) ([]corev1.VolumeMount, error) {
 		return nil, errors.New("must be a JSON object of volume name to volume mount")
 	}
 	mounts := make([]corev1.VolumeMount, 0, len(m))
-	for _, name := range sortedKeys(m) {
+	for _, name := range slices.Sorted(maps.Keys(m)) {
 		var vm corev1.VolumeMount
 		if err := json.Unmarshal(m[name], &vm); err != nil {
 			return nil, errors.New("volume mount " + name + ": " + err.Error())

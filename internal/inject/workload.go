@@ -37,7 +37,7 @@ func WorkloadOf(pod *corev1.Pod, namespace string) Workload {
 	if pod.GenerateName == "" {
 		return w
 	}
-	owner := controllerOf(pod)
+	owner := metav1.GetControllerOfNoCopy(pod)
 	if owner == nil {
 		return w
 	}
@@ -66,16 +66,6 @@ func WorkloadOf(pod *corev1.Pod, namespace string) Workload {
 		w.Name = pod.Name
 	}
 	return w
-}
-
-// controllerOf returns the pod's controlling owner reference, if any.
-func controllerOf(pod *corev1.Pod) *metav1.OwnerReference {
-	for i := range pod.OwnerReferences {
-		if c := pod.OwnerReferences[i].Controller; c != nil && *c {
-			return &pod.OwnerReferences[i]
-		}
-	}
-	return nil
 }
 
 func hashSuffixed(name, hash string) bool {

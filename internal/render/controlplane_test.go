@@ -14,6 +14,7 @@ import (
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/yaml"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
@@ -234,16 +235,16 @@ func TestScaling(t *testing.T) {
 		pdb, antiAffinity bool
 	}{
 		{name: "default profile autoscales 1-5", mi: meshInstall("1.32.0"), hpaMin: 1, hpaMax: 5, antiAffinity: true},
-		{name: "demo runs one replica", mi: meshInstall("1.32.0", withProfile(meshv1alpha1.ProfileDemo)), replicas: ptrTo(int32(1))},
+		{name: "demo runs one replica", mi: meshInstall("1.32.0", withProfile(meshv1alpha1.ProfileDemo)), replicas: ptr.To(int32(1))},
 		{name: "explicit replicas turn autoscaling off", mi: meshInstall("1.32.0", withReplicas(3)),
-			replicas: ptrTo(int32(3)), pdb: true, antiAffinity: true},
+			replicas: ptr.To(int32(3)), pdb: true, antiAffinity: true},
 		{name: "explicit autoscaling wins over replicas", mi: meshInstall("1.32.0", withReplicas(3), withAutoscaling(2, 4)),
 			hpaMin: 2, hpaMax: 4, pdb: true, antiAffinity: true},
 		{name: "autoscaling on in demo", mi: meshInstall("1.32.0", withProfile(meshv1alpha1.ProfileDemo), withAutoscaling(1, 3)),
 			hpaMin: 1, hpaMax: 3, antiAffinity: true},
 		{name: "autoscaling explicitly off", mi: meshInstall("1.32.0", func(mi *meshv1alpha1.MeshInstall) {
 			mi.Spec.Pilot.Autoscaling = &meshv1alpha1.AutoscalingSpec{Enabled: false}
-		}), replicas: ptrTo(int32(1))},
+		}), replicas: ptr.To(int32(1))},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,6 +1,7 @@
 package render
 
 import (
+	"cmp"
 	"maps"
 
 	"istio.io/api/annotation"
@@ -10,6 +11,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
@@ -31,11 +33,11 @@ var reservedGatewayLabels = []string{LabelManagedBy, LabelMeshInstall, LabelGate
 
 // gatewayNamespace is where a gateway runs: its namespace, or spec.namespace.
 func gatewayNamespace(mi *meshv1alpha1.MeshInstall, gw meshv1alpha1.GatewaySpec) string {
-	return or(gw.Namespace, namespace(mi))
+	return cmp.Or(gw.Namespace, namespace(mi))
 }
 
 func gatewayType(gw meshv1alpha1.GatewaySpec) meshv1alpha1.GatewayType {
-	return or(gw.Type, meshv1alpha1.GatewayIngress)
+	return cmp.Or(gw.Type, meshv1alpha1.GatewayIngress)
 }
 
 // gatewayPorts are spec's, or Istio's defaults for the type. Targets above
@@ -101,12 +103,12 @@ func gatewayObjects(mi *meshv1alpha1.MeshInstall, active Revision, gw meshv1alph
 		gatewayService(mi, active, gw),
 	}
 	// As Istio's gateway charts: a PDB only when more than one replica runs.
-	if deref(gw.Replicas, 1) > 1 {
+	if ptr.Deref(gw.Replicas, 1) > 1 {
 		objs = append(objs, &policyv1.PodDisruptionBudget{
 			TypeMeta:   typeMeta(policyv1.SchemeGroupVersion, "PodDisruptionBudget"),
 			ObjectMeta: objectMeta(gw.Name, ns, labels()),
 			Spec: policyv1.PodDisruptionBudgetSpec{
-				MinAvailable: ptrTo(intstr.FromInt32(1)),
+				MinAvailable: ptr.To(intstr.FromInt32(1)),
 				Selector:     &metav1.LabelSelector{MatchLabels: gatewaySelector(gw)},
 			},
 		})
@@ -126,13 +128,13 @@ func gatewayDeployment(mi *meshv1alpha1.MeshInstall, active Revision, gw meshv1a
 		TypeMeta:   typeMeta(appsv1.SchemeGroupVersion, "Deployment"),
 		ObjectMeta: objectMeta(gw.Name, gatewayNamespace(mi, gw), gatewayLabels(mi, active, gw)),
 		Spec: appsv1.DeploymentSpec{
-			Replicas: ptrTo(deref(gw.Replicas, 1)),
+			Replicas: ptr.To(ptr.Deref(gw.Replicas, 1)),
 			Selector: &metav1.LabelSelector{MatchLabels: gatewaySelector(gw)},
 			Strategy: appsv1.DeploymentStrategy{
 				Type: appsv1.RollingUpdateDeploymentStrategyType,
 				RollingUpdate: &appsv1.RollingUpdateDeployment{
-					MaxSurge:       ptrTo(intstr.FromString("100%")),
-					MaxUnavailable: ptrTo(intstr.FromString("25%")),
+					MaxSurge:       ptr.To(intstr.FromString("100%")),
+					MaxUnavailable: ptr.To(intstr.FromString("25%")),
 				},
 			},
 			Template: corev1.PodTemplateSpec{
@@ -162,13 +164,13 @@ func gatewayDeployment(mi *meshv1alpha1.MeshInstall, active Revision, gw meshv1a
 						Resources: resourcesOr(gw.Resources, p.gatewayResources),
 						SecurityContext: &corev1.SecurityContext{
 							Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
-							AllowPrivilegeEscalation: ptrTo(false),
-							Privileged:               ptrTo(false),
-							ReadOnlyRootFilesystem:   ptrTo(true),
-							RunAsNonRoot:             ptrTo(true),
+							AllowPrivilegeEscalation: ptr.To(false),
+							Privileged:               ptr.To(false),
+							ReadOnlyRootFilesystem:   ptr.To(true),
+							RunAsNonRoot:             ptr.To(true),
 						},
 					}},
-					TerminationGracePeriodSeconds: ptrTo(int64(30)),
+					TerminationGracePeriodSeconds: ptr.To(int64(30)),
 				},
 			},
 		},
@@ -181,7 +183,7 @@ func gatewayService(mi *meshv1alpha1.MeshInstall, active Revision, gw meshv1alph
 		ports = append(ports, corev1.ServicePort{
 			Name:       p.Name,
 			Port:       p.Port,
-			TargetPort: intstr.FromInt32(or(p.TargetPort, p.Port)),
+			TargetPort: intstr.FromInt32(cmp.Or(p.TargetPort, p.Port)),
 			Protocol:   corev1.ProtocolTCP,
 		})
 	}
@@ -189,7 +191,7 @@ func gatewayService(mi *meshv1alpha1.MeshInstall, active Revision, gw meshv1alph
 		TypeMeta:   typeMeta(corev1.SchemeGroupVersion, "Service"),
 		ObjectMeta: objectMeta(gw.Name, gatewayNamespace(mi, gw), gatewayLabels(mi, active, gw)),
 		Spec: corev1.ServiceSpec{
-			Type:     or(gw.ServiceType, corev1.ServiceTypeClusterIP),
+			Type:     cmp.Or(gw.ServiceType, corev1.ServiceTypeClusterIP),
 			Ports:    ports,
 			Selector: gatewaySelector(gw),
 		},

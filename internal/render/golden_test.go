@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
@@ -49,7 +50,7 @@ func goldenCases() []goldenCase {
 			meshv1alpha1.GatewaySpec{Name: "istio-ingressgateway", Type: meshv1alpha1.GatewayIngress},
 			meshv1alpha1.GatewaySpec{Name: "istio-egressgateway", Type: meshv1alpha1.GatewayEgress},
 			meshv1alpha1.GatewaySpec{
-				Name: "public", Namespace: "edge", Replicas: ptrTo(int32(2)),
+				Name: "public", Namespace: "edge", Replicas: ptr.To(int32(2)),
 				ServiceType: corev1.ServiceTypeLoadBalancer,
 				Ports:       []meshv1alpha1.GatewayPort{{Name: "https", Port: 443}, {Name: "http", Port: 80, TargetPort: 8080}},
 				Labels:      map[string]string{"istio": "public-gateway", "team": "edge"},
@@ -75,23 +76,23 @@ func customMeshInstall() *meshv1alpha1.MeshInstall {
 		mi.Spec.Hub = "registry.example.com/istio"
 		mi.Spec.Cluster = meshv1alpha1.ClusterSpec{Name: "east", Network: "net-east", MeshID: "prod-mesh"}
 		mi.Spec.MeshConfig = meshv1alpha1.MeshConfigSpec{
-			AccessLogFile:         ptrTo("/dev/stdout"),
+			AccessLogFile:         ptr.To("/dev/stdout"),
 			AccessLogEncoding:     "JSON",
 			AccessLogFormat:       "[%START_TIME%] %REQ(:METHOD)%\n",
 			OutboundTrafficPolicy: "REGISTRY_ONLY",
 			TrustDomain:           "example.com",
-			EnablePrometheusMerge: ptrTo(false),
+			EnablePrometheusMerge: ptr.To(false),
 			EnableTracing:         true,
 			DefaultConfig: meshv1alpha1.DefaultProxyConfig{
 				ProxyMetadata:                   map[string]string{"ISTIO_META_DNS_CAPTURE": "true", "BOOTSTRAP_XDS_AGENT": "true"},
-				Concurrency:                     ptrTo(int32(2)),
+				Concurrency:                     ptr.To(int32(2)),
 				TerminationDrainDuration:        &metav1.Duration{Duration: 90_000_000_000},
-				HoldApplicationUntilProxyStarts: ptrTo(true),
+				HoldApplicationUntilProxyStarts: ptr.To(true),
 			},
 		}
 		mi.Spec.Injection = meshv1alpha1.InjectionSpec{
 			NativeSidecars: meshv1alpha1.NativeSidecarEnabled, HoldApplicationUntilProxyStarts: true,
-			RewriteAppProbes: ptrTo(false), FailurePolicy: meshv1alpha1.FailurePolicyIgnore,
+			RewriteAppProbes: ptr.To(false), FailurePolicy: meshv1alpha1.FailurePolicyIgnore,
 		}
 		mi.Spec.Pilot.Env = map[string]string{
 			"PILOT_TRACE_SAMPLING": "5", "PILOT_ENABLE_GATEWAY_API_DEPLOYMENT_CONTROLLER": "false",

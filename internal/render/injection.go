@@ -1,11 +1,13 @@
 package render
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+	"k8s.io/utils/ptr"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
 	"github.com/meshkeeper/meshkeeper/internal/inject"
@@ -36,19 +38,19 @@ func injectionConfig(mi *meshv1alpha1.MeshInstall, rev Revision, p profile) *inj
 		Version:                         rev.Version.String(),
 		Namespace:                       namespace(mi),
 		ProxyImage:                      proxyImage(mi, rev),
-		ClusterID:                       or(spec.Cluster.Name, defaultClusterName),
+		ClusterID:                       cmp.Or(spec.Cluster.Name, defaultClusterName),
 		Network:                         spec.Cluster.Network,
-		MeshID:                          or(spec.Cluster.MeshID, trustDomain(mi)),
+		MeshID:                          cmp.Or(spec.Cluster.MeshID, trustDomain(mi)),
 		TrustDomain:                     trustDomain(mi),
 		DiscoveryAddress:                discovery,
 		CAAddress:                       discovery,
-		NativeSidecars:                  string(or(spec.Injection.NativeSidecars, meshv1alpha1.NativeSidecarAuto)),
+		NativeSidecars:                  string(cmp.Or(spec.Injection.NativeSidecars, meshv1alpha1.NativeSidecarAuto)),
 		HoldApplicationUntilProxyStarts: spec.Injection.HoldApplicationUntilProxyStarts,
-		RewriteAppProbes:                deref(spec.Injection.RewriteAppProbes, true),
+		RewriteAppProbes:                ptr.Deref(spec.Injection.RewriteAppProbes, true),
 		EnablePrometheusMerge:           prometheusMerge(mi),
 		ProxyResources:                  resourcesOr(spec.Proxy.Resources, p.proxyResources),
-		LogLevel:                        string(or(spec.Proxy.LogLevel, defaultProxyLogLevel)),
-		ComponentLogLevel:               or(spec.Proxy.ComponentLogLevel, defaultProxyComponentLogLevel),
+		LogLevel:                        string(cmp.Or(spec.Proxy.LogLevel, defaultProxyLogLevel)),
+		ComponentLogLevel:               cmp.Or(spec.Proxy.ComponentLogLevel, defaultProxyComponentLogLevel),
 		DefaultProxyConfig:              proxyDefaults(mi, rev),
 	}
 	return cfg
@@ -87,14 +89,5 @@ func pilotImage(mi *meshv1alpha1.MeshInstall, rev Revision) string {
 }
 
 func image(mi *meshv1alpha1.MeshInstall, name string, rev Revision) string {
-	return fmt.Sprintf("%s/%s:%s", or(mi.Spec.Hub, defaultHub), name, rev.Version)
-}
-
-// or returns v, or def when v is the zero value.
-func or[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
+	return fmt.Sprintf("%s/%s:%s", cmp.Or(mi.Spec.Hub, defaultHub), name, rev.Version)
 }

@@ -1,6 +1,7 @@
 package render
 
 import (
+	"cmp"
 	"slices"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -10,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
 )
@@ -62,8 +64,8 @@ func istiodDeployment(mi *meshv1alpha1.MeshInstall, rev Revision, p profile, s p
 			Strategy: appsv1.DeploymentStrategy{
 				Type: appsv1.RollingUpdateDeploymentStrategyType,
 				RollingUpdate: &appsv1.RollingUpdateDeployment{
-					MaxSurge:       ptrTo(intstr.FromString("100%")),
-					MaxUnavailable: ptrTo(intstr.FromInt32(0)),
+					MaxSurge:       ptr.To(intstr.FromString("100%")),
+					MaxUnavailable: ptr.To(intstr.FromInt32(0)),
 				},
 			},
 			Template: corev1.PodTemplateSpec{
@@ -89,7 +91,7 @@ func istiodDeployment(mi *meshv1alpha1.MeshInstall, rev Revision, p profile, s p
 	}
 	// With autoscaling the HPA owns replicas; setting them here would fight it.
 	if !s.autoscale {
-		d.Spec.Replicas = ptrTo(s.replicas)
+		d.Spec.Replicas = ptr.To(s.replicas)
 	}
 	return d
 }
@@ -142,9 +144,9 @@ func discoveryContainer(mi *meshv1alpha1.MeshInstall, rev Revision, p profile) c
 		Env:       istiodEnv(mi, rev, p),
 		Resources: resourcesOr(mi.Spec.Pilot.Resources, p.pilotResources),
 		SecurityContext: &corev1.SecurityContext{
-			AllowPrivilegeEscalation: ptrTo(false),
-			ReadOnlyRootFilesystem:   ptrTo(true),
-			RunAsNonRoot:             ptrTo(true),
+			AllowPrivilegeEscalation: ptr.To(false),
+			ReadOnlyRootFilesystem:   ptr.To(true),
+			RunAsNonRoot:             ptr.To(true),
 			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
 		},
 		VolumeMounts: []corev1.VolumeMount{
@@ -192,7 +194,7 @@ func istiodEnv(mi *meshv1alpha1.MeshInstall, rev Revision, p profile) []corev1.E
 	tail = append(tail,
 		value("PILOT_TRACE_SAMPLING", p.traceSampling),
 		value("PILOT_ENABLE_ANALYSIS", "false"),
-		value("CLUSTER_ID", or(mi.Spec.Cluster.Name, defaultClusterName)),
+		value("CLUSTER_ID", cmp.Or(mi.Spec.Cluster.Name, defaultClusterName)),
 		corev1.EnvVar{Name: "GOMAXPROCS", ValueFrom: &corev1.EnvVarSource{
 			ResourceFieldRef: &corev1.ResourceFieldSelector{Resource: "limits.cpu", Divisor: resource.MustParse("1")},
 		}},
@@ -213,20 +215,20 @@ func istiodEnv(mi *meshv1alpha1.MeshInstall, rev Revision, p profile) []corev1.E
 func istiodVolumes(mi *meshv1alpha1.MeshInstall) []corev1.Volume {
 	optionalSecret := func(name, secret string) corev1.Volume {
 		return corev1.Volume{Name: name, VolumeSource: corev1.VolumeSource{
-			Secret: &corev1.SecretVolumeSource{SecretName: secret, Optional: ptrTo(true)},
+			Secret: &corev1.SecretVolumeSource{SecretName: secret, Optional: ptr.To(true)},
 		}}
 	}
 	caRoot := corev1.Volume{Name: "istio-csr-ca-configmap", VolumeSource: corev1.VolumeSource{
 		ConfigMap: &corev1.ConfigMapVolumeSource{
 			LocalObjectReference: corev1.LocalObjectReference{Name: "istio-ca-root-cert"},
-			DefaultMode:          ptrTo(int32(0o644)),
-			Optional:             ptrTo(true),
+			DefaultMode:          ptr.To(int32(0o644)),
+			Optional:             ptr.To(true),
 		},
 	}}
 	if mi.Spec.Pilot.Env["ENABLE_CLUSTER_TRUST_BUNDLE_API"] == "true" {
 		caRoot.VolumeSource = corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
 			Sources: []corev1.VolumeProjection{{ClusterTrustBundle: &corev1.ClusterTrustBundleProjection{
-				Name: ptrTo("istio.io:istiod-ca:root-cert"), Path: "root-cert.pem", Optional: ptrTo(true),
+				Name: ptr.To("istio.io:istiod-ca:root-cert"), Path: "root-cert.pem", Optional: ptr.To(true),
 			}}},
 		}}
 	}
@@ -236,7 +238,7 @@ func istiodVolumes(mi *meshv1alpha1.MeshInstall) []corev1.Volume {
 		}},
 		{Name: "istio-token", VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
 			Sources: []corev1.VolumeProjection{{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{
-				Audience: "istio-ca", ExpirationSeconds: ptrTo(int64(43200)), Path: "istio-token",
+				Audience: "istio-ca", ExpirationSeconds: ptr.To(int64(43200)), Path: "istio-token",
 			}}},
 		}}},
 		optionalSecret("cacerts", "cacerts"),
@@ -274,14 +276,14 @@ func istiodHPA(mi *meshv1alpha1.MeshInstall, rev Revision, s pilotScaling) *auto
 		ObjectMeta: objectMeta(name, namespace(mi), with(istiodLabels(mi, rev), labelComponent, componentPilot)),
 		Spec: autoscalingv2.HorizontalPodAutoscalerSpec{
 			ScaleTargetRef: autoscalingv2.CrossVersionObjectReference{APIVersion: "apps/v1", Kind: "Deployment", Name: name},
-			MinReplicas:    ptrTo(s.minReplicas),
+			MinReplicas:    ptr.To(s.minReplicas),
 			MaxReplicas:    s.maxReplicas,
 			Metrics: []autoscalingv2.MetricSpec{{
 				Type: autoscalingv2.ResourceMetricSourceType,
 				Resource: &autoscalingv2.ResourceMetricSource{
 					Name: corev1.ResourceCPU,
 					Target: autoscalingv2.MetricTarget{
-						Type: autoscalingv2.UtilizationMetricType, AverageUtilization: ptrTo(s.targetCPUPercent),
+						Type: autoscalingv2.UtilizationMetricType, AverageUtilization: ptr.To(s.targetCPUPercent),
 					},
 				},
 			}},
@@ -298,7 +300,7 @@ func istiodPDB(mi *meshv1alpha1.MeshInstall, rev Revision) *policyv1.PodDisrupti
 		ObjectMeta: objectMeta(IstiodName(rev.Name), namespace(mi),
 			with(istiodLabels(mi, rev), labelComponent, componentPilot, labelIstio, "pilot")),
 		Spec: policyv1.PodDisruptionBudgetSpec{
-			MinAvailable: ptrTo(intstr.FromInt32(1)),
+			MinAvailable: ptr.To(intstr.FromInt32(1)),
 			Selector:     &metav1.LabelSelector{MatchLabels: with(istiodSelector(rev), labelApp, "istiod")},
 		},
 	}

@@ -6,6 +6,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/yaml"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
@@ -76,7 +77,7 @@ func trustDomain(mi *meshv1alpha1.MeshInstall) string {
 }
 
 func prometheusMerge(mi *meshv1alpha1.MeshInstall) bool {
-	return deref(mi.Spec.MeshConfig.EnablePrometheusMerge, true)
+	return ptr.Deref(mi.Spec.MeshConfig.EnablePrometheusMerge, true)
 }
 
 // proxyDefaults is the mesh's defaultConfig, shared by the mesh config and
@@ -110,7 +111,7 @@ func buildMeshConfig(mi *meshv1alpha1.MeshInstall, rev Revision, p profile) mesh
 	spec := mi.Spec.MeshConfig
 	mc := meshConfig{
 		AccessLogEncoding:     string(spec.AccessLogEncoding),
-		AccessLogFile:         deref(spec.AccessLogFile, p.accessLogFile),
+		AccessLogFile:         ptr.Deref(spec.AccessLogFile, p.accessLogFile),
 		AccessLogFormat:       spec.AccessLogFormat,
 		DefaultConfig:         meshDefaultConfig{ProxyConfig: proxyDefaults(mi, rev), MeshID: mi.Spec.Cluster.MeshID},
 		DefaultProviders:      defaultProviders{Metrics: []string{"prometheus"}},
@@ -122,7 +123,7 @@ func buildMeshConfig(mi *meshv1alpha1.MeshInstall, rev Revision, p profile) mesh
 	// Istio's default is true and the API's bool cannot say "unset", so only
 	// an explicit true is written: leaving it out keeps Istio's default.
 	if spec.EnableTracing {
-		mc.EnableTracing = ptrTo(true)
+		mc.EnableTracing = ptr.To(true)
 	}
 	if spec.OutboundTrafficPolicy != "" {
 		mc.OutboundTrafficPolicy = &outboundTrafficPolicy{Mode: string(spec.OutboundTrafficPolicy)}

@@ -1,6 +1,8 @@
 package render
 
 import (
+	"cmp"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
@@ -12,7 +14,7 @@ const defaultNamespace = "istio-system"
 
 // namespace is the control plane namespace, also Istio's root namespace.
 func namespace(mi *meshv1alpha1.MeshInstall) string {
-	return or(mi.Spec.Namespace, defaultNamespace)
+	return cmp.Or(mi.Spec.Namespace, defaultNamespace)
 }
 
 // typeMeta is set on every object: server-side apply needs apiVersion and kind.

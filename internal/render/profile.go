@@ -3,6 +3,7 @@ package render
 import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/utils/ptr"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
 )
@@ -110,7 +111,7 @@ func scalingFor(mi *meshv1alpha1.MeshInstall, p profile) pilotScaling {
 	pilot := mi.Spec.Pilot
 	s := pilotScaling{
 		autoscale:        p.pilotAutoscaling,
-		replicas:         deref(pilot.Replicas, 1),
+		replicas:         ptr.Deref(pilot.Replicas, 1),
 		minReplicas:      defaultAutoscaleMin,
 		maxReplicas:      defaultAutoscaleMax,
 		targetCPUPercent: defaultAutoscaleTargetCPU,
@@ -118,9 +119,9 @@ func scalingFor(mi *meshv1alpha1.MeshInstall, p profile) pilotScaling {
 	switch a := pilot.Autoscaling; {
 	case a != nil:
 		s.autoscale = a.Enabled
-		s.minReplicas = deref(a.MinReplicas, defaultAutoscaleMin)
-		s.maxReplicas = deref(a.MaxReplicas, defaultAutoscaleMax)
-		s.targetCPUPercent = deref(a.TargetCPUUtilizationPercentage, defaultAutoscaleTargetCPU)
+		s.minReplicas = ptr.Deref(a.MinReplicas, defaultAutoscaleMin)
+		s.maxReplicas = ptr.Deref(a.MaxReplicas, defaultAutoscaleMax)
+		s.targetCPUPercent = ptr.Deref(a.TargetCPUUtilizationPercentage, defaultAutoscaleTargetCPU)
 	case pilot.Replicas != nil:
 		s.autoscale = false
 	}
@@ -141,12 +142,3 @@ func (s pilotScaling) most() int32 {
 	}
 	return s.replicas
 }
-
-func deref[T any](p *T, def T) T {
-	if p == nil {
-		return def
-	}
-	return *p
-}
-
-func ptrTo[T any](v T) *T { return &v }

@@ -1,6 +1,8 @@
 package render
 
 import (
+	"cmp"
+
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -33,7 +35,7 @@ func strs(s ...string) []string { return s }
 // node untainting off). spec.pilot.env MCS_API_GROUP and
 // ENABLE_CLUSTER_TRUST_BUNDLE_API change them as they change the chart's.
 func istiodClusterRules(env map[string]string) []rbacv1.PolicyRule {
-	mcs := or(env["MCS_API_GROUP"], "multicluster.x-k8s.io")
+	mcs := cmp.Or(env["MCS_API_GROUP"], "multicluster.x-k8s.io")
 	rules := []rbacv1.PolicyRule{
 		// sidecar injection and config validation webhook controllers
 		rule(strs("admissionregistration.k8s.io"), strs("mutatingwebhookconfigurations"), strs("get", "list", "watch", "update", "patch")),
@@ -105,7 +107,7 @@ var istiodNamespaceRules = []rbacv1.PolicyRule{
 
 // readerClusterRules are the reader role's, for multi-cluster remote secrets.
 func readerClusterRules(env map[string]string) []rbacv1.PolicyRule {
-	mcs := or(env["MCS_API_GROUP"], "multicluster.x-k8s.io")
+	mcs := cmp.Or(env["MCS_API_GROUP"], "multicluster.x-k8s.io")
 	return []rbacv1.PolicyRule{
 		rule(istioAPIGroups, strs("*"), read),
 		rule(strs(""), strs("endpoints", "pods", "services", "nodes", "replicationcontrollers", "namespaces", "secrets", "configmaps"), read),

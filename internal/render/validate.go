@@ -2,6 +2,7 @@ package render
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -9,6 +10,7 @@ import (
 	metav1validation "k8s.io/apimachinery/pkg/apis/meta/v1/validation"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+	"k8s.io/utils/ptr"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
 	"github.com/meshkeeper/meshkeeper/internal/version"
@@ -31,7 +33,7 @@ func validateSpec(mi *meshv1alpha1.MeshInstall) field.ErrorList {
 	errs = append(errs, validatePilot(mi.Spec.Pilot, spec.Child("pilot"))...)
 	errs = append(errs, validateResources(mi.Spec.Proxy.Resources, spec.Child("proxy", "resources"))...)
 	metadata := spec.Child("meshConfig", "defaultConfig", "proxyMetadata")
-	for _, k := range sortedKeys(mi.Spec.MeshConfig.DefaultConfig.ProxyMetadata) {
+	for _, k := range slices.Sorted(maps.Keys(mi.Spec.MeshConfig.DefaultConfig.ProxyMetadata)) {
 		for _, msg := range validation.IsEnvVarName(k) {
 			errs = append(errs, field.Invalid(metadata.Key(k), k, msg))
 		}
@@ -44,7 +46,7 @@ func validateSpec(mi *meshv1alpha1.MeshInstall) field.ErrorList {
 
 func validatePilot(pilot meshv1alpha1.PilotSpec, path *field.Path) field.ErrorList {
 	var errs field.ErrorList
-	for _, k := range sortedKeys(pilot.Env) {
+	for _, k := range slices.Sorted(maps.Keys(pilot.Env)) {
 		for _, msg := range validation.IsEnvVarName(k) {
 			errs = append(errs, field.Invalid(path.Child("env").Key(k), k, msg))
 		}
@@ -54,7 +56,7 @@ func validatePilot(pilot meshv1alpha1.PilotSpec, path *field.Path) field.ErrorLi
 		}
 	}
 	if a := pilot.Autoscaling; a != nil && a.Enabled {
-		least, most := deref(a.MinReplicas, defaultAutoscaleMin), deref(a.MaxReplicas, defaultAutoscaleMax)
+		least, most := ptr.Deref(a.MinReplicas, defaultAutoscaleMin), ptr.Deref(a.MaxReplicas, defaultAutoscaleMax)
 		if least > most {
 			errs = append(errs, field.Invalid(path.Child("autoscaling", "minReplicas"), least,
 				fmt.Sprintf("must not exceed maxReplicas (%d)", most)))
@@ -76,7 +78,7 @@ func validateGateway(mi *meshv1alpha1.MeshInstall, gw meshv1alpha1.GatewaySpec, 
 			"names istiod, istiod-* and "+readerServiceAccountName+" belong to the control plane in its namespace"))
 	}
 	errs = append(errs, metav1validation.ValidateLabels(gw.Labels, path.Child("labels"))...)
-	for _, k := range sortedKeys(gw.Labels) {
+	for _, k := range slices.Sorted(maps.Keys(gw.Labels)) {
 		if slices.Contains(reservedGatewayLabels, k) {
 			errs = append(errs, field.Forbidden(path.Child("labels").Key(k), "set by meshkeeper; it cannot be overridden"))
 		}
@@ -98,7 +100,7 @@ func validateResources(r *corev1.ResourceRequirements, path *field.Path) field.E
 		return nil
 	}
 	var errs field.ErrorList
-	for _, name := range sortedKeys(r.Requests) {
+	for _, name := range slices.Sorted(maps.Keys(r.Requests)) {
 		req := r.Requests[name]
 		if limit, ok := r.Limits[name]; ok && req.Cmp(limit) > 0 {
 			errs = append(errs, field.Invalid(path.Child("requests").Key(string(name)), req.String(),
@@ -106,13 +108,4 @@ func validateResources(r *corev1.ResourceRequirements, path *field.Path) field.E
 		}
 	}
 	return errs
-}
-
-func sortedKeys[K ~string, V any](m map[K]V) []K {
-	keys := make([]K, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }

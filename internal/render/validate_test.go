@@ -7,6 +7,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/utils/ptr"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
 )
@@ -39,7 +40,7 @@ func TestInvalidSpecsAreRefusedNamingTheField(t *testing.T) {
 			}
 		}), reason: meshv1alpha1.ReasonInvalidSpec, field: "spec.pilot.resources.requests[cpu]"},
 		{name: "min replicas above default max", opt: set(func(mi *meshv1alpha1.MeshInstall) {
-			mi.Spec.Pilot.Autoscaling = &meshv1alpha1.AutoscalingSpec{Enabled: true, MinReplicas: ptrTo(int32(7))}
+			mi.Spec.Pilot.Autoscaling = &meshv1alpha1.AutoscalingSpec{Enabled: true, MinReplicas: ptr.To(int32(7))}
 		}), reason: meshv1alpha1.ReasonInvalidSpec, field: "spec.pilot.autoscaling.minReplicas"},
 		{name: "gateway named istiod", opt: withGateways(meshv1alpha1.GatewaySpec{Name: "istiod"}),
 			reason: meshv1alpha1.ReasonInvalidSpec, field: "spec.gateways[0].name"},

@@ -3,6 +3,7 @@ package render
 import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
 )
@@ -41,11 +42,11 @@ func validatingWebhook(mi *meshv1alpha1.MeshInstall, name string, rev Revision) 
 			Service: &admissionregistrationv1.ServiceReference{
 				Name:      IstiodName(rev.Name),
 				Namespace: namespace(mi),
-				Path:      ptrTo(validationPath),
+				Path:      ptr.To(validationPath),
 			},
 		},
 		Rules:                   validationRules(),
-		SideEffects:             ptrTo(admissionregistrationv1.SideEffectClassNone),
+		SideEffects:             ptr.To(admissionregistrationv1.SideEffectClassNone),
 		AdmissionReviewVersions: []string{"v1"},
 	}
 }

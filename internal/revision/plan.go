@@ -5,6 +5,7 @@
 package revision
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"slices"
@@ -244,7 +245,7 @@ func drain(mi *meshv1alpha1.MeshInstall, obs Observed, p *Plan) {
 			p.Prune = append(p.Prune, name)
 			continue
 		}
-		v, err := version.Parse(firstNonEmpty(o.Version, versions[name]))
+		v, err := version.Parse(cmp.Or(o.Version, versions[name]))
 		if err != nil {
 			// A revision we cannot describe is still kept until unused.
 			v = p.Active.Version
@@ -257,15 +258,6 @@ func drain(mi *meshv1alpha1.MeshInstall, obs Observed, p *Plan) {
 		// In use (or usage unknown), idle is 0 and the wait a whole grace period.
 		p.RequeueAfter = minPositive(p.RequeueAfter, grace-idle)
 	}
-}
-
-func firstNonEmpty(s ...string) string {
-	for _, v := range s {
-		if v != "" {
-			return v
-		}
-	}
-	return ""
 }
 
 func minPositive(a, b time.Duration) time.Duration {
