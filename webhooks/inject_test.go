@@ -17,41 +17,38 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/yaml"
 
+	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
 	"github.com/meshkeeper/meshkeeper/internal/inject"
+	"github.com/meshkeeper/meshkeeper/internal/render"
 )
 
-// testConfig is a revision of Istio 1.32 as meshkeeper renders it.
+// testConfig is a revision of Istio 1.32 as meshkeeper renders and serves it
+// for a MeshInstall with the defaults.
 func testConfig(rev string) *inject.Config {
-	istiod := "istiod.istio-system.svc:15012"
-	if rev != "default" {
-		istiod = "istiod-" + rev + ".istio-system.svc:15012"
+	r, err := render.NewRevision(rev, "1.32.0")
+	if err != nil {
+		panic(err)
 	}
-	return &inject.Config{
-		Revision:         rev,
-		Version:          "1.32.0",
-		Namespace:        "istio-system",
-		ProxyImage:       "docker.io/istio/proxyv2:1.32.0",
-		ClusterID:        "Kubernetes",
-		MeshID:           "cluster.local",
-		TrustDomain:      "cluster.local",
-		DiscoveryAddress: istiod,
-		CAAddress:        istiod,
-		NativeSidecars:   inject.NativeSidecarsAuto,
-		RewriteAppProbes: true,
-		ProxyResources: corev1.ResourceRequirements{
-			Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("128Mi")},
-			Limits:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("2"), corev1.ResourceMemory: resource.MustParse("1Gi")},
-		},
-		EnablePrometheusMerge: true,
-		LogLevel:              "warning",
-		ComponentLogLevel:     "misc:error",
-		DefaultProxyConfig:    inject.ProxyConfig{DiscoveryAddress: istiod},
+	mi := &meshv1alpha1.MeshInstall{Spec: meshv1alpha1.MeshInstallSpec{Version: "1.32.0", Namespace: "istio-system"}}
+	rendered, err := render.InjectionConfig(mi, r)
+	if err != nil {
+		panic(err)
 	}
+	// Through JSON, as the operator serves it: RevisionSource reads it back
+	// from the revision's ConfigMap.
+	raw, err := json.Marshal(rendered)
+	if err != nil {
+		panic(err)
+	}
+	cfg := &inject.Config{}
+	if err := json.Unmarshal(raw, cfg); err != nil {
+		panic(err)
+	}
+	return cfg
 }
 
 // testSource serves the default revision (tags default and prod) and a
