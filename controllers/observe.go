@@ -22,8 +22,8 @@ func (r *MeshInstallReconciler) observe(ctx context.Context, mi *meshv1alpha1.Me
 
 	var deployments appsv1.DeploymentList
 	// Per-revision Deployments are istiod's (gateways are shared).
-	perRevision, _ := labels.Parse(LabelMeshInstall + "=" + mi.Name + "," + LabelRevision)
-	if err := r.List(ctx, &deployments, client.InNamespace(mi.Spec.Namespace), client.MatchingLabelsSelector{Selector: perRevision}); err != nil {
+	if err := r.List(ctx, &deployments, client.InNamespace(mi.Spec.Namespace),
+		client.MatchingLabels{LabelMeshInstall: mi.Name}, client.HasLabels{LabelRevision}); err != nil {
 		return obs, fmt.Errorf("listing istiod deployments: %w", err)
 	}
 	for i := range deployments.Items {

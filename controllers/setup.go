@@ -18,7 +18,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
@@ -31,9 +30,10 @@ import (
 
 // OwnedTypes are the typed kinds the reconciler renders and owns; a change
 // to any of them (an edit, a delete) triggers a reconcile that puts it back.
+// Namespaces are not among them: the metadata-only namespace watch of the
+// inventory already triggers a pass when one is created, relabelled or deleted.
 func OwnedTypes() []client.Object {
 	return []client.Object{
-		&corev1.Namespace{},
 		&corev1.ServiceAccount{},
 		&corev1.ConfigMap{},
 		&corev1.Service{},
@@ -74,12 +74,6 @@ func (r *MeshInstallReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		return err
 	}
 	r.watches = &dynamicWatches{ctrl: c, cache: mgr.GetCache(), mapper: r.allMeshInstalls, watched: map[schema.GroupVersionKind]bool{}}
-	for _, t := range OwnedTypes() {
-		gvk, err := apiutil.GVKForObject(t, mgr.GetScheme())
-		if err == nil {
-			r.watches.watched[gvk] = true
-		}
-	}
 	return nil
 }
 
@@ -107,7 +101,8 @@ func (r *MeshInstallReconciler) allMeshInstalls(ctx context.Context, _ client.Ob
 }
 
 // dynamicWatches starts watches on kinds that only exist once meshkeeper has
-// installed their CRDs.
+// installed their CRDs (rendered as unstructured objects; the typed kinds
+// are watched from the start).
 type dynamicWatches struct {
 	mu      sync.Mutex
 	ctrl    controller.Controller
