@@ -110,6 +110,10 @@ func parseProxyConfigAnnotation(value string) (*meshconfig.ProxyConfig, error) {
 	if err != nil {
 		return nil, err
 	}
+	return proxyConfigFromJSON(js)
+}
+
+func proxyConfigFromJSON(js []byte) (*meshconfig.ProxyConfig, error) {
 	pc := &meshconfig.ProxyConfig{}
 	if bytes.Equal(bytes.TrimSpace(js), []byte("null")) {
 		return pc, nil
@@ -200,7 +204,7 @@ func validateProxyConfigAnnotation(value string) error {
 	if err != nil {
 		return err
 	}
-	overlay, err := parseProxyConfigAnnotation(value)
+	overlay, err := proxyConfigFromJSON(js)
 	if err != nil {
 		return err
 	}
