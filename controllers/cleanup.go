@@ -94,10 +94,6 @@ func (r *MeshInstallReconciler) reconcileDelete(ctx context.Context, mi *meshv1a
 	}
 	var errs []error
 	for _, o := range have {
-		if o.GetObjectKind().GroupVersionKind().Kind == "Namespace" {
-			errs = append(errs, deleteIfExists(ctx, r.Client, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: o.GetName()}}))
-			continue
-		}
 		errs = append(errs, deleteIfExists(ctx, r.Client, o))
 	}
 	if err := errors.Join(errs...); err != nil {

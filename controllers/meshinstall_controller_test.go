@@ -456,6 +456,12 @@ func TestDeleteRemovesEverythingButIstioCRDs(t *testing.T) {
 	ctx := context.Background()
 	want := expectedObjects(t, mi, render.DefaultRevision)
 	eventually(t, timeout, "installed", func() error { return allExist(want) })
+	ns := &corev1.Namespace{}
+	if err := env.Client.Get(ctx, client.ObjectKey{Name: mi.Spec.Namespace}, ns); err != nil || ns.Labels[LabelMeshInstall] != mi.Name {
+		t.Fatalf("the operator did not create namespace %s (%v, labels %v)", mi.Spec.Namespace, err, ns.Labels)
+	}
+	ns.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Namespace"))
+	want = append(want, ns) // it created it, so it removes it
 
 	if err := env.Client.Delete(ctx, mi); err != nil {
 		t.Fatal(err)
@@ -463,7 +469,11 @@ func TestDeleteRemovesEverythingButIstioCRDs(t *testing.T) {
 	eventually(t, timeout, "every object removed", func() error {
 		for _, o := range want {
 			got, err := live(o)
-			if err == nil && got.GetDeletionTimestamp().IsZero() {
+			switch {
+			case apierrors.IsNotFound(err):
+			case err != nil:
+				return fmt.Errorf("%s: %w", keyOf(o), err)
+			case got.GetDeletionTimestamp().IsZero():
 				return fmt.Errorf("%s still exists", keyOf(o))
 			}
 		}
