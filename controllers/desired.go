@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
@@ -72,18 +73,22 @@ func (r *MeshInstallReconciler) desiredObjects(ctx context.Context, mi *meshv1al
 		return nil, fmt.Errorf("webhook endpoint: %w", err)
 	}
 	injector := webhookconfig.InjectorConfiguration(webhookconfig.Injector{
-		MeshInstall:           mi.Name,
 		ControlPlaneNamespace: mi.Spec.Namespace,
 		OperatorNamespace:     r.OperatorNamespace,
 		Revisions:             revisions,
 		Tags:                  mi.Spec.RevisionTags,
 		FailurePolicy:         admissionregistrationv1.FailurePolicyType(mi.Spec.Injection.FailurePolicy),
 		Endpoint:              endpoint,
+		Labels:                ownershipLabels(mi),
 	})
 	out = append(out, injector)
 	for _, o := range out {
 		if _, isCRD := o.(*apiextensionsv1.CustomResourceDefinition); !isCRD {
-			r.stamp(mi, o)
+			// The MeshInstall is cluster-scoped, so it may own namespaced and
+			// cluster-scoped objects alike; deleting it garbage-collects them.
+			if err := controllerutil.SetControllerReference(mi, o, r.Scheme()); err != nil {
+				return nil, err
+			}
 		}
 	}
 	render.ApplyOrder(out)
@@ -108,19 +113,11 @@ func renderRefusal(err error) error {
 	return err
 }
 
-// stamp marks an object as meshkeeper's and the MeshInstall's: labels for the
-// cache, watches and pruning, and a controller reference so deleting the
-// MeshInstall garbage-collects it.
-func (r *MeshInstallReconciler) stamp(mi *meshv1alpha1.MeshInstall, obj client.Object) {
-	l := obj.GetLabels()
-	if l == nil {
-		l = map[string]string{}
-	}
-	l[LabelManagedBy] = ManagedByValue
-	l[LabelMeshInstall] = mi.Name
-	obj.SetLabels(l)
-	// The MeshInstall is cluster-scoped, so it may own namespaced and cluster-scoped objects alike.
-	_ = controllerutil.SetControllerReference(mi, obj, r.Scheme())
+// ownershipLabels mark an object as meshkeeper's and the MeshInstall's, for
+// the cache, watches and pruning. The renderer puts them on everything it
+// renders; the reconciler adds them to what it builds itself.
+func ownershipLabels(mi *meshv1alpha1.MeshInstall) map[string]string {
+	return map[string]string{LabelManagedBy: ManagedByValue, LabelMeshInstall: mi.Name}
 }
 
 // crdsToApply returns Istio's CRDs that are missing or differ from the ones
@@ -185,10 +182,10 @@ func (r *MeshInstallReconciler) namespacesToApply(ctx context.Context, mi *meshv
 		}
 		want := &corev1.Namespace{
 			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Namespace"},
-			ObjectMeta: metav1.ObjectMeta{Name: name},
+			ObjectMeta: metav1.ObjectMeta{Name: name, Labels: ownershipLabels(mi)},
 		}
 		if name == mi.Spec.Namespace {
-			want.Labels = render.ControlPlaneNamespaceLabels(mi)
+			maps.Copy(want.Labels, render.ControlPlaneNamespaceLabels(mi))
 		}
 		out = append(out, want)
 	}

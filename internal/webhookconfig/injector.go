@@ -71,8 +71,6 @@ func (e Endpoint) clientConfig(path string) admissionregistrationv1.WebhookClien
 
 // Injector is what the sidecar injector's configuration depends on.
 type Injector struct {
-	// MeshInstall names the owning MeshInstall (for labels).
-	MeshInstall string
 	// ControlPlaneNamespace is never injected, except for gateway pods.
 	ControlPlaneNamespace string
 	// OperatorNamespace is meshkeeper's own namespace, never injected.

@@ -70,7 +70,6 @@ func TestInjectorSelectionThroughTheAPIServer(t *testing.T) {
 	caBundle := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
 
 	cfg := webhookconfig.InjectorConfiguration(webhookconfig.Injector{
-		MeshInstall:           "default",
 		ControlPlaneNamespace: "istio-system",
 		OperatorNamespace:     "meshkeeper-system",
 		Revisions:             []string{"1-31-4", "1-32-0"},

@@ -45,7 +45,7 @@ func run(m *testing.M) int {
 	svc := &admissionregistrationv1.ServiceReference{Namespace: "meshkeeper-system", Name: "meshkeeper-webhook-service"}
 	endpoint := webhookconfig.Endpoint{Service: svc}
 	injector := webhookconfig.InjectorConfiguration(webhookconfig.Injector{
-		MeshInstall: "default", ControlPlaneNamespace: "istio-system", OperatorNamespace: "meshkeeper-system",
+		ControlPlaneNamespace: "istio-system", OperatorNamespace: "meshkeeper-system",
 		Revisions: []string{stableRev, canaryRev}, Tags: []string{"prod"},
 		FailurePolicy: admissionregistrationv1.Fail, Endpoint: endpoint,
 	})
