@@ -224,6 +224,8 @@ func TestParseInjectPath(t *testing.T) {
 		{path: "/inject/net/a--slash--b/tag/canary", want: Target{Tag: "canary", Network: "a/b"}},
 		{path: "/inject/rev/a/tag/b", wantErr: true},
 		{path: "/inject/rev", wantErr: true},
+		{path: "/inject/rev//tag/b", wantErr: true},
+		{path: "/inject/net/n1/net/n1", wantErr: true},
 		{path: "/inject/rev/a/rev/b", wantErr: true},
 		{path: "/inject/zone/a", wantErr: true},
 		{path: "/injector", wantErr: true},

@@ -15,7 +15,7 @@ type Target struct {
 	Revision string
 	// Tag is tag/<tag>: inject the revision the tag points at, or, during a
 	// canary, the revision the workload is assigned to. Empty when Revision
-	// is set; Parsewebhookconfig.InjectPath sets the default tag when the path names neither.
+	// is set; ParseInjectPath sets the default tag when the path names neither.
 	Tag string
 	// ClusterID is Istio's cluster/<id>: overrides the revision's cluster.
 	ClusterID string
@@ -64,7 +64,7 @@ func (s StaticConfigSource) Resolve(target Target, _ Workload) (*inject.Config, 
 	return cfg, nil
 }
 
-// Parsewebhookconfig.InjectPath reads the injector's URL path: /inject, optionally
+// ParseInjectPath reads the injector's URL path: /inject, optionally
 // followed by /<key>/<value> pairs, with keys cluster and net (Istio's) and
 // rev or tag (meshkeeper's). As in Istio, "--slash--" in a value stands for
 // "/". Without rev or tag the target is the default tag.
@@ -75,35 +75,31 @@ func ParseInjectPath(path string) (Target, error) {
 	}
 	rest = strings.Trim(rest, "/")
 	var t Target
-	if rest != "" {
-		parts := strings.Split(rest, "/")
-		if len(parts)%2 != 0 {
-			return Target{}, fmt.Errorf("path %q: parameters must be /<key>/<value> pairs", path)
+	for rest != "" {
+		var key, value string
+		key, rest, _ = strings.Cut(rest, "/")
+		value, rest, _ = strings.Cut(rest, "/")
+		if value == "" {
+			return Target{}, fmt.Errorf("path %q: parameters must be /<key>/<value> pairs with a value", path)
 		}
-		seen := map[string]bool{}
-		for i := 0; i < len(parts); i += 2 {
-			key := parts[i]
-			value := strings.ReplaceAll(parts[i+1], "--slash--", "/")
-			if value == "" {
-				return Target{}, fmt.Errorf("path %q: invalid value for %s", path, key)
-			}
-			if seen[key] {
-				return Target{}, fmt.Errorf("path %q: %s given twice", path, key)
-			}
-			seen[key] = true
-			switch key {
-			case "rev":
-				t.Revision = value
-			case "tag":
-				t.Tag = value
-			case "cluster":
-				t.ClusterID = value
-			case "net":
-				t.Network = value
-			default:
-				return Target{}, fmt.Errorf("path %q: unknown parameter %q (want rev, tag, cluster or net)", path, key)
-			}
+		value = strings.ReplaceAll(value, "--slash--", "/")
+		var field *string
+		switch key {
+		case "rev":
+			field = &t.Revision
+		case "tag":
+			field = &t.Tag
+		case "cluster":
+			field = &t.ClusterID
+		case "net":
+			field = &t.Network
+		default:
+			return Target{}, fmt.Errorf("path %q: unknown parameter %q (want rev, tag, cluster or net)", path, key)
 		}
+		if *field != "" {
+			return Target{}, fmt.Errorf("path %q: %s given twice", path, key)
+		}
+		*field = value
 	}
 	switch {
 	case t.Revision != "" && t.Tag != "":
