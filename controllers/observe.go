@@ -7,8 +7,8 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
@@ -36,7 +36,10 @@ func (r *MeshInstallReconciler) observe(ctx context.Context, mi *meshv1alpha1.Me
 	}
 
 	for name, o := range obs.Revisions {
-		pods, ready, err := r.revisionPods(ctx, name)
+		// Only a canary's step waits for its pods to be Ready; for the other
+		// revisions the count is enough, and pod metadata carries it.
+		canary := mi.Status.Canary != nil && mi.Status.Canary.Revision == name
+		pods, ready, err := r.revisionPods(ctx, name, canary)
 		if err != nil {
 			// Unknown usage never prunes; the rest of the plan can go on.
 			obs.InventoryKnown = false
@@ -50,16 +53,27 @@ func (r *MeshInstallReconciler) observe(ctx context.Context, mi *meshv1alpha1.Me
 
 // revisionPods counts running (not Succeeded, not Failed) pods injected by a
 // revision, read live from the API server so a stale cache can never let a
-// revision in use be pruned.
-func (r *MeshInstallReconciler) revisionPods(ctx context.Context, rev string) (int32, bool, error) {
+// revision in use be pruned. Whether they are all Ready needs their status,
+// so whole pods are listed only when withReadiness is set; otherwise their
+// metadata (and ready is true).
+func (r *MeshInstallReconciler) revisionPods(ctx context.Context, rev string, withReadiness bool) (int32, bool, error) {
+	opts := []client.ListOption{
+		client.MatchingLabels{PodRevisionLabel: rev},
+		client.MatchingFieldsSelector{Selector: fields.AndSelectors(
+			fields.OneTermNotEqualSelector("status.phase", string(corev1.PodSucceeded)),
+			fields.OneTermNotEqualSelector("status.phase", string(corev1.PodFailed)),
+		)},
+	}
+	if !withReadiness {
+		var pods metav1.PartialObjectMetadataList
+		pods.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("PodList"))
+		if err := r.APIReader.List(ctx, &pods, opts...); err != nil {
+			return 0, false, fmt.Errorf("listing pods of revision %s: %w", rev, err)
+		}
+		return int32(len(pods.Items)), true, nil
+	}
 	var pods corev1.PodList
-	sel := labels.SelectorFromSet(labels.Set{PodRevisionLabel: rev})
-	notFinished := fields.AndSelectors(
-		fields.OneTermNotEqualSelector("status.phase", string(corev1.PodSucceeded)),
-		fields.OneTermNotEqualSelector("status.phase", string(corev1.PodFailed)),
-	)
-	if err := r.APIReader.List(ctx, &pods, client.MatchingLabelsSelector{Selector: sel},
-		client.MatchingFieldsSelector{Selector: notFinished}); err != nil {
+	if err := r.APIReader.List(ctx, &pods, opts...); err != nil {
 		return 0, false, fmt.Errorf("listing pods of revision %s: %w", rev, err)
 	}
 	ready := true
