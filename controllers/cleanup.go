@@ -8,6 +8,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -33,26 +35,57 @@ func prunableKinds() []schema.GroupVersionKind {
 	)
 }
 
-// owned lists every object of the MeshInstall, read live from the API server.
+// owned lists every object of the MeshInstall from the manager's cache,
+// whose informers already hold each of these kinds. A stale read is safe:
+// an object missing from it is pruned on the next pass, one already gone is
+// NotFound when deleted.
 func (r *MeshInstallReconciler) owned(ctx context.Context, mi *meshv1alpha1.MeshInstall) ([]client.Object, error) {
 	var out []client.Object
 	for _, gvk := range prunableKinds() {
-		list := &metav1.PartialObjectMetadataList{}
-		list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
-		err := r.APIReader.List(ctx, list, client.MatchingLabels{LabelMeshInstall: mi.Name})
+		list, err := r.listFor(gvk)
+		if err != nil {
+			return nil, err
+		}
+		err = r.List(ctx, list, client.MatchingLabels{LabelMeshInstall: mi.Name})
 		if meta.IsNoMatchError(err) {
 			continue // e.g. Istio's CRDs are not installed yet
 		}
 		if err != nil {
 			return nil, fmt.Errorf("listing %s: %w", gvk.Kind, err)
 		}
-		for i := range list.Items {
-			item := &list.Items[i]
-			item.SetGroupVersionKind(gvk)
-			out = append(out, item)
+		err = meta.EachListItem(list, func(item runtime.Object) error {
+			o := item.(client.Object)
+			o.GetObjectKind().SetGroupVersionKind(gvk) // typed list items come without it
+			out = append(out, o)
+			return nil
+		})
+		if err != nil {
+			return nil, err
 		}
 	}
 	return out, nil
+}
+
+// listFor returns the list type the cache holds a kind as: typed for the
+// kinds the reconciler owns, metadata for namespaces (watched metadata-only
+// for the inventory), unstructured for the kinds of Istio's CRDs.
+func (r *MeshInstallReconciler) listFor(gvk schema.GroupVersionKind) (client.ObjectList, error) {
+	listGVK := gvk.GroupVersion().WithKind(gvk.Kind + "List")
+	if gvk.Group == "" && gvk.Kind == "Namespace" {
+		list := &metav1.PartialObjectMetadataList{}
+		list.SetGroupVersionKind(listGVK)
+		return list, nil
+	}
+	if r.Scheme().Recognizes(listGVK) {
+		obj, err := r.Scheme().New(listGVK)
+		if err != nil {
+			return nil, err
+		}
+		return obj.(client.ObjectList), nil
+	}
+	list := &unstructured.UnstructuredList{}
+	list.SetGroupVersionKind(listGVK)
+	return list, nil
 }
 
 // prune deletes what the MeshInstall owns but no longer wants: the objects of

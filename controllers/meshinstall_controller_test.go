@@ -450,6 +450,58 @@ func TestSuspendStopsAllWrites(t *testing.T) {
 	})
 }
 
+func TestRemovedPartsArePruned(t *testing.T) {
+	startManager(t, managerOpts{})
+	mi := createSample(t, nil)
+	ctx := context.Background()
+	makeAvailable(t, mi.Spec.Namespace, render.IstiodName(render.DefaultRevision))
+	waitCondition(t, mi.Name, meshv1alpha1.ConditionReady, metav1.ConditionTrue, meshv1alpha1.ReasonReconcileSucceeded)
+	before := expectedObjects(t, mi, render.DefaultRevision)
+	before = append(before, gatewayDeployments(t, mi)...)
+	eventually(t, timeout, "installed with its gateway and mTLS policy", func() error { return allExist(before) })
+
+	got := getMI(t, mi.Name)
+	got.Spec.Gateways = nil
+	got.Spec.Security.MTLS = ""
+	if err := env.Client.Update(ctx, got); err != nil {
+		t.Fatal(err)
+	}
+	after := expectedObjects(t, got, render.DefaultRevision)
+	kept := map[objectKey]bool{}
+	for _, o := range after {
+		kept[keyOf(o)] = true
+	}
+	var removed []client.Object
+	for _, o := range before {
+		if !kept[keyOf(o)] {
+			removed = append(removed, o)
+		}
+	}
+	kinds := map[string]bool{}
+	for _, o := range removed {
+		kinds[o.GetObjectKind().GroupVersionKind().Kind] = true
+	}
+	if !kinds["Deployment"] || !kinds["Service"] || !kinds["PeerAuthentication"] {
+		t.Fatalf("the change should remove the gateway's Deployment and Service and the PeerAuthentication; removes %v", kinds)
+	}
+	eventually(t, timeout, "the gateway and the PeerAuthentication pruned", func() error {
+		for _, o := range removed {
+			_, err := live(o)
+			switch {
+			case apierrors.IsNotFound(err):
+			case err != nil:
+				return fmt.Errorf("%s: %w", keyOf(o), err)
+			default:
+				return fmt.Errorf("%s still exists", keyOf(o))
+			}
+		}
+		return nil
+	})
+	if err := allExist(after); err != nil {
+		t.Errorf("pruning removed wanted objects: %v", err)
+	}
+}
+
 func TestDeleteRemovesEverythingButIstioCRDs(t *testing.T) {
 	startManager(t, managerOpts{})
 	mi := createSample(t, nil)
