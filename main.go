@@ -5,9 +5,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"time"
@@ -119,8 +121,8 @@ func run(ctx context.Context, o options) error {
 			DefaultLabelSelector: managed,
 			ByObject: map[client.Object]cache.ByObject{
 				&meshv1alpha1.MeshInstall{}: {Label: labels.Everything()},
-				// Pods are cached as trimmed metadata only (see controllers.TrimPodMetadata).
-				&corev1.Pod{}:       {Label: labels.Everything(), Transform: controllers.TrimPodMetadata},
+				// Pods are cached trimmed to what the operator reads (see controllers.TrimPod).
+				&corev1.Pod{}:       {Label: labels.Everything(), Transform: controllers.TrimPod},
 				&corev1.Namespace{}: {Label: labels.Everything()},
 			},
 			DefaultTransform: cache.TransformStripManagedFields(),
@@ -160,15 +162,37 @@ func run(ctx context.Context, o options) error {
 	if err := (&webhooks.MeshInstallValidator{Reader: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the MeshInstall validator: %w", err)
 	}
-	if err := setupInjector(ctx, mgr); err != nil {
+	source, err := setupInjector(ctx, mgr)
+	if err != nil {
 		return fmt.Errorf("setting up the sidecar injector: %w", err)
+	}
+	// The validator reads MeshInstalls from the cache: its informer is
+	// registered here so that readiness waits for it on every replica (the
+	// controllers, which would register it too, run on the leader only).
+	miInformer, err := mgr.GetCache().GetInformer(ctx, &meshv1alpha1.MeshInstall{})
+	if err != nil {
+		return err
 	}
 
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return err
 	}
-	if err := mgr.AddReadyzCheck("webhook", mgr.GetWebhookServer().StartedChecker()); err != nil {
-		return err
+	// Ready means every webhook can answer: the server listens, the
+	// injector has every revision's configuration and routing, and the
+	// validator has the MeshInstalls.
+	for name, check := range map[string]healthz.Checker{
+		"webhook-server": mgr.GetWebhookServer().StartedChecker(),
+		"injector":       source.Ready,
+		"validator": func(*http.Request) error {
+			if !miInformer.HasSynced() {
+				return errors.New("MeshInstalls are not loaded yet")
+			}
+			return nil
+		},
+	} {
+		if err := mgr.AddReadyzCheck(name, check); err != nil {
+			return err
+		}
 	}
 	log.Info("starting manager", "namespace", o.namespace, "webhookURL", o.webhookURL)
 	return mgr.Start(ctx)
@@ -176,13 +200,13 @@ func run(ctx context.Context, o options) error {
 
 // setupInjector serves the sidecar injector on every replica, reading each
 // revision's configuration from the manager's cache.
-func setupInjector(ctx context.Context, mgr ctrl.Manager) error {
+func setupInjector(ctx context.Context, mgr ctrl.Manager) (*webhooks.RevisionSource, error) {
 	source, err := webhooks.NewRevisionSource(ctx, mgr.GetCache())
 	if err != nil {
-		return err
+		return nil, err
 	}
 	webhooks.RegisterInjector(mgr.GetWebhookServer(), webhooks.NewInjectHandler(source, ctrl.Log.WithName("injector")))
-	return nil
+	return source, nil
 }
 
 // newCertReconciler says where the API server finds the webhook: by URL when

@@ -3,6 +3,8 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"math"
+	"reflect"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 
@@ -35,10 +37,10 @@ func (k objectKey) String() string {
 	return k.gvk.Kind + " " + k.namespace + "/" + k.name
 }
 
-// toApplyConfiguration turns a typed or unstructured object into an apply
-// configuration holding only the fields the renderer set: no status, no
-// creationTimestamp, no managedFields.
-func toApplyConfiguration(obj client.Object) (runtime.ApplyConfiguration, error) {
+// toUnstructured turns a typed or unstructured object into what is
+// applied: only the fields the renderer set, with no status,
+// creationTimestamp, resourceVersion or managedFields.
+func toUnstructured(obj client.Object) (*unstructured.Unstructured, error) {
 	var u *unstructured.Unstructured
 	if uo, ok := obj.(*unstructured.Unstructured); ok {
 		u = uo.DeepCopy()
@@ -57,6 +59,15 @@ func toApplyConfiguration(obj client.Object) (runtime.ApplyConfiguration, error)
 	unstructured.RemoveNestedField(u.Object, "metadata", "managedFields")
 	unstructured.RemoveNestedField(u.Object, "metadata", "resourceVersion")
 	unstructured.RemoveNestedField(u.Object, "spec", "template", "metadata", "creationTimestamp")
+	return u, nil
+}
+
+// toApplyConfiguration is obj as an apply configuration.
+func toApplyConfiguration(obj client.Object) (runtime.ApplyConfiguration, error) {
+	u, err := toUnstructured(obj)
+	if err != nil {
+		return nil, err
+	}
 	return client.ApplyConfigurationFromUnstructured(u), nil
 }
 
@@ -73,6 +84,115 @@ func apply(ctx context.Context, c client.Client, obj client.Object) error {
 	return nil
 }
 
+// AnnotationAppliedHash is on every object meshkeeper applies (but Istio's
+// CRDs, which carry AnnotationSpecHash): the hash of the configuration it
+// applied, so that a pass whose rendering did not change writes nothing.
+const AnnotationAppliedHash = "mesh.meshkeeper.dev/applied-hash"
+
+// applyIfChanged applies obj unless live (the cached object, nil when
+// missing) already carries exactly what meshkeeper would apply: the same
+// applied-hash annotation, and every field of the configuration at the same
+// value. A changed rendering changes the hash; drift (a field edited or
+// removed by someone else) fails the comparison; both are applied. It
+// reports whether it wrote.
+func applyIfChanged(ctx context.Context, c client.Client, obj, live client.Object) (bool, error) {
+	u, err := toUnstructured(obj)
+	if err != nil {
+		return false, err
+	}
+	hash := specHash(u.Object)
+	annotations := u.GetAnnotations()
+	if annotations == nil {
+		annotations = map[string]string{}
+	}
+	annotations[AnnotationAppliedHash] = hash
+	u.SetAnnotations(annotations)
+	if live != nil && live.GetAnnotations()[AnnotationAppliedHash] == hash {
+		current, err := liveContent(live)
+		if err != nil {
+			return false, err
+		}
+		if contains(current, u.Object) {
+			return false, nil
+		}
+	}
+	if err := c.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), FieldOwner, client.ForceOwnership); err != nil {
+		return false, fmt.Errorf("applying %s: %w", keyOf(obj), err)
+	}
+	return true, nil
+}
+
+// liveContent is a cached object as a map, for contains.
+func liveContent(live client.Object) (map[string]any, error) {
+	if u, ok := live.(*unstructured.Unstructured); ok {
+		return u.Object, nil
+	}
+	return runtime.DefaultUnstructuredConverter.ToUnstructured(live)
+}
+
+// contains reports whether every field of want is in have with the same
+// value: maps by key, lists item by item (a list may have more items, added
+// by another field manager), scalars by value. The type of an object is not
+// compared (cached typed objects carry none).
+func contains(have, want map[string]any) bool {
+	for k, w := range want {
+		if k == "apiVersion" || k == "kind" {
+			continue
+		}
+		h, ok := have[k]
+		if !ok || !containsValue(h, w) {
+			return false
+		}
+	}
+	return true
+}
+
+func containsValue(have, want any) bool {
+	switch w := want.(type) {
+	case map[string]any:
+		h, ok := have.(map[string]any)
+		if !ok {
+			return false
+		}
+		for k, wv := range w {
+			hv, ok := h[k]
+			if !ok || !containsValue(hv, wv) {
+				return false
+			}
+		}
+		return true
+	case []any:
+		h, ok := have.([]any)
+		if !ok || len(h) < len(w) {
+			return false
+		}
+		for i := range w {
+			if !containsValue(h[i], w[i]) {
+				return false
+			}
+		}
+		return true
+	case int64, int32, int, float64:
+		return toFloat(have) == toFloat(want)
+	default:
+		return reflect.DeepEqual(have, want)
+	}
+}
+
+func toFloat(v any) float64 {
+	switch n := v.(type) {
+	case int64:
+		return float64(n)
+	case int32:
+		return float64(n)
+	case int:
+		return float64(n)
+	case float64:
+		return n
+	}
+	return math.NaN()
+}
+
 // deleteIfExists deletes obj, treating "already gone" as success.
 func deleteIfExists(ctx context.Context, c client.Client, obj client.Object) error {
 	if err := client.IgnoreNotFound(c.Delete(ctx, obj, client.PropagationPolicy(metav1.DeletePropagationBackground))); err != nil {
@@ -86,14 +206,11 @@ func deleteIfExists(ctx context.Context, c client.Client, obj client.Object) err
 // refused while istiod is not serving yet. istiod itself switches it to Fail
 // (and sets caBundle) once it is ready. The renderer leaves both fields out,
 // so the server-side apply that follows never takes them back from istiod.
-func (r *MeshInstallReconciler) createFailOpen(ctx context.Context, obj client.Object) error {
+// exists says whether the cache holds it already.
+func (r *MeshInstallReconciler) createFailOpen(ctx context.Context, obj client.Object, exists bool) error {
 	vwc, ok := obj.(*admissionregistrationv1.ValidatingWebhookConfiguration)
-	if !ok {
+	if !ok || exists {
 		return nil
-	}
-	err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(vwc), &admissionregistrationv1.ValidatingWebhookConfiguration{})
-	if !apierrors.IsNotFound(err) {
-		return err
 	}
 	fresh := vwc.DeepCopy()
 	ignore := admissionregistrationv1.Ignore

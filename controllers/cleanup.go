@@ -4,11 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -17,6 +21,7 @@ import (
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
 	"github.com/meshkeeper/meshkeeper/internal/render"
+	"github.com/meshkeeper/meshkeeper/internal/revision"
 )
 
 // prunableKinds are the kinds a MeshInstall may own, namespaces last so their
@@ -89,30 +94,53 @@ func (r *MeshInstallReconciler) listFor(gvk schema.GroupVersionKind) (client.Obj
 }
 
 // prune deletes what the MeshInstall owns but no longer wants: the objects of
-// a pruned revision, a removed gateway, a PeerAuthentication whose field was unset.
-func (r *MeshInstallReconciler) prune(ctx context.Context, mi *meshv1alpha1.MeshInstall, desired []client.Object) error {
-	want := map[objectKey]bool{}
-	for _, o := range desired {
-		want[keyOf(o)] = true
-	}
-	have, err := r.owned(ctx, mi)
-	if err != nil {
-		return err
-	}
+// a revision the plan prunes, a removed gateway, a PeerAuthentication whose
+// field was unset. A revision's objects go only once the API server itself
+// (not the cache) confirms that no running pod uses it; the objects of a
+// revision neither kept nor pruned are never touched.
+func (r *MeshInstallReconciler) prune(ctx context.Context, plan revision.Plan, want map[objectKey]bool, obs *observation) error {
+	kept := revisionNames(plan)
+	unused := map[string]bool{}
 	var errs []error
-	for _, o := range have {
-		if want[keyOf(o)] {
+	for _, rev := range plan.Prune {
+		inUse, err := r.revisionInUse(ctx, rev)
+		if err != nil {
+			errs = append(errs, err)
 			continue
 		}
-		if keyOf(o).gvk.Kind == "Namespace" {
+		unused[rev] = !inUse
+	}
+	for _, key := range slices.SortedFunc(maps.Keys(obs.live), compareKeys) {
+		o := obs.live[key]
+		if want[key] || key.gvk.Kind == "Namespace" {
 			// Namespaces are kept while the MeshInstall lives: they may hold users' objects.
 			continue
 		}
-		ctrl.LoggerFrom(ctx).Info("pruning", "object", keyOf(o).String())
+		if rev, ok := o.GetLabels()[LabelRevision]; ok && !kept[rev] && !unused[rev] {
+			continue
+		}
+		ctrl.LoggerFrom(ctx).Info("pruning", "object", key.String())
 		errs = append(errs, deleteIfExists(ctx, r.Client, o))
 	}
 	return errors.Join(errs...)
 }
+
+// revisionInUse asks the API server whether a running pod is stamped with a revision.
+func (r *MeshInstallReconciler) revisionInUse(ctx context.Context, rev string) (bool, error) {
+	var pods metav1.PartialObjectMetadataList
+	pods.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("PodList"))
+	err := r.APIReader.List(ctx, &pods, client.MatchingLabels{PodRevisionLabel: rev}, client.Limit(1),
+		client.MatchingFieldsSelector{Selector: fields.AndSelectors(
+			fields.OneTermNotEqualSelector("status.phase", string(corev1.PodSucceeded)),
+			fields.OneTermNotEqualSelector("status.phase", string(corev1.PodFailed)),
+		)})
+	if err != nil {
+		return false, fmt.Errorf("checking that no pod uses revision %s: %w", rev, err)
+	}
+	return len(pods.Items) > 0, nil
+}
+
+func compareKeys(a, b objectKey) int { return strings.Compare(a.String(), b.String()) }
 
 // reconcileDelete removes everything the MeshInstall created except Istio's
 // CRDs (deleting them would delete every VirtualService in the cluster), then

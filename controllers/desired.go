@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"maps"
 	"slices"
 
@@ -25,53 +24,112 @@ import (
 	"github.com/meshkeeper/meshkeeper/internal/webhookconfig"
 )
 
-// desiredObjects renders everything the plan needs, in apply order: Istio's
-// CRDs (only when missing or changed), namespaces, each revision's control
-// plane, the shared objects, and last the injector configuration, so that a
-// revision's injection config exists before any pod is sent to it.
-func (r *MeshInstallReconciler) desiredObjects(ctx context.Context, mi *meshv1alpha1.MeshInstall, plan revision.Plan, obs revision.Observed) ([]client.Object, error) {
-	var out []client.Object
+// desired is what one pass applies, in stages: Istio's CRDs (only when
+// missing or changed); namespaces and every identity and permission; each
+// revision's control plane; the shared objects (default validator,
+// PeerAuthentication, gateways); then the routing and last the injector
+// configuration, which the reconciler builds once it knows which revisions
+// applied.
+type desired struct {
+	crds      []client.Object
+	base      []client.Object
+	revisions [][]client.Object
+	shared    []client.Object
+	routing   client.Object // nil while nothing may be routed
+}
 
+// all is every desired object but the injector configuration.
+func (d *desired) all() []client.Object {
+	out := slices.Concat(d.crds, d.base, slices.Concat(d.revisions...), d.shared)
+	if d.routing != nil {
+		out = append(out, d.routing)
+	}
+	return out
+}
+
+// desiredObjects renders everything the plan needs.
+func (r *MeshInstallReconciler) desiredObjects(ctx context.Context, mi *meshv1alpha1.MeshInstall, plan revision.Plan, obs *observation) (*desired, error) {
+	d := &desired{}
 	crds, err := r.crdsToApply(ctx, mi)
 	if err != nil {
 		return nil, err
 	}
-	out = append(out, crds...)
+	d.crds = crds
+	d.base = namespacesToApply(mi, obs)
 
-	nss, err := r.namespacesToApply(ctx, mi)
-	if err != nil {
-		return nil, err
-	}
-	out = append(out, nss...)
-
-	var revisions []string
 	for _, p := range plan.Revisions {
-		objs, err := render.ControlPlane(mi, render.Revision{Name: p.Name, Version: p.Version})
+		objs, err := render.ControlPlane(mi, render.Revision{Name: p.Name, Version: p.Version, ProxyVersion: p.ProxyVersion})
 		if err != nil {
 			return nil, renderRefusal(err)
 		}
-		out = append(out, objs...)
-		revisions = append(revisions, p.Name)
+		var controlPlane []client.Object
+		for _, o := range objs {
+			if isIdentity(o) {
+				d.base = append(d.base, o)
+			} else {
+				controlPlane = append(controlPlane, o)
+			}
+		}
+		d.revisions = append(d.revisions, controlPlane)
 	}
-	shared, err := render.Shared(mi, render.Revision{Name: plan.Active.Name, Version: plan.Active.Version})
+	// The gateways inject the proxy the active revision gives new pods.
+	shared, err := render.Shared(mi, render.Revision{Name: plan.Active.Name, Version: plan.Active.ProxyVersion})
 	if err != nil {
 		return nil, renderRefusal(err)
 	}
+	routed := obs.Routing != nil || plan.Routing != nil
 	for _, o := range shared {
 		// Gateway pods need the injector: as istioctl does, start them once
-		// istiod has been available (its injection entries exist by then).
-		if _, gateway := o.GetLabels()[render.LabelGateway]; gateway && !controlPlaneWasReady(mi, plan, obs) {
+		// the tags are routed to an available istiod.
+		if _, gateway := o.GetLabels()[render.LabelGateway]; gateway && !routed {
 			if _, isDeployment := o.(*appsv1.Deployment); isDeployment {
 				continue
 			}
 		}
-		out = append(out, o)
+		if isIdentity(o) {
+			d.base = append(d.base, o)
+		} else {
+			d.shared = append(d.shared, o)
+		}
 	}
+	if plan.Routing != nil {
+		d.routing = render.RoutingConfigMap(mi, plan.Routing.Data())
+	}
+	for _, o := range d.all() {
+		if err := r.own(mi, o); err != nil {
+			return nil, err
+		}
+	}
+	render.ApplyOrder(d.base)
+	for _, objs := range d.revisions {
+		render.ApplyOrder(objs)
+	}
+	render.ApplyOrder(d.shared)
+	return d, nil
+}
 
-	endpoint, err := r.WebhookEndpoint(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("webhook endpoint: %w", err)
+// own makes the MeshInstall the controller of an object: it is
+// cluster-scoped, so it may own namespaced and cluster-scoped objects alike;
+// deleting it garbage-collects them. Istio's CRDs are never owned: deleting
+// the MeshInstall must not delete users' Istio resources.
+func (r *MeshInstallReconciler) own(mi *meshv1alpha1.MeshInstall, o client.Object) error {
+	if _, isCRD := o.(*apiextensionsv1.CustomResourceDefinition); isCRD {
+		return nil
 	}
+	return controllerutil.SetControllerReference(mi, o, r.Scheme())
+}
+
+// isIdentity is true for the objects of the namespaces-and-RBAC stage.
+func isIdentity(o client.Object) bool {
+	switch o.GetObjectKind().GroupVersionKind().Kind {
+	case "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding":
+		return true
+	}
+	return false
+}
+
+// injectorFor renders the injector configuration with entries for revisions.
+func (r *MeshInstallReconciler) injectorFor(mi *meshv1alpha1.MeshInstall, revisions []string, endpoint webhookconfig.Endpoint) (*admissionregistrationv1.MutatingWebhookConfiguration, error) {
 	injector := webhookconfig.InjectorConfiguration(webhookconfig.Injector{
 		ControlPlaneNamespace: mi.Spec.Namespace,
 		OperatorNamespace:     r.OperatorNamespace,
@@ -81,27 +139,7 @@ func (r *MeshInstallReconciler) desiredObjects(ctx context.Context, mi *meshv1al
 		Endpoint:              endpoint,
 		Labels:                ownershipLabels(mi),
 	})
-	out = append(out, injector)
-	for _, o := range out {
-		if _, isCRD := o.(*apiextensionsv1.CustomResourceDefinition); !isCRD {
-			// The MeshInstall is cluster-scoped, so it may own namespaced and
-			// cluster-scoped objects alike; deleting it garbage-collects them.
-			if err := controllerutil.SetControllerReference(mi, o, r.Scheme()); err != nil {
-				return nil, err
-			}
-		}
-	}
-	render.ApplyOrder(out)
-	return out, nil
-}
-
-// controlPlaneWasReady is true once the active revision has rolled out at least once.
-func controlPlaneWasReady(mi *meshv1alpha1.MeshInstall, plan revision.Plan, obs revision.Observed) bool {
-	if mi.Status.Version != "" {
-		return true
-	}
-	o, ok := obs.Revisions[plan.Active.Name]
-	return ok && o.Ready
+	return injector, r.own(mi, injector)
 }
 
 // renderRefusal turns the renderer's validation errors into a refusal with their reason.
@@ -121,9 +159,8 @@ func ownershipLabels(mi *meshv1alpha1.MeshInstall) map[string]string {
 }
 
 // crdsToApply returns Istio's CRDs that are missing or differ from the ones
-// pinned in this build. Applying ~1 MB of schemas on every pass would load
-// the API server for nothing. CRDs are never owned by the MeshInstall:
-// deleting it must not delete users' Istio resources.
+// pinned in this build, read from the cache. Applying ~1 MB of schemas on
+// every pass would load the API server for nothing.
 func (r *MeshInstallReconciler) crdsToApply(ctx context.Context, mi *meshv1alpha1.MeshInstall) ([]client.Object, error) {
 	crds, err := render.IstioCRDs(mi)
 	if err != nil {
@@ -161,8 +198,9 @@ func (r *MeshInstallReconciler) crdsToApply(ctx context.Context, mi *meshv1alpha
 }
 
 // namespacesToApply creates the namespaces the mesh needs when they do not
-// exist. A namespace someone else created is never taken over (nor deleted later).
-func (r *MeshInstallReconciler) namespacesToApply(ctx context.Context, mi *meshv1alpha1.MeshInstall) ([]client.Object, error) {
+// exist, and keeps the labels of those it created. A namespace someone else
+// created is never taken over (nor deleted later).
+func namespacesToApply(mi *meshv1alpha1.MeshInstall, obs *observation) []client.Object {
 	names := []string{mi.Spec.Namespace}
 	for _, g := range mi.Spec.Gateways {
 		if g.Namespace != "" {
@@ -172,13 +210,8 @@ func (r *MeshInstallReconciler) namespacesToApply(ctx context.Context, mi *meshv
 	slices.Sort(names)
 	var out []client.Object
 	for _, name := range slices.Compact(names) {
-		ns := &corev1.Namespace{}
-		err := r.APIReader.Get(ctx, client.ObjectKey{Name: name}, ns)
-		if err == nil && ns.Labels[LabelMeshInstall] != mi.Name {
+		if l, exists := obs.namespaces[name]; exists && l[LabelMeshInstall] != mi.Name {
 			continue
-		}
-		if err != nil && !apierrors.IsNotFound(err) {
-			return nil, err
 		}
 		want := &corev1.Namespace{
 			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Namespace"},
@@ -189,7 +222,7 @@ func (r *MeshInstallReconciler) namespacesToApply(ctx context.Context, mi *meshv
 		}
 		out = append(out, want)
 	}
-	return out, nil
+	return out
 }
 
 func specHash(v any) string {
@@ -200,13 +233,3 @@ func specHash(v any) string {
 
 // AnnotationSpecHash records the hash of the spec meshkeeper last applied to an Istio CRD.
 const AnnotationSpecHash = "mesh.meshkeeper.dev/spec-hash"
-
-// injectorOf finds the injector configuration among the desired objects.
-func injectorOf(objs []client.Object) *admissionregistrationv1.MutatingWebhookConfiguration {
-	for _, o := range objs {
-		if m, ok := o.(*admissionregistrationv1.MutatingWebhookConfiguration); ok {
-			return m
-		}
-	}
-	return &admissionregistrationv1.MutatingWebhookConfiguration{}
-}

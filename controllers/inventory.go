@@ -2,107 +2,105 @@ package controllers
 
 import (
 	"context"
-	"fmt"
 	"maps"
 	"time"
 
 	"istio.io/api/annotation"
-	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/workqueue"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
-	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
 	"github.com/meshkeeper/meshkeeper/internal/inject"
 	"github.com/meshkeeper/meshkeeper/internal/inventory"
-	"github.com/meshkeeper/meshkeeper/internal/render"
-	"github.com/meshkeeper/meshkeeper/internal/revision"
+	"github.com/meshkeeper/meshkeeper/internal/webhookconfig"
 )
 
-// keptPodAnnotations are the only pod annotations the inventory reads.
+// keptPodAnnotations are the only pod annotations the operator reads.
 var keptPodAnnotations = []string{
 	annotation.SidecarStatus.Name, annotation.SidecarInject.Name,
-	inject.AnnotationRevision, inject.AnnotationConfigHash,
+	inject.AnnotationRevision, inject.AnnotationConfigHash, inject.AnnotationProxyVersion,
 }
 
-// TrimPodMetadata is the cache transform for pod metadata: it drops managed
-// fields and every annotation the inventory does not read (the sidecar
-// status annotation alone is hundreds of bytes per pod, so its value goes too).
-func TrimPodMetadata(in any) (any, error) {
-	m, ok := in.(*metav1.PartialObjectMetadata)
+// TrimPod is the cache transform for pods: the operator keeps of a pod only
+// what observe reads (identity, labels, the annotations above, its
+// controller, host network, phase, and its Ready and PodScheduled
+// conditions), never its containers, volumes or the hundreds of bytes of
+// the sidecar status annotation.
+func TrimPod(in any) (any, error) {
+	p, ok := in.(*corev1.Pod)
 	if !ok {
 		return in, nil
 	}
-	m.ManagedFields = nil
-	if len(m.Annotations) > 0 {
+	out := &corev1.Pod{
+		TypeMeta: p.TypeMeta,
+		ObjectMeta: metav1.ObjectMeta{
+			Name: p.Name, Namespace: p.Namespace, UID: p.UID, ResourceVersion: p.ResourceVersion,
+			Labels: p.Labels, DeletionTimestamp: p.DeletionTimestamp,
+		},
+		Spec:   corev1.PodSpec{HostNetwork: p.Spec.HostNetwork},
+		Status: corev1.PodStatus{Phase: p.Status.Phase},
+	}
+	if ref := metav1.GetControllerOfNoCopy(p); ref != nil {
+		out.OwnerReferences = []metav1.OwnerReference{{APIVersion: ref.APIVersion, Kind: ref.Kind, Name: ref.Name, UID: ref.UID, Controller: ref.Controller}}
+	}
+	if len(p.Annotations) > 0 {
 		kept := map[string]string{}
 		for _, k := range keptPodAnnotations {
-			if v, ok := m.Annotations[k]; ok {
+			if v, ok := p.Annotations[k]; ok {
 				if k == annotation.SidecarStatus.Name {
 					v = ""
 				}
 				kept[k] = v
 			}
 		}
-		m.Annotations = kept
+		out.Annotations = kept
 	}
-	return m, nil
+	for _, c := range p.Status.Conditions {
+		switch {
+		case c.Type == corev1.PodReady:
+			out.Status.Conditions = append(out.Status.Conditions, corev1.PodCondition{Type: c.Type, Status: c.Status})
+		case c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse:
+			out.Status.Conditions = append(out.Status.Conditions, corev1.PodCondition{Type: c.Type, Status: c.Status, Reason: c.Reason, Message: c.Message})
+		}
+	}
+	return out, nil
 }
 
-// countDataPlane counts pods from the metadata cache against what this pass
-// rendered: the injector's entries and each revision's configuration hash.
-func (r *MeshInstallReconciler) countDataPlane(ctx context.Context, mi *meshv1alpha1.MeshInstall, plan revision.Plan,
-	injector *admissionregistrationv1.MutatingWebhookConfiguration) (inventory.Result, error) {
-	hashes := map[string]string{}
-	for _, p := range plan.Revisions {
-		cfg, err := render.InjectionConfig(mi, render.Revision{Name: p.Name, Version: p.Version})
+// countDataPlane counts the observed pods against the injector configuration
+// and each revision's current configuration hash.
+func countDataPlane(obs *observation) (inventory.Result, error) {
+	var matcher *webhookconfig.Matcher
+	if obs.injector != nil {
+		m, err := webhookconfig.NewMatcher(obs.injector)
 		if err != nil {
 			return inventory.Result{}, err
 		}
-		hashes[p.Name] = cfg.Hash()
+		matcher = m
 	}
-	matcher, err := inventory.NewMatcher(injector)
-	if err != nil {
-		return inventory.Result{}, err
-	}
-
-	nsList := &metav1.PartialObjectMetadataList{}
-	nsList.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("NamespaceList"))
-	if err := r.List(ctx, nsList); err != nil {
-		return inventory.Result{}, fmt.Errorf("listing namespaces: %w", err)
-	}
-	namespaces := make(map[string]map[string]string, len(nsList.Items))
-	for _, ns := range nsList.Items {
-		namespaces[ns.Name] = ns.Labels
-	}
-	podList := &metav1.PartialObjectMetadataList{}
-	podList.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("PodList"))
-	if err := r.List(ctx, podList); err != nil {
-		return inventory.Result{}, fmt.Errorf("listing pods: %w", err)
-	}
-	pods := make([]inventory.Pod, 0, len(podList.Items))
-	for _, p := range podList.Items {
-		if !p.DeletionTimestamp.IsZero() {
-			continue
-		}
-		pods = append(pods, inventory.Pod{Namespace: p.Namespace, Labels: p.Labels, Annotations: p.Annotations})
-	}
-	return inventory.Count(pods, namespaces, matcher, hashes), nil
+	return inventory.Count(obs.pods, obs.namespaces, matcher, obs.configHash), nil
 }
 
-// podEventDelay batches pod churn: a burst of pod events makes one pass.
-const podEventDelay = 3 * time.Second
+// inventoryNamespace marks a request that only recounts the data plane: pod
+// and namespace events enqueue it. (MeshInstalls are cluster-scoped, so a
+// real request never has a namespace.)
+const inventoryNamespace = "meshkeeper.dev/inventory"
 
-// podEvents enqueues every MeshInstall a little after a pod or namespace
-// changes; the queue folds the burst into one pass.
+// podEventDelay batches pod churn: a burst of pod events makes one recount
+// every podEventDelay, and a 1,000-pod rollout a handful of status writes.
+const podEventDelay = 5 * time.Second
+
+// podEvents enqueues a recount of every MeshInstall a little after a pod or
+// namespace changes what the inventory reads; the queue folds the burst into
+// one pass.
 func (r *MeshInstallReconciler) podEvents() handler.EventHandler {
 	enqueue := func(ctx context.Context, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
 		for _, req := range r.allMeshInstalls(ctx, nil) {
-			q.AddAfter(req, podEventDelay)
+			q.AddAfter(reconcile.Request{NamespacedName: types.NamespacedName{Namespace: inventoryNamespace, Name: req.Name}}, podEventDelay)
 		}
 	}
 	return handler.Funcs{
@@ -110,7 +108,7 @@ func (r *MeshInstallReconciler) podEvents() handler.EventHandler {
 			enqueue(ctx, q)
 		},
 		UpdateFunc: func(ctx context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-			if labelsOrAnnotationsChanged(e.ObjectOld, e.ObjectNew) {
+			if inventoryChanged(e.ObjectOld, e.ObjectNew) {
 				enqueue(ctx, q)
 			}
 		},
@@ -120,7 +118,25 @@ func (r *MeshInstallReconciler) podEvents() handler.EventHandler {
 	}
 }
 
-func labelsOrAnnotationsChanged(a, b client.Object) bool {
-	return !maps.Equal(a.GetLabels(), b.GetLabels()) || !maps.Equal(a.GetAnnotations(), b.GetAnnotations()) ||
-		a.GetDeletionTimestamp().IsZero() != b.GetDeletionTimestamp().IsZero()
+// inventoryChanged reports whether an update changed what observe reads.
+func inventoryChanged(a, b client.Object) bool {
+	if !maps.Equal(a.GetLabels(), b.GetLabels()) || !maps.Equal(a.GetAnnotations(), b.GetAnnotations()) ||
+		a.GetDeletionTimestamp().IsZero() != b.GetDeletionTimestamp().IsZero() {
+		return true
+	}
+	pa, okA := a.(*corev1.Pod)
+	pb, okB := b.(*corev1.Pod)
+	if !okA || !okB {
+		return false
+	}
+	if pa.Status.Phase != pb.Status.Phase {
+		return true
+	}
+	for _, t := range []corev1.PodConditionType{corev1.PodReady, corev1.PodScheduled} {
+		ca, cb := podCondition(pa, t), podCondition(pb, t)
+		if (ca == nil) != (cb == nil) || (ca != nil && (ca.Status != cb.Status || ca.Message != cb.Message)) {
+			return true
+		}
+	}
+	return false
 }

@@ -41,7 +41,8 @@ type MeshInstallReconciler struct {
 	// Retrigger asks for a pass over every MeshInstall (e.g. when the webhook CA changed).
 	Retrigger <-chan event.GenericEvent
 
-	watches *dynamicWatches
+	watches    *dynamicWatches
+	fullPasses chan event.GenericEvent
 }
 
 // +kubebuilder:rbac:groups=mesh.meshkeeper.dev,resources=meshinstalls,verbs=get;list;watch;update;patch
@@ -61,21 +62,34 @@ type MeshInstallReconciler struct {
 // +kubebuilder:rbac:groups=apiextensions.k8s.io,resources=customresourcedefinitions,verbs=get;list;watch;create;update;patch
 // +kubebuilder:rbac:groups=security.istio.io,resources=peerauthentications,verbs=get;list;watch;create;update;patch;delete
 
-// Reconcile brings one MeshInstall's control plane to its spec.
+// Reconcile brings one MeshInstall's control plane to its spec. A request
+// from a pod or namespace event (inventoryNamespace) only recounts the data
+// plane, unless what it observes calls for a full pass.
 func (r *MeshInstallReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
+	inventoryOnly := req.Namespace == inventoryNamespace
 	mi := &meshv1alpha1.MeshInstall{}
-	if err := r.Get(ctx, req.NamespacedName, mi); err != nil {
+	if err := r.Get(ctx, client.ObjectKey{Name: req.Name}, mi); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 
 	if !mi.DeletionTimestamp.IsZero() {
+		if inventoryOnly {
+			return ctrl.Result{}, nil
+		}
 		return r.reconcileDelete(ctx, mi)
 	}
 	if !controllerutil.ContainsFinalizer(mi, Finalizer) {
+		if inventoryOnly {
+			r.requestFullPass(mi)
+			return ctrl.Result{}, nil
+		}
 		controllerutil.AddFinalizer(mi, Finalizer)
 		if err := r.Update(ctx, mi); err != nil {
 			return ctrl.Result{}, err
 		}
+	}
+	if mi.Spec.Suspend && inventoryOnly {
+		return ctrl.Result{}, nil
 	}
 
 	before := mi.DeepCopy()
@@ -93,10 +107,13 @@ func (r *MeshInstallReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		st.suspended()
 		return ctrl.Result{}, nil
 	}
+	if inventoryOnly {
+		return r.reconcileInventory(ctx, mi, st)
+	}
 	return r.reconcileNormal(ctx, mi, st)
 }
 
-// reconcileNormal observes, decides and applies, in that order.
+// reconcileNormal observes, decides, applies in stages, prunes, and reports.
 func (r *MeshInstallReconciler) reconcileNormal(ctx context.Context, mi *meshv1alpha1.MeshInstall, st *statusBuilder) (ctrl.Result, error) {
 	if err := r.checkSingleton(ctx, mi); err != nil {
 		return ctrl.Result{}, classify(st, err)
@@ -105,37 +122,74 @@ func (r *MeshInstallReconciler) reconcileNormal(ctx context.Context, mi *meshv1a
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	plan, err := revision.Decide(mi, obs)
+	plan, err := revision.Decide(mi, obs.Observed)
 	if err != nil {
 		return ctrl.Result{}, classify(st, err)
 	}
-	desired, err := r.desiredObjects(ctx, mi, plan, obs)
+	d, err := r.desiredObjects(ctx, mi, plan, obs)
 	if err != nil {
 		return ctrl.Result{}, classify(st, err)
 	}
-	for _, obj := range desired {
-		if err := r.createFailOpen(ctx, obj); err != nil {
-			st.applyFailed(err)
-			return ctrl.Result{}, err
-		}
-		if err := apply(ctx, r.Client, obj); err != nil {
-			st.applyFailed(err)
-			return ctrl.Result{}, err
-		}
+	endpoint, err := r.WebhookEndpoint(ctx)
+	if err != nil {
+		return ctrl.Result{}, fmt.Errorf("webhook endpoint: %w", err)
 	}
-	if err := r.watches.ensure(ctx, desired); err != nil {
+	st.observed(plan, obs)
+	outcome := r.applyStages(ctx, mi, plan, d, obs, endpoint)
+	st.applied(outcome)
+	if err := r.watches.ensure(ctx, d.all()); err != nil {
 		log.FromContext(ctx).Error(err, "watching rendered kinds; drift of them is corrected on the next resync")
 	}
-	if err := r.prune(ctx, mi, desired); err != nil {
-		return ctrl.Result{}, err
+	var pruneErr error
+	if outcome.injectorApplied {
+		// Only once the injector no longer sends pods to what is pruned.
+		want := map[objectKey]bool{}
+		for _, o := range d.all() {
+			want[keyOf(o)] = true
+		}
+		want[objectKey{gvk: injectorGVK, name: webhookconfig.InjectorName}] = true
+		pruneErr = r.prune(ctx, plan, want, obs)
 	}
-	inv, err := r.countDataPlane(ctx, mi, plan, injectorOf(desired))
+	inv, err := countDataPlane(obs)
 	if err != nil {
 		log.FromContext(ctx).Error(err, "counting the data plane")
-		st.inventoryUnknown()
 	}
-	st.applied(plan, obs, inv)
+	st.counted(inv, err)
+	if err := errors.Join(outcome.err(), pruneErr); err != nil {
+		return ctrl.Result{}, err
+	}
 	return ctrl.Result{RequeueAfter: plan.RequeueAfter}, nil
+}
+
+// reconcileInventory recounts the data plane from one observation. When the
+// observation calls for more than a recount (a revision to prune or to
+// re-create, routing to move, a canary's clock to record), it asks for a
+// full pass instead and writes nothing itself.
+func (r *MeshInstallReconciler) reconcileInventory(ctx context.Context, mi *meshv1alpha1.MeshInstall, st *statusBuilder) (ctrl.Result, error) {
+	obs, err := r.observe(ctx, mi)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	plan, err := revision.Decide(mi, obs.Observed)
+	if err != nil || !settled(plan, obs, &mi.Status) {
+		r.requestFullPass(mi)
+		return ctrl.Result{}, nil
+	}
+	st.observed(plan, obs)
+	inv, err := countDataPlane(obs)
+	if err != nil {
+		log.FromContext(ctx).Error(err, "counting the data plane")
+	}
+	st.counted(inv, err)
+	return ctrl.Result{RequeueAfter: plan.RequeueAfter}, nil
+}
+
+// requestFullPass enqueues a full pass of mi.
+func (r *MeshInstallReconciler) requestFullPass(mi *meshv1alpha1.MeshInstall) {
+	select {
+	case r.fullPasses <- event.GenericEvent{Object: mi}:
+	default: // one is already pending
+	}
 }
 
 // classify sorts an error once: a refusal (the spec or an upgrade rule needs

@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
@@ -414,8 +415,13 @@ func TestRefusedUpgradeAppliesNothing(t *testing.T) {
 	if _, img := istiodImage(t, mi); img != imageBefore {
 		t.Errorf("istiod image changed to %s although the upgrade was refused", img)
 	}
-	if g := getMI(t, mi.Name); g.Status.ObservedGeneration == g.Generation {
-		t.Errorf("observedGeneration advanced to a refused generation")
+	// kstatus reads a refusal only at the generation it judged: Stalled at
+	// observedGeneration == generation is "Failed" to kubectl wait, Flux and Argo CD.
+	if g := getMI(t, mi.Name); g.Status.ObservedGeneration != g.Generation {
+		t.Errorf("observedGeneration %d, want the refused generation %d: the refusal would read as still in progress", g.Status.ObservedGeneration, g.Generation)
+	}
+	if c := condition(t, mi.Name, meshv1alpha1.ConditionReady); c.Status != metav1.ConditionFalse || c.ObservedGeneration != getMI(t, mi.Name).Generation {
+		t.Errorf("Ready = %+v, want False at the refused generation", c)
 	}
 }
 
@@ -592,14 +598,28 @@ func TestDataPlaneInventory(t *testing.T) {
 	}
 	// Created before the namespace is labelled (the injector is not running in this suite):
 	// two carry the stamp of an injection, current and outdated; one has none.
+	// The outdated one belongs to a workload; the others are bare pods.
+	owned := func(p *corev1.Pod) *corev1.Pod {
+		p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "web-1", UID: "uid-web-1", Controller: ptr.To(true)}}
+		return p
+	}
+	hostNetwork := pod("host-network", nil)
+	hostNetwork.Spec.HostNetwork = true
+	finished := pod("finished", map[string]string{"sidecar.istio.io/status": "{}", "mesh.meshkeeper.dev/revision": "pruned-long-ago", "mesh.meshkeeper.dev/config-hash": "0000"})
 	for _, p := range []*corev1.Pod{
 		pod("current", map[string]string{"sidecar.istio.io/status": "{}", "mesh.meshkeeper.dev/revision": "default", "mesh.meshkeeper.dev/config-hash": cfg.Hash()}),
-		pod("outdated", map[string]string{"sidecar.istio.io/status": "{}", "mesh.meshkeeper.dev/revision": "default", "mesh.meshkeeper.dev/config-hash": "0000"}),
+		owned(pod("outdated", map[string]string{"sidecar.istio.io/status": "{}", "mesh.meshkeeper.dev/revision": "default", "mesh.meshkeeper.dev/config-hash": "0000"})),
 		pod("missed", nil),
+		hostNetwork, // Istio never injects it: never "uninjected"
+		finished,    // Succeeded: neither outdated nor in use
 	} {
 		if err := env.Client.Create(ctx, p); err != nil {
 			t.Fatal(err)
 		}
+	}
+	finished.Status.Phase = corev1.PodSucceeded
+	if err := env.Client.Status().Update(ctx, finished); err != nil {
+		t.Fatal(err)
 	}
 	nsObj.Labels = map[string]string{"istio-injection": "enabled"}
 	if err := env.Client.Update(ctx, nsObj); err != nil {
@@ -607,7 +627,7 @@ func TestDataPlaneInventory(t *testing.T) {
 	}
 	eventually(t, timeout, "data plane counted", func() error {
 		dp := getMI(t, mi.Name).Status.DataPlane
-		want := meshv1alpha1.DataPlaneStatus{InjectedPods: 2, UpToDatePods: 1, OutdatedPods: 1, UninjectedPods: 1}
+		want := meshv1alpha1.DataPlaneStatus{InjectedPods: 2, UpToDatePods: 1, OutdatedPods: 1, UninjectedPods: 1, UnmanagedPods: 1}
 		if dp == nil || *dp != want {
 			return fmt.Errorf("dataPlane = %+v, want %+v", dp, want)
 		}

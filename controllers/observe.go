@@ -3,95 +3,208 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"maps"
+	"strings"
 	"time"
 
+	"github.com/Masterminds/semver/v3"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
+	"github.com/meshkeeper/meshkeeper/internal/inject"
+	"github.com/meshkeeper/meshkeeper/internal/inventory"
+	"github.com/meshkeeper/meshkeeper/internal/render"
 	"github.com/meshkeeper/meshkeeper/internal/revision"
+	"github.com/meshkeeper/meshkeeper/internal/webhookconfig"
 )
 
-// observe reads what the plan depends on: the istiod Deployment of each
-// revision and which revisions running pods use.
-func (r *MeshInstallReconciler) observe(ctx context.Context, mi *meshv1alpha1.MeshInstall) (revision.Observed, error) {
-	obs := revision.Observed{Now: time.Now(), Revisions: map[string]revision.ObservedRevision{}, InventoryKnown: true}
+// observation is every fact one pass needs, gathered once at its start from
+// the manager's cache. Decide, render, apply and status read only this.
+type observation struct {
+	revision.Observed
+	// live are the objects the MeshInstall owns, by key, as the cache holds them.
+	live map[objectKey]client.Object
+	// namespaces maps every namespace to its labels.
+	namespaces map[string]map[string]string
+	// pods are the running pods, for the data plane counts.
+	pods []inventory.Pod
+	// configHash maps each revision to the hash of its current injection configuration.
+	configHash map[string]string
+	// injector is the injector configuration in the cluster; nil when missing.
+	injector *admissionregistrationv1.MutatingWebhookConfiguration
+}
 
-	var deployments appsv1.DeploymentList
-	// Per-revision Deployments are istiod's (gateways are shared).
-	if err := r.List(ctx, &deployments, client.InNamespace(mi.Spec.Namespace),
-		client.MatchingLabels{LabelMeshInstall: mi.Name}, client.HasLabels{LabelRevision}); err != nil {
-		return obs, fmt.Errorf("listing istiod deployments: %w", err)
+// observe reads what the MeshInstall owns, grouped by revision, where the
+// tags point, the namespaces and the running pods. The set of revisions is
+// the cluster's: every revision with a labelled object, and every revision a
+// running pod is stamped with, whatever status says.
+func (r *MeshInstallReconciler) observe(ctx context.Context, mi *meshv1alpha1.MeshInstall) (*observation, error) {
+	obs := &observation{
+		Observed:   revision.Observed{Now: time.Now(), Revisions: map[string]revision.ObservedRevision{}, InventoryKnown: true},
+		live:       map[objectKey]client.Object{},
+		namespaces: map[string]map[string]string{},
+		configHash: map[string]string{},
 	}
-	for i := range deployments.Items {
-		d := &deployments.Items[i]
-		name := d.Labels[LabelRevision]
-		if name == "" {
-			continue
-		}
-		obs.Revisions[name] = revision.ObservedRevision{Version: d.Labels[LabelVersion], Ready: rolledOut(d), PodsReady: true}
+	owned, err := r.owned(ctx, mi)
+	if err != nil {
+		return nil, err
+	}
+	for _, o := range owned {
+		obs.live[keyOf(o)] = o
+		obs.ownedObject(mi, o)
 	}
 
+	nsList := &metav1.PartialObjectMetadataList{}
+	nsList.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("NamespaceList"))
+	if err := r.List(ctx, nsList); err != nil {
+		return nil, fmt.Errorf("listing namespaces: %w", err)
+	}
+	for _, ns := range nsList.Items {
+		obs.namespaces[ns.Name] = ns.Labels
+	}
+
+	var pods corev1.PodList
+	if err := r.List(ctx, &pods); err != nil {
+		// Unknown usage never prunes; the rest of the plan can go on.
+		log.FromContext(ctx).Error(err, "listing pods")
+		obs.InventoryKnown = false
+		return obs, nil
+	}
+	istiodPods := map[string]string{} // revision → why its pods cannot run
+	for i := range pods.Items {
+		obs.pod(mi, &pods.Items[i], istiodPods)
+	}
 	for name, o := range obs.Revisions {
-		// Only a canary's step waits for its pods to be Ready; for the other
-		// revisions the count is enough, and pod metadata carries it.
-		canary := mi.Status.Canary != nil && mi.Status.Canary.Revision == name
-		pods, ready, err := r.revisionPods(ctx, name, canary)
-		if err != nil {
-			// Unknown usage never prunes; the rest of the plan can go on.
-			obs.InventoryKnown = false
-			continue
+		if o.Istiod != nil && !o.Istiod.Available && istiodPods[name] != "" {
+			o.Istiod.Reason = istiodPods[name]
+			obs.Revisions[name] = o
 		}
-		o.Pods, o.PodsReady = pods, ready
-		obs.Revisions[name] = o
 	}
 	return obs, nil
 }
 
-// revisionPods counts running (not Succeeded, not Failed) pods injected by a
-// revision, read live from the API server so a stale cache can never let a
-// revision in use be pruned. Whether they are all Ready needs their status,
-// so whole pods are listed only when withReadiness is set; otherwise their
-// metadata (and ready is true).
-func (r *MeshInstallReconciler) revisionPods(ctx context.Context, rev string, withReadiness bool) (int32, bool, error) {
-	opts := []client.ListOption{
-		client.MatchingLabels{PodRevisionLabel: rev},
-		client.MatchingFieldsSelector{Selector: fields.AndSelectors(
-			fields.OneTermNotEqualSelector("status.phase", string(corev1.PodSucceeded)),
-			fields.OneTermNotEqualSelector("status.phase", string(corev1.PodFailed)),
-		)},
-	}
-	if !withReadiness {
-		var pods metav1.PartialObjectMetadataList
-		pods.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("PodList"))
-		if err := r.APIReader.List(ctx, &pods, opts...); err != nil {
-			return 0, false, fmt.Errorf("listing pods of revision %s: %w", rev, err)
+// ownedObject files one owned object under its revision, or as the routing
+// or the injector.
+func (obs *observation) ownedObject(mi *meshv1alpha1.MeshInstall, o client.Object) {
+	l := o.GetLabels()
+	switch o := o.(type) {
+	case *corev1.ConfigMap:
+		if o.Name == render.RoutingConfigMapName && l[render.LabelRouting] == "true" && o.Namespace == mi.Spec.Namespace {
+			if routing, err := revision.RoutingFromData(o.Data); err == nil {
+				obs.Routing = &routing
+			}
+			return
 		}
-		return int32(len(pods.Items)), true, nil
+	case *admissionregistrationv1.MutatingWebhookConfiguration:
+		if o.Name == webhookconfig.InjectorName {
+			obs.injector = o
+		}
+		return
 	}
-	var pods corev1.PodList
-	if err := r.APIReader.List(ctx, &pods, opts...); err != nil {
-		return 0, false, fmt.Errorf("listing pods of revision %s: %w", rev, err)
+	name, ok := l[LabelRevision]
+	if !ok {
+		return
 	}
-	ready := true
-	for i := range pods.Items {
-		if !podReady(&pods.Items[i]) {
-			ready = false
+	rev := obs.Revisions[name]
+	switch o := o.(type) {
+	case *appsv1.Deployment:
+		if o.Name == render.IstiodName(name) {
+			rev.Istiod = rolloutOf(o)
+			rev.ControlPlaneVersion = l[LabelVersion]
+		}
+	case *corev1.ConfigMap:
+		if l[render.LabelInjectionConfig] == "true" {
+			rev.ProxyVersion = l[LabelVersion]
+			obs.configHash[name] = o.Annotations[render.AnnotationConfigHash]
+		} else if rev.ControlPlaneVersion == "" {
+			rev.ControlPlaneVersion = l[LabelVersion] // istiod itself may be gone
 		}
 	}
-	return int32(len(pods.Items)), ready, nil
+	rev.PodsReady = true
+	obs.Revisions[name] = rev
 }
 
-func podReady(p *corev1.Pod) bool {
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodReady {
-			return c.Status == corev1.ConditionTrue
+// pod counts one pod: towards its revision's usage and the data plane
+// inventory when it runs, and, for an istiod pod that cannot be scheduled,
+// as the reason its revision is not available.
+func (obs *observation) pod(mi *meshv1alpha1.MeshInstall, p *corev1.Pod, istiodPods map[string]string) {
+	if p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+		return
+	}
+	if rev, ok := p.Labels[LabelRevision]; ok && p.Namespace == mi.Spec.Namespace && p.Labels[LabelMeshInstall] == mi.Name {
+		// An istiod pod (gateways are shared and carry no revision label).
+		if c := podCondition(p, corev1.PodScheduled); c != nil && c.Status == corev1.ConditionFalse {
+			istiodPods[rev] = strings.TrimSpace(c.Reason + ": " + c.Message)
 		}
 	}
-	return false
+	if name, stamped := p.Labels[PodRevisionLabel]; stamped {
+		rev, known := obs.Revisions[name]
+		if !known {
+			rev.PodsReady = true
+		}
+		rev.Pods++
+		if c := podCondition(p, corev1.PodReady); c == nil || c.Status != corev1.ConditionTrue {
+			rev.PodsReady = false
+		}
+		rev.PodVersion = newer(rev.PodVersion, p.Annotations[inject.AnnotationProxyVersion])
+		obs.Revisions[name] = rev
+	}
+	if !p.DeletionTimestamp.IsZero() {
+		return // still running, so it holds its revision; no longer counted
+	}
+	obs.pods = append(obs.pods, inventory.Pod{
+		Pod:        webhookconfig.Pod{Namespace: p.Namespace, Labels: p.Labels, Annotations: p.Annotations, HostNetwork: p.Spec.HostNetwork},
+		Controlled: metav1.GetControllerOfNoCopy(p) != nil,
+	})
+}
+
+// newer returns the newer of two versions; unparseable ones lose.
+func newer(a, b string) string {
+	vb, err := semver.NewVersion(b)
+	if err != nil {
+		return a
+	}
+	if va, err := semver.NewVersion(a); err == nil && !vb.GreaterThan(va) {
+		return a
+	}
+	return b
+}
+
+func podCondition(p *corev1.Pod, t corev1.PodConditionType) *corev1.PodCondition {
+	for i := range p.Status.Conditions {
+		if p.Status.Conditions[i].Type == t {
+			return &p.Status.Conditions[i]
+		}
+	}
+	return nil
+}
+
+// rolloutOf judges an istiod Deployment: available when it runs its
+// current template on every replica, and otherwise why not, in its own words.
+func rolloutOf(d *appsv1.Deployment) *revision.Rollout {
+	r := &revision.Rollout{Available: rolledOut(d)}
+	if r.Available {
+		return r
+	}
+	want := int32(1)
+	if d.Spec.Replicas != nil {
+		want = *d.Spec.Replicas
+	}
+	r.Reason = fmt.Sprintf("%d of %d replicas updated, %d available", d.Status.UpdatedReplicas, want, d.Status.AvailableReplicas)
+	for _, c := range d.Status.Conditions {
+		switch {
+		case c.Type == appsv1.DeploymentProgressing && c.Status == corev1.ConditionFalse && c.Reason == "ProgressDeadlineExceeded":
+			r.DeadlineExceeded = true
+		case c.Type == appsv1.DeploymentReplicaFailure && c.Status == corev1.ConditionTrue:
+			r.Reason = c.Reason + ": " + c.Message
+		}
+	}
+	return r
 }
 
 // rolledOut is true when a Deployment runs its current template on every
@@ -114,4 +227,47 @@ func rolledOut(d *appsv1.Deployment) bool {
 		}
 	}
 	return want == 0
+}
+
+// revisionNames are the revisions the plan keeps.
+func revisionNames(p revision.Plan) map[string]bool {
+	out := make(map[string]bool, len(p.Revisions))
+	for _, r := range p.Revisions {
+		out[r.Name] = true
+	}
+	return out
+}
+
+// settled reports whether the cluster already is what the plan wants of
+// revisions and routing, so that a pass triggered by pods need not render
+// or apply anything.
+func settled(p revision.Plan, obs *observation, st *meshv1alpha1.MeshInstallStatus) bool {
+	if len(p.Prune) > 0 || !p.Routing.Equal(obs.Routing) {
+		return false
+	}
+	if !maps.Equal(revisionNames(p), namesOf(obs.Revisions)) {
+		return false
+	}
+	for _, r := range p.Revisions {
+		o := obs.Revisions[r.Name]
+		if o.ControlPlaneVersion != r.Version.String() || o.ProxyVersion != r.ProxyVersion.String() {
+			return false
+		}
+	}
+	// A canary whose health changed has a clock to record.
+	if (p.Canary == nil) != (st.Canary == nil) {
+		return false
+	}
+	if p.Canary != nil && (p.Canary.HealthySince == nil) != (st.Canary.HealthySince == nil) {
+		return false
+	}
+	return true
+}
+
+func namesOf(m map[string]revision.ObservedRevision) map[string]bool {
+	out := make(map[string]bool, len(m))
+	for k := range m {
+		out[k] = true
+	}
+	return out
 }

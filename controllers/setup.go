@@ -64,11 +64,15 @@ func (r *MeshInstallReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		b = b.Owns(t)
 	}
 	b = b.Watches(&apiextensionsv1.CustomResourceDefinition{}, handler.EnqueueRequestsFromMapFunc(r.allMeshInstalls))
-	// The data plane inventory follows pods and namespaces through metadata-only informers.
-	b = b.WatchesMetadata(&corev1.Pod{}, r.podEvents()).WatchesMetadata(&corev1.Namespace{}, r.podEvents())
+	// The data plane inventory follows pods (cached trimmed, see TrimPod) and
+	// namespaces (metadata only); their events only recount it.
+	b = b.Watches(&corev1.Pod{}, r.podEvents()).WatchesMetadata(&corev1.Namespace{}, r.podEvents())
 	if r.Retrigger != nil {
 		b = b.WatchesRawSource(source.Channel(r.Retrigger, handler.EnqueueRequestsFromMapFunc(r.allMeshInstalls)))
 	}
+	// A recount that finds more to do asks for a full pass.
+	r.fullPasses = make(chan event.GenericEvent, 1)
+	b = b.WatchesRawSource(source.Channel(r.fullPasses, &handler.EnqueueRequestForObject{}))
 	c, err := b.Build(r)
 	if err != nil {
 		return err

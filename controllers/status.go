@@ -18,13 +18,14 @@ type statusBuilder struct {
 	now time.Time
 	gen int64
 
-	suspend  bool
-	refusal  *revision.Refusal
-	applyErr error
-	plan     *revision.Plan
-	obs      revision.Observed
-	inv      inventory.Result
-	invErr   bool
+	suspend bool
+	refusal *revision.Refusal
+	plan    *revision.Plan
+	obs     *observation
+	// outcome is what the staged apply did; nil in a pass that only recounts the data plane.
+	outcome *applyOutcome
+	inv     inventory.Result
+	invErr  bool
 }
 
 func newStatusBuilder(mi *meshv1alpha1.MeshInstall, now time.Time) *statusBuilder {
@@ -35,24 +36,35 @@ func (s *statusBuilder) suspended() { s.suspend = true }
 
 func (s *statusBuilder) refused(r *revision.Refusal) { s.refusal = r }
 
-func (s *statusBuilder) applyFailed(err error) { s.applyErr = err }
+// observed records the plan and the observation it was made from.
+func (s *statusBuilder) observed(p revision.Plan, obs *observation) { s.plan, s.obs = &p, obs }
 
-func (s *statusBuilder) applied(p revision.Plan, obs revision.Observed, inv inventory.Result) {
-	s.plan, s.obs, s.inv = &p, obs, inv
+func (s *statusBuilder) applied(o applyOutcome) { s.outcome = &o }
+
+func (s *statusBuilder) counted(inv inventory.Result, err error) {
+	s.inv, s.invErr = inv, err != nil || !s.obs.InventoryKnown
 }
 
-func (s *statusBuilder) inventoryUnknown() { s.invErr = true }
-
-// finish computes status from the pass's findings.
+// finish computes status from the pass's findings. A pass that only
+// recounted the data plane (no outcome) writes only the counts.
 func (s *statusBuilder) finish(mi *meshv1alpha1.MeshInstall, reconcileErr error) {
 	st := &mi.Status
-	if s.plan != nil {
-		s.recordPlan(mi)
-		st.ObservedGeneration = s.gen
-	}
 	set := func(c metav1.Condition) {
 		c.ObservedGeneration = s.gen
 		meta.SetStatusCondition(&st.Conditions, c)
+	}
+	if s.plan != nil && s.outcome == nil {
+		s.recordDataPlane(mi)
+		set(s.dataPlane())
+		return
+	}
+	if s.plan != nil || s.refusal != nil {
+		// This pass judged the current spec, a refusal included.
+		st.ObservedGeneration = s.gen
+	}
+	if s.plan != nil && s.outcome != nil {
+		s.recordPlan(mi)
+		s.recordDataPlane(mi)
 	}
 	set(s.stalled())
 	set(s.reconciling(reconcileErr))
@@ -63,61 +75,107 @@ func (s *statusBuilder) finish(mi *meshv1alpha1.MeshInstall, reconcileErr error)
 	}
 }
 
-func (s *statusBuilder) dataPlane() metav1.Condition {
-	c := metav1.Condition{Type: meshv1alpha1.ConditionDataPlaneUpToDate, Status: metav1.ConditionTrue,
-		Reason: meshv1alpha1.ReasonUpToDate, Message: fmt.Sprintf("%d injected pods run their revision's current configuration", s.inv.UpToDate)}
-	switch {
-	case s.invErr:
-		c.Status, c.Reason, c.Message = metav1.ConditionUnknown, meshv1alpha1.ReasonInventoryUnavailable, "pods could not be listed"
-	case s.inv.Uninjected > 0:
-		c.Status, c.Reason = metav1.ConditionFalse, meshv1alpha1.ReasonUninjectedPods
-		c.Message = fmt.Sprintf("%d pods should have a sidecar but have none; restart them", s.inv.Uninjected)
-	case s.inv.Outdated > 0:
-		c.Status, c.Reason = metav1.ConditionFalse, meshv1alpha1.ReasonOutdatedPods
-		c.Message = fmt.Sprintf("%d pods run an older proxy or injection configuration; restart them to update", s.inv.Outdated)
-	}
-	return c
-}
-
-// recordPlan stores the plan's revisions, canary and active version.
+// recordPlan reports the revisions and where the tags point now: the
+// routing in effect, which is the plan's unless it could not be written.
 func (s *statusBuilder) recordPlan(mi *meshv1alpha1.MeshInstall) {
-	p, st := s.plan, &mi.Status
-	st.ActiveRevision = p.Active.Name
-	st.Canary = p.Canary
-	if o, ok := s.obs.Revisions[p.Active.Name]; ok && o.Ready && o.Version == p.Active.Version.String() {
-		st.Version = p.Active.Version.String()
+	p, st, routing := s.plan, &mi.Status, s.outcome.routing
+	active := p.Active.Name
+	var canary string
+	var weight int32
+	if routing != nil {
+		active, canary, weight = routing.Active, routing.Canary, routing.Weight
+	}
+	st.ActiveRevision = active
+	switch {
+	case canary == "":
+		st.Canary = nil
+	case p.Canary != nil && p.Canary.Revision == canary && p.Canary.Weight == weight:
+		st.Canary = p.Canary
+	case st.Canary == nil || st.Canary.Revision != canary || st.Canary.Weight != weight:
+		st.Canary = &meshv1alpha1.CanaryStatus{Revision: canary, Weight: weight}
 	}
 	revs := make([]meshv1alpha1.RevisionStatus, 0, len(p.Revisions))
 	for _, r := range p.Revisions {
 		o := s.obs.Revisions[r.Name]
 		rs := meshv1alpha1.RevisionStatus{
-			Name: r.Name, Version: r.Version.String(), Role: r.Role, Weight: r.Weight,
-			Ready: o.Ready && o.Version == r.Version.String(), Pods: o.Pods,
+			Name: r.Name, Version: r.ProxyVersion.String(), ControlPlaneVersion: r.Version.String(),
+			Role: meshv1alpha1.RevisionDraining, Ready: available(o, r.Version.String()),
 		}
-		if lu, ok := p.LastUsed[r.Name]; ok {
-			rs.LastUsedTime = &lu
-		} else if o.Pods > 0 {
-			now := metav1.NewTime(s.now)
-			rs.LastUsedTime = &now
+		switch r.Name {
+		case active:
+			rs.Role, rs.Weight = meshv1alpha1.RevisionActive, 100-weight
+			if rs.Ready {
+				st.Version = r.ProxyVersion.String()
+			}
+		case canary:
+			rs.Role, rs.Weight = meshv1alpha1.RevisionCanary, weight
+			if st.Canary.Version == "" {
+				st.Canary.Version = r.Version.String()
+			}
 		}
 		revs = append(revs, rs)
 	}
 	st.Revisions = revs
+}
+
+// recordDataPlane reports the pods of each revision and the data plane counts.
+func (s *statusBuilder) recordDataPlane(mi *meshv1alpha1.MeshInstall) {
+	st := &mi.Status
+	for i := range st.Revisions {
+		r := &st.Revisions[i]
+		r.Pods = s.obs.Revisions[r.Name].Pods
+		r.LastUsedTime = nil
+		if since, ok := s.plan.UnusedSince[r.Name]; ok {
+			r.LastUsedTime = &since
+		}
+		if !s.invErr {
+			r.UpToDatePods = min(s.inv.Revisions[r.Name].UpToDate, r.Pods)
+		}
+	}
 	if !s.invErr {
 		st.DataPlane = &meshv1alpha1.DataPlaneStatus{
 			InjectedPods: s.inv.Injected, UpToDatePods: s.inv.UpToDate,
-			OutdatedPods: s.inv.Outdated, UninjectedPods: s.inv.Uninjected,
-		}
-		for i := range st.Revisions {
-			st.Revisions[i].UpToDatePods = min(s.inv.Revisions[st.Revisions[i].Name].UpToDate, st.Revisions[i].Pods)
+			OutdatedPods: s.inv.Outdated, UninjectedPods: s.inv.Uninjected, UnmanagedPods: s.inv.Unmanaged,
 		}
 	}
 }
 
+func available(o revision.ObservedRevision, v string) bool {
+	return o.Istiod != nil && o.Istiod.Available && o.ControlPlaneVersion == v
+}
+
+func (s *statusBuilder) dataPlane() metav1.Condition {
+	c := metav1.Condition{Type: meshv1alpha1.ConditionDataPlaneUpToDate, Status: metav1.ConditionTrue,
+		Reason: meshv1alpha1.ReasonUpToDate, Message: fmt.Sprintf("%d injected pods run their revision's current configuration", s.inv.UpToDate)}
+	unmanaged := ""
+	if s.inv.Unmanaged > 0 {
+		unmanaged = fmt.Sprintf(" (%d of them have no controller: delete and recreate them)", s.inv.Unmanaged)
+	}
+	switch {
+	case s.invErr:
+		c.Status, c.Reason, c.Message = metav1.ConditionUnknown, meshv1alpha1.ReasonInventoryUnavailable, "pods could not be listed"
+	case s.inv.Uninjected > 0:
+		c.Status, c.Reason = metav1.ConditionFalse, meshv1alpha1.ReasonUninjectedPods
+		c.Message = fmt.Sprintf("%d pods should have a sidecar but have none; restart their workloads%s", s.inv.Uninjected, unmanaged)
+	case s.inv.Outdated > 0:
+		c.Status, c.Reason = metav1.ConditionFalse, meshv1alpha1.ReasonOutdatedPods
+		c.Message = fmt.Sprintf("%d pods run an older proxy or injection configuration; restart their workloads to update%s", s.inv.Outdated, unmanaged)
+	}
+	return c
+}
+
+func (s *statusBuilder) failed() bool { return s.outcome != nil && len(s.outcome.failures) > 0 }
+
+func (s *statusBuilder) blocked() bool { return s.plan != nil && s.plan.Blocked }
+
 func (s *statusBuilder) stalled() metav1.Condition {
-	if s.refusal != nil {
+	switch {
+	case s.refusal != nil:
 		return metav1.Condition{Type: meshv1alpha1.ConditionStalled, Status: metav1.ConditionTrue,
 			Reason: s.refusal.Reason, Message: s.refusal.Message}
+	case s.blocked():
+		return metav1.Condition{Type: meshv1alpha1.ConditionStalled, Status: metav1.ConditionTrue,
+			Reason: meshv1alpha1.ReasonControlPlaneNotAvailable, Message: s.plan.Message}
 	}
 	return metav1.Condition{Type: meshv1alpha1.ConditionStalled, Status: metav1.ConditionFalse,
 		Reason: meshv1alpha1.ReasonReconcileSucceeded, Message: "no action needed from a person"}
@@ -132,6 +190,10 @@ func (s *statusBuilder) reconciling(err error) metav1.Condition {
 		c.Status, c.Reason, c.Message = metav1.ConditionFalse, s.refusal.Reason, "waiting for the spec to be fixed"
 	case s.plan == nil:
 		c.Status, c.Reason, c.Message = metav1.ConditionTrue, meshv1alpha1.ReasonProgressing, errMessage(err, "retrying")
+	case s.failed():
+		c.Status, c.Reason, c.Message = metav1.ConditionTrue, meshv1alpha1.ReasonApplyFailed, s.outcome.err().Error()
+	case s.blocked():
+		c.Status, c.Reason, c.Message = metav1.ConditionFalse, meshv1alpha1.ReasonControlPlaneNotAvailable, "waiting for a person: "+s.plan.Message
 	case s.plan.Phase != revision.PhaseSteady:
 		c.Status, c.Reason, c.Message = metav1.ConditionTrue, phaseReason(s.plan.Phase), s.plan.Message
 	case !s.activeReady():
@@ -153,10 +215,12 @@ func (s *statusBuilder) ready(mi *meshv1alpha1.MeshInstall, err error) metav1.Co
 		c.Reason, c.Message = meshv1alpha1.ReasonSuspended, "spec.suspend is true"
 	case s.refusal != nil:
 		c.Reason, c.Message = s.refusal.Reason, s.refusal.Message
-	case s.applyErr != nil:
-		c.Reason, c.Message = meshv1alpha1.ReasonApplyFailed, s.applyErr.Error()
 	case s.plan == nil:
 		c.Reason, c.Message = meshv1alpha1.ReasonProgressing, errMessage(err, "reconciling")
+	case s.failed():
+		c.Reason, c.Message = meshv1alpha1.ReasonApplyFailed, s.outcome.err().Error()
+	case s.blocked():
+		c.Reason, c.Message = meshv1alpha1.ReasonControlPlaneNotAvailable, s.plan.Message
 	case !s.activeReady():
 		c.Reason = phaseReason(s.plan.Phase)
 		if s.plan.Phase == revision.PhaseSteady || s.plan.Phase == revision.PhaseDraining {
@@ -165,7 +229,7 @@ func (s *statusBuilder) ready(mi *meshv1alpha1.MeshInstall, err error) metav1.Co
 		c.Message = fmt.Sprintf("istiod revision %s (%s) is not available yet", s.plan.Active.Name, s.plan.Active.Version)
 	default:
 		c.Status, c.Reason = metav1.ConditionTrue, meshv1alpha1.ReasonReconcileSucceeded
-		c.Message = fmt.Sprintf("Istio %s is available (revision %s)", s.plan.Active.Version, s.plan.Active.Name)
+		c.Message = fmt.Sprintf("Istio %s is available (revision %s)", s.plan.Active.ProxyVersion, s.plan.Active.Name)
 	}
 	return c
 }
@@ -176,6 +240,10 @@ func (s *statusBuilder) upgrading() metav1.Condition {
 	if s.plan == nil {
 		return c
 	}
+	if s.blocked() {
+		c.Reason, c.Message = meshv1alpha1.ReasonControlPlaneNotAvailable, s.plan.Message
+		return c
+	}
 	switch s.plan.Phase {
 	case revision.PhaseUpgradingInPlace, revision.PhaseCanary, revision.PhaseCanaryPaused, revision.PhaseAborting:
 		c.Status, c.Reason, c.Message = metav1.ConditionTrue, phaseReason(s.plan.Phase), s.plan.Message
@@ -183,9 +251,11 @@ func (s *statusBuilder) upgrading() metav1.Condition {
 	return c
 }
 
+// activeReady is true when the active revision's istiod is available with
+// its current template and the data plane gets that version.
 func (s *statusBuilder) activeReady() bool {
-	o, ok := s.obs.Revisions[s.plan.Active.Name]
-	return ok && o.Ready && o.Version == s.plan.Active.Version.String()
+	a := s.plan.Active
+	return available(s.obs.Revisions[a.Name], a.Version.String()) && a.Version.Compare(a.ProxyVersion) == 0
 }
 
 func phaseReason(p revision.Phase) string {

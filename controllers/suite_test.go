@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/tools/events"
@@ -29,6 +30,8 @@ var env *testenv.Env
 func TestMain(m *testing.M) {
 	if os.Getenv("MESHKEEPER_TEST_LOG") != "" {
 		ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.UseDevMode(true)))
+	} else {
+		ctrl.SetLogger(logr.Discard())
 	}
 	var err error
 	env, err = testenv.Start()
@@ -63,7 +66,7 @@ func startManager(t *testing.T, o managerOpts) *MeshInstallReconciler {
 			DefaultLabelSelector: managed,
 			ByObject: map[client.Object]cache.ByObject{
 				&meshv1alpha1.MeshInstall{}: {Label: labels.Everything()},
-				&corev1.Pod{}:               {Label: labels.Everything(), Transform: TrimPodMetadata},
+				&corev1.Pod{}:               {Label: labels.Everything(), Transform: TrimPod},
 				&corev1.Namespace{}:         {Label: labels.Everything()},
 			},
 		},

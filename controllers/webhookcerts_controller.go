@@ -75,24 +75,40 @@ func (r *WebhookCertReconciler) Bootstrap(ctx context.Context, c client.Client) 
 	// Replicas starting together race to create the Secret; the loser reads the winner's.
 	raced := func(err error) bool { return apierrors.IsAlreadyExists(err) || apierrors.IsConflict(err) }
 	return retry.OnError(retry.DefaultRetry, raced, func() error {
-		_, err := r.ensure(ctx, c)
+		_, _, err := r.ensure(ctx, c)
 		return err
 	})
 }
 
 // Reconcile renews what is due and publishes the result.
 func (r *WebhookCertReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result, error) {
-	bundle, err := r.ensure(ctx, r.Client)
+	bundle, waiting, err := r.ensure(ctx, r.Client)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	if err := apply(ctx, r.Client, webhookconfig.ValidatorConfiguration(r.endpointWith(bundle.CACert),
-		map[string]string{LabelManagedBy: ManagedByValue})); err != nil {
+	validator := webhookconfig.ValidatorConfiguration(r.endpointWith(bundle.CACert), map[string]string{LabelManagedBy: ManagedByValue})
+	live := &admissionregistrationv1.ValidatingWebhookConfiguration{}
+	var current client.Object = live
+	if err := r.Client.Get(ctx, client.ObjectKeyFromObject(validator), live); err != nil {
+		if !apierrors.IsNotFound(err) {
+			return ctrl.Result{}, err
+		}
+		current = nil
+	}
+	if _, err := applyIfChanged(ctx, r.Client, validator, current); err != nil {
 		return ctrl.Result{}, err
+	}
+	if waiting {
+		// A new CA waits to be trusted everywhere before it signs what is served.
+		return ctrl.Result{RequeueAfter: caPropagationPoll}, nil
 	}
 	now := time.Now()
 	return ctrl.Result{RequeueAfter: certs.NextCheck(bundle, now).Sub(now) + time.Second}, nil
 }
+
+// caPropagationPoll is how often a pending serving certificate looks for its
+// CA in the webhook configurations (their changes also trigger a look).
+const caPropagationPoll = 5 * time.Second
 
 func (r *WebhookCertReconciler) endpointWith(ca []byte) webhookconfig.Endpoint {
 	return webhookconfig.Endpoint{Service: r.Service, URL: r.URL, CABundle: ca}
@@ -100,24 +116,43 @@ func (r *WebhookCertReconciler) endpointWith(ca []byte) webhookconfig.Endpoint {
 
 // ensure reads the Secret, renews what is due (storing it with optimistic
 // concurrency, so replicas agree on one certificate), writes the files and
-// records the CA bundle.
-func (r *WebhookCertReconciler) ensure(ctx context.Context, c client.Client) (*certs.Bundle, error) {
+// records the CA bundle. A CA rotation takes two steps: the new CA joins the
+// bundle (beside the old one) while the old serving certificate is still
+// served; a serving certificate signed by the new CA is issued only once
+// every webhook configuration meshkeeper manages trusts it. waiting reports
+// that the second step is pending.
+func (r *WebhookCertReconciler) ensure(ctx context.Context, c client.Client) (bundle *certs.Bundle, waiting bool, err error) {
 	secret := &corev1.Secret{}
-	err := c.Get(ctx, types.NamespacedName{Namespace: r.Namespace, Name: r.SecretName}, secret)
+	err = c.Get(ctx, types.NamespacedName{Namespace: r.Namespace, Name: r.SecretName}, secret)
 	exists := err == nil
 	if err != nil && !apierrors.IsNotFound(err) {
-		return nil, fmt.Errorf("reading the webhook certificate secret: %w", err)
+		return nil, false, fmt.Errorf("reading the webhook certificate secret: %w", err)
 	}
-	bundle := certs.FromData(secret.Data)
+	bundle = certs.FromData(secret.Data)
 	now := time.Now()
-	if renewal := certs.Check(bundle, r.Hosts, now); renewal.CA || renewal.Serving {
-		ctrl.LoggerFrom(ctx).Info("issuing webhook certificate", "reason", renewal.Reason, "newCA", renewal.CA)
+	renewal := certs.Check(bundle, r.Hosts, now)
+	serving := certs.Serves(bundle, now)
+	switch {
+	case renewal.CA && serving:
+		renewal.Serving = false // step one: the new CA only
+	case renewal.Serving && !renewal.CA && serving:
+		trusted, err := r.trustedEverywhere(ctx, c, certs.CurrentCA(bundle))
+		if err != nil {
+			return nil, false, err
+		}
+		if !trusted {
+			renewal.Serving, waiting = false, true
+			ctrl.LoggerFrom(ctx).Info("waiting for every webhook configuration to trust the current CA before serving a certificate it signed", "reason", renewal.Reason)
+		}
+	}
+	if renewal.CA || renewal.Serving {
+		ctrl.LoggerFrom(ctx).Info("issuing webhook certificate", "reason", renewal.Reason, "newCA", renewal.CA, "newServing", renewal.Serving)
 		life := r.Lifetimes
 		if life.CA == 0 || life.Serving == 0 {
 			life = certs.DefaultLifetimes
 		}
 		if bundle, err = certs.Renew(bundle, renewal, r.Hosts, now, life); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		if !exists {
 			secret = &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: r.Namespace, Name: r.SecretName}}
@@ -131,11 +166,12 @@ func (r *WebhookCertReconciler) ensure(ctx context.Context, c client.Client) (*c
 			err = c.Create(ctx, secret)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("storing the webhook certificate: %w", err)
+			return nil, false, fmt.Errorf("storing the webhook certificate: %w", err)
 		}
+		waiting = waiting || (renewal.CA && !renewal.Serving)
 	}
 	if err := r.writeFiles(bundle); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	r.mu.Lock()
 	changed := !bytes.Equal(r.caBundle, bundle.CACert)
@@ -144,7 +180,37 @@ func (r *WebhookCertReconciler) ensure(ctx context.Context, c client.Client) (*c
 	if changed && r.OnCABundleChange != nil {
 		r.OnCABundleChange()
 	}
-	return bundle, nil
+	return bundle, waiting, nil
+}
+
+// trustedEverywhere reports whether every webhook configuration meshkeeper
+// manages that exists (the validator and the injector, each entry) holds the CA.
+func (r *WebhookCertReconciler) trustedEverywhere(ctx context.Context, c client.Client, caPEM []byte) (bool, error) {
+	var bundles [][]byte
+	vwc := &admissionregistrationv1.ValidatingWebhookConfiguration{}
+	switch err := c.Get(ctx, client.ObjectKey{Name: webhookconfig.ValidatorName}, vwc); {
+	case err == nil:
+		for _, w := range vwc.Webhooks {
+			bundles = append(bundles, w.ClientConfig.CABundle)
+		}
+	case !apierrors.IsNotFound(err):
+		return false, err
+	}
+	mwc := &admissionregistrationv1.MutatingWebhookConfiguration{}
+	switch err := c.Get(ctx, client.ObjectKey{Name: webhookconfig.InjectorName}, mwc); {
+	case err == nil:
+		for _, w := range mwc.Webhooks {
+			bundles = append(bundles, w.ClientConfig.CABundle)
+		}
+	case !apierrors.IsNotFound(err):
+		return false, err
+	}
+	for _, b := range bundles {
+		if !certs.Trusts(b, caPEM) {
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 // writeFiles replaces the certificate files atomically when they differ.
@@ -169,7 +235,7 @@ func (r *WebhookCertReconciler) writeFiles(b *certs.Bundle) error {
 }
 
 // SetupWithManager runs the reconciler on every replica: at start, when the
-// Secret or the validator configuration changes, and when renewal is due.
+// Secret or a webhook configuration changes, and when renewal is due.
 func (r *WebhookCertReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	key := reconcile.Request{NamespacedName: types.NamespacedName{Namespace: r.Namespace, Name: r.SecretName}}
 	toKey := handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request { return []reconcile.Request{key} })
@@ -185,6 +251,10 @@ func (r *WebhookCertReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		}))).
 		Watches(&admissionregistrationv1.ValidatingWebhookConfiguration{}, toKey, builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
 			return o.GetName() == webhookconfig.ValidatorName
+		}))).
+		// A CA rotation's second step waits for the injector to carry the new CA.
+		Watches(&admissionregistrationv1.MutatingWebhookConfiguration{}, toKey, builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
+			return o.GetName() == webhookconfig.InjectorName
 		}))).
 		WatchesRawSource(kick).
 		Complete(r)

@@ -6,13 +6,10 @@ import (
 	"fmt"
 	"mime"
 	"net/http"
-	"slices"
 	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
-	"istio.io/api/annotation"
-	"istio.io/api/label"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
@@ -190,35 +187,17 @@ func (h *InjectHandler) review(ar *admissionReview, target Target, buf []byte) (
 	return appendAllowed(buf, ar.APIVersion, req.UID, patch), http.StatusOK
 }
 
-// skipReason says why the pod is not to be injected, or "".
+// skipReason says why the pod is not to be injected, or "": the injector
+// configuration's own exclusions (webhookconfig.Excluded), which the API
+// server's match conditions apply too.
 func skipReason(pod *corev1.Pod, namespace string) string {
-	switch {
-	case len(pod.Spec.Containers) == 0 || (pod.Name == "" && pod.GenerateName == ""):
+	if len(pod.Spec.Containers) == 0 || (pod.Name == "" && pod.GenerateName == "") {
 		// The API server's validation refuses it after admission.
 		return reasonIncompletePod
-	case slices.Contains(webhookconfig.AlwaysExcludedNamespaces, namespace):
-		// Never injected, whatever the webhook configuration says, as in Istio.
-		return reasonSystemNamespace
-	case pod.Spec.HostNetwork:
-		// iptables rules would apply to the node, not the pod.
-		return reasonHostNetwork
-	case hasKey(pod.Annotations, annotation.SidecarStatus.Name):
-		return reasonAlreadyInjected
 	}
-	// The label, when present, beats the older annotation.
-	opt, ok := pod.Labels[label.SidecarInject.Name]
-	if !ok {
-		opt = pod.Annotations[annotation.SidecarInject.Name]
-	}
-	if opt == "false" {
-		return reasonDisabled
-	}
-	return ""
-}
-
-func hasKey(m map[string]string, k string) bool {
-	_, ok := m[k]
-	return ok
+	return webhookconfig.Excluded(webhookconfig.Pod{
+		Namespace: namespace, Labels: pod.Labels, Annotations: pod.Annotations, HostNetwork: pod.Spec.HostNetwork,
+	})
 }
 
 func describe(t Target) string {

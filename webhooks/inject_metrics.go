@@ -3,6 +3,8 @@ package webhooks
 import (
 	"github.com/prometheus/client_golang/prometheus"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	"github.com/meshkeeper/meshkeeper/internal/webhookconfig"
 )
 
 // Results of an injection request (the result label).
@@ -19,10 +21,10 @@ const (
 	reasonNone             = ""
 	reasonNotPodCreate     = "not-pod-create"
 	reasonIncompletePod    = "incomplete-pod"
-	reasonHostNetwork      = "host-network"
-	reasonAlreadyInjected  = "already-injected"
-	reasonDisabled         = "disabled"
-	reasonSystemNamespace  = "system-namespace"
+	reasonHostNetwork      = webhookconfig.ExcludedHostNetwork
+	reasonAlreadyInjected  = webhookconfig.ExcludedAlreadyInjected
+	reasonDisabled         = webhookconfig.ExcludedOptedOut
+	reasonSystemNamespace  = webhookconfig.ExcludedSystemNamespace
 	reasonInvalidPod       = "invalid-pod"
 	reasonBadRequest       = "bad-request"
 	reasonNoConfig         = "no-config"

@@ -3,7 +3,9 @@ package webhooks
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net/http"
 	"sync"
 	"sync/atomic"
 
@@ -13,27 +15,28 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
-	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
 	"github.com/meshkeeper/meshkeeper/internal/inject"
 	"github.com/meshkeeper/meshkeeper/internal/render"
 	"github.com/meshkeeper/meshkeeper/internal/revision"
-	"github.com/meshkeeper/meshkeeper/internal/webhookconfig"
 )
 
 // RevisionSource is the injector's ConfigSource in the operator: it holds, in
 // memory, the injection configuration of every revision (from the
-// revisions' ConfigMaps) and where every tag points (from the MeshInstall's
-// status), rebuilt from the manager's cache whenever either changes. A
-// request reads one atomic snapshot: no API call, no lock, no parsing.
+// revisions' ConfigMaps) and where every tag points (from the routing
+// ConfigMap the reconciler writes beside them), rebuilt from the manager's
+// cache whenever one changes. A request reads one atomic snapshot: no API
+// call, no lock, no parsing. Routing lives in the cluster, not in the
+// MeshInstall's status, so a lost status never re-routes a pod.
 type RevisionSource struct {
 	reader   client.Reader
 	snapshot atomic.Pointer[snapshot]
 	mu       sync.Mutex // serialises rebuilds
+	loaded   atomic.Bool
 }
 
 type snapshot struct {
 	revisions map[string]parsed
-	tags      map[string]tagTarget
+	tags      map[string]revision.Routing
 }
 
 // parsed is a revision's configuration and the JSON it was read from.
@@ -42,14 +45,8 @@ type parsed struct {
 	raw string
 }
 
-// tagTarget is where a tag points: the active revision, and during a canary
-// the canary revision with the share of workloads it receives.
-type tagTarget struct {
-	active, canary string
-	weight         int32
-}
-
-// NewRevisionSource watches ConfigMaps and MeshInstalls in the manager's cache.
+// NewRevisionSource watches ConfigMaps in the manager's cache. It reports
+// ready (Ready) once the cache has synced and the first snapshot is built.
 func NewRevisionSource(ctx context.Context, c cache.Cache) (*RevisionSource, error) {
 	s := &RevisionSource{reader: c}
 	s.snapshot.Store(&snapshot{})
@@ -58,16 +55,30 @@ func NewRevisionSource(ctx context.Context, c cache.Cache) (*RevisionSource, err
 		UpdateFunc: func(any, any) { s.rebuild(ctx) },
 		DeleteFunc: func(any) { s.rebuild(ctx) },
 	}
-	for _, obj := range []client.Object{&corev1.ConfigMap{}, &meshv1alpha1.MeshInstall{}} {
-		inf, err := c.GetInformer(ctx, obj)
-		if err != nil {
-			return nil, err
-		}
-		if _, err := inf.AddEventHandler(handler); err != nil {
-			return nil, err
-		}
+	inf, err := c.GetInformer(ctx, &corev1.ConfigMap{})
+	if err != nil {
+		return nil, err
 	}
+	if _, err := inf.AddEventHandler(handler); err != nil {
+		return nil, err
+	}
+	go func() {
+		if c.WaitForCacheSync(ctx) && s.rebuild(ctx) {
+			s.loaded.Store(true)
+		}
+	}()
 	return s, nil
+}
+
+// Ready is a readiness check: it fails until every revision's configuration
+// and the routing have been loaded from a synced cache, so that a replica
+// starting during a rolling update never answers for a revision it does
+// not know yet.
+func (s *RevisionSource) Ready(*http.Request) error {
+	if !s.loaded.Load() {
+		return errors.New("the injection configurations are not loaded yet")
+	}
+	return nil
 }
 
 // Resolve returns the configuration for a revision, or for the revision a
@@ -80,10 +91,7 @@ func (s *RevisionSource) Resolve(target Target, w Workload) (*inject.Config, err
 		if !ok {
 			return nil, fmt.Errorf("revision tag %q points at no revision yet", target.Tag)
 		}
-		rev = t.active
-		if t.canary != "" && revision.OnCanary(w.Namespace, w.Name, t.weight) {
-			rev = t.canary
-		}
+		rev = t.Target(w.Namespace, w.Name)
 	}
 	p, ok := snap.revisions[rev]
 	if !ok {
@@ -92,18 +100,19 @@ func (s *RevisionSource) Resolve(target Target, w Workload) (*inject.Config, err
 	return p.cfg, nil
 }
 
-// rebuild recomputes the snapshot from the cache. Configurations whose
-// ConfigMap did not change keep their parsed (and memoised) value.
-func (s *RevisionSource) rebuild(ctx context.Context) {
+// rebuild recomputes the snapshot from the cache, and reports whether it
+// could. Configurations whose ConfigMap did not change keep their parsed
+// (and memoised) value.
+func (s *RevisionSource) rebuild(ctx context.Context) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	old := s.snapshot.Load()
-	next := &snapshot{revisions: map[string]parsed{}, tags: map[string]tagTarget{}}
+	next := &snapshot{revisions: map[string]parsed{}, tags: map[string]revision.Routing{}}
 
 	var cms corev1.ConfigMapList
 	if err := s.reader.List(ctx, &cms, client.MatchingLabels{render.LabelInjectionConfig: "true"}); err != nil {
 		log.FromContext(ctx).Error(err, "listing injection configurations")
-		return
+		return false
 	}
 	for i := range cms.Items {
 		cm := &cms.Items[i]
@@ -125,31 +134,25 @@ func (s *RevisionSource) rebuild(ctx context.Context) {
 		next.revisions[rev] = parsed{cfg: cfg, raw: raw}
 	}
 
-	var mis meshv1alpha1.MeshInstallList
-	if err := s.reader.List(ctx, &mis); err != nil {
-		log.FromContext(ctx).Error(err, "listing MeshInstalls")
-		return
+	var routes corev1.ConfigMapList
+	if err := s.reader.List(ctx, &routes, client.MatchingLabels{render.LabelRouting: "true"}); err != nil {
+		log.FromContext(ctx).Error(err, "listing revision routing")
+		return false
 	}
-	for _, mi := range mis.Items {
-		active := mi.Status.ActiveRevision
-		if active == "" && len(next.revisions) == 1 {
-			// First install: the revision's configuration is applied before
-			// the status that names it is written; it is the only candidate.
-			for rev := range next.revisions {
-				active = rev
-			}
-		}
-		if active == "" || !mi.DeletionTimestamp.IsZero() {
+	for i := range routes.Items {
+		cm := &routes.Items[i]
+		if !cm.DeletionTimestamp.IsZero() {
 			continue
 		}
-		t := tagTarget{active: active}
-		if c := mi.Status.Canary; c != nil {
-			t.canary, t.weight = c.Revision, c.Weight
+		r, err := revision.RoutingFromData(cm.Data)
+		if err != nil {
+			log.FromContext(ctx).Error(err, "unreadable revision routing", "configmap", cm.Namespace+"/"+cm.Name)
+			continue
 		}
-		next.tags[webhookconfig.DefaultTag] = t
-		for _, tag := range mi.Spec.RevisionTags {
-			next.tags[tag] = t
+		for _, tag := range r.Tags {
+			next.tags[tag] = r
 		}
 	}
 	s.snapshot.Store(next)
+	return true
 }

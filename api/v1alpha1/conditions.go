@@ -11,7 +11,8 @@ const (
 	// desired state (installing, upgrading, moving workloads, pruning).
 	ConditionReconciling = "Reconciling"
 	// ConditionStalled is True when progress needs a human: the spec is
-	// invalid or an upgrade rule forbids the change.
+	// invalid, an upgrade rule forbids the change, or a new istiod missed its
+	// progress deadline.
 	ConditionStalled = "Stalled"
 	// ConditionUpgradeInProgress is True while a new version is rolling out,
 	// in place or as a canary revision.
@@ -44,4 +45,7 @@ const (
 	ReasonUninjectedPods         = "UninjectedPods"
 	ReasonInventoryUnavailable   = "InventoryUnavailable"
 	ReasonStrategyChangeRejected = "StrategyChangeRejected"
+	// ReasonControlPlaneNotAvailable: a new istiod did not become available
+	// within spec.updateStrategy.progressDeadline; no workload moves to it.
+	ReasonControlPlaneNotAvailable = "ControlPlaneNotAvailable"
 )

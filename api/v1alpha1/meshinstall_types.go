@@ -139,6 +139,17 @@ type UpdateStrategy struct {
 	// +kubebuilder:default="30s"
 	// +optional
 	InactiveRevisionDeletionGracePeriod *metav1.Duration `json:"inactiveRevisionDeletionGracePeriod,omitempty"`
+
+	// ProgressDeadline is how long a new istiod (an in-place rollout or a
+	// canary revision) may take to become available. It is the istiod
+	// Deployment's progressDeadlineSeconds: past it, the MeshInstall reports
+	// UpgradeInProgress False (ControlPlaneNotAvailable) and Stalled, with the
+	// Deployment's own reason. No workload moves to the new version until its
+	// istiod is available, whether or not the deadline has passed.
+	// +kubebuilder:default="10m"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('10s') && duration(self) <= duration('24h')",message="spec.updateStrategy.progressDeadline must be between 10s and 24h"
+	// +optional
+	ProgressDeadline *metav1.Duration `json:"progressDeadline,omitempty"`
 }
 
 // CanaryStrategy tunes a canary upgrade.
@@ -157,8 +168,9 @@ type CanaryStrategy struct {
 	// +optional
 	Steps []int32 `json:"steps,omitempty"`
 
-	// StepInterval is the least time spent at each step, with the canary
-	// istiod and its pods Ready, before the next step.
+	// StepInterval is the least time spent at each step with the canary
+	// istiod available and its pods Ready, uninterrupted, before the next
+	// step: an unhealthy spell starts the count again.
 	// +kubebuilder:default="5m"
 	// +optional
 	StepInterval *metav1.Duration `json:"stepInterval,omitempty"`
@@ -514,7 +526,8 @@ const (
 type RevisionStatus struct {
 	// Name of the revision (default, or the version with dashes, e.g. 1-32-0).
 	Name string `json:"name"`
-	// Version of Istio the revision runs.
+	// Version of Istio the revision injects into new pods (its injection
+	// configuration and gateways).
 	Version string `json:"version"`
 	// Role is Active, Canary or Draining.
 	Role RevisionRole `json:"role"`
@@ -524,14 +537,19 @@ type RevisionStatus struct {
 	// Ready is true when the revision's istiod Deployment is available.
 	// +optional
 	Ready bool `json:"ready"`
+	// ControlPlaneVersion is the version its istiod Deployment is set to;
+	// during an in-place upgrade it is ahead of Version until istiod has rolled out.
+	// +optional
+	ControlPlaneVersion string `json:"controlPlaneVersion,omitempty"`
 	// Pods is the number of running pods injected by this revision.
 	// +optional
 	Pods int32 `json:"pods"`
 	// UpToDatePods is the number of those pods injected with the revision's current configuration.
 	// +optional
-	// +optional
 	UpToDatePods int32 `json:"upToDatePods"`
-	// LastUsedTime is when a running pod last used this revision.
+	// LastUsedTime is, for a revision no running pod uses, when it was first
+	// seen unused; it is pruned inactiveRevisionDeletionGracePeriod later.
+	// Unset while pods use it.
 	// +optional
 	LastUsedTime *metav1.Time `json:"lastUsedTime,omitempty"`
 }
@@ -546,13 +564,20 @@ type CanaryStatus struct {
 	Step int32 `json:"step"`
 	// Weight is the percentage of workloads currently assigned to the canary.
 	Weight int32 `json:"weight"`
-	// StepStartTime is when the current step began.
+	// StepStartTime is when the current step began (when its weight was set).
 	// +optional
 	StepStartTime *metav1.Time `json:"stepStartTime,omitempty"`
+	// HealthySince is when the canary last turned healthy (istiod available,
+	// its pods Ready) at this step; the step advances once it has been
+	// healthy for stepInterval. Unset while it is not healthy, and before the
+	// first step (the canary's weight is 0 until its istiod is available).
+	// +optional
+	HealthySince *metav1.Time `json:"healthySince,omitempty"`
 }
 
 // DataPlaneStatus counts the pods of the mesh.
 type DataPlaneStatus struct {
+	// Every count is of running pods: Succeeded and Failed pods are left out.
 	// InjectedPods is the number of running pods with an istio-proxy injected by meshkeeper.
 	// +optional
 	InjectedPods int32 `json:"injectedPods"`
@@ -564,13 +589,20 @@ type DataPlaneStatus struct {
 	OutdatedPods int32 `json:"outdatedPods"`
 	// UninjectedPods should have a sidecar (their namespace or labels select
 	// a revision) but have none, e.g. admitted while the webhook was unreachable.
+	// Host-network pods are never counted: Istio does not inject them.
 	// +optional
 	UninjectedPods int32 `json:"uninjectedPods"`
+	// UnmanagedPods are the outdated and uninjected pods that no workload
+	// controller owns (bare pods): restarting a workload cannot update them;
+	// delete and recreate them. They are included in OutdatedPods and UninjectedPods.
+	// +optional
+	UnmanagedPods int32 `json:"unmanagedPods"`
 }
 
 // MeshInstallStatus is the observed state of a MeshInstall.
 type MeshInstallStatus struct {
-	// ObservedGeneration is the generation last reconciled successfully.
+	// ObservedGeneration is the generation the conditions describe: set on
+	// every pass that judged the current spec, a refusal included.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 

@@ -111,7 +111,10 @@ func NextCheck(b *Bundle, now time.Time) time.Time {
 	return next
 }
 
-// Renew issues what r asks for and returns the new bundle.
+// Renew issues what r asks for and returns the new bundle. A new CA alone
+// leaves the serving certificate as it is: during a rotation the new CA
+// must reach every webhook configuration before a certificate it signed is
+// served (see Serves and Trusts).
 func Renew(b *Bundle, r Renewal, hosts Hosts, now time.Time, life Lifetimes) (*Bundle, error) {
 	out := *b
 	if r.CA {
@@ -122,7 +125,7 @@ func Renew(b *Bundle, r Renewal, hosts Hosts, now time.Time, life Lifetimes) (*B
 		out.CACert = append(certPEM, stillValidCAs(b.CACert, now)...)
 		out.CAKey = keyPEM
 	}
-	if r.CA || r.Serving {
+	if r.Serving {
 		ca, err := currentCA(&out)
 		if err != nil {
 			return nil, err
@@ -137,6 +140,50 @@ func Renew(b *Bundle, r Renewal, hosts Hosts, now time.Time, life Lifetimes) (*B
 		}
 	}
 	return &out, nil
+}
+
+// Serves reports whether the bundle's serving certificate can still be
+// served at now: it matches its key, is within its validity and chains to
+// a CA of the bundle. A rotation keeps serving it until the new CA is trusted.
+func Serves(b *Bundle, now time.Time) bool {
+	leaf, err := servingCert(b)
+	if err != nil || now.Before(leaf.NotBefore) || !now.Before(leaf.NotAfter) {
+		return false
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b.CACert) {
+		return false
+	}
+	_, err = leaf.Verify(x509.VerifyOptions{Roots: pool, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
+	return err == nil
+}
+
+// CurrentCA returns the PEM of the bundle's current CA: the first of CACert.
+func CurrentCA(b *Bundle) []byte {
+	block, _ := pem.Decode(b.CACert)
+	if block == nil {
+		return nil
+	}
+	return pem.EncodeToMemory(block)
+}
+
+// Trusts reports whether a CA bundle (a webhook configuration's caBundle)
+// holds the certificate caPEM.
+func Trusts(caBundle, caPEM []byte) bool {
+	want, _ := pem.Decode(caPEM)
+	if want == nil {
+		return false
+	}
+	for rest := caBundle; ; {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			return false
+		}
+		if bytes.Equal(block.Bytes, want.Bytes) {
+			return true
+		}
+	}
 }
 
 // renewAt is two thirds into a certificate's life.

@@ -88,13 +88,33 @@ func TestServingCertificateIsRenewedWellBeforeExpiry(t *testing.T) {
 }
 
 func TestCARotationKeepsTheOldCATrusted(t *testing.T) {
-	b := issue(t, t0)
 	late := t0.Add(DefaultLifetimes.CA * 3 / 4)
+	// The old CA's serving certificate, renewed as usual an hour before.
+	b, err := Renew(issue(t, t0), Renewal{Serving: true}, hosts, late.Add(-time.Hour), DefaultLifetimes)
+	if err != nil {
+		t.Fatal(err)
+	}
 	r := Check(b, hosts, late)
 	if !r.CA || !r.Serving {
 		t.Fatalf("got %+v, want CA and serving renewed", r)
 	}
-	rotated, err := Renew(b, r, hosts, late, DefaultLifetimes)
+	// Step one: the new CA only. The old serving certificate is still served
+	// (webhook configurations do not trust the new CA yet).
+	rotated, err := Renew(b, Renewal{CA: true}, hosts, late, DefaultLifetimes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(rotated.Cert) != string(b.Cert) || !Serves(rotated, late) {
+		t.Error("a new CA replaced the served certificate before anything trusts it")
+	}
+	if Trusts(b.CACert, CurrentCA(rotated)) || !Trusts(rotated.CACert, CurrentCA(rotated)) || !Trusts(rotated.CACert, CurrentCA(b)) {
+		t.Error("Trusts does not tell the old bundle from the new one")
+	}
+	if r := Check(rotated, hosts, late); !r.Serving || r.CA {
+		t.Errorf("after the new CA: got %+v, want the serving certificate (signed by the old CA) renewed", r)
+	}
+	// Step two, once every configuration holds the new bundle: the serving certificate.
+	rotated, err = Renew(rotated, Renewal{Serving: true}, hosts, late, DefaultLifetimes)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,6 +126,10 @@ func TestCARotationKeepsTheOldCATrusted(t *testing.T) {
 	}
 	if err := verify(t, rotated, hosts.DNSNames[0], late); err != nil {
 		t.Errorf("certificate of the new CA not trusted: %v", err)
+	}
+	// An API server holding the old bundle still trusts the old certificate until it is replaced.
+	if err := verify(t, &Bundle{CACert: b.CACert, Cert: b.Cert, Key: b.Key}, hosts.DNSNames[0], late); err != nil {
+		t.Errorf("old certificate with the old bundle: %v", err)
 	}
 	// Once the old CA has expired it leaves the bundle at the next rotation.
 	again, err := Renew(rotated, Renewal{CA: true}, hosts, t0.Add(DefaultLifetimes.CA+time.Hour), DefaultLifetimes)
@@ -158,5 +182,8 @@ func TestShortLivedCertificatesAreNotRenewedAtOnce(t *testing.T) {
 	}
 	if r := Check(b, hosts, t0.Add(35*time.Second)); !r.Serving {
 		t.Errorf("no renewal 35s into a 45s certificate")
+	}
+	if !Serves(b, t0.Add(35*time.Second)) || Serves(b, t0.Add(46*time.Second)) {
+		t.Errorf("Serves does not follow the certificate's validity")
 	}
 }

@@ -1,27 +1,24 @@
-// Package inventory counts the data plane from pod and namespace metadata
-// alone: which pods each revision injected, which of those run the
-// revision's current injection configuration, and which pods should have a
-// sidecar but have none. It evaluates the injector's own webhook entries, so
+// Package inventory counts the data plane from what the operator caches of
+// pods (metadata, phase, host network, controller): which pods each revision
+// injected, which of those run the revision's current injection
+// configuration, and which pods should have a sidecar but have none. It
+// evaluates the injector's own webhook entries (webhookconfig.Matcher), so
 // "should be injected" means exactly what the API server would send.
 package inventory
 
 import (
-	"net/url"
-
 	"istio.io/api/annotation"
-	"istio.io/api/label"
-	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/meshkeeper/meshkeeper/internal/inject"
+	"github.com/meshkeeper/meshkeeper/internal/webhookconfig"
 )
 
-// Pod is the metadata of one pod.
+// Pod is what the inventory reads of one running pod (Succeeded and Failed
+// pods are never counted: the caller leaves them out).
 type Pod struct {
-	Namespace   string
-	Labels      map[string]string
-	Annotations map[string]string
+	webhookconfig.Pod
+	// Controlled is true when a controller (a ReplicaSet, StatefulSet, Job, …) owns the pod.
+	Controlled bool
 }
 
 // RevisionCount is the data plane of one revision.
@@ -35,82 +32,21 @@ type RevisionCount struct {
 // Result is the whole data plane.
 type Result struct {
 	Injected, UpToDate, Outdated, Uninjected int32
-	Revisions                                map[string]RevisionCount
-}
-
-// Matcher decides, like the API server, which injector entry a pod matches.
-type Matcher struct {
-	entries []entry
-}
-
-type entry struct {
-	path   string
-	ns     labels.Selector
-	object labels.Selector
-}
-
-// NewMatcher compiles the injector's webhook configuration.
-func NewMatcher(mwc *admissionregistrationv1.MutatingWebhookConfiguration) (*Matcher, error) {
-	m := &Matcher{}
-	for _, w := range mwc.Webhooks {
-		ns, err := selector(w.NamespaceSelector)
-		if err != nil {
-			return nil, err
-		}
-		obj, err := selector(w.ObjectSelector)
-		if err != nil {
-			return nil, err
-		}
-		path := ""
-		switch {
-		case w.ClientConfig.Service != nil && w.ClientConfig.Service.Path != nil:
-			path = *w.ClientConfig.Service.Path
-		case w.ClientConfig.URL != nil:
-			u, err := url.Parse(*w.ClientConfig.URL)
-			if err != nil {
-				return nil, err
-			}
-			path = u.Path
-		}
-		m.entries = append(m.entries, entry{path: path, ns: ns, object: obj})
-	}
-	return m, nil
-}
-
-func selector(s *metav1.LabelSelector) (labels.Selector, error) {
-	if s == nil {
-		return labels.Everything(), nil
-	}
-	return metav1.LabelSelectorAsSelector(s)
-}
-
-// Target returns the injector path a new pod with this metadata would be
-// sent to, or "" when it would not be injected. Like the webhook's match
-// conditions, already-injected pods and pods opted out by annotation match
-// nothing. (Host-network pods cannot be told from metadata.)
-func (m *Matcher) Target(nsLabels map[string]string, p Pod) string {
-	if _, injected := p.Annotations[annotation.SidecarStatus.Name]; injected {
-		return ""
-	}
-	if _, hasLabel := p.Labels[label.SidecarInject.Name]; !hasLabel && p.Annotations[annotation.SidecarInject.Name] == "false" {
-		return "" // as in Istio, only "false" opts out; other values fall back to the default
-	}
-	for _, e := range m.entries {
-		if e.ns.Matches(labels.Set(nsLabels)) && e.object.Matches(labels.Set(p.Labels)) {
-			return e.path
-		}
-	}
-	return ""
+	// Unmanaged are the outdated or uninjected pods without a controller:
+	// only deleting and recreating them updates them.
+	Unmanaged int32
+	Revisions map[string]RevisionCount
 }
 
 // Count counts pods. namespaces maps a namespace name to its labels;
 // currentHash maps each existing revision to the hash of its current
 // injection configuration. matcher may be nil when no injector exists yet.
-func Count(pods []Pod, namespaces map[string]map[string]string, matcher *Matcher, currentHash map[string]string) Result {
+func Count(pods []Pod, namespaces map[string]map[string]string, matcher *webhookconfig.Matcher, currentHash map[string]string) Result {
 	r := Result{Revisions: map[string]RevisionCount{}}
 	for _, p := range pods {
 		rev, stamped := p.Annotations[inject.AnnotationRevision]
-		if stamped {
+		switch {
+		case stamped:
 			r.Injected++
 			c := r.Revisions[rev]
 			c.Pods++
@@ -118,20 +54,31 @@ func Count(pods []Pod, namespaces map[string]map[string]string, matcher *Matcher
 				c.UpToDate++
 				r.UpToDate++
 			} else {
-				r.Outdated++
+				r.outdated(p)
 			}
 			r.Revisions[rev] = c
-			continue
-		}
-		if _, injectedElsewhere := p.Annotations[annotation.SidecarStatus.Name]; injectedElsewhere {
+		case hasKey(p.Annotations, annotation.SidecarStatus.Name):
 			// Injected by another injector (e.g. Istio's own): outdated from meshkeeper's view.
 			r.Injected++
-			r.Outdated++
-			continue
-		}
-		if matcher != nil && matcher.Target(namespaces[p.Namespace], p) != "" {
+			r.outdated(p)
+		case matcher.Target(namespaces[p.Namespace], p.Pod) != "":
 			r.Uninjected++
+			if !p.Controlled {
+				r.Unmanaged++
+			}
 		}
 	}
 	return r
+}
+
+func (r *Result) outdated(p Pod) {
+	r.Outdated++
+	if !p.Controlled {
+		r.Unmanaged++
+	}
+}
+
+func hasKey(m map[string]string, k string) bool {
+	_, ok := m[k]
+	return ok
 }

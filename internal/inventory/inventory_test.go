@@ -24,62 +24,99 @@ func ns(name string, labels map[string]string) map[string]string {
 	return out
 }
 
-func TestTargetMatchesTheWebhookEntries(t *testing.T) {
-	m, err := NewMatcher(injectorFor("default", "1-32-0"))
-	if err != nil {
-		t.Fatal(err)
+type podOpt func(*Pod)
+
+func pod(namespace string, opts ...podOpt) Pod {
+	p := Pod{Pod: webhookconfig.Pod{Namespace: namespace}, Controlled: true}
+	for _, o := range opts {
+		o(&p)
 	}
-	cases := []struct {
-		name string
-		ns   map[string]string
-		pod  Pod
-		want string
-	}{
-		{"enabled namespace", ns("shop", map[string]string{"istio-injection": "enabled"}), Pod{}, "/inject/tag/default"},
-		{"revision namespace", ns("shop", map[string]string{"istio.io/rev": "1-32-0"}), Pod{}, "/inject/rev/1-32-0"},
-		{"tag on the pod", ns("shop", nil), Pod{Labels: map[string]string{"istio.io/rev": "prod"}}, "/inject/tag/prod"},
-		{"plain pod in plain namespace", ns("shop", nil), Pod{}, ""},
-		{"opted out by label", ns("shop", map[string]string{"istio-injection": "enabled"}), Pod{Labels: map[string]string{"sidecar.istio.io/inject": "false"}}, ""},
-		{"opted out by annotation", ns("shop", map[string]string{"istio-injection": "enabled"}), Pod{Annotations: map[string]string{"sidecar.istio.io/inject": "false"}}, ""},
-		{"annotation other than false falls back to the default, as in Istio", ns("shop", map[string]string{"istio-injection": "enabled"}), Pod{Annotations: map[string]string{"sidecar.istio.io/inject": "no"}}, "/inject/tag/default"},
-		{"kube-system", ns("kube-system", map[string]string{"istio-injection": "enabled"}), Pod{}, ""},
-		{"already injected", ns("shop", map[string]string{"istio-injection": "enabled"}), Pod{Annotations: map[string]string{"sidecar.istio.io/status": "{}"}}, ""},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			if got := m.Target(tc.ns, tc.pod); got != tc.want {
-				t.Errorf("Target = %q, want %q", got, tc.want)
-			}
-		})
+	return p
+}
+
+func stamped(rev, hash string) podOpt {
+	return func(p *Pod) {
+		p.Annotations = map[string]string{inject.AnnotationRevision: rev, inject.AnnotationConfigHash: hash, "sidecar.istio.io/status": "{}"}
 	}
 }
 
+func label(k, v string) podOpt {
+	return func(p *Pod) {
+		if p.Labels == nil {
+			p.Labels = map[string]string{}
+		}
+		p.Labels[k] = v
+	}
+}
+
+func bare(p *Pod)        { p.Controlled = false }
+func hostNetwork(p *Pod) { p.HostNetwork = true }
+
 func TestCount(t *testing.T) {
-	m, err := NewMatcher(injectorFor("default"))
+	m, err := webhookconfig.NewMatcher(injectorFor("default"))
 	if err != nil {
 		t.Fatal(err)
-	}
-	stamped := func(rev, hash string) Pod {
-		return Pod{Namespace: "shop", Annotations: map[string]string{
-			inject.AnnotationRevision: rev, inject.AnnotationConfigHash: hash, "sidecar.istio.io/status": "{}"}}
-	}
-	pods := []Pod{
-		stamped("default", "h1"), stamped("default", "h1"), stamped("default", "old"),
-		stamped("gone", "h9"),
-		{Namespace: "shop"}, // should have been injected
-		{Namespace: "shop", Labels: map[string]string{"sidecar.istio.io/inject": "false"}},
-		{Namespace: "plain"},
-		{Namespace: "shop", Annotations: map[string]string{"sidecar.istio.io/status": "{}"}}, // Istio's own injector
 	}
 	namespaces := map[string]map[string]string{
 		"shop":  ns("shop", map[string]string{"istio-injection": "enabled"}),
 		"plain": ns("plain", nil),
 	}
-	got := Count(pods, namespaces, m, map[string]string{"default": "h1"})
-	if got.Injected != 5 || got.UpToDate != 2 || got.Outdated != 3 || got.Uninjected != 1 {
-		t.Errorf("counts = %+v, want injected 5, up to date 2, outdated 3, uninjected 1", got)
+	cases := []struct {
+		name string
+		pods []Pod
+		want Result
+	}{
+		{
+			name: "current and outdated pods of a revision",
+			pods: []Pod{pod("shop", stamped("default", "h1")), pod("shop", stamped("default", "h1")), pod("shop", stamped("default", "old"))},
+			want: Result{Injected: 3, UpToDate: 2, Outdated: 1, Revisions: map[string]RevisionCount{"default": {Pods: 3, UpToDate: 2}}},
+		},
+		{
+			name: "a pod of a revision that no longer exists is outdated",
+			pods: []Pod{pod("shop", stamped("gone", "h9"))},
+			want: Result{Injected: 1, Outdated: 1, Revisions: map[string]RevisionCount{"gone": {Pods: 1}}},
+		},
+		{
+			name: "a pod the webhook would inject but that has no sidecar",
+			pods: []Pod{pod("shop")},
+			want: Result{Uninjected: 1},
+		},
+		{
+			name: "opted-out, plain-namespace and host-network pods are not missing a sidecar",
+			pods: []Pod{pod("shop", label("sidecar.istio.io/inject", "false")), pod("plain"), pod("shop", hostNetwork)},
+			want: Result{},
+		},
+		{
+			name: "a pod injected by Istio's own injector is outdated",
+			pods: []Pod{pod("shop", func(p *Pod) { p.Annotations = map[string]string{"sidecar.istio.io/status": "{}"} })},
+			want: Result{Injected: 1, Outdated: 1},
+		},
+		{
+			name: "bare pods are counted apart: no workload restart can update them",
+			pods: []Pod{pod("shop", bare), pod("shop", bare, stamped("default", "old")), pod("shop", bare, stamped("default", "h1"))},
+			want: Result{Injected: 2, UpToDate: 1, Outdated: 1, Uninjected: 1, Unmanaged: 2,
+				Revisions: map[string]RevisionCount{"default": {Pods: 2, UpToDate: 1}}},
+		},
 	}
-	if r := got.Revisions["default"]; r.Pods != 3 || r.UpToDate != 2 {
-		t.Errorf("default revision = %+v, want 3 pods, 2 up to date", r)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := Count(tc.pods, namespaces, m, map[string]string{"default": "h1"})
+			if got.Injected != tc.want.Injected || got.UpToDate != tc.want.UpToDate || got.Outdated != tc.want.Outdated ||
+				got.Uninjected != tc.want.Uninjected || got.Unmanaged != tc.want.Unmanaged || len(got.Revisions) != len(tc.want.Revisions) {
+				t.Errorf("counts = %+v, want %+v", got, tc.want)
+			}
+			for rev, want := range tc.want.Revisions {
+				if got.Revisions[rev] != want {
+					t.Errorf("revision %s = %+v, want %+v", rev, got.Revisions[rev], want)
+				}
+			}
+		})
+	}
+}
+
+func TestCountWithoutAnInjector(t *testing.T) {
+	got := Count([]Pod{pod("shop")}, map[string]map[string]string{"shop": ns("shop", map[string]string{"istio-injection": "enabled"})}, nil, nil)
+	if got.Uninjected != 0 {
+		t.Errorf("with no injector configuration, nothing can be missing a sidecar: %+v", got)
 	}
 }

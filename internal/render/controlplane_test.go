@@ -3,6 +3,7 @@ package render
 import (
 	"encoding/json"
 	"reflect"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -27,8 +28,10 @@ func TestInPlaceUpgradeChangesOnlyTheVersion(t *testing.T) {
 	from := mustControlPlane(t, meshInstall("1.31.4", withReplicas(3)), mustRevision(t, DefaultRevision, "1.31.4"))
 	to := mustControlPlane(t, meshInstall("1.32.0", withReplicas(3)), mustRevision(t, DefaultRevision, "1.32.0"))
 
-	got := string(toYAML(t, to))
-	want := strings.ReplaceAll(string(toYAML(t, from)), "1.31.4", "1.32.0")
+	// The injection configuration's hash covers its version, so it differs too.
+	hash := regexp.MustCompile(`(config-hash: )[0-9a-f]+`)
+	got := hash.ReplaceAllString(string(toYAML(t, to)), "${1}X")
+	want := hash.ReplaceAllString(strings.ReplaceAll(string(toYAML(t, from)), "1.31.4", "1.32.0"), "${1}X")
 	if got != want {
 		t.Errorf("upgrading 1.31.4 to 1.32.0 in place changes more than the version:\n%s", firstDifference(want, got))
 	}
@@ -45,6 +48,33 @@ func TestInPlaceUpgradeChangesOnlyTheVersion(t *testing.T) {
 	}
 	if !reflect.DeepEqual(before.Spec.Selector, after.Spec.Selector) {
 		t.Errorf("selector changed (it is immutable): %v -> %v", before.Spec.Selector, after.Spec.Selector)
+	}
+}
+
+// During an in-place upgrade istiod runs the new version while new pods
+// still get the old proxy: the injection configuration, its label and its
+// image stay at ProxyVersion.
+func TestProxyVersionTrailsTheControlPlane(t *testing.T) {
+	rev := mustRevision(t, DefaultRevision, "1.32.0")
+	rev.ProxyVersion = mustRevision(t, DefaultRevision, "1.31.4").Version
+	objs := mustControlPlane(t, meshInstall("1.32.0"), rev)
+
+	if img := find[*appsv1.Deployment](t, objs, "istiod").Spec.Template.Spec.Containers[0].Image; img != "docker.io/istio/pilot:1.32.0" {
+		t.Errorf("istiod image = %s, want 1.32.0", img)
+	}
+	cm := find[*corev1.ConfigMap](t, objs, "meshkeeper-injector")
+	if v := cm.Labels[LabelVersion]; v != "1.31.4" {
+		t.Errorf("injection ConfigMap version label = %s, want 1.31.4", v)
+	}
+	cfg := &inject.Config{}
+	if err := json.Unmarshal([]byte(cm.Data[InjectionConfigKey]), cfg); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Version != "1.31.4" || cfg.ProxyImage != "docker.io/istio/proxyv2:1.31.4" {
+		t.Errorf("injection config version %s image %s, want the 1.31.4 proxy", cfg.Version, cfg.ProxyImage)
+	}
+	if cm.Annotations[AnnotationConfigHash] != cfg.Hash() {
+		t.Errorf("config-hash annotation %q, want the configuration's hash %q", cm.Annotations[AnnotationConfigHash], cfg.Hash())
 	}
 }
 

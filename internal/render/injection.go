@@ -11,6 +11,7 @@ import (
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
 	"github.com/meshkeeper/meshkeeper/internal/inject"
+	"github.com/meshkeeper/meshkeeper/internal/version"
 )
 
 // Defaults of spec.proxy and spec.injection, as the CRD declares them, for
@@ -35,7 +36,7 @@ func injectionConfig(mi *meshv1alpha1.MeshInstall, rev Revision, p profile) *inj
 	discovery := DiscoveryAddress(rev.Name, namespace(mi))
 	cfg := &inject.Config{
 		Revision:                        rev.Name,
-		Version:                         rev.Version.String(),
+		Version:                         rev.proxy().String(),
 		Namespace:                       namespace(mi),
 		ProxyImage:                      proxyImage(mi, rev),
 		ClusterID:                       cmp.Or(spec.Cluster.Name, defaultClusterName),
@@ -66,28 +67,42 @@ func injectionConfigMap(mi *meshv1alpha1.MeshInstall, rev Revision, p profile) (
 	if err != nil {
 		return nil, fmt.Errorf("encoding injection config: %w", err)
 	}
+	cfg := injectionConfig(mi, rev, p)
+	meta := objectMeta(InjectionConfigMapName(rev.Name), namespace(mi),
+		with(istiodLabels(mi, rev), LabelInjectionConfig, "true", LabelVersion, rev.proxy().String()))
+	meta.Annotations = map[string]string{AnnotationConfigHash: cfg.Hash()}
 	return &corev1.ConfigMap{
-		TypeMeta: typeMeta(corev1.SchemeGroupVersion, "ConfigMap"),
-		ObjectMeta: objectMeta(InjectionConfigMapName(rev.Name), namespace(mi),
-			with(istiodLabels(mi, rev), LabelInjectionConfig, "true")),
-		Data: map[string]string{InjectionConfigKey: string(data)},
+		TypeMeta:   typeMeta(corev1.SchemeGroupVersion, "ConfigMap"),
+		ObjectMeta: meta,
+		Data:       map[string]string{InjectionConfigKey: string(data)},
 	}, nil
+}
+
+// RoutingConfigMap is where the revision tags point, as the reconciler
+// decided; data is revision.Routing's. It is shared (no LabelRevision) and
+// applied after the revisions it names.
+func RoutingConfigMap(mi *meshv1alpha1.MeshInstall, data map[string]string) *corev1.ConfigMap {
+	return &corev1.ConfigMap{
+		TypeMeta:   typeMeta(corev1.SchemeGroupVersion, "ConfigMap"),
+		ObjectMeta: objectMeta(RoutingConfigMapName, namespace(mi), with(baseLabels(mi), LabelRouting, "true")),
+		Data:       data,
+	}
 }
 
 func proxyImage(mi *meshv1alpha1.MeshInstall, rev Revision) string {
 	if img := mi.Spec.Proxy.Image; img != "" {
 		return img
 	}
-	return image(mi, "proxyv2", rev)
+	return image(mi, "proxyv2", rev.proxy())
 }
 
 func pilotImage(mi *meshv1alpha1.MeshInstall, rev Revision) string {
 	if img := mi.Spec.Pilot.Image; img != "" {
 		return img
 	}
-	return image(mi, "pilot", rev)
+	return image(mi, "pilot", rev.Version)
 }
 
-func image(mi *meshv1alpha1.MeshInstall, name string, rev Revision) string {
-	return fmt.Sprintf("%s/%s:%s", cmp.Or(mi.Spec.Hub, defaultHub), name, rev.Version)
+func image(mi *meshv1alpha1.MeshInstall, name string, v version.Version) string {
+	return fmt.Sprintf("%s/%s:%s", cmp.Or(mi.Spec.Hub, defaultHub), name, v)
 }

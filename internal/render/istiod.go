@@ -3,6 +3,7 @@ package render
 import (
 	"cmp"
 	"slices"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
@@ -59,6 +60,9 @@ func istiodDeployment(mi *meshv1alpha1.MeshInstall, rev Revision, p profile, s p
 			with(istiodLabels(mi, rev), labelComponent, componentPilot, labelIstio, "pilot")),
 		Spec: appsv1.DeploymentSpec{
 			Selector: &metav1.LabelSelector{MatchLabels: istiodSelector(rev)},
+			// The Deployment controller judges the rollout: past the deadline
+			// it reports ProgressDeadlineExceeded, which the MeshInstall surfaces.
+			ProgressDeadlineSeconds: ptr.To(progressDeadlineSeconds(mi)),
 			// The chart allows 25% unavailable; meshkeeper keeps every
 			// istiod serving during an in-place upgrade.
 			Strategy: appsv1.DeploymentStrategy{
@@ -304,4 +308,17 @@ func istiodPDB(mi *meshv1alpha1.MeshInstall, rev Revision) *policyv1.PodDisrupti
 			Selector:     &metav1.LabelSelector{MatchLabels: with(istiodSelector(rev), labelApp, "istiod")},
 		},
 	}
+}
+
+// defaultProgressDeadline is spec.updateStrategy.progressDeadline's default
+// (the CRD's, for MeshInstalls the API server did not default), which is
+// also Kubernetes' default for a Deployment.
+const defaultProgressDeadline = 10 * time.Minute
+
+func progressDeadlineSeconds(mi *meshv1alpha1.MeshInstall) int32 {
+	d := defaultProgressDeadline
+	if pd := mi.Spec.UpdateStrategy.ProgressDeadline; pd != nil && pd.Duration > 0 {
+		d = pd.Duration
+	}
+	return int32(d.Round(time.Second) / time.Second)
 }

@@ -22,6 +22,18 @@ const maxRevisionNameLength = 63 - len("istiod-")
 type Revision struct {
 	Name    string
 	Version version.Version
+	// ProxyVersion is the version its injection configuration gives new
+	// pods, when it differs from Version: during an in-place upgrade the
+	// proxy follows only once the new istiod is available. Zero means Version.
+	ProxyVersion version.Version
+}
+
+// proxy is the version of the sidecars the revision injects.
+func (r Revision) proxy() version.Version {
+	if r.ProxyVersion.Release.Minor == "" {
+		return r.Version
+	}
+	return r.ProxyVersion
 }
 
 // NewRevision parses version and checks name, for callers holding strings.
@@ -52,6 +64,10 @@ func IstiodName(revision string) string { return "istiod" + Revision{Name: revis
 
 // MeshConfigMapName is the name of a revision's mesh config ConfigMap: istio or istio-<rev>.
 func MeshConfigMapName(revision string) string { return "istio" + Revision{Name: revision}.suffix() }
+
+// RoutingConfigMapName is the ConfigMap, in the control plane namespace,
+// that says where the revision tags send new pods; the injector reads it.
+const RoutingConfigMapName = "meshkeeper-routing"
 
 // InjectionConfigMapName is the name of the ConfigMap holding a revision's
 // inject.Config: meshkeeper-injector or meshkeeper-injector-<rev>.

@@ -1,6 +1,7 @@
 package revision
 
 import (
+	"cmp"
 	"fmt"
 	"regexp"
 	"slices"
@@ -41,10 +42,31 @@ func ValidateUpdate(old, updated *meshv1alpha1.MeshInstall) error {
 	}
 	candidate := updated.DeepCopy()
 	candidate.Status = *old.Status.DeepCopy()
-	if _, err := Decide(candidate, Observed{Revisions: map[string]ObservedRevision{}}); err != nil {
+	if _, err := Decide(candidate, observedFromStatus(&candidate.Status)); err != nil {
 		return err
 	}
 	return nil
+}
+
+// observedFromStatus is the cluster as status last reported it. Admission
+// answers without listing the cluster; the reconciler judges the spec again
+// against what it observes, so a stale status can only make admission
+// accept what the reconciler then refuses (Stalled), never the reverse harm.
+func observedFromStatus(st *meshv1alpha1.MeshInstallStatus) Observed {
+	obs := Observed{Revisions: map[string]ObservedRevision{}}
+	for _, r := range st.Revisions {
+		obs.Revisions[r.Name] = ObservedRevision{
+			ControlPlaneVersion: cmp.Or(r.ControlPlaneVersion, r.Version), ProxyVersion: r.Version,
+			Istiod: &Rollout{Available: r.Ready}, Pods: r.Pods, PodsReady: true,
+		}
+	}
+	if st.ActiveRevision != "" {
+		obs.Routing = &Routing{Active: st.ActiveRevision}
+		if c := st.Canary; c != nil {
+			obs.Routing.Canary, obs.Routing.Weight = c.Revision, c.Weight
+		}
+	}
+	return obs
 }
 
 // validateSpec adds to the CRD's rules what the renderer needs (a supported

@@ -43,6 +43,23 @@ func TestValidateCreate(t *testing.T) {
 	}
 }
 
+// running says status reports an active revision available at v.
+func running(rev, v string) miOpt {
+	return func(mi *meshv1alpha1.MeshInstall) {
+		mi.Status.ActiveRevision = rev
+		mi.Status.Version = v
+		mi.Status.Revisions = append(mi.Status.Revisions, meshv1alpha1.RevisionStatus{Name: rev, Version: v, Role: meshv1alpha1.RevisionActive, Ready: true})
+	}
+}
+
+// canaryAt says status reports a canary at a step.
+func canaryAt(rev string, step, weight int32, since time.Time) miOpt {
+	return func(mi *meshv1alpha1.MeshInstall) {
+		s := metav1.NewTime(since)
+		mi.Status.Canary = &meshv1alpha1.CanaryStatus{Revision: rev, Version: strings.ReplaceAll(rev, "-", "."), Step: step, Weight: weight, StepStartTime: &s}
+	}
+}
+
 func TestValidateUpdate(t *testing.T) {
 	installed := func(v string, opts ...miOpt) *meshv1alpha1.MeshInstall {
 		return meshInstall(v, append([]miOpt{running("default", v)}, opts...)...)

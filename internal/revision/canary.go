@@ -30,43 +30,34 @@ func canarySettings(mi *meshv1alpha1.MeshInstall) (steps []int32, interval time.
 	return steps, interval, paused
 }
 
-// startCanary begins a canary from the active version to desired.
-func startCanary(mi *meshv1alpha1.MeshInstall, obs Observed, active, desired version.Version, p *Plan) error {
-	if err := version.CheckCanary(active, desired); err != nil {
+// startCanary creates the canary revision with no workload assigned: its
+// first step starts only once its istiod is available.
+func startCanary(mi *meshv1alpha1.MeshInstall, obs Observed, desired version.Version, p *Plan) error {
+	if err := version.CheckCanary(p.Active.Version, desired); err != nil {
 		return refusalFromSkew(err)
 	}
 	name := desired.Revision()
 	if name == p.Active.Name {
 		return refuse(meshv1alpha1.ReasonInvalidSpec,
-			"spec.version: the active revision is already named %s but runs %s; upgrade it in place", name, active)
+			"spec.version: the active revision is already named %s but runs %s; upgrade it in place", name, p.Active.Version)
 	}
-	steps, _, _ := canarySettings(mi)
-	now := metav1.NewTime(obs.Now)
-	p.Canary = &meshv1alpha1.CanaryStatus{Revision: name, Version: desired.String(), Step: 0, Weight: steps[0], StepStartTime: &now}
-	if steps[0] >= 100 {
-		// A single 100% step: bring the canary up, then promote once it is ready.
-		p.Canary.Weight = 0
-	}
-	return continueCanary(mi, obs, desired, p)
+	return continueCanary(mi, obs, &Routing{Active: p.Active.Name, Canary: name}, desired, p)
 }
 
-// continueCanary advances, holds, promotes or aborts the canary in progress.
-func continueCanary(mi *meshv1alpha1.MeshInstall, obs Observed, desired version.Version, p *Plan) error {
-	c := p.Canary
-	if c == nil {
-		c = mi.Status.Canary.DeepCopy()
-	}
-	canaryVersion, err := version.Parse(c.Version)
+// continueCanary starts, advances, holds, promotes or aborts the canary that
+// routing names. Its weight grows only while its istiod is available and its
+// pods are Ready, and a step lasts stepInterval of uninterrupted health.
+func continueCanary(mi *meshv1alpha1.MeshInstall, obs Observed, routing *Routing, desired version.Version, p *Plan) error {
+	name := routing.Canary
+	canaryVersion, err := canaryVersionOf(mi, obs, name, desired)
 	if err != nil {
-		return refuse(meshv1alpha1.ReasonUnsupportedVersion, "canary revision %s: %v", c.Revision, err)
+		return err
 	}
-
 	switch {
 	case desired.Compare(p.Active.Version) == 0:
 		// spec.version went back: the canary gets no more workloads and drains.
 		p.Phase = PhaseAborting
-		p.Message = fmt.Sprintf("canary %s aborted: workloads return to revision %s", c.Revision, p.Active.Name)
-		p.Canary = nil
+		p.Message = fmt.Sprintf("canary %s aborted: workloads return to revision %s", name, p.Active.Name)
 		return nil
 	case desired.Compare(canaryVersion) != 0:
 		return refuse(meshv1alpha1.ReasonInvalidSpec,
@@ -79,50 +70,129 @@ func continueCanary(mi *meshv1alpha1.MeshInstall, obs Observed, desired version.
 	}
 
 	steps, interval, paused := canarySettings(mi)
-	step := int(c.Step)
-	if step >= len(steps) {
-		step = len(steps) - 1
+	o := obs.Revisions[name]
+	available := o.availableAt(canaryVersion)
+	healthy := available && o.PodsReady
+	now := metav1.NewTime(obs.Now)
+	weight := routing.Weight
+	// What status remembers of this very step; when it is lost the clocks start now.
+	var remembered *meshv1alpha1.CanaryStatus
+	if c := mi.Status.Canary; c != nil && c.Revision == name && c.Weight == weight {
+		remembered = c
 	}
-	o := obs.Revisions[c.Revision]
-	healthy := o.Ready && o.PodsReady
-	started := obs.Now
-	if c.StepStartTime != nil {
-		started = c.StepStartTime.Time
+	c := &meshv1alpha1.CanaryStatus{Revision: name, Version: canaryVersion.String(), Step: stepIndex(steps, weight), Weight: weight, StepStartTime: &now}
+	if remembered != nil && remembered.StepStartTime != nil {
+		c.StepStartTime = remembered.StepStartTime
 	}
-	elapsed := obs.Now.Sub(started)
 	p.Phase = PhaseCanary
 
-	switch {
+	switch next := nextStep(steps, weight); {
+	case weight == 0 && !available:
+		c.StepStartTime = nil
+		waitFor(p, name, o, "canary %s (%s): waiting for its istiod to become available before any workload moves to it", name, canaryVersion)
+	case weight == 0 || (!paused && healthy && healthyFor(remembered, obs.Now) >= interval):
+		if next >= 100 {
+			promote(name, canaryVersion, p)
+			return nil
+		}
+		c = &meshv1alpha1.CanaryStatus{Revision: name, Version: c.Version, Step: stepIndex(steps, next), Weight: next, StepStartTime: &now}
+		if healthy {
+			c.HealthySince = &now
+		}
+		p.Message = fmt.Sprintf("canary %s now receives %d%% of workloads", name, next)
+		p.RequeueAfter = interval
 	case paused:
 		p.Phase = PhaseCanaryPaused
-		p.Message = fmt.Sprintf("canary %s paused at %d%%", c.Revision, c.Weight)
+		p.Message = fmt.Sprintf("canary %s paused at %d%%", name, weight)
+		c.HealthySince = healthySinceOf(remembered, healthy, now)
 	case !healthy:
-		p.Message = fmt.Sprintf("canary %s at %d%%: waiting for its istiod and pods to be ready", c.Revision, c.Weight)
-		p.RequeueAfter = 10 * time.Second
-	case steps[step] >= 100 || (elapsed >= interval && step+1 < len(steps) && steps[step+1] >= 100):
-		promote(c, canaryVersion, p)
-		return nil
-	case elapsed >= interval && step+1 < len(steps):
-		now := metav1.NewTime(obs.Now)
-		step++
-		c = &meshv1alpha1.CanaryStatus{Revision: c.Revision, Version: c.Version, Step: int32(step), Weight: steps[step], StepStartTime: &now}
-		p.Message = fmt.Sprintf("canary %s advanced to %d%%", c.Revision, c.Weight)
-		p.RequeueAfter = interval
+		what := "its pods to be Ready"
+		if !available {
+			what = "its istiod to be available again"
+		}
+		p.Message = fmt.Sprintf("canary %s at %d%%: waiting for %s; the step's interval starts again once it is healthy", name, weight, what)
+		if !available {
+			waitFor(p, name, o, "%s", p.Message)
+		}
+		p.RequeueAfter = minPositive(p.RequeueAfter, waitPoll)
 	default:
-		p.Message = fmt.Sprintf("canary %s at %d%%", c.Revision, c.Weight)
-		p.RequeueAfter = interval - elapsed
+		c.HealthySince = healthySinceOf(remembered, true, now)
+		p.Message = fmt.Sprintf("canary %s at %d%%", name, weight)
+		p.RequeueAfter = interval - obs.Now.Sub(c.HealthySince.Time)
 	}
 	p.Canary = c
 	p.Active.Weight = 100 - c.Weight
-	p.Revisions = append(p.Revisions, Planned{Name: c.Revision, Version: canaryVersion, Role: meshv1alpha1.RevisionCanary, Weight: c.Weight})
+	p.Routing.Canary, p.Routing.Weight = name, c.Weight
+	p.Revisions = append(p.Revisions, Planned{Name: name, Version: canaryVersion, ProxyVersion: canaryVersion,
+		Role: meshv1alpha1.RevisionCanary, Weight: c.Weight})
 	return nil
 }
 
+// canaryVersionOf is the version of the canary revision: what its objects
+// say, else what status recorded, else the desired version when the
+// revision is named after it.
+func canaryVersionOf(mi *meshv1alpha1.MeshInstall, obs Observed, name string, desired version.Version) (version.Version, error) {
+	if o, ok := obs.Revisions[name]; ok && (o.ControlPlaneVersion != "" || o.ProxyVersion != "" || o.PodVersion != "") {
+		cp, _, err := versionsOf(mi, obs, name)
+		return cp, err
+	}
+	if c := mi.Status.Canary; c != nil && c.Revision == name {
+		if v, err := version.Parse(c.Version); err == nil {
+			return v, nil
+		}
+	}
+	if desired.Revision() == name {
+		return desired, nil
+	}
+	return version.Version{}, refuse(meshv1alpha1.ReasonUnsupportedVersion,
+		"canary revision %s: the cluster does not say which Istio version it runs", name)
+}
+
+// healthyFor is how long the canary has been healthy at its current step, as status remembers it.
+func healthyFor(remembered *meshv1alpha1.CanaryStatus, now time.Time) time.Duration {
+	if remembered == nil || remembered.HealthySince == nil {
+		return 0
+	}
+	return now.Sub(remembered.HealthySince.Time)
+}
+
+func healthySinceOf(remembered *meshv1alpha1.CanaryStatus, healthy bool, now metav1.Time) *metav1.Time {
+	if !healthy {
+		return nil
+	}
+	if remembered != nil && remembered.HealthySince != nil {
+		return remembered.HealthySince
+	}
+	return &now
+}
+
+// nextStep is the first step above weight (100 when none is).
+func nextStep(steps []int32, weight int32) int32 {
+	for _, s := range steps {
+		if s > weight {
+			return s
+		}
+	}
+	return 100
+}
+
+// stepIndex is the index of the last step at or below weight (0 before the first).
+func stepIndex(steps []int32, weight int32) int32 {
+	i := int32(0)
+	for j, s := range steps {
+		if s <= weight {
+			i = int32(j)
+		}
+	}
+	return i
+}
+
 // promote makes the canary the active revision; the old one drains.
-func promote(c *meshv1alpha1.CanaryStatus, v version.Version, p *Plan) {
+func promote(name string, v version.Version, p *Plan) {
 	old := p.Active
-	p.Active = Planned{Name: c.Revision, Version: v, Role: meshv1alpha1.RevisionActive, Weight: 100}
+	p.Active = Planned{Name: name, Version: v, ProxyVersion: v, Role: meshv1alpha1.RevisionActive, Weight: 100}
+	p.Routing = &Routing{Tags: p.Routing.Tags, Active: name}
 	p.Canary = nil
 	p.Phase = PhaseSteady
-	p.Message = fmt.Sprintf("revision %s promoted; %s drains", c.Revision, old.Name)
+	p.Message = fmt.Sprintf("revision %s promoted; %s drains", name, old.Name)
 }

@@ -2,6 +2,12 @@
 // exist and what each one does: install, in-place upgrade, canary steps,
 // promotion, abort and pruning. The reconciler observes the cluster, asks
 // Decide, and carries out the one plan it returns.
+//
+// The cluster is the planner's memory: the revisions that exist come from
+// labelled objects and pod stamps, and where the tags point from the routing
+// kept beside the control plane. Status only refines timings (when a canary
+// turned healthy, when a revision was first seen unused); when it is
+// missing, the planner waits as if those clocks had just started.
 package revision
 
 import (
@@ -21,33 +27,67 @@ import (
 // strategy; its istiod is named plain "istiod".
 const DefaultRevision = "default"
 
+// DefaultTag is the tag istio-injection=enabled selects; it always follows the active revision.
+const DefaultTag = "default"
+
 // Observed is what the reconciler saw in the cluster this pass.
 type Observed struct {
 	// Now is the time of the observation.
 	Now time.Time
-	// Revisions are the revisions whose istiod Deployment exists, by name.
+	// Revisions are every revision the cluster holds, by name: those with
+	// objects labelled for them and those running pods are stamped with.
 	Revisions map[string]ObservedRevision
-	// InventoryKnown is false when pods could not be listed; nothing is pruned then.
+	// Routing is where the tags point, as kept in the cluster; nil when
+	// nothing has been routed yet.
+	Routing *Routing
+	// InventoryKnown is false when pods could not be counted; nothing is pruned then.
 	InventoryKnown bool
 }
 
 // ObservedRevision is the observed state of one revision.
 type ObservedRevision struct {
-	// Version the istiod Deployment currently runs (from its labels).
-	Version string
-	// Ready is true when the Deployment rolled out its current template and is available.
-	Ready bool
+	// ControlPlaneVersion is the version its istiod Deployment is set to; "" without one.
+	ControlPlaneVersion string
+	// ProxyVersion is the version of its injection configuration, which new
+	// pods get; "" without one.
+	ProxyVersion string
+	// PodVersion is the newest proxy version its running pods are stamped
+	// with, for a revision whose objects are gone.
+	PodVersion string
+	// Istiod is its istiod Deployment's rollout; nil when there is no Deployment.
+	Istiod *Rollout
 	// Pods is the number of running pods injected by this revision.
 	Pods int32
 	// PodsReady is true when every running pod injected by this revision is Ready.
 	PodsReady bool
 }
 
+// Rollout is the state of an istiod Deployment.
+type Rollout struct {
+	// Available is true when every replica runs the current template and is available.
+	Available bool
+	// DeadlineExceeded is true when the Deployment missed its progress deadline.
+	DeadlineExceeded bool
+	// Reason says why it is not available, in the Deployment's and its pods' words.
+	Reason string
+}
+
+// availableAt reports whether the revision's istiod is available running v.
+func (o ObservedRevision) availableAt(v version.Version) bool {
+	return o.Istiod != nil && o.Istiod.Available && o.ControlPlaneVersion == v.String()
+}
+
 // Planned is one revision that should exist.
 type Planned struct {
-	Name    string
+	Name string
+	// Version is what its istiod runs.
 	Version version.Version
-	Role    meshv1alpha1.RevisionRole
+	// ProxyVersion is what its injection configuration (and, for the active
+	// revision, the gateways) gives new pods. It trails Version during an
+	// in-place upgrade until the new istiod is available: the data plane is
+	// never ahead of its control plane.
+	ProxyVersion version.Version
+	Role         meshv1alpha1.RevisionRole
 	// Weight is the share (percent) of tag-selecting workloads assigned to it.
 	Weight int32
 }
@@ -72,16 +112,25 @@ type Plan struct {
 	Active Planned
 	// Revisions are every revision to keep rendered, the active one first.
 	Revisions []Planned
+	// Routing is where the tags should point after this pass; nil while
+	// nothing may be routed yet (a first install whose istiod is not available).
+	Routing *Routing
 	// Canary is the canary progress to record; nil when no canary runs.
 	Canary *meshv1alpha1.CanaryStatus
 	// Prune are revisions to delete now.
 	Prune []string
-	// LastUsed is when each non-active revision was last seen in use.
-	LastUsed map[string]metav1.Time
+	// UnusedSince is, for each draining revision no running pod uses, when it
+	// was first seen unused.
+	UnusedSince map[string]metav1.Time
 	// Phase says what is happening.
 	Phase Phase
 	// Message explains the phase to a person.
 	Message string
+	// Waiting is set while a new istiod is not available yet and nothing moves to it.
+	Waiting bool
+	// Blocked is set when that istiod also missed its progress deadline: a
+	// person must fix it, or set spec.version back.
+	Blocked bool
 	// RequeueAfter is when to look again even if nothing changes (0 = no need).
 	RequeueAfter time.Duration
 }
@@ -99,6 +148,9 @@ func refuse(reason, format string, args ...any) *Refusal {
 	return &Refusal{Reason: reason, Message: fmt.Sprintf(format, args...)}
 }
 
+// waitPoll is how often a wait for an istiod or for pods looks again.
+const waitPoll = 10 * time.Second
+
 // Decide returns the plan for mi given what was observed. Its only inputs
 // are its arguments.
 func Decide(mi *meshv1alpha1.MeshInstall, obs Observed) (Plan, error) {
@@ -106,100 +158,190 @@ func Decide(mi *meshv1alpha1.MeshInstall, obs Observed) (Plan, error) {
 	if err != nil {
 		return Plan{}, refuse(meshv1alpha1.ReasonUnsupportedVersion, "spec.version: %v", err)
 	}
-	st := &mi.Status
-	if st.ActiveRevision == "" {
-		return install(mi, desired), nil
+	routing := currentRouting(mi, obs)
+	if routing == nil {
+		p := install(mi, obs, desired)
+		drain(mi, obs, &p)
+		return p, nil
 	}
-	active, err := activeVersion(mi)
+	cp, proxy, err := versionsOf(mi, obs, routing.Active)
 	if err != nil {
 		return Plan{}, err
 	}
 	p := Plan{
-		Active:   Planned{Name: st.ActiveRevision, Version: active, Role: meshv1alpha1.RevisionActive, Weight: 100},
-		LastUsed: map[string]metav1.Time{},
-		Phase:    PhaseSteady,
+		Active:      Planned{Name: routing.Active, Version: cp, ProxyVersion: proxy, Role: meshv1alpha1.RevisionActive, Weight: 100},
+		Routing:     &Routing{Tags: tagsOf(mi), Active: routing.Active},
+		UnusedSince: map[string]metav1.Time{},
+		Phase:       PhaseSteady,
 	}
-
 	switch {
-	case st.Canary != nil:
-		if err := continueCanary(mi, obs, desired, &p); err != nil {
+	case routing.Canary != "":
+		if err := continueCanary(mi, obs, routing, desired, &p); err != nil {
 			return Plan{}, err
 		}
-	case desired.Compare(active) == 0:
+	case desired.Compare(cp) == 0 && desired.Compare(proxy) == 0:
 		// Nothing to roll out.
-	case mi.Spec.UpdateStrategy.Type == meshv1alpha1.UpdateStrategyCanary:
-		if err := startCanary(mi, obs, active, desired, &p); err != nil {
+	case mi.Spec.UpdateStrategy.Type == meshv1alpha1.UpdateStrategyCanary && cp.Compare(proxy) == 0:
+		if err := startCanary(mi, obs, desired, &p); err != nil {
 			return Plan{}, err
 		}
+	case mi.Spec.UpdateStrategy.Type == meshv1alpha1.UpdateStrategyCanary && desired.Compare(proxy) != 0:
+		return Plan{}, refuse(meshv1alpha1.ReasonStrategyChangeRejected,
+			"spec.updateStrategy.type: revision %s is being upgraded in place from %s to %s; let it finish, or set spec.version back to %s, before starting a canary",
+			routing.Active, proxy, cp, proxy)
 	default:
-		if err := checkInPlace(mi, active, desired); err != nil {
+		if err := upgradeInPlace(mi, obs, desired, &p); err != nil {
 			return Plan{}, err
 		}
-		p.Active.Version = desired
 	}
 	if p.Phase == PhaseSteady {
-		rolledOut := st.Version // the last version the active revision fully rolled out
-		switch o, ok := obs.Revisions[p.Active.Name]; {
-		case !ok:
-			p.Phase = PhaseInstalling
-			p.Message = fmt.Sprintf("installing Istio %s as revision %s", p.Active.Version, p.Active.Name)
-		case o.Ready && o.Version == p.Active.Version.String():
-			// Rolled out.
-		case rolledOut == "":
-			p.Phase = PhaseInstalling
-			p.Message = fmt.Sprintf("waiting for istiod revision %s (%s) to become available", p.Active.Name, p.Active.Version)
-		case rolledOut != p.Active.Version.String():
-			p.Phase = PhaseUpgradingInPlace
-			p.Message = fmt.Sprintf("rolling istiod revision %s from %s to %s", p.Active.Name, rolledOut, p.Active.Version)
-		}
+		steady(obs, &p)
 	}
 	p.Revisions = append([]Planned{p.Active}, p.Revisions...)
 	drain(mi, obs, &p)
 	return p, nil
 }
 
-// install plans the first revision of a new MeshInstall.
-func install(mi *meshv1alpha1.MeshInstall, desired version.Version) Plan {
+// currentRouting is where the tags point now: the routing kept in the
+// cluster. Without it (a cluster written by an older meshkeeper, or the
+// routing deleted), status is believed if it reports a rolled-out version
+// and the cluster still holds what it names, and otherwise the revision
+// most running pods use. Nil means a
+// fresh install: nothing was ever routed.
+func currentRouting(mi *meshv1alpha1.MeshInstall, obs Observed) *Routing {
+	if obs.Routing != nil {
+		return obs.Routing
+	}
+	// Status names a revision that was routed once it reports a rolled-out version.
+	if a := mi.Status.ActiveRevision; a != "" && mi.Status.Version != "" {
+		if _, ok := obs.Revisions[a]; ok {
+			r := &Routing{Active: a}
+			if c := mi.Status.Canary; c != nil {
+				if _, ok := obs.Revisions[c.Revision]; ok {
+					r.Canary, r.Weight = c.Revision, c.Weight
+				}
+			}
+			return r
+		}
+	}
+	best := ""
+	for _, name := range slices.Sorted(maps.Keys(obs.Revisions)) {
+		if obs.Revisions[name].Pods > 0 && (best == "" || obs.Revisions[name].Pods > obs.Revisions[best].Pods) {
+			best = name
+		}
+	}
+	if best == "" {
+		return nil
+	}
+	return &Routing{Active: best}
+}
+
+// install plans the first revision of a new MeshInstall. Tags are routed to
+// it only once its istiod is available: until then, as with Istio's own
+// injector, pods cannot be injected (the webhook's failurePolicy decides).
+func install(mi *meshv1alpha1.MeshInstall, obs Observed, desired version.Version) Plan {
 	name := DefaultRevision
 	if mi.Spec.UpdateStrategy.Type == meshv1alpha1.UpdateStrategyCanary {
 		name = desired.Revision()
 	}
-	active := Planned{Name: name, Version: desired, Role: meshv1alpha1.RevisionActive, Weight: 100}
-	return Plan{
-		Active: active, Revisions: []Planned{active}, LastUsed: map[string]metav1.Time{},
+	active := Planned{Name: name, Version: desired, ProxyVersion: desired, Role: meshv1alpha1.RevisionActive, Weight: 100}
+	p := Plan{
+		Active: active, Revisions: []Planned{active}, UnusedSince: map[string]metav1.Time{},
 		Phase: PhaseInstalling, Message: fmt.Sprintf("installing Istio %s as revision %s", desired, name),
 	}
+	o := obs.Revisions[name]
+	switch {
+	case o.availableAt(desired):
+		p.Routing = &Routing{Tags: tagsOf(mi), Active: name}
+		p.Phase, p.Message = PhaseSteady, ""
+	case o.Istiod != nil:
+		waitFor(&p, name, o, "installing Istio %s: waiting for istiod", desired)
+	}
+	return p
 }
 
-// activeVersion is the version the active revision was last set to.
-func activeVersion(mi *meshv1alpha1.MeshInstall) (version.Version, error) {
-	v := mi.Status.Version
-	for _, r := range mi.Status.Revisions {
-		if r.Name == mi.Status.ActiveRevision {
-			v = r.Version
-		}
+// steady checks that the active revision's istiod serves what it should.
+func steady(obs Observed, p *Plan) {
+	o := obs.Revisions[p.Active.Name]
+	if o.availableAt(p.Active.Version) {
+		return
 	}
-	parsed, err := version.Parse(v)
-	if err != nil {
-		return version.Version{}, refuse(meshv1alpha1.ReasonUnsupportedVersion,
-			"the active revision %s runs %q, which this operator does not support: %v", mi.Status.ActiveRevision, v, err)
+	p.Phase = PhaseInstalling
+	p.Message = fmt.Sprintf("waiting for istiod revision %s (%s) to become available", p.Active.Name, p.Active.Version)
+	if o.Istiod != nil && o.Istiod.Reason != "" {
+		p.Message += ": " + o.Istiod.Reason
 	}
-	return parsed, nil
+	p.RequeueAfter = minPositive(p.RequeueAfter, waitPoll)
 }
 
-// checkInPlace applies Istio's in-place rules against both the version the
-// active revision is set to and the last one it fully rolled out, so a second
-// bump during an unfinished rollout cannot skip a minor.
-func checkInPlace(mi *meshv1alpha1.MeshInstall, active, desired version.Version) error {
-	if err := version.CheckInPlace(active, desired); err != nil {
-		return refusalFromSkew(err)
+// upgradeInPlace rolls the active revision's istiod to desired; its
+// injection configuration and the gateways follow once the new istiod is
+// available. Setting spec.version back to what the data plane runs, before
+// that, is a rollback of an unfinished upgrade and always allowed.
+func upgradeInPlace(mi *meshv1alpha1.MeshInstall, obs Observed, desired version.Version, p *Plan) error {
+	if desired.Compare(p.Active.ProxyVersion) == 0 {
+		// Back to what the data plane runs: istiod rolls back, nothing else moves.
+		p.Active.Version = desired
+		return nil
 	}
-	if rolledOut, err := version.Parse(mi.Status.Version); err == nil {
-		if err := version.CheckInPlace(rolledOut, desired); err != nil {
+	for _, from := range []version.Version{p.Active.Version, p.Active.ProxyVersion} {
+		if err := version.CheckInPlace(from, desired); err != nil {
 			return refusalFromSkew(err)
 		}
 	}
+	from := p.Active.ProxyVersion
+	p.Active.Version = desired
+	o := obs.Revisions[p.Active.Name]
+	if o.availableAt(desired) {
+		p.Active.ProxyVersion = desired
+		return nil
+	}
+	p.Phase = PhaseUpgradingInPlace
+	waitFor(p, p.Active.Name, o, "rolling istiod revision %s from %s to %s: pods keep the %s proxy until it is available",
+		p.Active.Name, from, desired, from)
 	return nil
+}
+
+// waitFor records a wait for a new istiod, with its reason, and whether it
+// missed its progress deadline.
+func waitFor(p *Plan, rev string, o ObservedRevision, format string, args ...any) {
+	p.Waiting = true
+	p.Message = fmt.Sprintf(format, args...)
+	if o.Istiod != nil && o.Istiod.Reason != "" {
+		p.Message += " (" + o.Istiod.Reason + ")"
+	}
+	if o.Istiod != nil && o.Istiod.DeadlineExceeded {
+		p.Blocked = true
+		p.Message = fmt.Sprintf("istiod of revision %s is not available within spec.updateStrategy.progressDeadline; nothing moves to it until it is fixed or spec.version is set back. %s",
+			rev, p.Message)
+	}
+	p.RequeueAfter = minPositive(p.RequeueAfter, waitPoll)
+}
+
+// versionsOf returns what a revision's istiod runs and what it injects, from
+// its objects (or, when they are gone, its pods, then status).
+func versionsOf(mi *meshv1alpha1.MeshInstall, obs Observed, name string) (cp, proxy version.Version, err error) {
+	o := obs.Revisions[name]
+	known := ""
+	for _, r := range mi.Status.Revisions {
+		if r.Name == name {
+			known = r.Version
+		}
+	}
+	cpS := cmp.Or(o.ControlPlaneVersion, o.ProxyVersion, o.PodVersion, known)
+	proxyS := cmp.Or(o.ProxyVersion, o.PodVersion, cpS)
+	if cpS == "" {
+		return version.Version{}, version.Version{}, refuse(meshv1alpha1.ReasonUnsupportedVersion,
+			"revision %s: the cluster does not say which Istio version it runs", name)
+	}
+	if cp, err = version.Parse(cpS); err == nil {
+		proxy, err = version.Parse(proxyS)
+	}
+	if err != nil {
+		return version.Version{}, version.Version{}, refuse(meshv1alpha1.ReasonUnsupportedVersion,
+			"revision %s runs a version this operator does not support: %v", name, err)
+	}
+	return cp, proxy, nil
 }
 
 func refusalFromSkew(err error) error {
@@ -209,8 +351,16 @@ func refusalFromSkew(err error) error {
 	return err
 }
 
-// drain keeps revisions that are neither active nor canary until no running
-// pod has used them for the grace period, then prunes them.
+// tagsOf are the tags that follow the active revision: default, then spec.revisionTags sorted.
+func tagsOf(mi *meshv1alpha1.MeshInstall) []string {
+	extra := slices.Clone(mi.Spec.RevisionTags)
+	slices.Sort(extra)
+	return append([]string{DefaultTag}, slices.Compact(extra)...)
+}
+
+// drain keeps every other revision the cluster holds until no running pod
+// has used it for the grace period, then prunes it. When the time it was
+// first seen unused is not known (status lost), the wait starts now.
 func drain(mi *meshv1alpha1.MeshInstall, obs Observed, p *Plan) {
 	grace := 30 * time.Second
 	if g := mi.Spec.UpdateStrategy.InactiveRevisionDeletionGracePeriod; g != nil {
@@ -220,43 +370,40 @@ func drain(mi *meshv1alpha1.MeshInstall, obs Observed, p *Plan) {
 	for _, r := range p.Revisions {
 		keep[r.Name] = true
 	}
-	lastUsed := map[string]metav1.Time{}
-	versions := map[string]string{}
+	unusedSince := map[string]metav1.Time{}
 	for _, r := range mi.Status.Revisions {
 		if r.LastUsedTime != nil {
-			lastUsed[r.Name] = *r.LastUsedTime
+			unusedSince[r.Name] = *r.LastUsedTime
 		}
-		versions[r.Name] = r.Version
 	}
-	// Only revisions still in the cluster can be drained or pruned; one
-	// that status remembers but the cluster no longer has is already gone.
 	for _, name := range slices.Sorted(maps.Keys(obs.Revisions)) {
 		if keep[name] {
 			continue
 		}
 		o := obs.Revisions[name]
-		last, seen := lastUsed[name]
-		if !seen || o.Pods > 0 || !obs.InventoryKnown {
-			last = metav1.NewTime(obs.Now)
-		}
-		p.LastUsed[name] = last
-		idle := obs.Now.Sub(last.Time)
-		if obs.InventoryKnown && o.Pods == 0 && idle >= grace {
-			p.Prune = append(p.Prune, name)
-			continue
-		}
-		v, err := version.Parse(cmp.Or(o.Version, versions[name]))
+		cp, proxy, err := versionsOf(mi, obs, name)
 		if err != nil {
 			// A revision we cannot describe is still kept until unused.
-			v = p.Active.Version
+			cp, proxy = p.Active.Version, p.Active.ProxyVersion
 		}
-		p.Revisions = append(p.Revisions, Planned{Name: name, Version: v, Role: meshv1alpha1.RevisionDraining})
+		if o.Pods == 0 && obs.InventoryKnown {
+			since, ok := unusedSince[name]
+			if !ok {
+				since = metav1.NewTime(obs.Now)
+			}
+			idle := obs.Now.Sub(since.Time)
+			if idle >= grace {
+				p.Prune = append(p.Prune, name)
+				continue
+			}
+			p.UnusedSince[name] = since
+			p.RequeueAfter = minPositive(p.RequeueAfter, grace-idle)
+		}
+		p.Revisions = append(p.Revisions, Planned{Name: name, Version: cp, ProxyVersion: proxy, Role: meshv1alpha1.RevisionDraining})
 		if p.Phase == PhaseSteady {
 			p.Phase = PhaseDraining
 			p.Message = fmt.Sprintf("waiting for revision %s to be unused before removing it", name)
 		}
-		// In use (or usage unknown), idle is 0 and the wait a whole grace period.
-		p.RequeueAfter = minPositive(p.RequeueAfter, grace-idle)
 	}
 }
 

@@ -6,7 +6,6 @@ package webhookconfig
 import (
 	"slices"
 
-	"istio.io/api/annotation"
 	"istio.io/api/label"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -179,31 +178,6 @@ func entry(in Injector, name, path string, ns, obj *metav1.LabelSelector) admiss
 		AdmissionReviewVersions: []string{"v1"},
 		ReinvocationPolicy:      &reinvocation,
 		MatchConditions:         matchConditions(),
-	}
-}
-
-// matchConditions keep pods that need nothing from ever reaching the webhook.
-// The handler applies the same rules; these save the round trip.
-func matchConditions() []admissionregistrationv1.MatchCondition {
-	return []admissionregistrationv1.MatchCondition{
-		{
-			// Already injected (by meshkeeper or Istio): the status annotation is there.
-			Name:       "not-already-injected",
-			Expression: `!has(object.metadata.annotations) || !('` + annotation.SidecarStatus.Name + `' in object.metadata.annotations)`,
-		},
-		{
-			// The deprecated annotation opts out when no label decides. As in
-			// Istio only "false" does: any other value falls back to the default.
-			Name: "not-opted-out-by-annotation",
-			Expression: `(has(object.metadata.labels) && '` + label.SidecarInject.Name + `' in object.metadata.labels) || ` +
-				`!has(object.metadata.annotations) || !('` + annotation.SidecarInject.Name + `' in object.metadata.annotations) || ` +
-				`object.metadata.annotations['` + annotation.SidecarInject.Name + `'] != 'false'`,
-		},
-		{
-			// Pods on the host network share the node's network stack; Istio never injects them.
-			Name:       "not-host-network",
-			Expression: `!has(object.spec.hostNetwork) || !object.spec.hostNetwork`,
-		},
 	}
 }
 

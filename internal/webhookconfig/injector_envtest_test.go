@@ -82,6 +82,11 @@ func TestInjectorSelectionThroughTheAPIServer(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = env.Client.Delete(ctx, cfg) })
 
+	matcher, err := webhookconfig.NewMatcher(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+
 	type labels = map[string]string
 	cases := []struct {
 		name        string
@@ -136,6 +141,15 @@ func TestInjectorSelectionThroughTheAPIServer(t *testing.T) {
 			t.Cleanup(func() { _ = env.Client.Delete(ctx, pod) })
 			if got := pod.Annotations[markerAnnotation]; got != tc.want {
 				t.Errorf("webhook path = %q, want %q", got, tc.want)
+			}
+			// The inventory's reading of the same configuration agrees with the API server.
+			stored := &corev1.Namespace{}
+			if err := env.Client.Get(ctx, client.ObjectKey{Name: ns}, stored); err != nil {
+				t.Fatal(err)
+			}
+			sent := webhookconfig.Pod{Namespace: ns, Labels: tc.podLabels, Annotations: tc.podAnnots, HostNetwork: tc.hostNetwork}
+			if got := matcher.Target(stored.Labels, sent); got != tc.want {
+				t.Errorf("Matcher.Target = %q, the API server called %q", got, tc.want)
 			}
 		})
 	}

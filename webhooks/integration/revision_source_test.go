@@ -20,8 +20,9 @@ import (
 
 // TestRevisionSourceFollowsTheCluster drives the operator's ConfigSource
 // from a real API server: revisions' injection ConfigMaps as the renderer
-// makes them, tags from the MeshInstall's status, canary assignment by
-// workload, promotion, and a revision whose configuration is gone.
+// makes them, tags from the routing ConfigMap, canary assignment by
+// workload, promotion, a revision whose configuration is gone, and a
+// MeshInstall status that says otherwise (ignored).
 func TestRevisionSourceFollowsTheCluster(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -98,22 +99,31 @@ func TestRevisionSourceFollowsTheCluster(t *testing.T) {
 	}
 	byTag := func(tag string) webhooks.Target { return webhooks.Target{Tag: tag} }
 
+	testenv.Eventually(t, 10*time.Second, 20*time.Millisecond, "ready once loaded", func() error { return source.Ready(nil) })
 	testenv.Eventually(t, 10*time.Second, 20*time.Millisecond, "revisions are served by name", resolvesTo(webhooks.Target{Revision: canaryRev}, stay, canaryRev))
 	if _, err := source.Resolve(byTag("default"), stay); err == nil {
-		t.Error("the default tag resolves with no MeshInstall naming an active revision")
+		t.Error("the default tag resolves with no routing naming an active revision")
 	}
 
+	// A status naming an active revision routes nothing: only the routing in the cluster does.
 	if err := c.Create(ctx, mi); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = c.Delete(context.Background(), mi) })
-	mi.Status = meshv1alpha1.MeshInstallStatus{
-		ActiveRevision: stableRev, Version: "1.31.4",
-		Canary: &meshv1alpha1.CanaryStatus{Revision: canaryRev, Version: "1.32.0", Step: 0, Weight: 50},
-	}
+	mi.Status = meshv1alpha1.MeshInstallStatus{ActiveRevision: stableRev, Version: "1.31.4"}
 	if err := c.Status().Update(ctx, mi); err != nil {
 		t.Fatal(err)
 	}
+	time.Sleep(200 * time.Millisecond)
+	if _, err := source.Resolve(byTag("default"), stay); err == nil {
+		t.Error("the default tag resolves from the MeshInstall's status")
+	}
+
+	routing := render.RoutingConfigMap(mi, revision.Routing{Tags: []string{"default", "prod"}, Active: stableRev, Canary: canaryRev, Weight: 50}.Data())
+	if err := c.Create(ctx, routing); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Delete(context.Background(), routing) })
 	for _, tag := range []string{"default", "prod"} {
 		testenv.Eventually(t, 10*time.Second, 20*time.Millisecond, "tag "+tag+" splits workloads during the canary", func() error {
 			if err := resolvesTo(byTag(tag), stay, stableRev)(); err != nil {
@@ -124,8 +134,8 @@ func TestRevisionSourceFollowsTheCluster(t *testing.T) {
 	}
 	testenv.Eventually(t, 10*time.Second, 20*time.Millisecond, "a revision pin ignores the canary", resolvesTo(webhooks.Target{Revision: stableRev}, move, stableRev))
 
-	mi.Status.ActiveRevision, mi.Status.Version, mi.Status.Canary = canaryRev, "1.32.0", nil
-	if err := c.Status().Update(ctx, mi); err != nil {
+	routing.Data = revision.Routing{Tags: []string{"default", "prod"}, Active: canaryRev}.Data()
+	if err := c.Update(ctx, routing); err != nil {
 		t.Fatal(err)
 	}
 	testenv.Eventually(t, 10*time.Second, 20*time.Millisecond, "after promotion every workload goes to the new revision", func() error {
@@ -145,10 +155,10 @@ func TestRevisionSourceFollowsTheCluster(t *testing.T) {
 		return nil
 	})
 
-	if err := c.Delete(ctx, mi); err != nil {
+	if err := c.Delete(ctx, routing); err != nil {
 		t.Fatal(err)
 	}
-	testenv.Eventually(t, 10*time.Second, 20*time.Millisecond, "tags go with the MeshInstall", func() error {
+	testenv.Eventually(t, 10*time.Second, 20*time.Millisecond, "tags go with the routing", func() error {
 		if _, err := source.Resolve(byTag("default"), stay); err == nil {
 			return fmt.Errorf("the default tag still resolves")
 		}

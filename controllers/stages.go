@@ -1,0 +1,152 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
+	"github.com/meshkeeper/meshkeeper/internal/revision"
+	"github.com/meshkeeper/meshkeeper/internal/webhookconfig"
+)
+
+// injectorGVK is the kind of the injector configuration.
+var injectorGVK = admissionregistrationv1.SchemeGroupVersion.WithKind("MutatingWebhookConfiguration")
+
+// applyFailure is one object that could not be applied.
+type applyFailure struct {
+	key objectKey
+	// revision is the revision the object belongs to; "" for shared objects.
+	revision string
+	err      error
+}
+
+// applyOutcome is what the staged apply did.
+type applyOutcome struct {
+	failures []applyFailure
+	writes   int
+	// injectorApplied is false when the injector configuration could not be applied.
+	injectorApplied bool
+	// routing is the routing in effect after the pass: the plan's, or the
+	// observed one when the plan's could not be written or would have moved
+	// workloads towards a revision that failed.
+	routing *revision.Routing
+}
+
+// failedRevisions are the revisions with an object that failed.
+func (o *applyOutcome) failedRevisions() map[string]bool {
+	out := map[string]bool{}
+	for _, f := range o.failures {
+		if f.revision != "" {
+			out[f.revision] = true
+		}
+	}
+	return out
+}
+
+// err summarises every failure, naming each object.
+func (o *applyOutcome) err() error {
+	if len(o.failures) == 0 {
+		return nil
+	}
+	msgs := make([]string, 0, len(o.failures))
+	for _, f := range o.failures {
+		msgs = append(msgs, f.err.Error())
+	}
+	return fmt.Errorf("%d object(s) could not be applied: %s", len(o.failures), strings.Join(msgs, "; "))
+}
+
+// applyStages applies d stage by stage. One failing object stops nothing
+// that does not depend on it: every object of every stage is tried, and
+// every failure is reported. What moves pods depends on the revisions: the
+// routing is not moved towards a revision whose objects failed, and the
+// injector gets no entry for such a revision unless it had one already.
+func (r *MeshInstallReconciler) applyStages(ctx context.Context, mi *meshv1alpha1.MeshInstall, plan revision.Plan,
+	d *desired, obs *observation, endpoint webhookconfig.Endpoint) applyOutcome {
+	var out applyOutcome
+	applyAll := func(objs []client.Object) {
+		for _, obj := range objs {
+			live, exists := obs.live[keyOf(obj)]
+			if err := r.createFailOpen(ctx, obj, exists); err != nil {
+				out.failures = append(out.failures, applyFailure{key: keyOf(obj), revision: obj.GetLabels()[LabelRevision], err: err})
+				continue
+			}
+			if !exists {
+				live = nil
+			}
+			wrote, err := applyIfChanged(ctx, r.Client, obj, live)
+			if err != nil {
+				out.failures = append(out.failures, applyFailure{key: keyOf(obj), revision: obj.GetLabels()[LabelRevision], err: err})
+			}
+			if wrote {
+				out.writes++
+			}
+		}
+	}
+	applyAll(d.crds)
+	applyAll(d.base)
+	for _, objs := range d.revisions {
+		applyAll(objs)
+	}
+	applyAll(d.shared)
+
+	failed := out.failedRevisions()
+	out.routing = obs.Routing
+	if d.routing != nil && !routesTowards(plan.Routing, obs.Routing, failed) {
+		before := len(out.failures)
+		applyAll([]client.Object{d.routing})
+		if len(out.failures) == before {
+			out.routing = plan.Routing
+		}
+	}
+
+	// The injector serves every revision that applied, and keeps the
+	// entries of those that failed but were served already.
+	var served []string
+	for _, p := range plan.Revisions {
+		if !failed[p.Name] || injectorServes(obs, p.Name) {
+			served = append(served, p.Name)
+		}
+	}
+	injector, err := r.injectorFor(mi, served, endpoint)
+	if err == nil {
+		before := len(out.failures)
+		applyAll([]client.Object{injector})
+		out.injectorApplied = len(out.failures) == before
+	} else {
+		out.failures = append(out.failures, applyFailure{key: keyOf(injector), err: err})
+	}
+	return out
+}
+
+// routesTowards reports whether moving from the observed routing to the
+// planned one sends workloads to a revision that failed: a new active
+// revision, a new canary, or a canary whose weight grows.
+func routesTowards(planned, observed *revision.Routing, failed map[string]bool) bool {
+	if planned == nil {
+		return false
+	}
+	if observed == nil {
+		return failed[planned.Active] || failed[planned.Canary]
+	}
+	if planned.Active != observed.Active && failed[planned.Active] {
+		return true
+	}
+	return planned.Canary != "" && failed[planned.Canary] && (planned.Canary != observed.Canary || planned.Weight > observed.Weight)
+}
+
+// injectorServes reports whether the observed injector has entries for a revision.
+func injectorServes(obs *observation, rev string) bool {
+	if obs.injector == nil {
+		return false
+	}
+	path := webhookconfig.TargetPath("rev", rev)
+	return slices.ContainsFunc(obs.injector.Webhooks, func(w admissionregistrationv1.MutatingWebhook) bool {
+		return w.ClientConfig.URL != nil && strings.HasSuffix(*w.ClientConfig.URL, path) ||
+			w.ClientConfig.Service != nil && w.ClientConfig.Service.Path != nil && *w.ClientConfig.Service.Path == path
+	})
+}

@@ -1,0 +1,169 @@
+package webhookconfig
+
+import (
+	"net/url"
+	"slices"
+
+	"istio.io/api/annotation"
+	"istio.io/api/label"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+)
+
+// This file is the one definition of which pods are injected. The webhook
+// configuration carries it for the API server (namespace and object
+// selectors per entry, and the match conditions below in CEL); the injection
+// handler applies Excluded to what reaches it; the inventory evaluates the
+// same configuration with Matcher to count pods that should have a sidecar.
+// The envtest suite checks that the API server and Matcher agree.
+
+// Pod is what selection reads of a pod.
+type Pod struct {
+	Namespace   string
+	Labels      map[string]string
+	Annotations map[string]string
+	HostNetwork bool
+}
+
+// Why a pod is never injected, whatever the webhook entries select.
+const (
+	ExcludedSystemNamespace = "system-namespace"
+	ExcludedHostNetwork     = "host-network"
+	ExcludedAlreadyInjected = "already-injected"
+	ExcludedOptedOut        = "disabled"
+)
+
+// exclusion is one rule, in Go and as the webhook's CEL match condition.
+// (The system namespaces are excluded by the entries' namespace selectors,
+// which the API server evaluates before match conditions.)
+type exclusion struct {
+	reason string
+	// condition is the match condition that lets through pods the rule does not exclude.
+	condition admissionregistrationv1.MatchCondition
+	excludes  func(Pod) bool
+}
+
+var exclusions = []exclusion{
+	{
+		// Already injected (by meshkeeper or Istio): the status annotation is there.
+		reason: ExcludedAlreadyInjected,
+		condition: admissionregistrationv1.MatchCondition{
+			Name:       "not-already-injected",
+			Expression: `!has(object.metadata.annotations) || !('` + annotation.SidecarStatus.Name + `' in object.metadata.annotations)`,
+		},
+		excludes: func(p Pod) bool { _, ok := p.Annotations[annotation.SidecarStatus.Name]; return ok },
+	},
+	{
+		// The deprecated annotation opts out when no label decides. As in
+		// Istio only "false" does: any other value falls back to the default.
+		// (The label's own opt-out is in every entry's object selector.)
+		reason: ExcludedOptedOut,
+		condition: admissionregistrationv1.MatchCondition{
+			Name: "not-opted-out-by-annotation",
+			Expression: `(has(object.metadata.labels) && '` + label.SidecarInject.Name + `' in object.metadata.labels) || ` +
+				`!has(object.metadata.annotations) || !('` + annotation.SidecarInject.Name + `' in object.metadata.annotations) || ` +
+				`object.metadata.annotations['` + annotation.SidecarInject.Name + `'] != 'false'`,
+		},
+		excludes: func(p Pod) bool {
+			v, ok := p.Labels[label.SidecarInject.Name]
+			if !ok {
+				v = p.Annotations[annotation.SidecarInject.Name]
+			}
+			return v == "false"
+		},
+	},
+	{
+		// Pods on the host network share the node's network stack; Istio never injects them.
+		reason: ExcludedHostNetwork,
+		condition: admissionregistrationv1.MatchCondition{
+			Name:       "not-host-network",
+			Expression: `!has(object.spec.hostNetwork) || !object.spec.hostNetwork`,
+		},
+		excludes: func(p Pod) bool { return p.HostNetwork },
+	},
+}
+
+// Excluded says why a pod is never injected, or "" when the webhook
+// entries decide.
+func Excluded(p Pod) string {
+	if slices.Contains(AlwaysExcludedNamespaces, p.Namespace) {
+		return ExcludedSystemNamespace
+	}
+	for _, e := range exclusions {
+		if e.excludes(p) {
+			return e.reason
+		}
+	}
+	return ""
+}
+
+// matchConditions keep pods that need nothing from ever reaching the webhook.
+func matchConditions() []admissionregistrationv1.MatchCondition {
+	out := make([]admissionregistrationv1.MatchCondition, len(exclusions))
+	for i, e := range exclusions {
+		out[i] = e.condition
+	}
+	return out
+}
+
+// Matcher decides, like the API server, which entry of an injector
+// configuration a new pod would be sent to.
+type Matcher struct {
+	entries []compiledEntry
+}
+
+type compiledEntry struct {
+	path   string
+	ns     labels.Selector
+	object labels.Selector
+}
+
+// NewMatcher compiles an injector configuration.
+func NewMatcher(mwc *admissionregistrationv1.MutatingWebhookConfiguration) (*Matcher, error) {
+	m := &Matcher{}
+	for _, w := range mwc.Webhooks {
+		ns, err := compile(w.NamespaceSelector)
+		if err != nil {
+			return nil, err
+		}
+		obj, err := compile(w.ObjectSelector)
+		if err != nil {
+			return nil, err
+		}
+		path := ""
+		switch {
+		case w.ClientConfig.Service != nil && w.ClientConfig.Service.Path != nil:
+			path = *w.ClientConfig.Service.Path
+		case w.ClientConfig.URL != nil:
+			u, err := url.Parse(*w.ClientConfig.URL)
+			if err != nil {
+				return nil, err
+			}
+			path = u.Path
+		}
+		m.entries = append(m.entries, compiledEntry{path: path, ns: ns, object: obj})
+	}
+	return m, nil
+}
+
+func compile(s *metav1.LabelSelector) (labels.Selector, error) {
+	if s == nil {
+		return labels.Everything(), nil
+	}
+	return metav1.LabelSelectorAsSelector(s)
+}
+
+// Target returns the injector path a new pod would be sent to, or "" when
+// it would not be injected. nsLabels are its namespace's labels.
+func (m *Matcher) Target(nsLabels map[string]string, p Pod) string {
+	if m == nil || Excluded(p) != "" {
+		return ""
+	}
+	for _, e := range m.entries {
+		if e.ns.Matches(labels.Set(nsLabels)) && e.object.Matches(labels.Set(p.Labels)) {
+			return e.path
+		}
+	}
+	return ""
+}
