@@ -132,15 +132,15 @@ func liveContent(live client.Object) (map[string]any, error) {
 
 // contains reports whether every field of want is in have with the same
 // value: maps by key, lists item by item (a list may have more items, added
-// by another field manager), scalars by value. The type of an object is not
-// compared (cached typed objects carry none).
+// by another field manager), scalars by value; an empty map in want sets
+// nothing and matches a missing one. The type of an object is not compared
+// (cached typed objects carry none).
 func contains(have, want map[string]any) bool {
 	for k, w := range want {
 		if k == "apiVersion" || k == "kind" {
 			continue
 		}
-		h, ok := have[k]
-		if !ok || !containsValue(h, w) {
+		if !containsValue(have[k], w) {
 			return false
 		}
 	}
@@ -150,13 +150,13 @@ func contains(have, want map[string]any) bool {
 func containsValue(have, want any) bool {
 	switch w := want.(type) {
 	case map[string]any:
+		// An empty map sets nothing: the object may have none.
 		h, ok := have.(map[string]any)
 		if !ok {
-			return false
+			return len(w) == 0 && have == nil
 		}
 		for k, wv := range w {
-			hv, ok := h[k]
-			if !ok || !containsValue(hv, wv) {
+			if !containsValue(h[k], wv) {
 				return false
 			}
 		}

@@ -1,7 +1,6 @@
 package controllers
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -13,7 +12,6 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -48,9 +46,9 @@ func (d *desired) all() []client.Object {
 }
 
 // desiredObjects renders everything the plan needs.
-func (r *MeshInstallReconciler) desiredObjects(ctx context.Context, mi *meshv1alpha1.MeshInstall, plan revision.Plan, obs *observation) (*desired, error) {
+func (r *MeshInstallReconciler) desiredObjects(mi *meshv1alpha1.MeshInstall, plan revision.Plan, obs *observation) (*desired, error) {
 	d := &desired{}
-	crds, err := r.crdsToApply(ctx, mi)
+	crds, err := crdsToApply(mi, obs)
 	if err != nil {
 		return nil, err
 	}
@@ -159,17 +157,20 @@ func ownershipLabels(mi *meshv1alpha1.MeshInstall) map[string]string {
 }
 
 // crdsToApply returns Istio's CRDs that are missing or differ from the ones
-// pinned in this build, read from the cache. Applying ~1 MB of schemas on
-// every pass would load the API server for nothing.
-func (r *MeshInstallReconciler) crdsToApply(ctx context.Context, mi *meshv1alpha1.MeshInstall) ([]client.Object, error) {
+// pinned in this build. Applying ~1 MB of schemas on every pass would load
+// the API server for nothing.
+func crdsToApply(mi *meshv1alpha1.MeshInstall, obs *observation) ([]client.Object, error) {
 	crds, err := render.IstioCRDs(mi)
 	if err != nil {
 		return nil, err
 	}
 	var out []client.Object
 	for _, crd := range crds {
-		crd = crd.DeepCopy()
 		hash := specHash(crd.Spec)
+		if applied, ok := obs.crdHashes[crd.Name]; ok && applied == hash {
+			continue
+		}
+		crd = crd.DeepCopy()
 		l := crd.GetLabels()
 		if l == nil {
 			l = map[string]string{}
@@ -182,16 +183,6 @@ func (r *MeshInstallReconciler) crdsToApply(ctx context.Context, mi *meshv1alpha
 		}
 		a[AnnotationSpecHash] = hash
 		crd.SetAnnotations(a)
-
-		current := &apiextensionsv1.CustomResourceDefinition{}
-		err := r.Get(ctx, client.ObjectKey{Name: crd.Name}, current)
-		switch {
-		case apierrors.IsNotFound(err):
-		case err != nil:
-			return nil, err
-		case current.Annotations[AnnotationSpecHash] == hash:
-			continue
-		}
 		out = append(out, crd)
 	}
 	return out, nil

@@ -19,11 +19,14 @@ func (r *MeshInstallReconciler) recordTransitions(before, after *meshv1alpha1.Me
 	for _, t := range []string{meshv1alpha1.ConditionReady, meshv1alpha1.ConditionStalled, meshv1alpha1.ConditionUpgradeInProgress} {
 		old := meta.FindStatusCondition(before.Status.Conditions, t)
 		cur := meta.FindStatusCondition(after.Status.Conditions, t)
-		if cur == nil || (old != nil && old.Status == cur.Status && old.Reason == cur.Reason) {
+		if cur == nil || (old != nil && old.Status == cur.Status && old.Reason == cur.Reason &&
+			// A new set of objects failing is news too.
+			(cur.Reason != meshv1alpha1.ReasonApplyFailed || old.Message == cur.Message)) {
 			continue
 		}
 		eventType := corev1.EventTypeNormal
-		if (t == meshv1alpha1.ConditionStalled && cur.Status == "True") || (t == meshv1alpha1.ConditionReady && cur.Status == "False" && old != nil && old.Status == "True") {
+		if (t == meshv1alpha1.ConditionStalled && cur.Status == "True") || (t == meshv1alpha1.ConditionReady && cur.Status == "False" && old != nil && old.Status == "True") ||
+			cur.Reason == meshv1alpha1.ReasonApplyFailed {
 			eventType = corev1.EventTypeWarning
 		}
 		r.event(after, eventType, cur.Reason, t, cur.Message)

@@ -126,7 +126,7 @@ func (r *MeshInstallReconciler) reconcileNormal(ctx context.Context, mi *meshv1a
 	if err != nil {
 		return ctrl.Result{}, classify(st, err)
 	}
-	d, err := r.desiredObjects(ctx, mi, plan, obs)
+	d, err := r.desiredObjects(mi, plan, obs)
 	if err != nil {
 		return ctrl.Result{}, classify(st, err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -634,4 +635,173 @@ func TestDataPlaneInventory(t *testing.T) {
 		return nil
 	})
 	waitCondition(t, mi.Name, meshv1alpha1.ConditionDataPlaneUpToDate, metav1.ConditionFalse, meshv1alpha1.ReasonUninjectedPods)
+}
+
+// writeCounter counts the reconciler's writes, naming the last one.
+type writeCounter struct {
+	n    atomic.Int64
+	last atomic.Value
+}
+
+func (w *writeCounter) count(what string, obj any) {
+	w.n.Add(1)
+	if o, ok := obj.(interface {
+		GetName() string
+		GetKind() string
+	}); ok {
+		w.last.Store(fmt.Sprintf("%s %s %s", what, o.GetKind(), o.GetName()))
+		return
+	}
+	w.last.Store(fmt.Sprintf("%s %T", what, obj))
+}
+
+func (w *writeCounter) funcs() *interceptor.Funcs {
+	return &interceptor.Funcs{
+		Apply: func(ctx context.Context, c client.WithWatch, obj runtime.ApplyConfiguration, opts ...client.ApplyOption) error {
+			w.count("apply", obj)
+			return c.Apply(ctx, obj, opts...)
+		},
+		Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
+			w.count("create", obj)
+			return c.Create(ctx, obj, opts...)
+		},
+		Update: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.UpdateOption) error {
+			w.count("update", obj)
+			return c.Update(ctx, obj, opts...)
+		},
+		Patch: func(ctx context.Context, c client.WithWatch, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
+			w.count("patch", obj)
+			return c.Patch(ctx, obj, patch, opts...)
+		},
+		Delete: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.DeleteOption) error {
+			w.count("delete", obj)
+			return c.Delete(ctx, obj, opts...)
+		},
+		SubResourcePatch: func(ctx context.Context, c client.Client, sub string, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {
+			w.count("patch "+sub, obj)
+			return c.SubResource(sub).Patch(ctx, obj, patch, opts...)
+		},
+	}
+}
+
+// settle waits until the counter has not moved for quiet.
+func (w *writeCounter) settle(t *testing.T, quiet time.Duration) int64 {
+	t.Helper()
+	n := w.n.Load()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		time.Sleep(quiet)
+		if m := w.n.Load(); m == n {
+			return n
+		} else {
+			n = m
+		}
+	}
+	t.Fatalf("the reconciler kept writing for %s (last: %v)", timeout, w.last.Load())
+	return 0
+}
+
+// TestAPassThatChangesNothingWritesNothing runs full passes (the
+// MeshInstall's annotations change) and recounts (pods come and go) over a
+// settled control plane: none of them may write, while drift is still put back.
+func TestAPassThatChangesNothingWritesNothing(t *testing.T) {
+	w := &writeCounter{}
+	startManager(t, managerOpts{funcs: w.funcs()})
+	mi := createSample(t, nil)
+	ctx := context.Background()
+	eventually(t, timeout, "installed", func() error { return allExist(expectedObjects(t, mi, render.DefaultRevision)) })
+	makeAvailable(t, mi.Spec.Namespace, render.IstiodName(render.DefaultRevision))
+	waitCondition(t, mi.Name, meshv1alpha1.ConditionReady, metav1.ConditionTrue, meshv1alpha1.ReasonReconcileSucceeded)
+	settled := w.settle(t, 2*time.Second)
+
+	for i := range 3 {
+		got := getMI(t, mi.Name)
+		got.Annotations = map[string]string{"example.com/touched": strconv.Itoa(i)}
+		if err := env.Client.Update(ctx, got); err != nil {
+			t.Fatal(err)
+		}
+		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "churn-" + strconv.Itoa(i)},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "nginx"}}}}
+		if err := env.Client.Create(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Second)
+	}
+	time.Sleep(podEventDelay + 2*time.Second)
+	if n := w.n.Load(); n != settled {
+		t.Errorf("%d writes by passes that changed nothing (last: %v)", n-settled, w.last.Load())
+	}
+
+	// Drift is still seen: an edited ConfigMap is put back.
+	cm := &corev1.ConfigMap{}
+	key := client.ObjectKey{Namespace: mi.Spec.Namespace, Name: render.MeshConfigMapName(render.DefaultRevision)}
+	if err := env.Client.Get(ctx, key, cm); err != nil {
+		t.Fatal(err)
+	}
+	want := cm.Data["mesh"]
+	cm.Data["mesh"] = "edited: true"
+	if err := env.Client.Update(ctx, cm); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, timeout, "edited ConfigMap restored", func() error {
+		if err := env.Client.Get(ctx, key, cm); err != nil {
+			return err
+		}
+		if cm.Data["mesh"] != want {
+			return fmt.Errorf("mesh config is %q", cm.Data["mesh"])
+		}
+		return nil
+	})
+}
+
+// TestOneFailingObjectStopsNothingElse refuses one gateway object: the
+// control plane, the mesh-wide policy, the routing and the injector are
+// applied all the same, and the condition names the refused object.
+func TestOneFailingObjectStopsNothingElse(t *testing.T) {
+	funcs := &interceptor.Funcs{
+		Apply: func(ctx context.Context, c client.WithWatch, obj runtime.ApplyConfiguration, opts ...client.ApplyOption) error {
+			if o, ok := obj.(interface {
+				GetName() string
+				GetKind() string
+			}); ok && o.GetKind() == "Service" && o.GetName() == "istio-ingressgateway" {
+				return apierrors.NewForbidden(corev1.Resource("services"), "istio-ingressgateway", errors.New("refused by a policy"))
+			}
+			return c.Apply(ctx, obj, opts...)
+		},
+	}
+	startManager(t, managerOpts{funcs: funcs})
+	mi := createSample(t, nil)
+	ctx := context.Background()
+	eventually(t, timeout, "istiod applied", func() error {
+		return env.Client.Get(ctx, client.ObjectKey{Namespace: mi.Spec.Namespace, Name: render.IstiodName(render.DefaultRevision)}, &appsv1.Deployment{})
+	})
+	makeAvailable(t, mi.Spec.Namespace, render.IstiodName(render.DefaultRevision))
+	waitCondition(t, mi.Name, meshv1alpha1.ConditionReady, metav1.ConditionFalse, meshv1alpha1.ReasonApplyFailed)
+	for _, o := range expectedObjects(t, mi, render.DefaultRevision) {
+		if _, isService := o.(*corev1.Service); isService && o.GetName() == "istio-ingressgateway" {
+			continue
+		}
+		if err := allExist([]client.Object{o}); err != nil {
+			t.Errorf("not applied because of the refused Service: %v", err)
+		}
+	}
+	eventually(t, timeout, "the condition names the refused Service", func() error {
+		c := condition(t, mi.Name, meshv1alpha1.ConditionReady)
+		if !strings.Contains(c.Message, "Service "+mi.Spec.Namespace+"/istio-ingressgateway") || !strings.Contains(c.Message, "refused by a policy") {
+			return fmt.Errorf("Ready message %q", c.Message)
+		}
+		return nil
+	})
+	eventually(t, timeout, "routing, injector and the gateway Deployment applied once istiod is available", func() error {
+		if err := env.Client.Get(ctx, client.ObjectKey{Namespace: mi.Spec.Namespace, Name: render.RoutingConfigMapName}, &corev1.ConfigMap{}); err != nil {
+			return err
+		}
+		if err := env.Client.Get(ctx, client.ObjectKey{Name: webhookconfig.InjectorName}, &admissionregistrationv1.MutatingWebhookConfiguration{}); err != nil {
+			return err
+		}
+		return allExist(gatewayDeployments(t, mi))
+	})
+	if c := condition(t, mi.Name, meshv1alpha1.ConditionReady); c.Reason != meshv1alpha1.ReasonApplyFailed {
+		t.Errorf("Ready = %+v, want ApplyFailed while the Service is refused", c)
+	}
 }

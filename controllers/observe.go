@@ -11,6 +11,7 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
@@ -37,10 +38,13 @@ type observation struct {
 	configHash map[string]string
 	// injector is the injector configuration in the cluster; nil when missing.
 	injector *admissionregistrationv1.MutatingWebhookConfiguration
+	// crdHashes maps each CRD meshkeeper applied to the spec hash it applied.
+	crdHashes map[string]string
 }
 
 // observe reads what the MeshInstall owns, grouped by revision, where the
-// tags point, the namespaces and the running pods. The set of revisions is
+// tags point, Istio's CRDs, the namespaces and the running pods, all from
+// the manager's cache. The set of revisions is
 // the cluster's: every revision with a labelled object, and every revision a
 // running pod is stamped with, whatever status says.
 func (r *MeshInstallReconciler) observe(ctx context.Context, mi *meshv1alpha1.MeshInstall) (*observation, error) {
@@ -49,6 +53,14 @@ func (r *MeshInstallReconciler) observe(ctx context.Context, mi *meshv1alpha1.Me
 		live:       map[objectKey]client.Object{},
 		namespaces: map[string]map[string]string{},
 		configHash: map[string]string{},
+		crdHashes:  map[string]string{},
+	}
+	var crds apiextensionsv1.CustomResourceDefinitionList
+	if err := r.List(ctx, &crds, client.MatchingLabels{LabelManagedBy: ManagedByValue}); err != nil {
+		return nil, fmt.Errorf("listing CRDs: %w", err)
+	}
+	for _, crd := range crds.Items {
+		obs.crdHashes[crd.Name] = crd.Annotations[AnnotationSpecHash]
 	}
 	owned, err := r.owned(ctx, mi)
 	if err != nil {

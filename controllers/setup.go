@@ -58,7 +58,7 @@ func (r *MeshInstallReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		// Status writes of our own do not trigger another pass; spec, metadata and deletion do.
 		For(&meshv1alpha1.MeshInstall{}, builder.WithPredicates(predicate.Or(
 			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{},
-			predicate.LabelChangedPredicate{}, deletionStarted))).
+			predicate.LabelChangedPredicate{}, deletionStarted, statusLost))).
 		Named("meshinstall")
 	for _, t := range OwnedTypes() {
 		b = b.Owns(t)
@@ -85,6 +85,20 @@ func (r *MeshInstallReconciler) SetupWithManager(mgr ctrl.Manager) error {
 var deletionStarted = predicate.Funcs{
 	UpdateFunc: func(e event.UpdateEvent) bool {
 		return e.ObjectOld.GetDeletionTimestamp().IsZero() && !e.ObjectNew.GetDeletionTimestamp().IsZero()
+	},
+	CreateFunc:  func(event.CreateEvent) bool { return false },
+	DeleteFunc:  func(event.DeleteEvent) bool { return false },
+	GenericFunc: func(event.GenericEvent) bool { return false },
+}
+
+// statusLost passes an update that took status back (wiped, or restored
+// from an older copy): the next pass reports the cluster again at once.
+var statusLost = predicate.Funcs{
+	UpdateFunc: func(e event.UpdateEvent) bool {
+		o, okOld := e.ObjectOld.(*meshv1alpha1.MeshInstall)
+		n, okNew := e.ObjectNew.(*meshv1alpha1.MeshInstall)
+		return okOld && okNew && (n.Status.ObservedGeneration < o.Status.ObservedGeneration ||
+			len(n.Status.Conditions) < len(o.Status.Conditions) || (n.Status.ActiveRevision == "" && o.Status.ActiveRevision != ""))
 	},
 	CreateFunc:  func(event.CreateEvent) bool { return false },
 	DeleteFunc:  func(event.DeleteEvent) bool { return false },

@@ -12,6 +12,8 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -52,12 +54,8 @@ func canarySteps(ctx context.Context, cl func() client.Client, rc func() *rest.C
 		}}
 	}
 	return []step{
-		{fmt.Sprintf("Switch to canary upgrades (steps 30%%, 70%%, 100%%, every 10s) and set spec.version to %s", canaryVersion), func() error {
-			for range 10 {
-				mi := &meshv1alpha1.MeshInstall{}
-				if err := cl().Get(ctx, client.ObjectKey{Name: name}, mi); err != nil {
-					return err
-				}
+		{fmt.Sprintf("Switch to canary upgrades (steps 30%%, 70%%, 100%%, every 10s) and set spec.version to %s, with an istiod that asks for more CPU than any node has: the canary waits at 0%%", canaryVersion), func() error {
+			err := updateMeshInstall(ctx, cl(), name, func(mi *meshv1alpha1.MeshInstall) {
 				mi.Spec.Version = canaryVersion
 				mi.Spec.UpdateStrategy = meshv1alpha1.UpdateStrategy{
 					Type: meshv1alpha1.UpdateStrategyCanary,
@@ -66,13 +64,28 @@ func canarySteps(ctx context.Context, cl func() client.Client, rc func() *rest.C
 					},
 					InactiveRevisionDeletionGracePeriod: &metav1.Duration{Duration: 10 * time.Second},
 				}
-				err := cl().Update(ctx, mi)
-				if err == nil {
-					break
-				}
-				if !apierrors.IsConflict(err) {
+				mi.Spec.Pilot.Resources = &corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("64")}}
+			})
+			if err != nil {
+				return err
+			}
+			if err := waitCanaryWaiting(ctx, cl(), name, canaryRev); err != nil {
+				return err
+			}
+			for _, app := range demoApps {
+				if err := restart(ctx, cl(), "demo", app); err != nil {
 					return err
 				}
+			}
+			if err := waitOnRevisions(ctx, cl(), func(string) string { return oldRev }); err != nil {
+				return err
+			}
+			fmt.Println("  restarted pods all stayed on", oldRev+": no workload is sent to an istiod that is not serving")
+			return printPodsByRevision(ctx, cl())
+		}},
+		{"Give the canary's istiod requests that fit: once it is available, its first step starts", func() error {
+			if err := updateMeshInstall(ctx, cl(), name, func(mi *meshv1alpha1.MeshInstall) { mi.Spec.Pilot.Resources = nil }); err != nil {
+				return err
 			}
 			if err := waitCanary(ctx, cl(), name, canaryRev, 30); err != nil {
 				return err
@@ -111,6 +124,39 @@ func canarySteps(ctx context.Context, cl func() client.Client, rc func() *rest.C
 			return printTable(ctx, rc(), "/apis/mesh.meshkeeper.dev/v1alpha1/meshinstalls")
 		}},
 	}
+}
+
+// updateMeshInstall changes the MeshInstall, retrying on conflict.
+func updateMeshInstall(ctx context.Context, c client.Client, name string, change func(*meshv1alpha1.MeshInstall)) error {
+	for range 10 {
+		mi := &meshv1alpha1.MeshInstall{}
+		if err := c.Get(ctx, client.ObjectKey{Name: name}, mi); err != nil {
+			return err
+		}
+		change(mi)
+		err := c.Update(ctx, mi)
+		if !apierrors.IsConflict(err) {
+			return err
+		}
+	}
+	return fmt.Errorf("updating MeshInstall %s: too many conflicts", name)
+}
+
+// waitCanaryWaiting waits until the canary exists at weight 0 and the
+// MeshInstall says it waits for its istiod, and prints what it says.
+func waitCanaryWaiting(ctx context.Context, c client.Client, name, rev string) error {
+	return poll(ctx, 60*time.Second, "canary "+rev+" waiting for its istiod", func() (bool, string, error) {
+		mi := &meshv1alpha1.MeshInstall{}
+		if err := c.Get(ctx, client.ObjectKey{Name: name}, mi); err != nil {
+			return false, "", err
+		}
+		up := meta.FindStatusCondition(mi.Status.Conditions, meshv1alpha1.ConditionUpgradeInProgress)
+		if mi.Status.Canary == nil || mi.Status.Canary.Revision != rev || mi.Status.Canary.Weight != 0 || up == nil || !strings.Contains(up.Message, "Insufficient cpu") {
+			return false, fmt.Sprintf("canary %+v, UpgradeInProgress %+v", mi.Status.Canary, up), nil
+		}
+		fmt.Printf("  canary %s receives 0%% of workloads\n  UpgradeInProgress=%s (%s): %s\n", rev, up.Status, up.Reason, up.Message)
+		return true, "", nil
+	})
 }
 
 func mustRevision(v string) string {
