@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -52,8 +53,8 @@ func (r *MeshInstallReconciler) owned(ctx context.Context, mi *meshv1alpha1.Mesh
 			return nil, err
 		}
 		err = r.List(ctx, list, client.MatchingLabels{LabelMeshInstall: mi.Name})
-		if meta.IsNoMatchError(err) {
-			continue // e.g. Istio's CRDs are not installed yet
+		if meta.IsNoMatchError(err) || apierrors.IsNotFound(err) {
+			continue // e.g. Istio's CRDs are not installed yet, or one was just deleted
 		}
 		if err != nil {
 			return nil, fmt.Errorf("listing %s: %w", gvk.Kind, err)
