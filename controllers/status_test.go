@@ -163,8 +163,10 @@ func TestConditions(t *testing.T) {
 			wantGeneration: true,
 		},
 		{
-			name:  "a refused spec is judged: Stalled at this generation",
-			setup: []func(*statusBuilder){func(s *statusBuilder) { s.refused(&revision.Refusal{Reason: meshv1alpha1.ReasonVersionSkewTooLarge, Message: "spec.version: skips"}) }},
+			name: "a refused spec is judged: Stalled at this generation",
+			setup: []func(*statusBuilder){func(s *statusBuilder) {
+				s.refused(&revision.Refusal{Reason: meshv1alpha1.ReasonVersionSkewTooLarge, Message: "spec.version: skips"})
+			}},
 			want: map[string]want{
 				meshv1alpha1.ConditionStalled:     {metav1.ConditionTrue, meshv1alpha1.ReasonVersionSkewTooLarge, "spec.version"},
 				meshv1alpha1.ConditionReady:       {metav1.ConditionFalse, meshv1alpha1.ReasonVersionSkewTooLarge, ""},
