@@ -91,8 +91,9 @@ func countDataPlane(obs *observation) (inventory.Result, error) {
 const inventoryNamespace = "meshkeeper.dev/inventory"
 
 // podEventDelay batches pod churn: a burst of pod events makes one recount
-// every podEventDelay, and a 1,000-pod rollout a handful of status writes.
-const podEventDelay = 5 * time.Second
+// every podEventDelay, and a 1,000-pod rollout a handful of status writes
+// (the counts are a report: ten seconds behind is soon enough).
+const podEventDelay = 10 * time.Second
 
 // podEvents enqueues a recount of every MeshInstall a little after a pod or
 // namespace changes what the inventory reads; the queue folds the burst into

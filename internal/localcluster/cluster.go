@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"time"
 
 	"k8s.io/client-go/rest"
@@ -59,9 +60,16 @@ func UniqueName(prefix string) string {
 	return prefix + "-" + strconv.Itoa(os.Getpid()) + "-" + strconv.FormatInt(time.Now().UnixNano()%100000, 10)
 }
 
+// creating serialises cluster creation: kwokctl picks its ports when it
+// creates a cluster, and two creations at once can pick the same ones.
+var creating sync.Mutex
+
 // Create starts a cluster with the given number of kwok nodes; the
 // kubeconfig is written to dir (the user's ~/.kube/config is left alone).
+// Clusters may be created from several goroutines; they are made one at a time.
 func Create(ctx context.Context, tools Tools, name, dir string, nodes int) (*Cluster, error) {
+	creating.Lock()
+	defer creating.Unlock()
 	c := &Cluster{Name: name, Kubeconfig: filepath.Join(dir, name+".kubeconfig"), tools: tools}
 	bin := func(n string) string { return filepath.Join(tools.K8sBin, n) }
 	_, err := c.kwokctl(ctx, "create", "cluster", "--name", name, "--runtime", "binary",

@@ -2,7 +2,8 @@
 // kube-apiserver, etcd, kube-controller-manager and kube-scheduler with kwok
 // nodes, and the operator as a process on the host. Every test gets a fresh
 // cluster with a unique name, deleted when the test ends, also on failure or
-// Ctrl-C.
+// Ctrl-C, and runs in parallel with the others (they mostly wait on their
+// clusters; `make test-e2e` runs E2E_PARALLEL at a time).
 package e2e
 
 import (

@@ -21,6 +21,7 @@ const (
 // memory with no workload pods and with 5,000: it caches pod metadata only,
 // trimmed, so the difference must stay within 50 MiB.
 func TestOperatorMemoryStaysFlatWithPods(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, 1)
 	ctx := context.Background()
 	mi := sample(t)

@@ -40,6 +40,7 @@ func unschedulable(mi *meshv1alpha1.MeshInstall) {
 // revision's istiod is deleted by hand: no revision may be pruned while in
 // use, and the end state is that of an uninterrupted canary.
 func TestCanaryNeverRoutesToAnIstiodThatCannotServe(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, 3)
 	ctx := context.Background()
 	mi := sample(t)
@@ -221,6 +222,7 @@ func TestCanaryNeverRoutesToAnIstiodThatCannotServe(t *testing.T) {
 // the old proxy, also across an operator crash, until the new istiod is
 // available.
 func TestInPlaceUpgradeNeverPutsTheProxyAheadOfIstiod(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, 2)
 	ctx := context.Background()
 	mi := sample(t)
@@ -301,6 +303,7 @@ func TestInPlaceUpgradeNeverPutsTheProxyAheadOfIstiod(t *testing.T) {
 // the injector must still be applied, and the MeshInstall must name the
 // Service and the policy's message.
 func TestOneRefusedObjectStopsNothingElse(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, 1)
 	ctx := context.Background()
 	mi := sample(t)
@@ -399,6 +402,7 @@ func TestOneRefusedObjectStopsNothingElse(t *testing.T) {
 // operator restarts: once the new process reports ready, every pod is
 // admitted with its sidecar.
 func TestOperatorRestartRefusesNoPod(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, 2)
 	ctx := context.Background()
 	mi := sample(t)

@@ -29,6 +29,7 @@ const (
 // burst of 1,000 pod creations. Leader election is off, so every write
 // counted is the controllers' own.
 func TestQuietClusterCostsNoWrites(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, 10, "--leader-elect=false")
 	ctx := context.Background()
 	mi := sample(t)
@@ -121,7 +122,7 @@ func TestQuietClusterCostsNoWrites(t *testing.T) {
 }
 
 // podEventDelayForTests is the operator's recount batching (controllers.podEventDelay).
-const podEventDelayForTests = 5 * time.Second
+const podEventDelayForTests = 10 * time.Second
 
 // requestCounts are the operator's API requests by method.
 type requestCounts map[string]float64
