@@ -131,10 +131,10 @@ func liveContent(live client.Object) (map[string]any, error) {
 }
 
 // contains reports whether every field of want is in have with the same
-// value: maps by key, lists item by item (a list may have more items, added
-// by another field manager), scalars by value; an empty map in want sets
-// nothing and matches a missing one. The type of an object is not compared
-// (cached typed objects carry none).
+// value: maps by key (have may hold more: defaults, others' labels), lists
+// item by item and of the same length, scalars by value; an empty map in
+// want sets nothing and matches a missing one. The type of an object is not
+// compared (cached typed objects carry none).
 func contains(have, want map[string]any) bool {
 	for k, w := range want {
 		if k == "apiVersion" || k == "kind" {
@@ -162,8 +162,11 @@ func containsValue(have, want any) bool {
 		}
 		return true
 	case []any:
+		// Lists must hold the same items: an item someone added to an
+		// atomic list (a ClusterRole's rules, a selector's expressions)
+		// would survive a merge, so it is drift, put back by applying.
 		h, ok := have.([]any)
-		if !ok || len(h) < len(w) {
+		if !ok || len(h) != len(w) {
 			return false
 		}
 		for i := range w {

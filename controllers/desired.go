@@ -70,26 +70,11 @@ func (r *MeshInstallReconciler) desiredObjects(mi *meshv1alpha1.MeshInstall, pla
 		}
 		d.revisions = append(d.revisions, controlPlane)
 	}
-	// The gateways inject the proxy the active revision gives new pods.
-	shared, err := render.Shared(mi, render.Revision{Name: plan.Active.Name, Version: plan.Active.ProxyVersion})
+	identities, shared, err := r.sharedObjects(mi, plan.Active, obs.Routing != nil || plan.Routing != nil)
 	if err != nil {
-		return nil, renderRefusal(err)
+		return nil, err
 	}
-	routed := obs.Routing != nil || plan.Routing != nil
-	for _, o := range shared {
-		// Gateway pods need the injector: as istioctl does, start them once
-		// the tags are routed to an available istiod.
-		if _, gateway := o.GetLabels()[render.LabelGateway]; gateway && !routed {
-			if _, isDeployment := o.(*appsv1.Deployment); isDeployment {
-				continue
-			}
-		}
-		if isIdentity(o) {
-			d.base = append(d.base, o)
-		} else {
-			d.shared = append(d.shared, o)
-		}
-	}
+	d.base, d.shared = append(d.base, identities...), shared
 	if plan.Routing != nil {
 		d.routing = render.RoutingConfigMap(mi, plan.Routing.Data())
 	}
@@ -102,8 +87,37 @@ func (r *MeshInstallReconciler) desiredObjects(mi *meshv1alpha1.MeshInstall, pla
 	for _, objs := range d.revisions {
 		render.ApplyOrder(objs)
 	}
-	render.ApplyOrder(d.shared)
 	return d, nil
+}
+
+// sharedObjects renders the objects that follow the active revision, split
+// into identities (for the RBAC stage) and the rest, in apply order. The
+// gateways inject the proxy the active revision gives new pods. routed
+// says the tags point at an available istiod already.
+func (r *MeshInstallReconciler) sharedObjects(mi *meshv1alpha1.MeshInstall, active revision.Planned, routed bool) (identities, rest []client.Object, err error) {
+	shared, err := render.Shared(mi, render.Revision{Name: active.Name, Version: active.ProxyVersion})
+	if err != nil {
+		return nil, nil, renderRefusal(err)
+	}
+	for _, o := range shared {
+		// Gateway pods need the injector: as istioctl does, start them once
+		// the tags are routed to an available istiod.
+		if _, gateway := o.GetLabels()[render.LabelGateway]; gateway && !routed {
+			if _, isDeployment := o.(*appsv1.Deployment); isDeployment {
+				continue
+			}
+		}
+		if err := r.own(mi, o); err != nil {
+			return nil, nil, err
+		}
+		if isIdentity(o) {
+			identities = append(identities, o)
+		} else {
+			rest = append(rest, o)
+		}
+	}
+	render.ApplyOrder(rest)
+	return identities, rest, nil
 }
 
 // own makes the MeshInstall the controller of an object: it is
@@ -201,7 +215,7 @@ func namespacesToApply(mi *meshv1alpha1.MeshInstall, obs *observation) []client.
 	slices.Sort(names)
 	var out []client.Object
 	for _, name := range slices.Compact(names) {
-		if l, exists := obs.namespaces[name]; exists && l[LabelMeshInstall] != mi.Name {
+		if l, exists := obs.namespaces[name]; exists && l[LabelMeshInstall] != mi.Name && !obs.controlledNamespaces[name] {
 			continue
 		}
 		want := &corev1.Namespace{

@@ -108,6 +108,7 @@ func (r *MeshInstallReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		return ctrl.Result{}, nil
 	}
 	if inventoryOnly {
+		st.recountOnly = true
 		return r.reconcileInventory(ctx, mi, st)
 	}
 	return r.reconcileNormal(ctx, mi, st)
@@ -141,8 +142,8 @@ func (r *MeshInstallReconciler) reconcileNormal(ctx context.Context, mi *meshv1a
 		log.FromContext(ctx).Error(err, "watching rendered kinds; drift of them is corrected on the next resync")
 	}
 	var pruneErr error
-	if outcome.injectorApplied {
-		// Only once the injector no longer sends pods to what is pruned.
+	if outcome.injectorApplied && outcome.routing.Equal(plan.Routing) {
+		// Only once neither the injector nor the routing sends pods to what is pruned.
 		want := map[objectKey]bool{}
 		for _, o := range d.all() {
 			want[keyOf(o)] = true
@@ -168,10 +169,11 @@ func (r *MeshInstallReconciler) reconcileNormal(ctx context.Context, mi *meshv1a
 func (r *MeshInstallReconciler) reconcileInventory(ctx context.Context, mi *meshv1alpha1.MeshInstall, st *statusBuilder) (ctrl.Result, error) {
 	obs, err := r.observe(ctx, mi)
 	if err != nil {
-		return ctrl.Result{}, err
+		r.requestFullPass(mi)
+		return ctrl.Result{}, nil
 	}
 	plan, err := revision.Decide(mi, obs.Observed)
-	if err != nil || !settled(plan, obs, &mi.Status) {
+	if err != nil || !settled(mi, plan, obs) {
 		r.requestFullPass(mi)
 		return ctrl.Result{}, nil
 	}

@@ -289,6 +289,50 @@ func TestDriftIsRepaired(t *testing.T) {
 			return nil
 		})
 	})
+	t.Run("a rule added to a ClusterRole", func(t *testing.T) {
+		var roles rbacv1.ClusterRoleList
+		if err := env.Client.List(ctx, &roles, client.MatchingLabels{LabelMeshInstall: mi.Name}); err != nil || len(roles.Items) == 0 {
+			t.Fatalf("no ClusterRoles (%v)", err)
+		}
+		victim := roles.Items[0]
+		want := len(victim.Rules)
+		victim.Rules = append(victim.Rules, rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"*"}})
+		if err := env.Client.Update(ctx, &victim); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, timeout, "the extra rule taken out", func() error {
+			got := &rbacv1.ClusterRole{}
+			if err := env.Client.Get(ctx, client.ObjectKeyFromObject(&victim), got); err != nil {
+				return err
+			}
+			if len(got.Rules) != want {
+				return fmt.Errorf("%d rules, want %d", len(got.Rules), want)
+			}
+			return nil
+		})
+	})
+	t.Run("an expression added to the injector's namespace selector", func(t *testing.T) {
+		mwc := &admissionregistrationv1.MutatingWebhookConfiguration{}
+		key := client.ObjectKey{Name: webhookconfig.InjectorName}
+		if err := env.Client.Get(ctx, key, mwc); err != nil {
+			t.Fatal(err)
+		}
+		want := len(mwc.Webhooks[0].NamespaceSelector.MatchExpressions)
+		mwc.Webhooks[0].NamespaceSelector.MatchExpressions = append(mwc.Webhooks[0].NamespaceSelector.MatchExpressions,
+			metav1.LabelSelectorRequirement{Key: "team", Operator: metav1.LabelSelectorOpIn, Values: []string{"nobody"}})
+		if err := env.Client.Update(ctx, mwc); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, timeout, "the narrowed selector put back", func() error {
+			if err := env.Client.Get(ctx, key, mwc); err != nil {
+				return err
+			}
+			if got := len(mwc.Webhooks[0].NamespaceSelector.MatchExpressions); got != want {
+				return fmt.Errorf("%d expressions, want %d", got, want)
+			}
+			return nil
+		})
+	})
 	t.Run("edited injector webhook configuration", func(t *testing.T) {
 		key := client.ObjectKey{Name: webhookconfig.InjectorName}
 		mwc := &admissionregistrationv1.MutatingWebhookConfiguration{}
@@ -606,13 +650,20 @@ func TestDataPlaneInventory(t *testing.T) {
 	}
 	hostNetwork := pod("host-network", nil)
 	hostNetwork.Spec.HostNetwork = true
-	finished := pod("finished", map[string]string{"sidecar.istio.io/status": "{}", "mesh.meshkeeper.dev/revision": "pruned-long-ago", "mesh.meshkeeper.dev/config-hash": "0000"})
+	// A finished Job's pod of a revision long gone: neither outdated nor holding its revision.
+	finished := pod("finished", map[string]string{"sidecar.istio.io/status": "{}", "mesh.meshkeeper.dev/revision": "1-30-8",
+		"mesh.meshkeeper.dev/proxy-version": "1.30.8", "mesh.meshkeeper.dev/config-hash": "0000"})
+	finished.Labels = map[string]string{PodRevisionLabel: "1-30-8"}
+	// A pod someone stamped with a name meshkeeper never gives a revision.
+	forged := pod("forged", map[string]string{"sidecar.istio.io/status": "{}", "mesh.meshkeeper.dev/revision": "not-a-revision", "mesh.meshkeeper.dev/config-hash": "0000"})
+	forged.Labels = map[string]string{PodRevisionLabel: "not-a-revision"}
 	for _, p := range []*corev1.Pod{
 		pod("current", map[string]string{"sidecar.istio.io/status": "{}", "mesh.meshkeeper.dev/revision": "default", "mesh.meshkeeper.dev/config-hash": cfg.Hash()}),
 		owned(pod("outdated", map[string]string{"sidecar.istio.io/status": "{}", "mesh.meshkeeper.dev/revision": "default", "mesh.meshkeeper.dev/config-hash": "0000"})),
 		pod("missed", nil),
 		hostNetwork, // Istio never injects it: never "uninjected"
 		finished,    // Succeeded: neither outdated nor in use
+		forged,
 	} {
 		if err := env.Client.Create(ctx, p); err != nil {
 			t.Fatal(err)
@@ -628,13 +679,22 @@ func TestDataPlaneInventory(t *testing.T) {
 	}
 	eventually(t, timeout, "data plane counted", func() error {
 		dp := getMI(t, mi.Name).Status.DataPlane
-		want := meshv1alpha1.DataPlaneStatus{InjectedPods: 2, UpToDatePods: 1, OutdatedPods: 1, UninjectedPods: 1, UnmanagedPods: 1}
+		want := meshv1alpha1.DataPlaneStatus{InjectedPods: 3, UpToDatePods: 1, OutdatedPods: 2, UninjectedPods: 1, UnmanagedPods: 2}
 		if dp == nil || *dp != want {
 			return fmt.Errorf("dataPlane = %+v, want %+v", dp, want)
 		}
 		return nil
 	})
 	waitCondition(t, mi.Name, meshv1alpha1.ConditionDataPlaneUpToDate, metav1.ConditionFalse, meshv1alpha1.ReasonUninjectedPods)
+	// Neither the finished pod's revision nor the forged one is brought back.
+	for _, rev := range []string{"1-30-8", "not-a-revision"} {
+		if err := env.Client.Get(ctx, client.ObjectKey{Namespace: mi.Spec.Namespace, Name: render.IstiodName(rev)}, &appsv1.Deployment{}); !apierrors.IsNotFound(err) {
+			t.Errorf("istiod of revision %s: %v, want none", rev, err)
+		}
+	}
+	if revs := getMI(t, mi.Name).Status.Revisions; len(revs) != 1 {
+		t.Errorf("status.revisions = %+v, want the default revision only", revs)
+	}
 }
 
 // writeCounter counts the reconciler's writes, naming the last one.

@@ -27,7 +27,7 @@ var (
 	}, []string{"meshinstall"})
 	dataPlaneGauge = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "meshkeeper_dataplane_pods",
-		Help: "Pods of the mesh by state: injected, up_to_date, outdated, and uninjected (should have a sidecar but have none).",
+		Help: "Running pods of the mesh by state: injected, up_to_date, outdated, uninjected (should have a sidecar but have none), and unmanaged (outdated or uninjected pods no controller owns).",
 	}, []string{"meshinstall", "state"})
 	revisionPodsGauge = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "meshkeeper_revision_pods",
@@ -57,6 +57,7 @@ func recordMetrics(mi *meshv1alpha1.MeshInstall, err error) {
 		dataPlaneGauge.WithLabelValues(mi.Name, "up_to_date").Set(float64(dp.UpToDatePods))
 		dataPlaneGauge.WithLabelValues(mi.Name, "outdated").Set(float64(dp.OutdatedPods))
 		dataPlaneGauge.WithLabelValues(mi.Name, "uninjected").Set(float64(dp.UninjectedPods))
+		dataPlaneGauge.WithLabelValues(mi.Name, "unmanaged").Set(float64(dp.UnmanagedPods))
 	}
 	ready := 0.0
 	if meta.IsStatusConditionTrue(mi.Status.Conditions, meshv1alpha1.ConditionReady) {

@@ -32,6 +32,9 @@ type observation struct {
 	live map[objectKey]client.Object
 	// namespaces maps every namespace to its labels.
 	namespaces map[string]map[string]string
+	// controlledNamespaces are the namespaces the MeshInstall created (its
+	// controller reference), whatever their labels now say.
+	controlledNamespaces map[string]bool
 	// pods are the running pods, for the data plane counts.
 	pods []inventory.Pod
 	// configHash maps each revision to the hash of its current injection configuration.
@@ -49,11 +52,12 @@ type observation struct {
 // running pod is stamped with, whatever status says.
 func (r *MeshInstallReconciler) observe(ctx context.Context, mi *meshv1alpha1.MeshInstall) (*observation, error) {
 	obs := &observation{
-		Observed:   revision.Observed{Now: time.Now(), Revisions: map[string]revision.ObservedRevision{}, InventoryKnown: true},
-		live:       map[objectKey]client.Object{},
-		namespaces: map[string]map[string]string{},
-		configHash: map[string]string{},
-		crdHashes:  map[string]string{},
+		Observed:             revision.Observed{Now: time.Now(), Revisions: map[string]revision.ObservedRevision{}, InventoryKnown: true},
+		live:                 map[objectKey]client.Object{},
+		namespaces:           map[string]map[string]string{},
+		controlledNamespaces: map[string]bool{},
+		configHash:           map[string]string{},
+		crdHashes:            map[string]string{},
 	}
 	var crds apiextensionsv1.CustomResourceDefinitionList
 	if err := r.List(ctx, &crds, client.MatchingLabels{LabelManagedBy: ManagedByValue}); err != nil {
@@ -76,8 +80,12 @@ func (r *MeshInstallReconciler) observe(ctx context.Context, mi *meshv1alpha1.Me
 	if err := r.List(ctx, nsList); err != nil {
 		return nil, fmt.Errorf("listing namespaces: %w", err)
 	}
-	for _, ns := range nsList.Items {
+	for i := range nsList.Items {
+		ns := &nsList.Items[i]
 		obs.namespaces[ns.Name] = ns.Labels
+		if metav1.IsControlledBy(ns, mi) {
+			obs.controlledNamespaces[ns.Name] = true
+		}
 	}
 
 	var pods corev1.PodList
@@ -154,8 +162,11 @@ func (obs *observation) pod(mi *meshv1alpha1.MeshInstall, p *corev1.Pod, istiodP
 			istiodPods[rev] = strings.TrimSpace(c.Reason + ": " + c.Message)
 		}
 	}
-	if name, stamped := p.Labels[PodRevisionLabel]; stamped {
-		rev, known := obs.Revisions[name]
+	name, stamped := p.Labels[PodRevisionLabel]
+	rev, known := obs.Revisions[name]
+	// Anyone who may create a pod can write the stamp: a name meshkeeper
+	// would never give a revision is not one to re-create (the pod is still counted).
+	if stamped && (known || revision.PlausibleName(name, p.Annotations[inject.AnnotationProxyVersion])) {
 		if !known {
 			rev.PodsReady = true
 		}
@@ -199,7 +210,7 @@ func podCondition(p *corev1.Pod, t corev1.PodConditionType) *corev1.PodCondition
 // rolloutOf judges an istiod Deployment: available when it runs its
 // current template on every replica, and otherwise why not, in its own words.
 func rolloutOf(d *appsv1.Deployment) *revision.Rollout {
-	r := &revision.Rollout{Available: rolledOut(d)}
+	r := &revision.Rollout{Available: rolledOut(d), Serving: d.Status.AvailableReplicas > 0 && conditionTrue(d, appsv1.DeploymentAvailable)}
 	if r.Available {
 		return r
 	}
@@ -217,6 +228,15 @@ func rolloutOf(d *appsv1.Deployment) *revision.Rollout {
 		}
 	}
 	return r
+}
+
+func conditionTrue(d *appsv1.Deployment, t appsv1.DeploymentConditionType) bool {
+	for _, c := range d.Status.Conditions {
+		if c.Type == t {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
 }
 
 // rolledOut is true when a Deployment runs its current template on every
@@ -251,9 +271,10 @@ func revisionNames(p revision.Plan) map[string]bool {
 }
 
 // settled reports whether the cluster already is what the plan wants of
-// revisions and routing, so that a pass triggered by pods need not render
-// or apply anything.
-func settled(p revision.Plan, obs *observation, st *meshv1alpha1.MeshInstallStatus) bool {
+// revisions, routing and the mesh's namespaces, so that a pass triggered by
+// pods or namespaces need not render or apply anything.
+func settled(mi *meshv1alpha1.MeshInstall, p revision.Plan, obs *observation) bool {
+	st := &mi.Status
 	if len(p.Prune) > 0 || !p.Routing.Equal(obs.Routing) {
 		return false
 	}
@@ -272,6 +293,18 @@ func settled(p revision.Plan, obs *observation, st *meshv1alpha1.MeshInstallStat
 	}
 	if p.Canary != nil && (p.Canary.HealthySince == nil) != (st.Canary.HealthySince == nil) {
 		return false
+	}
+	// The namespaces the mesh needs exist and carry the labels it gives them.
+	for _, ns := range namespacesToApply(mi, obs) {
+		live, ok := obs.namespaces[ns.GetName()]
+		if !ok {
+			return false
+		}
+		for k, v := range ns.GetLabels() {
+			if live[k] != v {
+				return false
+			}
+		}
 	}
 	return true
 }

@@ -92,11 +92,23 @@ func (r *MeshInstallReconciler) applyStages(ctx context.Context, mi *meshv1alpha
 	for _, objs := range d.revisions {
 		applyAll(objs)
 	}
+	failed := out.failedRevisions()
+	held := routesTowards(plan.Routing, obs.Routing, failed)
+	if held && obs.Routing != nil && obs.Routing.Active != plan.Active.Name {
+		// A promotion held back: the gateways stay with the revision the tags still point at.
+		for _, p := range plan.Revisions {
+			if p.Name != obs.Routing.Active {
+				continue
+			}
+			if _, shared, err := r.sharedObjects(mi, p, true); err == nil {
+				d.shared = shared
+			}
+		}
+	}
 	applyAll(d.shared)
 
-	failed := out.failedRevisions()
 	out.routing = obs.Routing
-	if d.routing != nil && !routesTowards(plan.Routing, obs.Routing, failed) {
+	if d.routing != nil && !held {
 		before := len(out.failures)
 		applyAll([]client.Object{d.routing})
 		if len(out.failures) == before {

@@ -19,9 +19,12 @@ type statusBuilder struct {
 	gen int64
 
 	suspend bool
-	refusal *revision.Refusal
-	plan    *revision.Plan
-	obs     *observation
+	// recountOnly is a pass from pod or namespace events: it writes the
+	// counts, or, when it handed over to a full pass, nothing at all.
+	recountOnly bool
+	refusal     *revision.Refusal
+	plan        *revision.Plan
+	obs         *observation
 	// outcome is what the staged apply did; nil in a pass that only recounts the data plane.
 	outcome *applyOutcome
 	inv     inventory.Result
@@ -46,16 +49,19 @@ func (s *statusBuilder) counted(inv inventory.Result, err error) {
 }
 
 // finish computes status from the pass's findings. A pass that only
-// recounted the data plane (no outcome) writes only the counts.
+// recounted the data plane writes only the counts, and one that handed
+// over to a full pass writes nothing.
 func (s *statusBuilder) finish(mi *meshv1alpha1.MeshInstall, reconcileErr error) {
 	st := &mi.Status
 	set := func(c metav1.Condition) {
 		c.ObservedGeneration = s.gen
 		meta.SetStatusCondition(&st.Conditions, c)
 	}
-	if s.plan != nil && s.outcome == nil {
-		s.recordDataPlane(mi)
-		set(s.dataPlane())
+	if s.recountOnly {
+		if s.plan != nil {
+			s.recordDataPlane(mi)
+			set(s.dataPlane())
+		}
 		return
 	}
 	if s.plan != nil || s.refusal != nil {

@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -254,6 +255,7 @@ func TestARecountWritesOnlyTheCounts(t *testing.T) {
 	meta.SetStatusCondition(&mi.Status.Conditions, metav1.Condition{Type: meshv1alpha1.ConditionReady, Status: metav1.ConditionFalse, Reason: meshv1alpha1.ReasonApplyFailed})
 	before := mi.DeepCopy()
 	s := newStatusBuilder(mi, time.Now())
+	s.recountOnly = true
 	s.observed(revision.Plan{Active: revision.Planned{Name: "default"}}, &observation{Observed: revision.Observed{InventoryKnown: true,
 		Revisions: map[string]revision.ObservedRevision{"default": {Pods: 4}}}})
 	s.counted(inventory.Result{Injected: 4, UpToDate: 4, Revisions: map[string]inventory.RevisionCount{"default": {Pods: 4, UpToDate: 4}}}, nil)
@@ -267,5 +269,21 @@ func TestARecountWritesOnlyTheCounts(t *testing.T) {
 	}
 	if c := meta.FindStatusCondition(mi.Status.Conditions, meshv1alpha1.ConditionReady); c.Reason != meshv1alpha1.ReasonApplyFailed {
 		t.Errorf("a recount rewrote Ready: %+v (was %+v)", c, before.Status.Conditions)
+	}
+}
+
+// TestARecountThatHandsOverWritesNothing checks that a recount that asks
+// for a full pass instead (a refusal, a prune due, an observation that
+// failed) leaves status alone: no condition flips in the meantime.
+func TestARecountThatHandsOverWritesNothing(t *testing.T) {
+	mi := &meshv1alpha1.MeshInstall{ObjectMeta: metav1.ObjectMeta{Generation: 3}}
+	mi.Status.ObservedGeneration = 3
+	meta.SetStatusCondition(&mi.Status.Conditions, metav1.Condition{Type: meshv1alpha1.ConditionStalled, Status: metav1.ConditionTrue, Reason: meshv1alpha1.ReasonVersionSkewTooLarge})
+	before := mi.DeepCopy()
+	s := newStatusBuilder(mi, time.Now())
+	s.recountOnly = true
+	s.finish(mi, errors.New("handed over"))
+	if !reflect.DeepEqual(before.Status, mi.Status) {
+		t.Errorf("status changed from %+v to %+v", before.Status, mi.Status)
 	}
 }

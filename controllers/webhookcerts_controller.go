@@ -116,11 +116,11 @@ func (r *WebhookCertReconciler) endpointWith(ca []byte) webhookconfig.Endpoint {
 
 // ensure reads the Secret, renews what is due (storing it with optimistic
 // concurrency, so replicas agree on one certificate), writes the files and
-// records the CA bundle. A CA rotation takes two steps: the new CA joins the
-// bundle (beside the old one) while the old serving certificate is still
-// served; a serving certificate signed by the new CA is issued only once
-// every webhook configuration meshkeeper manages trusts it. waiting reports
-// that the second step is pending.
+// records the CA bundle. A CA rotation takes two steps: the new CA is staged
+// beside the current one, which keeps signing what is served; it is
+// promoted, and signs a serving certificate, only once every webhook
+// configuration meshkeeper manages trusts it. waiting reports that the
+// second step is pending.
 func (r *WebhookCertReconciler) ensure(ctx context.Context, c client.Client) (bundle *certs.Bundle, waiting bool, err error) {
 	secret := &corev1.Secret{}
 	err = c.Get(ctx, types.NamespacedName{Namespace: r.Namespace, Name: r.SecretName}, secret)
@@ -130,30 +130,56 @@ func (r *WebhookCertReconciler) ensure(ctx context.Context, c client.Client) (bu
 	}
 	bundle = certs.FromData(secret.Data)
 	now := time.Now()
+	life := r.Lifetimes
+	if life.CA == 0 || life.Serving == 0 {
+		life = certs.DefaultLifetimes
+	}
+	changed := false
+	log := ctrl.LoggerFrom(ctx)
+
+	if next := certs.NextCA(bundle); next != nil {
+		trusted, err := r.trustedEverywhere(ctx, c, next)
+		if err != nil {
+			return nil, false, err
+		}
+		if trusted {
+			log.Info("promoting the webhook CA: every webhook configuration trusts it")
+			if bundle, err = certs.PromoteCA(bundle, now); err != nil {
+				return nil, false, err
+			}
+			changed = true
+		} else {
+			waiting = true
+		}
+	}
 	renewal := certs.Check(bundle, r.Hosts, now)
-	serving := certs.Serves(bundle, now)
-	switch {
-	case renewal.CA && serving:
-		renewal.Serving = false // step one: the new CA only
-	case renewal.Serving && !renewal.CA && serving:
+	if renewal.CA && certs.Serves(bundle, now) {
+		// Step one of a rotation: stage the new CA, keep serving.
+		log.Info("staging a new webhook CA", "reason", renewal.Reason)
+		if bundle, err = certs.StageCA(bundle, now, life); err != nil {
+			return nil, false, err
+		}
+		renewal.CA, changed, waiting = false, true, true
+	}
+	if renewal.Serving && !renewal.CA && certs.Serves(bundle, now) {
+		// A serving certificate is issued by a CA every configuration trusts.
 		trusted, err := r.trustedEverywhere(ctx, c, certs.CurrentCA(bundle))
 		if err != nil {
 			return nil, false, err
 		}
 		if !trusted {
 			renewal.Serving, waiting = false, true
-			ctrl.LoggerFrom(ctx).Info("waiting for every webhook configuration to trust the current CA before serving a certificate it signed", "reason", renewal.Reason)
+			log.Info("waiting for every webhook configuration to trust the current CA before serving a certificate it signed", "reason", renewal.Reason)
 		}
 	}
 	if renewal.CA || renewal.Serving {
-		ctrl.LoggerFrom(ctx).Info("issuing webhook certificate", "reason", renewal.Reason, "newCA", renewal.CA, "newServing", renewal.Serving)
-		life := r.Lifetimes
-		if life.CA == 0 || life.Serving == 0 {
-			life = certs.DefaultLifetimes
-		}
+		log.Info("issuing webhook certificate", "reason", renewal.Reason, "newCA", renewal.CA)
 		if bundle, err = certs.Renew(bundle, renewal, r.Hosts, now, life); err != nil {
 			return nil, false, err
 		}
+		changed = true
+	}
+	if changed {
 		if !exists {
 			secret = &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: r.Namespace, Name: r.SecretName}}
 		}
@@ -168,16 +194,15 @@ func (r *WebhookCertReconciler) ensure(ctx context.Context, c client.Client) (bu
 		if err != nil {
 			return nil, false, fmt.Errorf("storing the webhook certificate: %w", err)
 		}
-		waiting = waiting || (renewal.CA && !renewal.Serving)
 	}
 	if err := r.writeFiles(bundle); err != nil {
 		return nil, false, err
 	}
 	r.mu.Lock()
-	changed := !bytes.Equal(r.caBundle, bundle.CACert)
+	bundleChanged := !bytes.Equal(r.caBundle, bundle.CACert)
 	r.caBundle = bytes.Clone(bundle.CACert)
 	r.mu.Unlock()
-	if changed && r.OnCABundleChange != nil {
+	if bundleChanged && r.OnCABundleChange != nil {
 		r.OnCABundleChange()
 	}
 	return bundle, waiting, nil
@@ -186,24 +211,23 @@ func (r *WebhookCertReconciler) ensure(ctx context.Context, c client.Client) (bu
 // trustedEverywhere reports whether every webhook configuration meshkeeper
 // manages that exists (the validator and the injector, each entry) holds the CA.
 func (r *WebhookCertReconciler) trustedEverywhere(ctx context.Context, c client.Client, caPEM []byte) (bool, error) {
-	var bundles [][]byte
 	vwc := &admissionregistrationv1.ValidatingWebhookConfiguration{}
-	switch err := c.Get(ctx, client.ObjectKey{Name: webhookconfig.ValidatorName}, vwc); {
-	case err == nil:
-		for _, w := range vwc.Webhooks {
-			bundles = append(bundles, w.ClientConfig.CABundle)
-		}
-	case !apierrors.IsNotFound(err):
-		return false, err
-	}
 	mwc := &admissionregistrationv1.MutatingWebhookConfiguration{}
-	switch err := c.Get(ctx, client.ObjectKey{Name: webhookconfig.InjectorName}, mwc); {
-	case err == nil:
-		for _, w := range mwc.Webhooks {
-			bundles = append(bundles, w.ClientConfig.CABundle)
+	for _, o := range []client.Object{vwc, mwc} {
+		name := webhookconfig.ValidatorName
+		if o == client.Object(mwc) {
+			name = webhookconfig.InjectorName
 		}
-	case !apierrors.IsNotFound(err):
-		return false, err
+		if err := c.Get(ctx, client.ObjectKey{Name: name}, o); client.IgnoreNotFound(err) != nil {
+			return false, err
+		}
+	}
+	var bundles [][]byte
+	for _, w := range vwc.Webhooks {
+		bundles = append(bundles, w.ClientConfig.CABundle)
+	}
+	for _, w := range mwc.Webhooks {
+		bundles = append(bundles, w.ClientConfig.CABundle)
 	}
 	for _, b := range bundles {
 		if !certs.Trusts(b, caPEM) {

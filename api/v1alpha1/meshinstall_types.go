@@ -175,7 +175,9 @@ type CanaryStrategy struct {
 	// +optional
 	StepInterval *metav1.Duration `json:"stepInterval,omitempty"`
 
-	// Paused holds the canary at its current step.
+	// Paused holds the canary at its current step. A canary started while
+	// paused still gets its first step (below 100%) once its istiod is
+	// available, and is never promoted while paused.
 	// +optional
 	Paused bool `json:"paused,omitempty"`
 }

@@ -21,12 +21,14 @@ import (
 	"time"
 )
 
-// Secret data keys (the kubernetes.io/tls layout plus the CA's key).
+// Secret data keys (the kubernetes.io/tls layout plus the CA's key, and
+// during a rotation the next CA's key).
 const (
-	CACertKey = "ca.crt"
-	CAKeyKey  = "ca.key"
-	CertKey   = "tls.crt"
-	KeyKey    = "tls.key"
+	CACertKey    = "ca.crt"
+	CAKeyKey     = "ca.key"
+	CertKey      = "tls.crt"
+	KeyKey       = "tls.key"
+	NextCAKeyKey = "ca-next.key"
 )
 
 // Lifetimes of what Renew issues. A certificate is renewed once two thirds
@@ -41,21 +43,30 @@ var DefaultLifetimes = Lifetimes{CA: 5 * 365 * 24 * time.Hour, Serving: 90 * 24 
 
 // Bundle is the PEM material kept in the Secret.
 type Bundle struct {
-	// CACert holds the current CA first, then any previous CA still valid.
+	// CACert holds the current CA first, then the next CA during a
+	// rotation, then any previous CA still valid: it is what every webhook
+	// configuration trusts.
 	CACert []byte
 	CAKey  []byte
 	Cert   []byte
 	Key    []byte
+	// NextCAKey is the key of the next CA while a rotation waits for it to
+	// be trusted everywhere (see StageCA and PromoteCA).
+	NextCAKey []byte
 }
 
 // Data returns the bundle as Secret data.
 func (b *Bundle) Data() map[string][]byte {
-	return map[string][]byte{CACertKey: b.CACert, CAKeyKey: b.CAKey, CertKey: b.Cert, KeyKey: b.Key}
+	d := map[string][]byte{CACertKey: b.CACert, CAKeyKey: b.CAKey, CertKey: b.Cert, KeyKey: b.Key}
+	if len(b.NextCAKey) > 0 {
+		d[NextCAKeyKey] = b.NextCAKey
+	}
+	return d
 }
 
 // FromData reads a bundle from Secret data.
 func FromData(d map[string][]byte) *Bundle {
-	return &Bundle{CACert: d[CACertKey], CAKey: d[CAKeyKey], Cert: d[CertKey], Key: d[KeyKey]}
+	return &Bundle{CACert: d[CACertKey], CAKey: d[CAKeyKey], Cert: d[CertKey], Key: d[KeyKey], NextCAKey: d[NextCAKeyKey]}
 }
 
 // Hosts are the names and addresses the serving certificate must be valid for.
@@ -76,23 +87,96 @@ func Check(b *Bundle, hosts Hosts, now time.Time) Renewal {
 	if err != nil {
 		return Renewal{CA: true, Serving: true, Reason: "no usable CA: " + err.Error()}
 	}
-	if renewDue(ca, now) {
-		return Renewal{CA: true, Serving: true, Reason: fmt.Sprintf("CA expires %s", ca.NotAfter.Format(time.RFC3339))}
+	var r Renewal
+	if renewDue(ca, now) && NextCA(b) == nil { // a staged next CA is the renewal under way
+		r = Renewal{CA: true, Reason: fmt.Sprintf("CA expires %s", ca.NotAfter.Format(time.RFC3339))}
+	}
+	serving := func(reason string) Renewal {
+		r.Serving = true
+		if r.Reason != "" {
+			reason = r.Reason + "; " + reason
+		}
+		r.Reason = reason
+		return r
 	}
 	leaf, err := servingCert(b)
 	if err != nil {
-		return Renewal{Serving: true, Reason: "no usable serving certificate: " + err.Error()}
+		return serving("no usable serving certificate: " + err.Error())
 	}
 	if err := leaf.CheckSignatureFrom(ca); err != nil {
-		return Renewal{Serving: true, Reason: "serving certificate not signed by the current CA"}
+		return serving("serving certificate not signed by the current CA")
 	}
 	if renewDue(leaf, now) {
-		return Renewal{Serving: true, Reason: fmt.Sprintf("serving certificate expires %s", leaf.NotAfter.Format(time.RFC3339))}
+		return serving(fmt.Sprintf("serving certificate expires %s", leaf.NotAfter.Format(time.RFC3339)))
 	}
 	if !covers(leaf, hosts) {
-		return Renewal{Serving: true, Reason: "serving certificate does not cover the webhook's hosts"}
+		return serving("serving certificate does not cover the webhook's hosts")
 	}
-	return Renewal{}
+	return r
+}
+
+// StageCA starts a rotation: a new CA joins the bundle after the current
+// one, its key kept as the next CA's. The current CA still signs what is
+// issued until PromoteCA, which the caller runs once every client trusts
+// the new CA.
+func StageCA(b *Bundle, now time.Time, life Lifetimes) (*Bundle, error) {
+	certPEM, keyPEM, err := newCA(now, life.CA)
+	if err != nil {
+		return nil, err
+	}
+	out := *b
+	current := CurrentCA(b)
+	out.CACert = slices.Concat(current, certPEM, withoutCert(stillValidCAs(b.CACert, now), current))
+	out.NextCAKey = keyPEM
+	return &out, nil
+}
+
+// NextCA returns the PEM of the staged next CA, or nil when no rotation waits.
+func NextCA(b *Bundle) []byte {
+	key, err := parseKey(b.NextCAKey)
+	if err != nil {
+		return nil
+	}
+	for rest := b.CACert; ; {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			return nil
+		}
+		if c, err := x509.ParseCertificate(block.Bytes); err == nil && c.IsCA && key.PublicKey.Equal(c.PublicKey) {
+			return pem.EncodeToMemory(block)
+		}
+	}
+}
+
+// PromoteCA makes the staged next CA the current one; the old CA stays in
+// the bundle until it expires. The serving certificate, still the old
+// CA's, is then due (Check).
+func PromoteCA(b *Bundle, now time.Time) (*Bundle, error) {
+	next := NextCA(b)
+	if next == nil {
+		return nil, errors.New("no next CA to promote")
+	}
+	out := *b
+	out.CACert = slices.Concat(next, withoutCert(stillValidCAs(b.CACert, now), next))
+	out.CAKey, out.NextCAKey = b.NextCAKey, nil
+	return &out, nil
+}
+
+// withoutCert drops one certificate from a PEM bundle.
+func withoutCert(bundle, certPEM []byte) []byte {
+	drop, _ := pem.Decode(certPEM)
+	var out bytes.Buffer
+	for rest := bundle; ; {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			return out.Bytes()
+		}
+		if drop == nil || !bytes.Equal(block.Bytes, drop.Bytes) {
+			_ = pem.Encode(&out, block)
+		}
+	}
 }
 
 // NextCheck is when Check will next ask for a renewal, at the latest.
@@ -111,10 +195,9 @@ func NextCheck(b *Bundle, now time.Time) time.Time {
 	return next
 }
 
-// Renew issues what r asks for and returns the new bundle. A new CA alone
-// leaves the serving certificate as it is: during a rotation the new CA
-// must reach every webhook configuration before a certificate it signed is
-// served (see Serves and Trusts).
+// Renew issues what r asks for and returns the new bundle: a new current CA
+// (for a bundle without a usable one; a rotation of a CA in use goes
+// through StageCA and PromoteCA) and a serving certificate of the current CA.
 func Renew(b *Bundle, r Renewal, hosts Hosts, now time.Time, life Lifetimes) (*Bundle, error) {
 	out := *b
 	if r.CA {

@@ -94,50 +94,68 @@ func TestCARotationKeepsTheOldCATrusted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := Check(b, hosts, late)
-	if !r.CA || !r.Serving {
-		t.Fatalf("got %+v, want CA and serving renewed", r)
+	if r := Check(b, hosts, late); !r.CA || r.Serving {
+		t.Fatalf("got %+v, want the CA due and the fresh serving certificate not", r)
 	}
-	// Step one: the new CA only. The old serving certificate is still served
-	// (webhook configurations do not trust the new CA yet).
-	rotated, err := Renew(b, Renewal{CA: true}, hosts, late, DefaultLifetimes)
+
+	// Step one: the next CA joins the bundle; the old one still signs.
+	staged, err := StageCA(b, late, DefaultLifetimes)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if string(rotated.Cert) != string(b.Cert) || !Serves(rotated, late) {
-		t.Error("a new CA replaced the served certificate before anything trusts it")
+	next := NextCA(staged)
+	if next == nil || string(CurrentCA(staged)) != string(CurrentCA(b)) {
+		t.Fatal("staging changed the current CA or staged none")
 	}
-	if Trusts(b.CACert, CurrentCA(rotated)) || !Trusts(rotated.CACert, CurrentCA(rotated)) || !Trusts(rotated.CACert, CurrentCA(b)) {
-		t.Error("Trusts does not tell the old bundle from the new one")
+	if string(staged.Cert) != string(b.Cert) || !Serves(staged, late) {
+		t.Error("staging a CA replaced the served certificate")
 	}
-	if r := Check(rotated, hosts, late); !r.Serving || r.CA {
-		t.Errorf("after the new CA: got %+v, want the serving certificate (signed by the old CA) renewed", r)
+	if !Trusts(staged.CACert, next) || !Trusts(staged.CACert, CurrentCA(b)) || Trusts(b.CACert, next) {
+		t.Error("the staged bundle must trust both CAs, the old bundle only the old one")
 	}
-	// Step two, once every configuration holds the new bundle: the serving certificate.
-	rotated, err = Renew(rotated, Renewal{Serving: true}, hosts, late, DefaultLifetimes)
+	// A serving renewal while the next CA waits (say, the injector is never
+	// rewritten) is signed by the old CA, which every client trusts.
+	waited := late.Add(DefaultLifetimes.Serving)
+	renewedMeanwhile, err := Renew(staged, Check(staged, hosts, waited), hosts, waited, DefaultLifetimes)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasSuffix(string(rotated.CACert), string(b.CACert)) {
-		t.Error("the rotated bundle dropped the old CA, which is still valid")
+	if err := verify(t, &Bundle{CACert: b.CACert, Cert: renewedMeanwhile.Cert, Key: renewedMeanwhile.Key}, hosts.DNSNames[0], waited); err != nil {
+		t.Errorf("a certificate renewed during the wait is not trusted by the old bundle: %v", err)
 	}
-	if n := strings.Count(string(rotated.CACert), "BEGIN CERTIFICATE"); n != 2 {
-		t.Errorf("rotated bundle holds %d CAs, want the new and the old", n)
+
+	// Step two, once every configuration holds the staged bundle.
+	promoted, err := PromoteCA(staged, late)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(CurrentCA(promoted)) != string(next) || len(promoted.NextCAKey) != 0 || NextCA(promoted) != nil {
+		t.Error("promotion did not make the next CA current")
+	}
+	if r := Check(promoted, hosts, late); !r.Serving || r.CA || !strings.Contains(r.Reason, "not signed by the current CA") {
+		t.Errorf("after promotion: got %+v, want the old CA's serving certificate renewed", r)
+	}
+	rotated, err := Renew(promoted, Renewal{Serving: true}, hosts, late, DefaultLifetimes)
+	if err != nil {
+		t.Fatal(err)
 	}
 	if err := verify(t, rotated, hosts.DNSNames[0], late); err != nil {
 		t.Errorf("certificate of the new CA not trusted: %v", err)
 	}
-	// An API server holding the old bundle still trusts the old certificate until it is replaced.
-	if err := verify(t, &Bundle{CACert: b.CACert, Cert: b.Cert, Key: b.Key}, hosts.DNSNames[0], late); err != nil {
-		t.Errorf("old certificate with the old bundle: %v", err)
+	if n := strings.Count(string(rotated.CACert), "BEGIN CERTIFICATE"); n != 2 || !Trusts(rotated.CACert, CurrentCA(b)) {
+		t.Errorf("rotated bundle holds %d CAs, want the new and the old", n)
+	}
+	// The old CA's certificate, still held by a replica that has not reloaded, stays trusted.
+	if err := verify(t, &Bundle{CACert: rotated.CACert, Cert: b.Cert, Key: b.Key}, hosts.DNSNames[0], late); err != nil {
+		t.Errorf("the old certificate with the new bundle: %v", err)
 	}
 	// Once the old CA has expired it leaves the bundle at the next rotation.
-	again, err := Renew(rotated, Renewal{CA: true}, hosts, t0.Add(DefaultLifetimes.CA+time.Hour), DefaultLifetimes)
+	again, err := StageCA(rotated, t0.Add(DefaultLifetimes.CA+time.Hour), DefaultLifetimes)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := strings.Count(string(again.CACert), "BEGIN CERTIFICATE"); n != 2 {
-		t.Errorf("after the first CA expired the bundle holds %d CAs, want 2", n)
+	if n := strings.Count(string(again.CACert), "BEGIN CERTIFICATE"); n != 2 || Trusts(again.CACert, CurrentCA(b)) {
+		t.Errorf("after the first CA expired the bundle holds %d CAs, want the current and the next", n)
 	}
 }
 

@@ -73,6 +73,7 @@ func continueCanary(mi *meshv1alpha1.MeshInstall, obs Observed, routing *Routing
 	o := obs.Revisions[name]
 	available := o.availableAt(canaryVersion)
 	healthy := available && o.PodsReady
+	serving := available || (o.Istiod != nil && o.Istiod.Serving && o.ControlPlaneVersion == canaryVersion.String())
 	now := metav1.NewTime(obs.Now)
 	weight := routing.Weight
 	// What status remembers of this very step; when it is lost the clocks start now.
@@ -87,10 +88,20 @@ func continueCanary(mi *meshv1alpha1.MeshInstall, obs Observed, routing *Routing
 	p.Phase = PhaseCanary
 
 	switch next := nextStep(steps, weight); {
+	case weight > 0 && !serving:
+		// Its istiod stopped serving: new pods go to the active revision
+		// until it is back, and the steps start over then.
+		c = &meshv1alpha1.CanaryStatus{Revision: name, Version: c.Version}
+		waitFor(p, name, o, "canary %s (%s): its istiod is not serving; new pods go to revision %s until it is available again, then the canary starts over",
+			name, canaryVersion, p.Active.Name)
 	case weight == 0 && !available:
 		c.StepStartTime = nil
 		waitFor(p, name, o, "canary %s (%s): waiting for its istiod to become available before any workload moves to it", name, canaryVersion)
+	case weight == 0 && paused && next >= 100:
+		p.Phase = PhaseCanaryPaused
+		p.Message = fmt.Sprintf("canary %s paused before its promotion", name)
 	case weight == 0 || (!paused && healthy && healthyFor(remembered, obs.Now) >= interval):
+		// A canary started while paused gets its first step, never a promotion.
 		if next >= 100 {
 			promote(name, canaryVersion, p)
 			return nil

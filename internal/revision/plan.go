@@ -66,6 +66,9 @@ type ObservedRevision struct {
 type Rollout struct {
 	// Available is true when every replica runs the current template and is available.
 	Available bool
+	// Serving is true while some replica is available, whatever its
+	// template (during a rollout of the same version, the old ones serve).
+	Serving bool
 	// DeadlineExceeded is true when the Deployment missed its progress deadline.
 	DeadlineExceeded bool
 	// Reason says why it is not available, in the Deployment's and its pods' words.
@@ -224,9 +227,16 @@ func currentRouting(mi *meshv1alpha1.MeshInstall, obs Observed) *Routing {
 			return r
 		}
 	}
+	// Serving revisions first, then the one most pods use.
+	better := func(a, b ObservedRevision) bool {
+		if sa, sb := a.Istiod != nil && a.Istiod.Serving, b.Istiod != nil && b.Istiod.Serving; sa != sb {
+			return sa
+		}
+		return a.Pods > b.Pods
+	}
 	best := ""
 	for _, name := range slices.Sorted(maps.Keys(obs.Revisions)) {
-		if obs.Revisions[name].Pods > 0 && (best == "" || obs.Revisions[name].Pods > obs.Revisions[best].Pods) {
+		if obs.Revisions[name].Pods > 0 && (best == "" || better(obs.Revisions[name], obs.Revisions[best])) {
 			best = name
 		}
 	}
@@ -322,14 +332,17 @@ func waitFor(p *Plan, rev string, o ObservedRevision, format string, args ...any
 // its objects (or, when they are gone, its pods, then status).
 func versionsOf(mi *meshv1alpha1.MeshInstall, obs Observed, name string) (cp, proxy version.Version, err error) {
 	o := obs.Revisions[name]
-	known := ""
+	var knownCP, knownProxy string
 	for _, r := range mi.Status.Revisions {
 		if r.Name == name {
-			known = r.Version
+			knownCP, knownProxy = cmp.Or(r.ControlPlaneVersion, r.Version), r.Version
 		}
 	}
-	cpS := cmp.Or(o.ControlPlaneVersion, o.ProxyVersion, o.PodVersion, known)
-	proxyS := cmp.Or(o.ProxyVersion, o.PodVersion, cpS)
+	cpS := cmp.Or(o.ControlPlaneVersion, knownCP, o.ProxyVersion, o.PodVersion)
+	// Without its injection configuration, what new pods got is what status
+	// last reported, else what running pods carry: never simply istiod's
+	// version, which may be ahead.
+	proxyS := cmp.Or(o.ProxyVersion, knownProxy, o.PodVersion, cpS)
 	if cpS == "" {
 		return version.Version{}, version.Version{}, refuse(meshv1alpha1.ReasonUnsupportedVersion,
 			"revision %s: the cluster does not say which Istio version it runs", name)

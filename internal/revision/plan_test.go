@@ -65,6 +65,14 @@ func avail(v string) rev {
 
 func withPods(r rev, n int32) rev { r.Pods = n; return r }
 
+// serving says some of the revision's istiod replicas serve while it rolls.
+func serving(r rev) rev {
+	rollout := *r.Istiod
+	rollout.Serving = true
+	r.Istiod = &rollout
+	return r
+}
+
 // rolling is a revision whose istiod runs cp but is not available yet, injecting proxy.
 func rolling(cp, proxy, reason string, deadlineExceeded bool) rev {
 	return rev{ControlPlaneVersion: cp, ProxyVersion: proxy, PodsReady: true,
@@ -146,7 +154,7 @@ func TestDecide(t *testing.T) {
 				mi.Status.ActiveRevision, mi.Status.Version = "1-31-4", "1.31.4"
 				mi.Status.Canary = &meshv1alpha1.CanaryStatus{Revision: "1-32-0", Version: "1.32.0", Weight: 10}
 			}),
-			obs:       observed(nil, map[string]rev{"1-31-4": avail("1.31.4"), "1-32-0": rolling("1.32.0", "1.32.0", "", false)}),
+			obs:       observed(nil, map[string]rev{"1-31-4": avail("1.31.4"), "1-32-0": serving(rolling("1.32.0", "1.32.0", "", false))}),
 			wantPhase: PhaseCanary, wantCanary: "1-32-0@10", wantRouting: "1-31-4+1-32-0@10", wantWaiting: true,
 			wantRevs: []string{"1-31-4=1.31.4/Active", "1-32-0=1.32.0/Canary"},
 		},
@@ -267,11 +275,26 @@ func TestDecide(t *testing.T) {
 			wantRevs: []string{"default=1.31.4/Active", "1-32-0=1.32.0/Canary"},
 		},
 		{
-			name: "a canary whose istiod stops being available holds its weight",
+			name: "a canary whose istiod rolls a new template, its old replicas serving, holds its weight",
 			mi:   meshInstall("1.32.0", canary(10, 50, 100), remembers("1-32-0", 50, t0.Add(-2*time.Minute))),
 			obs: observed(routedCanary("default", "1-32-0", 50), map[string]rev{"default": avail("1.31.4"),
-				"1-32-0": rolling("1.32.0", "1.32.0", "", false)}),
+				"1-32-0": serving(rolling("1.32.0", "1.32.0", "", false))}),
 			wantPhase: PhaseCanary, wantCanary: "1-32-0@50", wantRouting: "default+1-32-0@50", wantWaiting: true,
+			wantRevs: []string{"default=1.31.4/Active", "1-32-0=1.32.0/Canary"},
+		},
+		{
+			name: "a canary whose istiod stops serving gets no new pods until it is back",
+			mi:   meshInstall("1.32.0", canary(10, 50, 100), remembers("1-32-0", 50, t0.Add(-2*time.Minute))),
+			obs: observed(routedCanary("default", "1-32-0", 50), map[string]rev{"default": avail("1.31.4"),
+				"1-32-0": withPods(rolling("1.32.0", "1.32.0", "", false), 4)}),
+			wantPhase: PhaseCanary, wantCanary: "1-32-0@0", wantRouting: "default+1-32-0@0", wantWaiting: true,
+			wantRevs: []string{"default=1.31.4/Active", "1-32-0=1.32.0/Canary"},
+		},
+		{
+			name:      "a canary started while paused is never promoted by its first step",
+			mi:        meshInstall("1.32.0", canary(100), func(mi *meshv1alpha1.MeshInstall) { mi.Spec.UpdateStrategy.Canary.Paused = true }),
+			obs:       observed(routedCanary("default", "1-32-0", 0), map[string]rev{"default": avail("1.31.4"), "1-32-0": avail("1.32.0")}),
+			wantPhase: PhaseCanaryPaused, wantCanary: "1-32-0@0", wantRouting: "default+1-32-0@0",
 			wantRevs: []string{"default=1.31.4/Active", "1-32-0=1.32.0/Canary"},
 		},
 		{
@@ -416,16 +439,18 @@ func TestDecide(t *testing.T) {
 }
 
 // TestDecideNeverRoutesToAnUnavailableIstiod walks a canary through every
-// state its istiod and pods can be in and checks the invariant a user relies
-// on: a canary's weight only grows while its istiod is available.
+// state its istiod and pods can be in and checks the invariants a user
+// relies on: a canary's weight only grows while its istiod is available,
+// and it keeps new pods only while its istiod serves.
 func TestDecideNeverRoutesToAnUnavailableIstiod(t *testing.T) {
 	mi := meshInstall("1.32.0", canary(10, 50, 100))
 	states := map[string]rev{
-		"absent":       {},
-		"unavailable":  rolling("1.32.0", "1.32.0", "", false),
-		"stuck":        rolling("1.32.0", "1.32.0", "Unschedulable", true),
-		"available":    avail("1.32.0"),
-		"pods unready": {ControlPlaneVersion: "1.32.0", ProxyVersion: "1.32.0", Istiod: &Rollout{Available: true}, Pods: 2},
+		"absent":                 {},
+		"not serving":            rolling("1.32.0", "1.32.0", "", false),
+		"stuck":                  rolling("1.32.0", "1.32.0", "Unschedulable", true),
+		"rolling, still serving": serving(rolling("1.32.0", "1.32.0", "", false)),
+		"available":              avail("1.32.0"),
+		"pods unready":           {ControlPlaneVersion: "1.32.0", ProxyVersion: "1.32.0", Istiod: &Rollout{Available: true, Serving: true}, Pods: 2},
 	}
 	for _, weight := range []int32{0, 10, 50} {
 		for state, canaryRev := range states {
@@ -442,12 +467,17 @@ func TestDecideNeverRoutesToAnUnavailableIstiod(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
+				available := state == "available" || state == "pods unready"
 				grew := p.Routing.Canary == "1-32-0" && p.Routing.Weight > weight || p.Routing.Active == "1-32-0"
-				if grew && state != "available" && !(state == "pods unready" && weight == 0) {
+				if grew && !available {
 					t.Errorf("weight %d, canary %s, healthy for %s: routing moved to %s", weight, state, healthyFor, routingString(p.Routing))
 				}
-				if p.Routing.Canary == "1-32-0" && p.Routing.Weight < weight {
-					t.Errorf("weight %d, canary %s: routing moved workloads back (%s)", weight, state, routingString(p.Routing))
+				servingNow := available || state == "rolling, still serving"
+				if p.Routing.Canary == "1-32-0" && p.Routing.Weight > 0 && !servingNow {
+					t.Errorf("weight %d, canary %s: new pods are still sent to it (%s)", weight, state, routingString(p.Routing))
+				}
+				if servingNow && p.Routing.Canary == "1-32-0" && p.Routing.Weight < weight {
+					t.Errorf("weight %d, canary %s: workloads moved back from a serving canary (%s)", weight, state, routingString(p.Routing))
 				}
 			}
 		}

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -130,4 +131,32 @@ func podReady(p *corev1.Pod) bool {
 		}
 	}
 	return false
+}
+
+// createPods creates n pods, 16 at a time, as a burst of workloads would.
+func (e *env) createPods(t *testing.T, n int, pod func(i int) *corev1.Pod) {
+	t.Helper()
+	var wg sync.WaitGroup
+	work := make(chan int)
+	errs := make(chan error, n)
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				if err := e.k8s.Create(context.Background(), pod(i)); err != nil {
+					errs <- err
+				}
+			}
+		}()
+	}
+	for i := range n {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
 }

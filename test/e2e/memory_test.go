@@ -7,9 +7,10 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	corev1 "k8s.io/api/core/v1"
 )
 
 const (
@@ -38,32 +39,12 @@ func TestOperatorMemoryStaysFlatWithPods(t *testing.T) {
 	// They use a scheduler that does not exist, so they stay Pending quietly.
 	e.ensureNamespace(t, "crowd", nil)
 	start := time.Now()
-	var wg sync.WaitGroup
-	errs := make(chan error, memoryPods)
-	work := make(chan int)
-	for range 16 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range work {
-				p := barePod("crowd", fmt.Sprintf("pod-%04d", i), map[string]string{"app": fmt.Sprintf("app-%d", i%50)})
-				p.Spec.SchedulerName = "none"
-				p.Annotations = map[string]string{"example.com/owner": "team-" + strconv.Itoa(i%7)}
-				if err := e.k8s.Create(ctx, p); err != nil {
-					errs <- err
-				}
-			}
-		}()
-	}
-	for i := range memoryPods {
-		work <- i
-	}
-	close(work)
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
+	e.createPods(t, memoryPods, func(i int) *corev1.Pod {
+		p := barePod("crowd", fmt.Sprintf("pod-%04d", i), map[string]string{"app": fmt.Sprintf("app-%d", i%50)})
+		p.Spec.SchedulerName = "none"
+		p.Annotations = map[string]string{"example.com/owner": "team-" + strconv.Itoa(i%7)}
+		return p
+	})
 	t.Logf("created %d pods in %s", memoryPods, time.Since(start).Round(time.Second))
 	e.ensureNamespace(t, "crowd", map[string]string{"istio-injection": "enabled"})
 	eventually(t, 2*time.Minute, "every pod counted", func() error {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -73,29 +72,9 @@ func TestQuietClusterCostsNoWrites(t *testing.T) {
 	e.ensureNamespace(t, "burst", map[string]string{"istio-injection": "enabled"})
 	before = e.requests(t)
 	start := time.Now()
-	var wg sync.WaitGroup
-	work := make(chan int)
-	errs := make(chan error, burstPods)
-	for range 16 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range work {
-				if err := e.k8s.Create(ctx, barePod("burst", fmt.Sprintf("pod-%04d", i), map[string]string{"app": "burst"})); err != nil {
-					errs <- err
-				}
-			}
-		}()
-	}
-	for i := range burstPods {
-		work <- i
-	}
-	close(work)
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
+	e.createPods(t, burstPods, func(i int) *corev1.Pod {
+		return barePod("burst", fmt.Sprintf("pod-%04d", i), map[string]string{"app": "burst"})
+	})
 	eventually(t, 2*time.Minute, "every burst pod Running and counted", func() error {
 		var pods corev1.PodList
 		if err := e.k8s.List(ctx, &pods, client.InNamespace("burst")); err != nil {
