@@ -109,8 +109,10 @@ func (r *MeshInstallReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	}
 	if inventoryOnly {
 		st.recountOnly = true
+		passes.WithLabelValues(mi.Name, "recount").Inc()
 		return r.reconcileInventory(ctx, mi, st)
 	}
+	passes.WithLabelValues(mi.Name, "full").Inc()
 	return r.reconcileNormal(ctx, mi, st)
 }
 

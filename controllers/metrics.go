@@ -33,6 +33,10 @@ var (
 		Name: "meshkeeper_revision_pods",
 		Help: "Running pods injected by each control plane revision, and how many of them are up to date.",
 	}, []string{"meshinstall", "revision", "state"})
+	passes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "meshkeeper_passes_total",
+		Help: "MeshInstall passes by kind: full (observe, render, apply, status) or recount (observe and the data plane counts only, after pod and namespace events).",
+	}, []string{"meshinstall", "pass"})
 	reconcileErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "meshkeeper_reconcile_errors_total",
 		Help: "Failed MeshInstall reconciliations by reason (a Stalled reason, ApplyFailed, or Transient).",
@@ -40,7 +44,7 @@ var (
 )
 
 func init() {
-	metrics.Registry.MustRegister(revisionsGauge, readyGauge, canaryWeightGauge, dataPlaneGauge, revisionPodsGauge, reconcileErrors)
+	metrics.Registry.MustRegister(revisionsGauge, readyGauge, canaryWeightGauge, dataPlaneGauge, revisionPodsGauge, passes, reconcileErrors)
 }
 
 // recordMetrics publishes what the pass wrote to status.

@@ -71,6 +71,7 @@ func TestQuietClusterCostsNoWrites(t *testing.T) {
 
 	e.ensureNamespace(t, "burst", map[string]string{"istio-injection": "enabled"})
 	before = e.requests(t)
+	fullBefore := e.counter(t, `meshkeeper_passes_total{meshinstall="default",pass="full"}`)
 	start := time.Now()
 	e.createPods(t, burstPods, func(i int) *corev1.Pod {
 		return barePod("burst", fmt.Sprintf("pod-%04d", i), map[string]string{"app": "burst"})
@@ -98,6 +99,29 @@ func TestQuietClusterCostsNoWrites(t *testing.T) {
 	if w := burst.writes(); w > burstWriteBudget {
 		t.Errorf("%d writes for a burst of %d pods, budget %d", w, burstPods, burstWriteBudget)
 	}
+	// Pod events only recount: no pass renders or applies anything for them.
+	if full := e.counter(t, `meshkeeper_passes_total{meshinstall="default",pass="full"}`) - fullBefore; full != 0 {
+		t.Errorf("%v full passes (render and apply) for a burst of pods, want none", full)
+	}
+}
+
+// counter reads one sample of the operator's metrics (0 when absent).
+func (e *env) counter(t *testing.T, sample string) float64 {
+	t.Helper()
+	text, err := e.operator.Metrics()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(text, "\n") {
+		if v, ok := strings.CutPrefix(line, sample+" "); ok {
+			n, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+	}
+	return 0
 }
 
 // podEventDelayForTests is the operator's recount batching (controllers.podEventDelay).
