@@ -20,6 +20,10 @@ const (
 	// ConditionDataPlaneUpToDate is True when every injected pod runs the
 	// proxy of its revision's current injection configuration.
 	ConditionDataPlaneUpToDate = "DataPlaneUpToDate"
+	// ConditionWorkloadRollout is True while meshkeeper restarts workloads
+	// onto their new proxy; False says why not (complete, paused, failed
+	// on a workload, Manual mode).
+	ConditionWorkloadRollout = "WorkloadRollout"
 )
 
 // Condition reasons. Each names the cause a user can act on.
@@ -48,4 +52,11 @@ const (
 	// ReasonControlPlaneNotAvailable: a new istiod did not become available
 	// within spec.updateStrategy.progressDeadline; no workload moves to it.
 	ReasonControlPlaneNotAvailable = "ControlPlaneNotAvailable"
+	// Reasons of ConditionWorkloadRollout.
+	ReasonRestarting      = "Restarting"
+	ReasonRolloutComplete = "RolloutComplete"
+	ReasonRolloutPaused   = "RolloutPaused"
+	ReasonRolloutWaiting  = "RolloutWaiting"
+	ReasonRolloutFailed   = "RolloutFailed"
+	ReasonRolloutManual   = "ManualRollout"
 )

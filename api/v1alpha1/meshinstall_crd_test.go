@@ -111,6 +111,13 @@ func TestMinimalSpecGetsDocumentedDefaults(t *testing.T) {
 		t.Errorf("defaults not applied: namespace=%q profile=%q strategy=%q nativeSidecars=%q failurePolicy=%q",
 			s.Namespace, s.Profile, s.UpdateStrategy.Type, s.Injection.NativeSidecars, s.Injection.FailurePolicy)
 	}
+	if pd := s.UpdateStrategy.ProgressDeadline; pd == nil || pd.Duration != 10*time.Minute {
+		t.Errorf("updateStrategy.progressDeadline = %v, want 10m", pd)
+	}
+	if r := s.DataPlane.Rollout; r.Mode != meshv1alpha1.RolloutManual || r.MaxConcurrent == nil || r.MaxConcurrent.IntValue() != 1 ||
+		r.ProgressDeadline == nil || r.ProgressDeadline.Duration != 10*time.Minute || r.PauseBetween == nil || r.PauseBetween.Duration != 0 {
+		t.Errorf("dataPlane.rollout defaults = %+v, want Manual, one at a time, 10m deadline, no pause", r)
+	}
 
 	// A canary strategy gets the documented steps and interval.
 	got.Spec.UpdateStrategy = meshv1alpha1.UpdateStrategy{Type: meshv1alpha1.UpdateStrategyCanary, Canary: &meshv1alpha1.CanaryStrategy{}}
@@ -169,6 +176,21 @@ func TestInvalidSpecsAreRefusedNamingTheField(t *testing.T) {
 		{"unknown proxy log level", func(s map[string]any) { s["proxy"] = map[string]any{"logLevel": "verbose"} }, []string{"spec.proxy.logLevel"}},
 		{"unknown outbound traffic policy", func(s map[string]any) { s["meshConfig"] = map[string]any{"outboundTrafficPolicy": "DENY"} }, []string{"spec.meshConfig.outboundTrafficPolicy"}},
 		{"hub with spaces", func(s map[string]any) { s["hub"] = "docker.io/my istio" }, []string{"spec.hub"}},
+		{"rollout maxConcurrent zero", func(s map[string]any) {
+			s["dataPlane"] = map[string]any{"rollout": map[string]any{"maxConcurrent": 0}}
+		}, []string{"spec.dataPlane.rollout", "maxConcurrent must be a number of at least 1"}},
+		{"rollout maxConcurrent above a hundred percent", func(s map[string]any) {
+			s["dataPlane"] = map[string]any{"rollout": map[string]any{"maxConcurrent": "150%"}}
+		}, []string{"spec.dataPlane.rollout", "percentage from 1% to 100%"}},
+		{"unknown rollout mode", func(s map[string]any) {
+			s["dataPlane"] = map[string]any{"rollout": map[string]any{"mode": "Eager"}}
+		}, []string{"spec.dataPlane.rollout.mode"}},
+		{"rollout progress deadline too short", func(s map[string]any) {
+			s["dataPlane"] = map[string]any{"rollout": map[string]any{"progressDeadline": "1s"}}
+		}, []string{"spec.dataPlane.rollout.progressDeadline", "at least 5s"}},
+		{"upgrade progress deadline too short", func(s map[string]any) {
+			s["updateStrategy"] = map[string]any{"type": "InPlace", "progressDeadline": "1s"}
+		}, []string{"spec.updateStrategy.progressDeadline", "between 10s and 24h"}},
 		{"gateway service port out of range", func(s map[string]any) {
 			s["gateways"] = []any{map[string]any{"name": "ingress", "ports": []any{map[string]any{"name": "http", "port": 70000}}}}
 		}, []string{"spec.gateways[0].ports[0].port"}},

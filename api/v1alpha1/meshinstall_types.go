@@ -104,6 +104,12 @@ type MeshInstallSpec struct {
 	// +optional
 	Gateways []GatewaySpec `json:"gateways,omitempty"`
 
+	// DataPlane says what meshkeeper does with the injected workloads
+	// (restarting them onto their new proxy).
+	// +kubebuilder:default={}
+	// +optional
+	DataPlane DataPlaneSpec `json:"dataPlane,omitempty"`
+
 	// Suspend stops all reconciliation (break-glass) without deleting anything.
 	// +optional
 	Suspend bool `json:"suspend,omitempty"`
@@ -599,6 +605,9 @@ type DataPlaneStatus struct {
 	// delete and recreate them. They are included in OutdatedPods and UninjectedPods.
 	// +optional
 	UnmanagedPods int32 `json:"unmanagedPods"`
+	// Rollout reports the restarts of workloads onto their new proxy.
+	// +optional
+	Rollout *RolloutStatus `json:"rollout,omitempty"`
 }
 
 // MeshInstallStatus is the observed state of a MeshInstall.
