@@ -15,6 +15,7 @@ import (
 	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -122,8 +123,12 @@ func run(ctx context.Context, o options) error {
 			ByObject: map[client.Object]cache.ByObject{
 				&meshv1alpha1.MeshInstall{}: {Label: labels.Everything()},
 				// Pods are cached trimmed to what the operator reads (see controllers.TrimPod).
-				&corev1.Pod{}:       {Label: labels.Everything(), Transform: controllers.TrimPod},
-				&corev1.Namespace{}: {Label: labels.Everything()},
+				&corev1.Pod{}: {Label: labels.Everything(), Transform: controllers.TrimPod},
+				// Users' workloads too, for the data plane rollout; meshkeeper's own are kept whole.
+				&appsv1.Deployment{}:  {Label: labels.Everything(), Transform: controllers.TrimWorkload},
+				&appsv1.StatefulSet{}: {Label: labels.Everything(), Transform: controllers.TrimWorkload},
+				&appsv1.DaemonSet{}:   {Label: labels.Everything(), Transform: controllers.TrimWorkload},
+				&corev1.Namespace{}:   {Label: labels.Everything()},
 			},
 			DefaultTransform: cache.TransformStripManagedFields(),
 		},

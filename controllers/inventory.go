@@ -27,8 +27,8 @@ var keptPodAnnotations = []string{
 }
 
 // TrimPod is the cache transform for pods: the operator keeps of a pod only
-// what observe reads (identity, labels, the annotations above, its
-// controller, host network, phase, and its Ready and PodScheduled
+// what observe reads (identity and generated name, labels, the annotations
+// above, its controller, host network, phase, and its Ready and PodScheduled
 // conditions), never its containers, volumes or the hundreds of bytes of
 // the sidecar status annotation.
 func TrimPod(in any) (any, error) {
@@ -39,7 +39,7 @@ func TrimPod(in any) (any, error) {
 	out := &corev1.Pod{
 		TypeMeta: p.TypeMeta,
 		ObjectMeta: metav1.ObjectMeta{
-			Name: p.Name, Namespace: p.Namespace, UID: p.UID, ResourceVersion: p.ResourceVersion,
+			Name: p.Name, GenerateName: p.GenerateName, Namespace: p.Namespace, UID: p.UID, ResourceVersion: p.ResourceVersion,
 			Labels: p.Labels, DeletionTimestamp: p.DeletionTimestamp,
 		},
 		Spec:   corev1.PodSpec{HostNetwork: p.Spec.HostNetwork},
@@ -99,6 +99,19 @@ const podEventDelay = 10 * time.Second
 // namespace changes what the inventory reads; the queue folds the burst into
 // one pass.
 func (r *MeshInstallReconciler) podEvents() handler.EventHandler {
+	return r.recountOn(inventoryChanged)
+}
+
+// workloadEvents enqueues a recount when a user's workload changes what the
+// rollout reads (meshkeeper's own Deployments trigger full passes instead).
+func (r *MeshInstallReconciler) workloadEvents() handler.EventHandler {
+	return r.recountOn(func(a, b client.Object) bool {
+		return b.GetLabels()[LabelManagedBy] != ManagedByValue && workloadChanged(a, b)
+	})
+}
+
+// recountOn enqueues a recount on creations, deletions, and updates that changed passes.
+func (r *MeshInstallReconciler) recountOn(changed func(a, b client.Object) bool) handler.EventHandler {
 	enqueue := func(ctx context.Context, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
 		for _, req := range r.allMeshInstalls(ctx, nil) {
 			q.AddAfter(reconcile.Request{NamespacedName: types.NamespacedName{Namespace: inventoryNamespace, Name: req.Name}}, podEventDelay)
@@ -109,7 +122,7 @@ func (r *MeshInstallReconciler) podEvents() handler.EventHandler {
 			enqueue(ctx, q)
 		},
 		UpdateFunc: func(ctx context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-			if inventoryChanged(e.ObjectOld, e.ObjectNew) {
+			if changed(e.ObjectOld, e.ObjectNew) {
 				enqueue(ctx, q)
 			}
 		},

@@ -158,14 +158,25 @@ func (r *MeshInstallReconciler) reconcileNormal(ctx context.Context, mi *meshv1a
 		log.FromContext(ctx).Error(err, "counting the data plane")
 	}
 	st.counted(inv, err)
-	if err := errors.Join(outcome.err(), pruneErr); err != nil {
+	// Workloads move onto what the routing now in the cluster sends them to.
+	roll, rollErr := r.rollWorkloads(ctx, mi, obs, outcome.routing)
+	st.rolled(roll)
+	if err := errors.Join(outcome.err(), pruneErr, rollErr); err != nil {
 		return ctrl.Result{}, err
 	}
-	return ctrl.Result{RequeueAfter: plan.RequeueAfter}, nil
+	return ctrl.Result{RequeueAfter: minPositive(plan.RequeueAfter, roll.RequeueAfter)}, nil
 }
 
-// reconcileInventory recounts the data plane from one observation. When the
-// observation calls for more than a recount (a revision to prune or to
+func minPositive(a, b time.Duration) time.Duration {
+	if a <= 0 || (b > 0 && b < a) {
+		return b
+	}
+	return a
+}
+
+// reconcileInventory recounts the data plane from one observation, and
+// carries the data plane rollout on (restarts of users' workloads). When the
+// observation calls for more than that (a revision to prune or to
 // re-create, routing to move, a canary's clock to record), it asks for a
 // full pass instead and writes nothing itself.
 func (r *MeshInstallReconciler) reconcileInventory(ctx context.Context, mi *meshv1alpha1.MeshInstall, st *statusBuilder) (ctrl.Result, error) {
@@ -185,7 +196,9 @@ func (r *MeshInstallReconciler) reconcileInventory(ctx context.Context, mi *mesh
 		log.FromContext(ctx).Error(err, "counting the data plane")
 	}
 	st.counted(inv, err)
-	return ctrl.Result{RequeueAfter: plan.RequeueAfter}, nil
+	roll, err := r.rollWorkloads(ctx, mi, obs, obs.Routing)
+	st.rolled(roll)
+	return ctrl.Result{RequeueAfter: minPositive(plan.RequeueAfter, roll.RequeueAfter)}, err
 }
 
 // requestFullPass enqueues a full pass of mi.

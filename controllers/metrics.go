@@ -37,6 +37,15 @@ var (
 		Name: "meshkeeper_passes_total",
 		Help: "MeshInstall passes by kind: full (observe, render, apply, status) or recount (observe and the data plane counts only, after pod and namespace events).",
 	}, []string{"meshinstall", "pass"})
+	rolloutWorkloads = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "meshkeeper_rollout_workloads",
+		Help: "Workloads of the data plane rollout by state: waiting, in_progress, done, failed, skipped.",
+	}, []string{"meshinstall", "state"})
+	rolloutDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "meshkeeper_rollout_workload_duration_seconds",
+		Help:    "How long a workload restarted by meshkeeper took to run its new proxy everywhere.",
+		Buckets: prometheus.ExponentialBuckets(1, 2, 12),
+	})
 	reconcileErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "meshkeeper_reconcile_errors_total",
 		Help: "Failed MeshInstall reconciliations by reason (a Stalled reason, ApplyFailed, or Transient).",
@@ -44,7 +53,7 @@ var (
 )
 
 func init() {
-	metrics.Registry.MustRegister(revisionsGauge, readyGauge, canaryWeightGauge, dataPlaneGauge, revisionPodsGauge, passes, reconcileErrors)
+	metrics.Registry.MustRegister(revisionsGauge, readyGauge, canaryWeightGauge, dataPlaneGauge, revisionPodsGauge, passes, rolloutWorkloads, rolloutDuration, reconcileErrors)
 }
 
 // recordMetrics publishes what the pass wrote to status.
@@ -62,6 +71,11 @@ func recordMetrics(mi *meshv1alpha1.MeshInstall, err error) {
 		dataPlaneGauge.WithLabelValues(mi.Name, "outdated").Set(float64(dp.OutdatedPods))
 		dataPlaneGauge.WithLabelValues(mi.Name, "uninjected").Set(float64(dp.UninjectedPods))
 		dataPlaneGauge.WithLabelValues(mi.Name, "unmanaged").Set(float64(dp.UnmanagedPods))
+		if ro := dp.Rollout; ro != nil {
+			for state, n := range map[string]int32{"waiting": ro.Waiting, "in_progress": ro.InProgress, "done": ro.Done, "failed": ro.Failed, "skipped": ro.Skipped} {
+				rolloutWorkloads.WithLabelValues(mi.Name, state).Set(float64(n))
+			}
+		}
 	}
 	ready := 0.0
 	if meta.IsStatusConditionTrue(mi.Status.Conditions, meshv1alpha1.ConditionReady) {

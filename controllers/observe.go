@@ -21,6 +21,7 @@ import (
 	"github.com/meshkeeper/meshkeeper/internal/inventory"
 	"github.com/meshkeeper/meshkeeper/internal/render"
 	"github.com/meshkeeper/meshkeeper/internal/revision"
+	"github.com/meshkeeper/meshkeeper/internal/rollout"
 	"github.com/meshkeeper/meshkeeper/internal/webhookconfig"
 )
 
@@ -43,6 +44,12 @@ type observation struct {
 	injector *admissionregistrationv1.MutatingWebhookConfiguration
 	// crdHashes maps each CRD meshkeeper applied to the spec hash it applied.
 	crdHashes map[string]string
+	// workloads are the users' Deployments, StatefulSets and DaemonSets.
+	workloads map[rollout.Key]rollout.Workload
+	// workloadPods are the running pods, as the rollout reads them.
+	workloadPods []workloadPod
+	// namespacesOptedOut carry mesh.meshkeeper.dev/rollout: disabled.
+	namespacesOptedOut map[string]bool
 }
 
 // observe reads what the MeshInstall owns, grouped by revision, where the
@@ -56,6 +63,7 @@ func (r *MeshInstallReconciler) observe(ctx context.Context, mi *meshv1alpha1.Me
 		live:                 map[objectKey]client.Object{},
 		namespaces:           map[string]map[string]string{},
 		controlledNamespaces: map[string]bool{},
+		namespacesOptedOut:   map[string]bool{},
 		configHash:           map[string]string{},
 		crdHashes:            map[string]string{},
 	}
@@ -86,6 +94,9 @@ func (r *MeshInstallReconciler) observe(ctx context.Context, mi *meshv1alpha1.Me
 		if metav1.IsControlledBy(ns, mi) {
 			obs.controlledNamespaces[ns.Name] = true
 		}
+		if ns.Annotations[meshv1alpha1.AnnotationRollout] == meshv1alpha1.RolloutDisabled {
+			obs.namespacesOptedOut[ns.Name] = true
+		}
 	}
 
 	var pods corev1.PodList
@@ -105,6 +116,11 @@ func (r *MeshInstallReconciler) observe(ctx context.Context, mi *meshv1alpha1.Me
 			obs.Revisions[name] = o
 		}
 	}
+	if err := r.observeWorkloads(ctx, obs); err != nil {
+		return nil, err
+	}
+	// The canary's step is not healthy while workloads assigned to it wait or roll.
+	obs.CanaryWorkloadsPending = rollout.Decide(rolloutInput(mi, obs, obs.Routing)).CanaryPending
 	return obs, nil
 }
 
@@ -184,6 +200,7 @@ func (obs *observation) pod(mi *meshv1alpha1.MeshInstall, p *corev1.Pod, istiodP
 		Pod:        webhookconfig.Pod{Namespace: p.Namespace, Labels: p.Labels, Annotations: p.Annotations, HostNetwork: p.Spec.HostNetwork},
 		Controlled: metav1.GetControllerOfNoCopy(p) != nil,
 	})
+	obs.workloadPods = append(obs.workloadPods, workloadPodOf(p))
 }
 
 // newer returns the newer of two versions; unparseable ones lose.

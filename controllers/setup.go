@@ -67,6 +67,10 @@ func (r *MeshInstallReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	// The data plane inventory follows pods (cached trimmed, see TrimPod) and
 	// namespaces (metadata only); their events only recount it.
 	b = b.Watches(&corev1.Pod{}, r.podEvents()).WatchesMetadata(&corev1.Namespace{}, r.podEvents())
+	// The data plane rollout follows users' workloads (cached trimmed, see TrimWorkload).
+	for _, w := range []client.Object{&appsv1.Deployment{}, &appsv1.StatefulSet{}, &appsv1.DaemonSet{}} {
+		b = b.Watches(w, r.workloadEvents())
+	}
 	if r.Retrigger != nil {
 		b = b.WatchesRawSource(source.Channel(r.Retrigger, handler.EnqueueRequestsFromMapFunc(r.allMeshInstalls)))
 	}

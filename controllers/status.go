@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -10,6 +11,7 @@ import (
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
 	"github.com/meshkeeper/meshkeeper/internal/inventory"
 	"github.com/meshkeeper/meshkeeper/internal/revision"
+	"github.com/meshkeeper/meshkeeper/internal/rollout"
 )
 
 // statusBuilder collects what one pass found and writes status once, at the
@@ -29,6 +31,8 @@ type statusBuilder struct {
 	outcome *applyOutcome
 	inv     inventory.Result
 	invErr  bool
+	// rollout is the data plane rollout's decision; nil when none was made.
+	rollout *rollout.Plan
 }
 
 func newStatusBuilder(mi *meshv1alpha1.MeshInstall, now time.Time) *statusBuilder {
@@ -43,6 +47,8 @@ func (s *statusBuilder) refused(r *revision.Refusal) { s.refusal = r }
 func (s *statusBuilder) observed(p revision.Plan, obs *observation) { s.plan, s.obs = &p, obs }
 
 func (s *statusBuilder) applied(o applyOutcome) { s.outcome = &o }
+
+func (s *statusBuilder) rolled(p rollout.Plan) { s.rollout = &p }
 
 func (s *statusBuilder) counted(inv inventory.Result, err error) {
 	s.inv, s.invErr = inv, err != nil || !s.obs.InventoryKnown
@@ -61,6 +67,9 @@ func (s *statusBuilder) finish(mi *meshv1alpha1.MeshInstall, reconcileErr error)
 		if s.plan != nil {
 			s.recordDataPlane(mi)
 			set(s.dataPlane())
+			if s.rollout != nil {
+				set(s.workloadRollout(mi))
+			}
 		}
 		return
 	}
@@ -79,6 +88,46 @@ func (s *statusBuilder) finish(mi *meshv1alpha1.MeshInstall, reconcileErr error)
 	if s.plan != nil {
 		set(s.dataPlane())
 	}
+	if s.rollout != nil {
+		set(s.workloadRollout(mi))
+	}
+}
+
+// workloadRollout says what the data plane rollout is doing.
+func (s *statusBuilder) workloadRollout(mi *meshv1alpha1.MeshInstall) metav1.Condition {
+	ro := s.rollout.Status
+	c := metav1.Condition{Type: meshv1alpha1.ConditionWorkloadRollout, Status: metav1.ConditionFalse}
+	progress := fmt.Sprintf("%d of %d workloads done, %d restarting, %d waiting", ro.Done, ro.Total, ro.InProgress, ro.Waiting)
+	switch ro.Phase {
+	case meshv1alpha1.RolloutRolling:
+		c.Status, c.Reason = metav1.ConditionTrue, meshv1alpha1.ReasonRestarting
+		c.Message = progress + "; restarting " + strings.Join(ro.Current, ", ")
+	case meshv1alpha1.RolloutWaiting:
+		c.Status, c.Reason, c.Message = metav1.ConditionTrue, meshv1alpha1.ReasonRolloutWaiting, progress
+	case meshv1alpha1.RolloutPaused:
+		c.Reason, c.Message = meshv1alpha1.ReasonRolloutPaused, "spec.dataPlane.rollout.paused is true; "+progress
+	case meshv1alpha1.RolloutFailed:
+		c.Reason, c.Message = meshv1alpha1.ReasonRolloutFailed, ro.LastError
+	case meshv1alpha1.RolloutManualPhase:
+		c.Reason = meshv1alpha1.ReasonRolloutManual
+		c.Message = fmt.Sprintf("spec.dataPlane.rollout.mode is Manual: %d workloads to restart", ro.Waiting)
+		if len(ro.Pending) > 0 {
+			c.Message += ", e.g. " + restartCommand(ro.Pending[0])
+		}
+	default:
+		c.Reason, c.Message = meshv1alpha1.ReasonRolloutComplete, fmt.Sprintf("every workload runs the proxy it should (%d restarted)", ro.Done)
+	}
+	if len(ro.NeedsManualAction) > 0 {
+		c.Message += fmt.Sprintf("; %d need a manual restart, e.g. %s", ro.Skipped, ro.NeedsManualAction[0])
+	}
+	return c
+}
+
+// restartCommand is the kubectl command that restarts a workload named "Kind namespace/name".
+func restartCommand(workload string) string {
+	kind, rest, _ := strings.Cut(workload, " ")
+	ns, name, _ := strings.Cut(rest, "/")
+	return fmt.Sprintf("kubectl rollout restart %s/%s -n %s", strings.ToLower(kind), name, ns)
 }
 
 // recordPlan reports the revisions and where the tags point now: the
@@ -142,6 +191,10 @@ func (s *statusBuilder) recordDataPlane(mi *meshv1alpha1.MeshInstall) {
 		st.DataPlane = &meshv1alpha1.DataPlaneStatus{
 			InjectedPods: s.inv.Injected, UpToDatePods: s.inv.UpToDate,
 			OutdatedPods: s.inv.Outdated, UninjectedPods: s.inv.Uninjected, UnmanagedPods: s.inv.Unmanaged,
+		}
+		if s.rollout != nil {
+			ro := s.rollout.Status
+			st.DataPlane.Rollout = &ro
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/tools/events"
@@ -67,6 +68,9 @@ func startManager(t *testing.T, o managerOpts) *MeshInstallReconciler {
 			ByObject: map[client.Object]cache.ByObject{
 				&meshv1alpha1.MeshInstall{}: {Label: labels.Everything()},
 				&corev1.Pod{}:               {Label: labels.Everything(), Transform: TrimPod},
+				&appsv1.Deployment{}:        {Label: labels.Everything(), Transform: TrimWorkload},
+				&appsv1.StatefulSet{}:       {Label: labels.Everything(), Transform: TrimWorkload},
+				&appsv1.DaemonSet{}:         {Label: labels.Everything(), Transform: TrimWorkload},
 				&corev1.Namespace{}:         {Label: labels.Everything()},
 			},
 		},

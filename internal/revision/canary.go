@@ -72,7 +72,9 @@ func continueCanary(mi *meshv1alpha1.MeshInstall, obs Observed, routing *Routing
 	steps, interval, paused := canarySettings(mi)
 	o := obs.Revisions[name]
 	available := o.availableAt(canaryVersion)
-	healthy := available && o.PodsReady
+	// With Automatic rollouts a step is healthy once the workloads it
+	// assigns to the canary run on it.
+	healthy := available && o.PodsReady && !obs.CanaryWorkloadsPending
 	serving := available || (o.Istiod != nil && o.Istiod.Serving && o.ControlPlaneVersion == canaryVersion.String())
 	now := metav1.NewTime(obs.Now)
 	weight := routing.Weight
@@ -118,8 +120,11 @@ func continueCanary(mi *meshv1alpha1.MeshInstall, obs Observed, routing *Routing
 		c.HealthySince = healthySinceOf(remembered, healthy, now)
 	case !healthy:
 		what := "its pods to be Ready"
-		if !available {
+		switch {
+		case !available:
 			what = "its istiod to be available again"
+		case obs.CanaryWorkloadsPending:
+			what = "the workloads this step assigns to it to be restarted onto it"
 		}
 		p.Message = fmt.Sprintf("canary %s at %d%%: waiting for %s; the step's interval starts again once it is healthy", name, weight, what)
 		if !available {

@@ -42,6 +42,9 @@ type Observed struct {
 	Routing *Routing
 	// InventoryKnown is false when pods could not be counted; nothing is pruned then.
 	InventoryKnown bool
+	// CanaryWorkloadsPending is true while workloads the canary's step
+	// assigns to it wait to be restarted or are rolling (Automatic rollouts).
+	CanaryWorkloadsPending bool
 }
 
 // ObservedRevision is the observed state of one revision.

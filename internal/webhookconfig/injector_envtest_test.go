@@ -175,3 +175,32 @@ func ensureNamespace(t *testing.T, name string, labels map[string]string) {
 		t.Fatalf("labelling namespace: %v", err)
 	}
 }
+
+func TestRouteIgnoresAnExistingSidecar(t *testing.T) {
+	m, err := webhookconfig.NewMatcher(webhookconfig.InjectorConfiguration(webhookconfig.Injector{
+		ControlPlaneNamespace: "istio-system", Revisions: []string{"1-32-0"}, Endpoint: webhookconfig.Endpoint{URL: "https://127.0.0.1:9443"},
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := map[string]string{"kubernetes.io/metadata.name": "shop", "istio-injection": "enabled"}
+	injected := webhookconfig.Pod{Namespace: "shop", Annotations: map[string]string{"sidecar.istio.io/status": "{}"}}
+	if got := m.Target(ns, injected); got != "" {
+		t.Errorf("Target of an injected pod = %q, want none", got)
+	}
+	if got := m.Route(ns, injected); got != "/inject/tag/default" {
+		t.Errorf("Route of an injected pod = %q, want its workload's next pods' path", got)
+	}
+	if injected.Annotations["sidecar.istio.io/status"] != "{}" {
+		t.Error("Route changed the pod it was given")
+	}
+	for path, want := range map[string][2]string{
+		"/inject/tag/prod": {"tag", "prod"}, "/inject/rev/1-32-0": {"rev", "1-32-0"},
+		"/inject": {}, "/inject/rev/": {}, "/inject/other/x": {}, "/inject/rev/a/b": {},
+	} {
+		kind, name, ok := webhookconfig.ParseTargetPath(path)
+		if [2]string{kind, name} != want || ok != (want[0] != "") {
+			t.Errorf("ParseTargetPath(%q) = %q %q %v, want %v", path, kind, name, ok, want)
+		}
+	}
+}

@@ -1,8 +1,10 @@
 package webhookconfig
 
 import (
+	"maps"
 	"net/url"
 	"slices"
+	"strings"
 
 	"istio.io/api/annotation"
 	"istio.io/api/label"
@@ -166,4 +168,29 @@ func (m *Matcher) Target(nsLabels map[string]string, p Pod) string {
 		}
 	}
 	return ""
+}
+
+// Route returns the injector path a pod would be sent to were it created
+// now, whether or not it carries a sidecar already: where its workload's
+// next pods go.
+func (m *Matcher) Route(nsLabels map[string]string, p Pod) string {
+	if _, injected := p.Annotations[annotation.SidecarStatus.Name]; injected {
+		p.Annotations = maps.Clone(p.Annotations)
+		delete(p.Annotations, annotation.SidecarStatus.Name)
+	}
+	return m.Target(nsLabels, p)
+}
+
+// ParseTargetPath splits an injector path made by TargetPath into "rev" or
+// "tag" and a name.
+func ParseTargetPath(path string) (kind, name string, ok bool) {
+	rest, found := strings.CutPrefix(path, InjectPath+"/")
+	if !found {
+		return "", "", false
+	}
+	kind, name, ok = strings.Cut(rest, "/")
+	if !ok || (kind != "rev" && kind != "tag") || name == "" || strings.Contains(name, "/") {
+		return "", "", false
+	}
+	return kind, name, true
 }

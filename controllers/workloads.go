@@ -1,0 +1,284 @@
+package controllers
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"slices"
+	"strings"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
+	"github.com/meshkeeper/meshkeeper/internal/inject"
+	"github.com/meshkeeper/meshkeeper/internal/revision"
+	"github.com/meshkeeper/meshkeeper/internal/rollout"
+	"github.com/meshkeeper/meshkeeper/internal/webhookconfig"
+)
+
+// +kubebuilder:rbac:groups=apps,resources=statefulsets;daemonsets,verbs=patch
+
+// keptWorkloadAnnotations are the only workload and template annotations the rollout reads.
+var keptWorkloadAnnotations = []string{meshv1alpha1.AnnotationRollout, meshv1alpha1.AnnotationRestartedFor, meshv1alpha1.AnnotationRestartedAt}
+
+// TrimWorkload is the cache transform for Deployments, StatefulSets and
+// DaemonSets. meshkeeper's own (istiod, gateways) are kept whole, less their
+// managed fields: the reconciler compares them with what it applies. Users'
+// workloads are kept as the rollout reads them: identity, labels, the
+// rollout annotations, replicas and rollout status; never their pod spec.
+func TrimWorkload(in any) (any, error) {
+	obj, ok := in.(client.Object)
+	if !ok {
+		return in, nil
+	}
+	obj.SetManagedFields(nil)
+	if obj.GetLabels()[LabelManagedBy] == ManagedByValue {
+		return obj, nil
+	}
+	meta := metav1.ObjectMeta{
+		Name: obj.GetName(), Namespace: obj.GetNamespace(), UID: obj.GetUID(), ResourceVersion: obj.GetResourceVersion(),
+		Generation: obj.GetGeneration(), Labels: obj.GetLabels(), DeletionTimestamp: obj.GetDeletionTimestamp(),
+		Annotations: keepAnnotations(obj.GetAnnotations()),
+	}
+	template := func(t corev1.PodTemplateSpec) corev1.PodTemplateSpec {
+		return corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Annotations: keepAnnotations(t.Annotations)}}
+	}
+	switch o := in.(type) {
+	case *appsv1.Deployment:
+		out := &appsv1.Deployment{TypeMeta: o.TypeMeta, ObjectMeta: meta,
+			Spec: appsv1.DeploymentSpec{Replicas: o.Spec.Replicas, Template: template(o.Spec.Template)}, Status: o.Status}
+		out.Status.Conditions = slices.DeleteFunc(slices.Clone(o.Status.Conditions), func(c appsv1.DeploymentCondition) bool {
+			return c.Type != appsv1.DeploymentProgressing && c.Type != appsv1.DeploymentAvailable && c.Type != appsv1.DeploymentReplicaFailure
+		})
+		return out, nil
+	case *appsv1.StatefulSet:
+		return &appsv1.StatefulSet{TypeMeta: o.TypeMeta, ObjectMeta: meta,
+			Spec:   appsv1.StatefulSetSpec{Replicas: o.Spec.Replicas, Template: template(o.Spec.Template)},
+			Status: appsv1.StatefulSetStatus{ObservedGeneration: o.Status.ObservedGeneration, Replicas: o.Status.Replicas, ReadyReplicas: o.Status.ReadyReplicas, UpdatedReplicas: o.Status.UpdatedReplicas, AvailableReplicas: o.Status.AvailableReplicas, CurrentRevision: o.Status.CurrentRevision, UpdateRevision: o.Status.UpdateRevision}}, nil
+	case *appsv1.DaemonSet:
+		return &appsv1.DaemonSet{TypeMeta: o.TypeMeta, ObjectMeta: meta,
+			Spec:   appsv1.DaemonSetSpec{Template: template(o.Spec.Template)},
+			Status: appsv1.DaemonSetStatus{ObservedGeneration: o.Status.ObservedGeneration, DesiredNumberScheduled: o.Status.DesiredNumberScheduled, UpdatedNumberScheduled: o.Status.UpdatedNumberScheduled, NumberAvailable: o.Status.NumberAvailable, NumberReady: o.Status.NumberReady}}, nil
+	}
+	return in, nil
+}
+
+func keepAnnotations(a map[string]string) map[string]string {
+	var out map[string]string
+	for _, k := range keptWorkloadAnnotations {
+		if v, ok := a[k]; ok {
+			if out == nil {
+				out = map[string]string{}
+			}
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// workloadPod is what observe keeps of a running pod for the rollout.
+type workloadPod struct {
+	pod   webhookconfig.Pod
+	owner rollout.Key
+	// current is what it runs (<revision>/<hash>), "" without meshkeeper's stamp.
+	current string
+}
+
+func workloadPodOf(p *corev1.Pod) workloadPod {
+	w := inject.WorkloadOf(p, p.Namespace)
+	wp := workloadPod{
+		pod:   webhookconfig.Pod{Namespace: p.Namespace, Labels: p.Labels, Annotations: p.Annotations, HostNetwork: p.Spec.HostNetwork},
+		owner: rollout.Key{Kind: w.Kind, Namespace: p.Namespace, Name: w.Name},
+	}
+	if w.Kind == "Pod" {
+		wp.owner.Name = p.Name
+	}
+	if rev, ok := p.Annotations[inject.AnnotationRevision]; ok {
+		wp.current = rollout.Target(rev, p.Annotations[inject.AnnotationConfigHash])
+	}
+	return wp
+}
+
+// observeWorkloads reads the users' Deployments, StatefulSets and DaemonSets
+// from the trimmed cache.
+func (r *MeshInstallReconciler) observeWorkloads(ctx context.Context, obs *observation) error {
+	obs.workloads = map[rollout.Key]rollout.Workload{}
+	optedOut := func(ns string, a map[string]string) bool {
+		return a[meshv1alpha1.AnnotationRollout] == meshv1alpha1.RolloutDisabled || obs.namespacesOptedOut[ns]
+	}
+	add := func(kind string, o client.Object, t corev1.PodTemplateSpec, rolledOut bool, reason string) {
+		if o.GetLabels()[LabelManagedBy] == ManagedByValue {
+			return // meshkeeper's own gateways roll when their template changes
+		}
+		w := rollout.Workload{
+			Key:          rollout.Key{Kind: kind, Namespace: o.GetNamespace(), Name: o.GetName()},
+			OptedOut:     optedOut(o.GetNamespace(), o.GetAnnotations()),
+			RestartedFor: t.Annotations[meshv1alpha1.AnnotationRestartedFor],
+			RolledOut:    rolledOut,
+			Reason:       reason,
+		}
+		if at, err := time.Parse(time.RFC3339, t.Annotations[meshv1alpha1.AnnotationRestartedAt]); err == nil {
+			w.RestartedAt = at
+		}
+		obs.workloads[w.Key] = w
+	}
+	var deployments appsv1.DeploymentList
+	if err := r.List(ctx, &deployments); err != nil {
+		return fmt.Errorf("listing Deployments: %w", err)
+	}
+	for i := range deployments.Items {
+		d := &deployments.Items[i]
+		reason := ""
+		if !rolledOut(d) {
+			reason = rolloutOf(d).Reason
+			for _, c := range d.Status.Conditions {
+				if c.Type == appsv1.DeploymentProgressing && c.Message != "" {
+					reason += "; " + c.Message
+				}
+			}
+		}
+		add(rollout.Deployment, d, d.Spec.Template, rolledOut(d), reason)
+	}
+	var statefulSets appsv1.StatefulSetList
+	if err := r.List(ctx, &statefulSets); err != nil {
+		return fmt.Errorf("listing StatefulSets: %w", err)
+	}
+	for i := range statefulSets.Items {
+		s := &statefulSets.Items[i]
+		want := int32(1)
+		if s.Spec.Replicas != nil {
+			want = *s.Spec.Replicas
+		}
+		st := s.Status
+		done := st.ObservedGeneration >= s.Generation && st.UpdatedReplicas >= want && st.ReadyReplicas >= want &&
+			(st.UpdateRevision == "" || st.CurrentRevision == st.UpdateRevision)
+		add(rollout.StatefulSet, s, s.Spec.Template, done, fmt.Sprintf("%d of %d replicas updated, %d ready", st.UpdatedReplicas, want, st.ReadyReplicas))
+	}
+	var daemonSets appsv1.DaemonSetList
+	if err := r.List(ctx, &daemonSets); err != nil {
+		return fmt.Errorf("listing DaemonSets: %w", err)
+	}
+	for i := range daemonSets.Items {
+		d := &daemonSets.Items[i]
+		st := d.Status
+		done := st.ObservedGeneration >= d.Generation && st.UpdatedNumberScheduled >= st.DesiredNumberScheduled && st.NumberAvailable >= st.DesiredNumberScheduled
+		add(rollout.DaemonSet, d, d.Spec.Template, done, fmt.Sprintf("%d of %d pods updated, %d available", st.UpdatedNumberScheduled, st.DesiredNumberScheduled, st.NumberAvailable))
+	}
+	return nil
+}
+
+// rolloutInput says, for each running pod, what it runs and what it
+// should run given where the tags point (routing) and each revision's
+// current configuration.
+func rolloutInput(mi *meshv1alpha1.MeshInstall, obs *observation, routing *revision.Routing) rollout.Input {
+	in := rollout.Input{Now: obs.Now, Settings: mi.Spec.DataPlane.Rollout, Workloads: obs.workloads}
+	if mi.Status.DataPlane != nil {
+		in.Previous = mi.Status.DataPlane.Rollout
+	}
+	if routing != nil && routing.Canary != "" && routing.Weight > 0 {
+		in.Canary = routing.Canary
+	}
+	var matcher *webhookconfig.Matcher
+	if obs.injector != nil {
+		matcher, _ = webhookconfig.NewMatcher(obs.injector)
+	}
+	for _, wp := range obs.workloadPods {
+		p := rollout.Pod{Owner: wp.owner, Current: wp.current}
+		if kind, name, ok := webhookconfig.ParseTargetPath(matcher.Route(obs.namespaces[wp.pod.Namespace], wp.pod)); ok {
+			rev := name
+			if kind == "tag" {
+				if routing == nil {
+					continue // nothing is routed yet
+				}
+				// As the injector assigns a workload: by its namespace and name.
+				rev = routing.Target(wp.owner.Namespace, wp.owner.Name)
+			}
+			if hash, ok := obs.configHash[rev]; ok && hash != "" {
+				p.Target = rollout.Target(rev, hash)
+				o := obs.Revisions[rev]
+				p.TargetReady = o.Istiod != nil && o.Istiod.Serving
+			}
+		}
+		in.Pods = append(in.Pods, p)
+	}
+	return in
+}
+
+// restart does what kubectl rollout restart does, recording the target.
+func (r *MeshInstallReconciler) restart(ctx context.Context, rs rollout.Restart, now time.Time) error {
+	var obj client.Object
+	switch rs.Kind {
+	case rollout.Deployment:
+		obj = &appsv1.Deployment{}
+	case rollout.StatefulSet:
+		obj = &appsv1.StatefulSet{}
+	case rollout.DaemonSet:
+		obj = &appsv1.DaemonSet{}
+	default:
+		return fmt.Errorf("%s cannot be restarted", rs.Key)
+	}
+	obj.SetNamespace(rs.Namespace)
+	obj.SetName(rs.Name)
+	patch, err := json.Marshal(map[string]any{"spec": map[string]any{"template": map[string]any{"metadata": map[string]any{
+		"annotations": map[string]string{
+			meshv1alpha1.AnnotationRestartedAt:  now.Format(time.RFC3339),
+			meshv1alpha1.AnnotationRestartedFor: rs.Target,
+		}}}}})
+	if err != nil {
+		return err
+	}
+	if err := r.Patch(ctx, obj, client.RawPatch(types.MergePatchType, patch)); err != nil {
+		return fmt.Errorf("restarting %s: %w", rs.Key, err)
+	}
+	log.FromContext(ctx).Info("restarted workload", "workload", rs.Key.String(), "target", rs.Target)
+	return nil
+}
+
+// rollWorkloads decides and starts the pass's restarts, emitting an event
+// per workload started, finished or failed.
+func (r *MeshInstallReconciler) rollWorkloads(ctx context.Context, mi *meshv1alpha1.MeshInstall, obs *observation, routing *revision.Routing) (rollout.Plan, error) {
+	plan := rollout.Decide(rolloutInput(mi, obs, routing))
+	var errs []string
+	for _, rs := range plan.Restart {
+		if err := r.restart(ctx, rs, obs.Now); err != nil {
+			errs = append(errs, err.Error())
+			continue
+		}
+		r.event(mi, corev1.EventTypeNormal, "WorkloadRestarted", "Restart",
+			fmt.Sprintf("restarted %s onto revision %s", rs.Key, rollout.RevisionOf(rs.Target)))
+	}
+	for key, took := range plan.Finished {
+		rolloutDuration.Observe(took.Seconds())
+		r.event(mi, corev1.EventTypeNormal, "WorkloadRolledOut", "Restart", fmt.Sprintf("%s runs its new proxy (%s)", key, took.Round(time.Second)))
+	}
+	var previous string
+	if mi.Status.DataPlane != nil && mi.Status.DataPlane.Rollout != nil {
+		previous = mi.Status.DataPlane.Rollout.LastError
+	}
+	if e := plan.Status.LastError; e != "" && e != previous {
+		r.event(mi, corev1.EventTypeWarning, meshv1alpha1.ReasonRolloutFailed, "Restart", e+"; no further workload is restarted until it is fixed or opted out")
+	}
+	if len(errs) > 0 {
+		plan.Status.LastError = strings.Join(errs, "; ")
+		return plan, fmt.Errorf("%s", plan.Status.LastError)
+	}
+	return plan, nil
+}
+
+// workloadChanged reports whether an update changed what the rollout reads
+// of a workload (trimmed in the cache, so the objects hold only that).
+func workloadChanged(a, b client.Object) bool {
+	ca, cb := a.DeepCopyObject().(client.Object), b.DeepCopyObject().(client.Object)
+	ca.SetResourceVersion("")
+	cb.SetResourceVersion("")
+	ca.SetManagedFields(nil)
+	cb.SetManagedFields(nil)
+	return !reflect.DeepEqual(ca, cb)
+}
