@@ -214,8 +214,8 @@ func TestDecide(t *testing.T) {
 			},
 		},
 		{
-			name: "manual mode never holds a canary step",
-			world: newWorld().add(rolledOut(deploy("moves")), oldT, canaryT),
+			name:     "manual mode never holds a canary step",
+			world:    newWorld().add(rolledOut(deploy("moves")), oldT, canaryT),
 			settings: meshv1alpha1.DataPlaneRollout{Mode: meshv1alpha1.RolloutManual}, canary: "1-32-0",
 			check: func(t *testing.T, p Plan) {
 				if p.CanaryPending {
@@ -252,8 +252,8 @@ func TestDecide(t *testing.T) {
 			},
 		},
 		{
-			name: "pods that missed injection get their workload restarted",
-			world: newWorld().add(rolledOut(deploy("leaked")), "", newT),
+			name:     "pods that missed injection get their workload restarted",
+			world:    newWorld().add(rolledOut(deploy("leaked")), "", newT),
 			settings: automatic("1"),
 			check: func(t *testing.T, p Plan) {
 				if got := restarted(p); !slices.Equal(got, []string{"leaked@" + newT}) {
@@ -262,8 +262,8 @@ func TestDecide(t *testing.T) {
 			},
 		},
 		{
-			name: "pods that should have no sidecar are left alone",
-			world: newWorld().add(rolledOut(deploy("outside")), oldT, ""),
+			name:     "pods that should have no sidecar are left alone",
+			world:    newWorld().add(rolledOut(deploy("outside")), oldT, ""),
 			settings: automatic("1"),
 			check: func(t *testing.T, p Plan) {
 				if len(p.Restart) != 0 || p.Status.Total != 0 {
@@ -272,8 +272,8 @@ func TestDecide(t *testing.T) {
 			},
 		},
 		{
-			name: "a restart for an older target is replaced by one for the new target",
-			world: newWorld().add(restartedFor(deploy("a"), oldT, t0.Add(-time.Hour), true), oldT, newT),
+			name:     "a restart for an older target is replaced by one for the new target",
+			world:    newWorld().add(restartedFor(deploy("a"), oldT, t0.Add(-time.Hour), true), oldT, newT),
 			settings: automatic("1"),
 			check: func(t *testing.T, p Plan) {
 				if got := restarted(p); !slices.Equal(got, []string{"a@" + newT}) {
