@@ -85,7 +85,7 @@ func (r *MeshInstallReconciler) observe(ctx context.Context, mi *meshv1alpha1.Me
 
 	nsList := &metav1.PartialObjectMetadataList{}
 	nsList.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("NamespaceList"))
-	if err := r.List(ctx, nsList); err != nil {
+	if err := r.List(ctx, nsList, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, fmt.Errorf("listing namespaces: %w", err)
 	}
 	for i := range nsList.Items {
@@ -100,7 +100,8 @@ func (r *MeshInstallReconciler) observe(ctx context.Context, mi *meshv1alpha1.Me
 	}
 
 	var pods corev1.PodList
-	if err := r.List(ctx, &pods); err != nil {
+	// Read-only from here on: the cache's objects are not copied (10,000 pods per pass would be).
+	if err := r.List(ctx, &pods, client.UnsafeDisableDeepCopy); err != nil {
 		// Unknown usage never prunes; the rest of the plan can go on.
 		log.FromContext(ctx).Error(err, "listing pods")
 		obs.InventoryKnown = false

@@ -130,7 +130,7 @@ func (r *MeshInstallReconciler) observeWorkloads(ctx context.Context, obs *obser
 		obs.workloads[w.Key] = w
 	}
 	var deployments appsv1.DeploymentList
-	if err := r.List(ctx, &deployments); err != nil {
+	if err := r.List(ctx, &deployments, client.UnsafeDisableDeepCopy); err != nil {
 		return fmt.Errorf("listing Deployments: %w", err)
 	}
 	for i := range deployments.Items {
@@ -147,7 +147,7 @@ func (r *MeshInstallReconciler) observeWorkloads(ctx context.Context, obs *obser
 		add(rollout.Deployment, d, d.Spec.Template, rolledOut(d), reason)
 	}
 	var statefulSets appsv1.StatefulSetList
-	if err := r.List(ctx, &statefulSets); err != nil {
+	if err := r.List(ctx, &statefulSets, client.UnsafeDisableDeepCopy); err != nil {
 		return fmt.Errorf("listing StatefulSets: %w", err)
 	}
 	for i := range statefulSets.Items {
@@ -162,7 +162,7 @@ func (r *MeshInstallReconciler) observeWorkloads(ctx context.Context, obs *obser
 		add(rollout.StatefulSet, s, s.Spec.Template, done, fmt.Sprintf("%d of %d replicas updated, %d ready", st.UpdatedReplicas, want, st.ReadyReplicas))
 	}
 	var daemonSets appsv1.DaemonSetList
-	if err := r.List(ctx, &daemonSets); err != nil {
+	if err := r.List(ctx, &daemonSets, client.UnsafeDisableDeepCopy); err != nil {
 		return fmt.Errorf("listing DaemonSets: %w", err)
 	}
 	for i := range daemonSets.Items {

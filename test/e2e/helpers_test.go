@@ -133,8 +133,8 @@ func podReady(p *corev1.Pod) bool {
 	return false
 }
 
-// createPods creates n pods, 16 at a time, as a burst of workloads would.
-func (e *env) createPods(t *testing.T, n int, pod func(i int) *corev1.Pod) {
+// createObjects creates n objects, 16 at a time, as a burst of workloads would.
+func (e *env) createObjects(t *testing.T, n int, object func(i int) client.Object) {
 	t.Helper()
 	var wg sync.WaitGroup
 	work := make(chan int)
@@ -144,7 +144,7 @@ func (e *env) createPods(t *testing.T, n int, pod func(i int) *corev1.Pod) {
 		go func() {
 			defer wg.Done()
 			for i := range work {
-				if err := e.k8s.Create(context.Background(), pod(i)); err != nil {
+				if err := e.k8s.Create(context.Background(), object(i)); err != nil {
 					errs <- err
 				}
 			}

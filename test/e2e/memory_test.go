@@ -10,17 +10,19 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
 const (
-	memoryPods   = 5000
-	memoryBudget = 50 << 20 // bytes of resident memory the operator may add for them
+	memoryPods        = 10000
+	memoryDeployments = 2000
+	memoryBudget      = 100 << 20 // bytes of resident memory the operator may add for them
 )
 
 // TestOperatorMemoryStaysFlatWithPods measures the operator's resident
-// memory with no workload pods and with 5,000: it caches pod metadata only,
-// trimmed, so the difference must stay within 50 MiB.
+// memory with no workloads and with 10,000 pods and 2,000 Deployments: it
+// caches both trimmed to what it reads, so the difference must stay within
+// 100 MiB.
 func TestOperatorMemoryStaysFlatWithPods(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, 1)
@@ -39,13 +41,19 @@ func TestOperatorMemoryStaysFlatWithPods(t *testing.T) {
 	// They use a scheduler that does not exist, so they stay Pending quietly.
 	e.ensureNamespace(t, "crowd", nil)
 	start := time.Now()
-	e.createPods(t, memoryPods, func(i int) *corev1.Pod {
-		p := barePod("crowd", fmt.Sprintf("pod-%04d", i), map[string]string{"app": fmt.Sprintf("app-%d", i%50)})
+	e.createObjects(t, memoryPods, func(i int) client.Object {
+		p := barePod("crowd", fmt.Sprintf("pod-%05d", i), map[string]string{"app": fmt.Sprintf("app-%d", i%50)})
 		p.Spec.SchedulerName = "none"
 		p.Annotations = map[string]string{"example.com/owner": "team-" + strconv.Itoa(i%7)}
 		return p
 	})
-	t.Logf("created %d pods in %s", memoryPods, time.Since(start).Round(time.Second))
+	e.ensureNamespace(t, "fleet", nil)
+	e.createObjects(t, memoryDeployments, func(i int) client.Object {
+		d := app("fleet", fmt.Sprintf("svc-%04d", i), 0)
+		d.Annotations = map[string]string{"example.com/owner": "team-" + strconv.Itoa(i%7)}
+		return d
+	})
+	t.Logf("created %d pods and %d Deployments in %s", memoryPods, memoryDeployments, time.Since(start).Round(time.Second))
 	e.ensureNamespace(t, "crowd", map[string]string{"istio-injection": "enabled"})
 	eventually(t, 2*time.Minute, "every pod counted", func() error {
 		dp := e.getMeshInstall(t, mi.Name).Status.DataPlane
@@ -56,10 +64,10 @@ func TestOperatorMemoryStaysFlatWithPods(t *testing.T) {
 	})
 	time.Sleep(5 * time.Second)
 	after := e.rss(t)
-	t.Logf("operator resident memory: %.1f MiB with no pods, %.1f MiB with %d pods (+%.1f MiB, budget %d MiB)",
-		mib(before), mib(after), memoryPods, mib(after-before), memoryBudget>>20)
+	t.Logf("operator resident memory: %.1f MiB with no workloads, %.1f MiB with %d pods and %d Deployments (+%.1f MiB, budget %d MiB)",
+		mib(before), mib(after), memoryPods, memoryDeployments, mib(after-before), memoryBudget>>20)
 	if after-before > memoryBudget {
-		t.Errorf("the operator grew by %.1f MiB for %d pods; budget %d MiB", mib(after-before), memoryPods, memoryBudget>>20)
+		t.Errorf("the operator grew by %.1f MiB for %d pods and %d Deployments; budget %d MiB", mib(after-before), memoryPods, memoryDeployments, memoryBudget>>20)
 	}
 }
 

@@ -73,7 +73,7 @@ func TestQuietClusterCostsNoWrites(t *testing.T) {
 	before = e.requests(t)
 	fullBefore := e.counter(t, `meshkeeper_passes_total{meshinstall="default",pass="full"}`)
 	start := time.Now()
-	e.createPods(t, burstPods, func(i int) *corev1.Pod {
+	e.createObjects(t, burstPods, func(i int) client.Object {
 		return barePod("burst", fmt.Sprintf("pod-%04d", i), map[string]string{"app": "burst"})
 	})
 	eventually(t, 2*time.Minute, "every burst pod Running and counted", func() error {
