@@ -26,20 +26,15 @@ import (
 )
 
 // canarySteps walk a canary upgrade: a second istiod, workloads moved step
-// by step by restarting them, promotion, and the old revision pruned.
+// by step by meshkeeper's own restarts, promotion, and the old revision pruned.
 func canarySteps(ctx context.Context, cl func() client.Client, rc func() *rest.Config) []step {
 	const name = "default"
 	canaryRev := mustRevision(canaryVersion)
 	oldRev := render.DefaultRevision // the in-place revision
 	stepAt := func(weight int32) step {
-		return step{fmt.Sprintf("Canary at %d%%: restart the app; workloads hashed under %d%% move to %s", weight, weight, canaryRev), func() error {
+		return step{fmt.Sprintf("Canary at %d%%: meshkeeper restarts the workloads hashed under %d%% onto %s; the step waits for them", weight, weight, canaryRev), func() error {
 			if err := waitCanary(ctx, cl(), name, canaryRev, weight); err != nil {
 				return err
-			}
-			for _, app := range demoApps {
-				if err := restart(ctx, cl(), "demo", app); err != nil {
-					return err
-				}
 			}
 			want := func(app string) string {
 				if revision.OnCanary("demo", app, weight) {
@@ -80,7 +75,7 @@ func canarySteps(ctx context.Context, cl func() client.Client, rc func() *rest.C
 			if err := waitOnRevisions(ctx, cl(), func(string) string { return oldRev }); err != nil {
 				return err
 			}
-			fmt.Println("  restarted pods all stayed on", oldRev+": no workload is sent to an istiod that is not serving")
+			fmt.Println("  pods restarted by hand all stayed on", oldRev+": no workload is sent to an istiod that is not serving")
 			return printPodsByRevision(ctx, cl())
 		}},
 		{"Give the canary's istiod requests that fit: once it is available, its first step starts", func() error {
@@ -95,14 +90,9 @@ func canarySteps(ctx context.Context, cl func() client.Client, rc func() *rest.C
 		}},
 		stepAt(30),
 		stepAt(70),
-		{"At 100% the canary is promoted: restart the app, every pod moves, the old revision is pruned", func() error {
+		{"At 100% the canary is promoted: meshkeeper moves every remaining workload, and the old revision is pruned", func() error {
 			if err := waitActive(ctx, cl(), name, canaryRev); err != nil {
 				return err
-			}
-			for _, app := range demoApps {
-				if err := restart(ctx, cl(), "demo", app); err != nil {
-					return err
-				}
 			}
 			if err := waitOnRevisions(ctx, cl(), func(string) string { return canaryRev }); err != nil {
 				return err

@@ -94,8 +94,12 @@ func meshSteps(ctx context.Context, cl func() client.Client, rc func() *rest.Con
 			fmt.Println("  $ kubectl get meshinstall   # every injected pod carries meshkeeper's stamp")
 			return printTable(ctx, rc(), "/apis/mesh.meshkeeper.dev/v1alpha1/meshinstalls")
 		}},
-		{fmt.Sprintf("Upgrade in place to Istio %s and wait until istiod is rolled and Ready", next), func() error {
-			if err := updateVersion(ctx, cl(), mi.Name, next); err != nil {
+		{fmt.Sprintf("Upgrade in place to Istio %s with spec.dataPlane.rollout.mode Automatic (2 workloads at a time): istiod rolls first, then meshkeeper restarts the app itself", next), func() error {
+			two := intstr.FromInt32(2)
+			if err := updateMeshInstall(ctx, cl(), mi.Name, func(m *meshv1alpha1.MeshInstall) {
+				m.Spec.Version = next
+				m.Spec.DataPlane.Rollout = meshv1alpha1.DataPlaneRollout{Mode: meshv1alpha1.RolloutAutomatic, MaxConcurrent: &two}
+			}); err != nil {
 				return err
 			}
 			if err := waitReady(ctx, cl(), mi.Name, next, 2*time.Minute); err != nil {
@@ -110,32 +114,37 @@ func meshSteps(ctx context.Context, cl func() client.Client, rc func() *rest.Con
 				return fmt.Errorf("istiod runs %s, want %s", img, next)
 			}
 			fmt.Printf("  istiod image: %s (%d/%d replicas available)\n", img, d.Status.AvailableReplicas, *d.Spec.Replicas)
-			if err := waitDataPlane(ctx, cl(), mi.Name, func(dp meshv1alpha1.DataPlaneStatus) bool {
-				return dp.OutdatedPods >= int32(2*len(demoApps))
-			}); err != nil {
-				return err
-			}
-			fmt.Println("  $ kubectl get meshinstall   # running pods still have the old proxy: outdated until restarted")
-			return printTable(ctx, rc(), "/apis/mesh.meshkeeper.dev/v1alpha1/meshinstalls")
-		}},
-		{"Restart the sample app (kubectl rollout restart) and wait until every pod runs the new proxy", func() error {
-			for _, name := range demoApps {
-				if err := restart(ctx, cl(), "demo", name); err != nil {
-					return err
-				}
-			}
-			if err := waitDataPlane(ctx, cl(), mi.Name, func(dp meshv1alpha1.DataPlaneStatus) bool {
-				return dp.UpToDatePods >= int32(2*len(demoApps)) && dp.OutdatedPods == 0
-			}); err != nil {
+			if err := waitRolledOut(ctx, cl(), mi.Name, int32(len(demoApps))); err != nil {
 				return err
 			}
 			if err := waitInjected(ctx, cl(), "demo", 2*len(demoApps), time.Minute); err != nil {
 				return err
 			}
-			fmt.Println("  $ kubectl get meshinstall")
+			if err := printPodsByRevision(ctx, cl()); err != nil {
+				return err
+			}
+			fmt.Println("  $ kubectl get meshinstall   # no pod was restarted by hand")
 			return printTable(ctx, rc(), "/apis/mesh.meshkeeper.dev/v1alpha1/meshinstalls")
 		}},
 	}
+}
+
+// waitRolledOut waits until the data plane rollout has restarted at least
+// done workloads and every injected pod is up to date, and prints it.
+func waitRolledOut(ctx context.Context, c client.Client, name string, done int32) error {
+	return poll(ctx, 2*time.Minute, "the data plane rollout", func() (bool, string, error) {
+		mi := &meshv1alpha1.MeshInstall{}
+		if err := c.Get(ctx, client.ObjectKey{Name: name}, mi); err != nil {
+			return false, "", err
+		}
+		dp := mi.Status.DataPlane
+		if dp == nil || dp.Rollout == nil || dp.Rollout.Phase != meshv1alpha1.RolloutIdle || dp.Rollout.Done < done || dp.OutdatedPods > 0 {
+			return false, fmt.Sprintf("dataPlane %+v", dp), nil
+		}
+		c := meta.FindStatusCondition(mi.Status.Conditions, meshv1alpha1.ConditionWorkloadRollout)
+		fmt.Printf("  meshkeeper restarted %d workloads onto the new proxy; WorkloadRollout=%s (%s): %s\n", dp.Rollout.Done, c.Status, c.Reason, c.Message)
+		return true, "", nil
+	})
 }
 
 func updateVersion(ctx context.Context, c client.Client, name, v string) error {
