@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -43,6 +44,9 @@ type MeshInstallReconciler struct {
 
 	watches    *dynamicWatches
 	fullPasses chan event.GenericEvent
+	// restarts are the workload restarts this process made, by rollout.Key,
+	// until the cache shows them (see recentRestart).
+	restarts sync.Map
 }
 
 // +kubebuilder:rbac:groups=mesh.meshkeeper.dev,resources=meshinstalls,verbs=get;list;watch;update;patch

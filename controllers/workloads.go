@@ -9,10 +9,12 @@ import (
 	"strings"
 	"time"
 
+	"istio.io/api/annotation"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -53,18 +55,18 @@ func TrimWorkload(in any) (any, error) {
 	switch o := in.(type) {
 	case *appsv1.Deployment:
 		out := &appsv1.Deployment{TypeMeta: o.TypeMeta, ObjectMeta: meta,
-			Spec: appsv1.DeploymentSpec{Replicas: o.Spec.Replicas, Template: template(o.Spec.Template)}, Status: o.Status}
+			Spec: appsv1.DeploymentSpec{Replicas: o.Spec.Replicas, Paused: o.Spec.Paused, Template: template(o.Spec.Template)}, Status: o.Status}
 		out.Status.Conditions = slices.DeleteFunc(slices.Clone(o.Status.Conditions), func(c appsv1.DeploymentCondition) bool {
 			return c.Type != appsv1.DeploymentProgressing && c.Type != appsv1.DeploymentAvailable && c.Type != appsv1.DeploymentReplicaFailure
 		})
 		return out, nil
 	case *appsv1.StatefulSet:
 		return &appsv1.StatefulSet{TypeMeta: o.TypeMeta, ObjectMeta: meta,
-			Spec:   appsv1.StatefulSetSpec{Replicas: o.Spec.Replicas, Template: template(o.Spec.Template)},
+			Spec:   appsv1.StatefulSetSpec{Replicas: o.Spec.Replicas, UpdateStrategy: o.Spec.UpdateStrategy, Template: template(o.Spec.Template)},
 			Status: appsv1.StatefulSetStatus{ObservedGeneration: o.Status.ObservedGeneration, Replicas: o.Status.Replicas, ReadyReplicas: o.Status.ReadyReplicas, UpdatedReplicas: o.Status.UpdatedReplicas, AvailableReplicas: o.Status.AvailableReplicas, CurrentRevision: o.Status.CurrentRevision, UpdateRevision: o.Status.UpdateRevision}}, nil
 	case *appsv1.DaemonSet:
 		return &appsv1.DaemonSet{TypeMeta: o.TypeMeta, ObjectMeta: meta,
-			Spec:   appsv1.DaemonSetSpec{Template: template(o.Spec.Template)},
+			Spec:   appsv1.DaemonSetSpec{UpdateStrategy: o.Spec.UpdateStrategy, Template: template(o.Spec.Template)},
 			Status: appsv1.DaemonSetStatus{ObservedGeneration: o.Status.ObservedGeneration, DesiredNumberScheduled: o.Status.DesiredNumberScheduled, UpdatedNumberScheduled: o.Status.UpdatedNumberScheduled, NumberAvailable: o.Status.NumberAvailable, NumberReady: o.Status.NumberReady}}, nil
 	}
 	return in, nil
@@ -89,6 +91,8 @@ type workloadPod struct {
 	owner rollout.Key
 	// current is what it runs (<revision>/<hash>), "" without meshkeeper's stamp.
 	current string
+	// uninjected is true when it has no sidecar at all.
+	uninjected bool
 }
 
 func workloadPodOf(p *corev1.Pod) workloadPod {
@@ -103,6 +107,8 @@ func workloadPodOf(p *corev1.Pod) workloadPod {
 	if rev, ok := p.Annotations[inject.AnnotationRevision]; ok {
 		wp.current = rollout.Target(rev, p.Annotations[inject.AnnotationConfigHash])
 	}
+	_, injected := p.Annotations[annotation.SidecarStatus.Name]
+	wp.uninjected = !injected
 	return wp
 }
 
@@ -113,19 +119,21 @@ func (r *MeshInstallReconciler) observeWorkloads(ctx context.Context, obs *obser
 	optedOut := func(ns string, a map[string]string) bool {
 		return a[meshv1alpha1.AnnotationRollout] == meshv1alpha1.RolloutDisabled || obs.namespacesOptedOut[ns]
 	}
-	add := func(kind string, o client.Object, t corev1.PodTemplateSpec, rolledOut bool, reason string) {
-		if o.GetLabels()[LabelManagedBy] == ManagedByValue {
-			return // meshkeeper's own gateways roll when their template changes
-		}
+	add := func(kind string, o client.Object, t corev1.PodTemplateSpec, rolledOut bool, reason, unrestartable string) {
 		w := rollout.Workload{
-			Key:          rollout.Key{Kind: kind, Namespace: o.GetNamespace(), Name: o.GetName()},
-			OptedOut:     optedOut(o.GetNamespace(), o.GetAnnotations()),
-			RestartedFor: t.Annotations[meshv1alpha1.AnnotationRestartedFor],
-			RolledOut:    rolledOut,
-			Reason:       reason,
+			Key:           rollout.Key{Kind: kind, Namespace: o.GetNamespace(), Name: o.GetName()},
+			OptedOut:      optedOut(o.GetNamespace(), o.GetAnnotations()),
+			RestartedFor:  t.Annotations[meshv1alpha1.AnnotationRestartedFor],
+			RolledOut:     rolledOut,
+			Reason:        reason,
+			Unrestartable: unrestartable,
 		}
 		if at, err := time.Parse(time.RFC3339, t.Annotations[meshv1alpha1.AnnotationRestartedAt]); err == nil {
 			w.RestartedAt = at
+		}
+		// A restart this process made may not be in the cache yet: it is not made twice.
+		if rs, ok := r.recentRestart(w.Key, w.RestartedFor, w.RestartedAt); ok {
+			w.RestartedFor, w.RestartedAt, w.RolledOut = rs.target, rs.at, false
 		}
 		obs.workloads[w.Key] = w
 	}
@@ -144,7 +152,11 @@ func (r *MeshInstallReconciler) observeWorkloads(ctx context.Context, obs *obser
 				}
 			}
 		}
-		add(rollout.Deployment, d, d.Spec.Template, rolledOut(d), reason)
+		unrestartable := ""
+		if d.Spec.Paused {
+			unrestartable = "paused"
+		}
+		add(rollout.Deployment, d, d.Spec.Template, rolledOut(d), reason, unrestartable)
 	}
 	var statefulSets appsv1.StatefulSetList
 	if err := r.List(ctx, &statefulSets, client.UnsafeDisableDeepCopy); err != nil {
@@ -159,7 +171,14 @@ func (r *MeshInstallReconciler) observeWorkloads(ctx context.Context, obs *obser
 		st := s.Status
 		done := st.ObservedGeneration >= s.Generation && st.UpdatedReplicas >= want && st.ReadyReplicas >= want &&
 			(st.UpdateRevision == "" || st.CurrentRevision == st.UpdateRevision)
-		add(rollout.StatefulSet, s, s.Spec.Template, done, fmt.Sprintf("%d of %d replicas updated, %d ready", st.UpdatedReplicas, want, st.ReadyReplicas))
+		unrestartable := ""
+		switch u := s.Spec.UpdateStrategy; {
+		case u.Type == appsv1.OnDeleteStatefulSetStrategyType:
+			unrestartable = "OnDelete update strategy"
+		case u.RollingUpdate != nil && ptr.Deref(u.RollingUpdate.Partition, 0) > 0:
+			unrestartable = "partitioned update"
+		}
+		add(rollout.StatefulSet, s, s.Spec.Template, done, fmt.Sprintf("%d of %d replicas updated, %d ready", st.UpdatedReplicas, want, st.ReadyReplicas), unrestartable)
 	}
 	var daemonSets appsv1.DaemonSetList
 	if err := r.List(ctx, &daemonSets, client.UnsafeDisableDeepCopy); err != nil {
@@ -169,7 +188,11 @@ func (r *MeshInstallReconciler) observeWorkloads(ctx context.Context, obs *obser
 		d := &daemonSets.Items[i]
 		st := d.Status
 		done := st.ObservedGeneration >= d.Generation && st.UpdatedNumberScheduled >= st.DesiredNumberScheduled && st.NumberAvailable >= st.DesiredNumberScheduled
-		add(rollout.DaemonSet, d, d.Spec.Template, done, fmt.Sprintf("%d of %d pods updated, %d available", st.UpdatedNumberScheduled, st.DesiredNumberScheduled, st.NumberAvailable))
+		unrestartable := ""
+		if d.Spec.UpdateStrategy.Type == appsv1.OnDeleteDaemonSetStrategyType {
+			unrestartable = "OnDelete update strategy"
+		}
+		add(rollout.DaemonSet, d, d.Spec.Template, done, fmt.Sprintf("%d of %d pods updated, %d available", st.UpdatedNumberScheduled, st.DesiredNumberScheduled, st.NumberAvailable), unrestartable)
 	}
 	return nil
 }
@@ -190,7 +213,7 @@ func rolloutInput(mi *meshv1alpha1.MeshInstall, obs *observation, routing *revis
 		matcher, _ = webhookconfig.NewMatcher(obs.injector)
 	}
 	for _, wp := range obs.workloadPods {
-		p := rollout.Pod{Owner: wp.owner, Current: wp.current}
+		p := rollout.Pod{Owner: wp.owner, Current: wp.current, Uninjected: wp.uninjected}
 		if kind, name, ok := webhookconfig.ParseTargetPath(matcher.Route(obs.namespaces[wp.pod.Namespace], wp.pod)); ok {
 			rev := name
 			if kind == "tag" {
@@ -237,8 +260,33 @@ func (r *MeshInstallReconciler) restart(ctx context.Context, rs rollout.Restart,
 	if err := r.Patch(ctx, obj, client.RawPatch(types.MergePatchType, patch)); err != nil {
 		return fmt.Errorf("restarting %s: %w", rs.Key, err)
 	}
+	r.restarts.Store(rs.Key, recentRestart{target: rs.Target, at: now.Truncate(time.Second)})
 	log.FromContext(ctx).Info("restarted workload", "workload", rs.Key.String(), "target", rs.Target)
 	return nil
+}
+
+// recentRestart is a restart this process made, kept until the cache shows it.
+type recentRestart struct {
+	target string
+	at     time.Time
+}
+
+// recentRestartTTL bounds how long a restart is remembered for a cache that lags.
+const recentRestartTTL = time.Minute
+
+// recentRestart returns the restart made for a workload when the cache does
+// not show it yet (cachedFor and cachedAt are what its template carries).
+func (r *MeshInstallReconciler) recentRestart(key rollout.Key, cachedFor string, cachedAt time.Time) (recentRestart, bool) {
+	v, ok := r.restarts.Load(key)
+	if !ok {
+		return recentRestart{}, false
+	}
+	rs := v.(recentRestart)
+	if (rs.target == cachedFor && !cachedAt.Before(rs.at)) || time.Since(rs.at) > recentRestartTTL {
+		r.restarts.Delete(key)
+		return recentRestart{}, false
+	}
+	return rs, true
 }
 
 // rollWorkloads decides and starts the pass's restarts, emitting an event

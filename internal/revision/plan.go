@@ -237,9 +237,12 @@ func currentRouting(mi *meshv1alpha1.MeshInstall, obs Observed) *Routing {
 		}
 		return a.Pods > b.Pods
 	}
+	// Only a revision whose control plane is still there can be the active
+	// one; one known only from pod stamps is drained, never routed to.
 	best := ""
 	for _, name := range slices.Sorted(maps.Keys(obs.Revisions)) {
-		if obs.Revisions[name].Pods > 0 && (best == "" || better(obs.Revisions[name], obs.Revisions[best])) {
+		o := obs.Revisions[name]
+		if o.Pods > 0 && (o.Istiod != nil || o.ControlPlaneVersion != "") && (best == "" || better(o, obs.Revisions[best])) {
 			best = name
 		}
 	}

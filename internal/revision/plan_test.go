@@ -159,6 +159,13 @@ func TestDecide(t *testing.T) {
 			wantRevs: []string{"1-31-4=1.31.4/Active", "1-32-0=1.32.0/Canary"},
 		},
 		{
+			name: "a pod stamped with a revision long gone does not take over an install",
+			mi:   meshInstall("1.31.4"),
+			obs: observed(nil, map[string]rev{"default": rolling("1.31.4", "1.31.4", "", false),
+				"1-30-8": {PodVersion: "1.30.8", Pods: 1}}),
+			wantPhase: PhaseInstalling, wantRevs: []string{"default=1.31.4/Active", "1-30-8=1.30.8/Draining"}, wantWaiting: true,
+		},
+		{
 			name: "the tags are routed once the first istiod is available",
 			mi:   meshInstall("1.31.4"), obs: observed(nil, map[string]rev{"default": avail("1.31.4")}),
 			wantPhase: PhaseSteady, wantRevs: []string{"default=1.31.4/Active"}, wantRouting: "default",

@@ -51,6 +51,9 @@ type Workload struct {
 	RolledOut bool
 	// Reason is the controller's account of a rollout that is not done.
 	Reason string
+	// Unrestartable says why a restart would not move its pods (a paused
+	// Deployment, an OnDelete or partitioned update strategy); "" when it would.
+	Unrestartable string
 }
 
 // Pod is what the rollout reads of one running pod.
@@ -59,6 +62,8 @@ type Pod struct {
 	Owner Key
 	// Current is what it runs, <revision>/<configuration hash>; "" without meshkeeper's stamp.
 	Current string
+	// Uninjected is true when it has no sidecar at all.
+	Uninjected bool
 	// Target is what it should run; "" when it should have no sidecar.
 	Target string
 	// TargetReady is true when the target revision's istiod serves.
@@ -148,9 +153,16 @@ func Decide(in Input) Plan {
 	states := map[Key]state{}
 	targets := map[Key]string{}
 	reasons := map[Key]string{}
+	// A workload meshkeeper restarted that is still rolling holds a slot,
+	// whatever its pods' target now and even while it has no pod.
+	for key, w := range in.Workloads {
+		if _, hasPods := byOwner[key]; !hasPods && w.RestartedFor != "" && !w.RolledOut && !w.OptedOut && within(w, in.Now, s.deadline) {
+			byOwner[key] = nil
+		}
+	}
 	for _, key := range slices.SortedFunc(maps.Keys(byOwner), compareKeys) {
 		w, known := in.Workloads[key]
-		target, stale, ready := targetOf(byOwner[key])
+		target, stale, leaked, ready := targetOf(byOwner[key])
 		if !known {
 			// Its controller is not one meshkeeper knows (e.g. a ReplicaSet without a Deployment).
 			if stale > 0 {
@@ -158,20 +170,33 @@ func Decide(in Input) Plan {
 			}
 			continue
 		}
+		if target == "" {
+			target = w.RestartedFor // rolling with no pod right now
+		}
 		targets[key] = target
 		switch {
+		case stale > 0 && w.OptedOut:
+			states[key] = skipped
+			manual[key.String()+" (opted out)"] = true
+		case stale > 0 && w.Unrestartable != "":
+			states[key] = skipped
+			manual[key.String()+" ("+w.Unrestartable+")"] = true
 		case w.RestartedFor == target && w.RolledOut && stale == 0:
 			states[key] = done
-		case w.RestartedFor == target && !w.RestartedAt.IsZero() && in.Now.Sub(w.RestartedAt) > s.deadline:
+		case w.RestartedFor == target && w.RolledOut && stale == leaked && !within(w, in.Now, s.deadline):
+			// It rolled out, then pods came up without a sidecar (admitted
+			// while the webhook was unreachable): repair it.
+			states[key] = candidate
+		case w.RestartedFor == target && !within(w, in.Now, s.deadline):
 			states[key] = failed
 			reasons[key] = cmpOr(w.Reason, fmt.Sprintf("%d pods still run another proxy", stale))
 		case w.RestartedFor == target:
 			states[key] = inProgress
+		case w.RestartedFor != "" && !w.RolledOut && within(w, in.Now, s.deadline):
+			// Restarted for an earlier target and still rolling: it holds its slot.
+			states[key] = inProgress
 		case stale == 0:
 			states[key] = upToDate
-		case w.OptedOut:
-			states[key] = skipped
-			manual[key.String()+" (opted out)"] = true
 		case !ready || !w.RolledOut:
 			// Its target does not serve yet, or a rollout of its own is under way: wait for it.
 			states[key] = waiting
@@ -181,11 +206,10 @@ func Decide(in Input) Plan {
 		default:
 			states[key] = candidate
 		}
-		if in.Canary != "" && RevisionOf(target) == in.Canary && s.automatic {
-			switch states[key] {
-			case candidate, waiting, inProgress, failed:
-				plan.CanaryPending = true
-			}
+		// A canary step waits for the workloads it can move; one busy with a
+		// rollout of its own, or failed, is reported, not waited for forever.
+		if in.Canary != "" && RevisionOf(target) == in.Canary && s.automatic && (states[key] == candidate || states[key] == inProgress) {
+			plan.CanaryPending = true
 		}
 	}
 
@@ -279,10 +303,15 @@ func Decide(in Input) Plan {
 	return plan
 }
 
+// within reports whether a workload restarted by meshkeeper is still within its progress deadline.
+func within(w Workload, now time.Time, deadline time.Duration) bool {
+	return w.RestartedAt.IsZero() || now.Sub(w.RestartedAt) <= deadline
+}
+
 // targetOf is what a workload's pods should run (the most common target;
-// its pods agree unless its template changed), how many do not run it, and
-// whether it serves.
-func targetOf(pods []Pod) (target string, stale int, ready bool) {
+// its pods agree unless its template changed), how many do not run it (and
+// of those, how many have no sidecar at all), and whether it serves.
+func targetOf(pods []Pod) (target string, stale, leaked int, ready bool) {
 	count := map[string]int{}
 	for _, p := range pods {
 		count[p.Target]++
@@ -298,9 +327,12 @@ func targetOf(pods []Pod) (target string, stale int, ready bool) {
 		}
 		if p.Current != target {
 			stale++
+			if p.Uninjected {
+				leaked++
+			}
 		}
 	}
-	return target, stale, ready
+	return target, stale, leaked, ready
 }
 
 func wasCurrent(prev *meshv1alpha1.RolloutStatus, key Key) bool {

@@ -272,6 +272,78 @@ func TestDecide(t *testing.T) {
 			},
 		},
 		{
+			name: "opting out a workload that failed lets the rollout go on",
+			world: newWorld().
+				add(Workload{Key: deploy("stuck"), OptedOut: true, RestartedFor: newT, RestartedAt: t0.Add(-time.Hour)}, oldT, newT).
+				add(rolledOut(deploy("next")), oldT, newT),
+			settings: automatic("1"),
+			check: func(t *testing.T, p Plan) {
+				if got := restarted(p); !slices.Equal(got, []string{"next@" + newT}) || p.Status.Failed != 0 {
+					t.Errorf("restarted %v, status %+v", got, p.Status)
+				}
+			},
+		},
+		{
+			name: "a workload restarted for an earlier target and still rolling holds its slot",
+			world: newWorld().
+				add(restartedFor(deploy("a"), canaryT, t0.Add(-10*time.Second), false), canaryT, newT).
+				add(rolledOut(deploy("b")), oldT, newT),
+			settings: automatic("1"),
+			check: func(t *testing.T, p Plan) {
+				if len(p.Restart) != 0 || p.Status.InProgress != 1 {
+					t.Errorf("restarted %v, status %+v", restarted(p), p.Status)
+				}
+			},
+		},
+		{
+			name: "a restarted workload with no pod at the moment holds its slot",
+			world: func() *world {
+				w := newWorld().add(rolledOut(deploy("b")), oldT, newT)
+				w.workloads[deploy("a")] = restartedFor(deploy("a"), newT, t0.Add(-10*time.Second), false)
+				return w
+			}(),
+			settings: automatic("1"),
+			check: func(t *testing.T, p Plan) {
+				if len(p.Restart) != 0 || !slices.Equal(p.Status.Current, []string{"Deployment shop/a"}) {
+					t.Errorf("restarted %v, status %+v", restarted(p), p.Status)
+				}
+			},
+		},
+		{
+			name: "pods that came up without a sidecar after the rollout get their workload repaired",
+			world: func() *world {
+				w := newWorld().add(restartedFor(deploy("a"), newT, t0.Add(-time.Hour), true), newT, newT)
+				w.pods = append(w.pods, Pod{Owner: deploy("a"), Uninjected: true, Target: newT, TargetReady: true})
+				return w
+			}(),
+			settings: automatic("1"),
+			check: func(t *testing.T, p Plan) {
+				if got := restarted(p); !slices.Equal(got, []string{"a@" + newT}) || p.Status.Failed != 0 {
+					t.Errorf("restarted %v, status %+v", got, p.Status)
+				}
+			},
+		},
+		{
+			name:     "a workload a restart would not move is reported, not restarted",
+			world:    newWorld().add(Workload{Key: deploy("ondelete"), RolledOut: true, Unrestartable: "OnDelete update strategy"}, oldT, newT),
+			settings: automatic("1"),
+			check: func(t *testing.T, p Plan) {
+				if len(p.Restart) != 0 || !slices.Equal(p.Status.NeedsManualAction, []string{"Deployment shop/ondelete (OnDelete update strategy)"}) {
+					t.Errorf("restarted %v, status %+v", restarted(p), p.Status)
+				}
+			},
+		},
+		{
+			name:     "a canary's workload busy with a rollout of its own does not hold the step forever",
+			world:    newWorld().add(Workload{Key: deploy("crashing"), RolledOut: false, Reason: "0 of 1 available"}, oldT, canaryT),
+			settings: automatic("1"), canary: "1-32-0",
+			check: func(t *testing.T, p Plan) {
+				if p.CanaryPending || p.Status.Waiting != 1 {
+					t.Errorf("canary pending %v, status %+v", p.CanaryPending, p.Status)
+				}
+			},
+		},
+		{
 			name:     "a restart for an older target is replaced by one for the new target",
 			world:    newWorld().add(restartedFor(deploy("a"), oldT, t0.Add(-time.Hour), true), oldT, newT),
 			settings: automatic("1"),

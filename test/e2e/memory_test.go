@@ -49,7 +49,10 @@ func TestOperatorMemoryStaysFlatWithPods(t *testing.T) {
 	})
 	e.ensureNamespace(t, "fleet", nil)
 	e.createObjects(t, memoryDeployments, func(i int) client.Object {
+		// Paused: their controller creates no ReplicaSets, which would only
+		// load the machine the other e2e tests share.
 		d := app("fleet", fmt.Sprintf("svc-%04d", i), 0)
+		d.Spec.Paused = true
 		d.Annotations = map[string]string{"example.com/owner": "team-" + strconv.Itoa(i%7)}
 		return d
 	})

@@ -28,7 +28,8 @@ import (
 // rolling at once (restarted, their controller not yet done).
 type restartTracker struct {
 	mu         sync.Mutex
-	restarts   map[string][]string // "Kind name" → restarted-for values, in order
+	restarts   map[string][]string // "Kind name" → restarted-for values, one per restart, in order
+	last       map[string]string   // "Kind name" → its last restart (restarted-for and restartedAt)
 	rolling    map[string]bool
 	maxRolling int
 }
@@ -39,7 +40,7 @@ func (e *env) trackRestarts(t *testing.T, namespace string) *restartTracker {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr := &restartTracker{restarts: map[string][]string{}, rolling: map[string]bool{}}
+	tr := &restartTracker{restarts: map[string][]string{}, last: map[string]string{}, rolling: map[string]bool{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	for _, list := range []client.ObjectList{&appsv1.DeploymentList{}, &appsv1.StatefulSetList{}, &appsv1.DaemonSetList{}} {
@@ -80,10 +81,12 @@ func (tr *restartTracker) observe(o client.Object) {
 	key := kind + " " + o.GetName()
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
+	// Every restart changes restartedAt, a repeated one for the same target too.
 	if rf := template.Annotations[meshv1alpha1.AnnotationRestartedFor]; rf != "" {
-		seen := tr.restarts[key]
-		if len(seen) == 0 || seen[len(seen)-1] != rf {
-			tr.restarts[key] = append(seen, rf)
+		restart := rf + "@" + template.Annotations[meshv1alpha1.AnnotationRestartedAt]
+		if tr.last[key] != restart {
+			tr.last[key] = restart
+			tr.restarts[key] = append(tr.restarts[key], rf)
 			tr.rolling[key] = true
 			complete = false // this very event is the restart
 		}
