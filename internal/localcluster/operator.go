@@ -95,7 +95,7 @@ func (o *Operator) Start(ctx context.Context) error {
 	done := make(chan struct{})
 	o.done = done
 	go func() { _ = o.cmd.Wait(); logFile.Close(); close(done) }()
-	return o.WaitReady(ctx, time.Minute)
+	return o.WaitReady(ctx, 2*time.Minute)
 }
 
 // PID is the operator's process id (0 when not started).

@@ -60,7 +60,7 @@ func TestCanaryUpgrade(t *testing.T) {
 			if err := e.k8s.Create(ctx, mi); err != nil {
 				t.Fatal(err)
 			}
-			if got := e.waitReady(t, name, 90*time.Second); got.Status.ActiveRevision != stableRev {
+			if got := e.waitReady(t, name, installTimeout); got.Status.ActiveRevision != stableRev {
 				t.Fatalf("active revision %q, want %s", got.Status.ActiveRevision, stableRev)
 			}
 		}},

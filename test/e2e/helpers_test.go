@@ -20,6 +20,10 @@ import (
 	"github.com/meshkeeper/meshkeeper/internal/testenv"
 )
 
+// installTimeout bounds a first install. It is generous: the e2e tests run
+// side by side on two cores, and a burst in one slows every cluster.
+const installTimeout = 3 * time.Minute
+
 func eventually(t *testing.T, timeout time.Duration, what string, check func() error) {
 	t.Helper()
 	testenv.Eventually(t, timeout, 250*time.Millisecond, what, check)

@@ -41,7 +41,7 @@ func TestMeshLifecycle(t *testing.T) {
 			if err := e.k8s.Create(ctx, mi); err != nil {
 				t.Fatal(err)
 			}
-			got := e.waitReady(t, name, 90*time.Second)
+			got := e.waitReady(t, name, installTimeout)
 			if got.Status.ActiveRevision != render.DefaultRevision || got.Status.Version != "1.31.0" {
 				t.Errorf("status = %+v", got.Status)
 			}
@@ -135,7 +135,7 @@ func TestMeshLifecycle(t *testing.T) {
 		}},
 		{"in-place upgrade rolls istiod and returns to Ready", func(t *testing.T) {
 			e.updateMeshInstall(t, name, func(m *meshv1alpha1.MeshInstall) { m.Spec.Version = "1.31.4" })
-			got := e.waitReady(t, name, 90*time.Second)
+			got := e.waitReady(t, name, installTimeout)
 			if got.Status.Version != "1.31.4" {
 				t.Errorf("status.version = %s", got.Status.Version)
 			}

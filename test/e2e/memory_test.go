@@ -32,7 +32,7 @@ func TestOperatorMemoryStaysFlatWithPods(t *testing.T) {
 	if err := e.k8s.Create(ctx, mi); err != nil {
 		t.Fatal(err)
 	}
-	e.waitReady(t, mi.Name, 90*time.Second)
+	e.waitReady(t, mi.Name, installTimeout)
 	time.Sleep(5 * time.Second) // let start-up garbage be collected
 	before := e.rss(t)
 

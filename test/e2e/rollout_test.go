@@ -182,7 +182,7 @@ func TestInPlaceUpgradeRollsTheDataPlane(t *testing.T) {
 	if err := e.k8s.Create(ctx, mi); err != nil {
 		t.Fatal(err)
 	}
-	e.waitReady(t, mi.Name, 90*time.Second)
+	e.waitReady(t, mi.Name, installTimeout)
 	const ns = "rolling"
 	e.ensureNamespace(t, ns, map[string]string{"istio-injection": "enabled"})
 	var apps, want []string
@@ -305,7 +305,7 @@ func TestRolloutStopsAtAWorkloadThatCannotFinish(t *testing.T) {
 	if err := e.k8s.Create(ctx, mi); err != nil {
 		t.Fatal(err)
 	}
-	e.waitReady(t, mi.Name, 90*time.Second)
+	e.waitReady(t, mi.Name, installTimeout)
 	const ns = "stuck"
 	e.ensureNamespace(t, ns, map[string]string{"istio-injection": "enabled"})
 	// b fills every node: its rolling update's extra pod can never be scheduled.
@@ -368,7 +368,7 @@ func TestLeakedPodsAreRepaired(t *testing.T) {
 	if err := e.k8s.Create(ctx, mi); err != nil {
 		t.Fatal(err)
 	}
-	e.waitReady(t, mi.Name, 90*time.Second)
+	e.waitReady(t, mi.Name, installTimeout)
 	e.ensureNamespace(t, "leaky", map[string]string{"istio-injection": "enabled"})
 	if err := e.operator.Stop(); err != nil {
 		t.Fatal(err)
@@ -415,7 +415,7 @@ func TestCanaryStepsMoveTheirWorkloads(t *testing.T) {
 	if err := e.k8s.Create(ctx, mi); err != nil {
 		t.Fatal(err)
 	}
-	e.waitReady(t, mi.Name, 90*time.Second)
+	e.waitReady(t, mi.Name, installTimeout)
 	e.ensureNamespace(t, appsNS, map[string]string{"istio-injection": "enabled"})
 	for i := range workloads {
 		if err := e.k8s.Create(ctx, app(appsNS, workloadName(i), 1)); err != nil {

@@ -73,7 +73,7 @@ func TestCanaryNeverRoutesToAnIstiodThatCannotServe(t *testing.T) {
 			if err := e.k8s.Create(ctx, mi); err != nil {
 				t.Fatal(err)
 			}
-			e.waitReady(t, name, 90*time.Second)
+			e.waitReady(t, name, installTimeout)
 			e.ensureNamespace(t, appsNS, map[string]string{"istio-injection": "enabled"})
 			for i := range workloads {
 				if err := e.k8s.Create(ctx, app(appsNS, workloadName(i), 1)); err != nil {
@@ -231,7 +231,7 @@ func TestInPlaceUpgradeNeverPutsTheProxyAheadOfIstiod(t *testing.T) {
 	if err := e.k8s.Create(ctx, mi); err != nil {
 		t.Fatal(err)
 	}
-	e.waitReady(t, mi.Name, 90*time.Second)
+	e.waitReady(t, mi.Name, installTimeout)
 	e.ensureNamespace(t, "shop", map[string]string{"istio-injection": "enabled"})
 	proxyOf := func(name string) string {
 		t.Helper()
@@ -410,7 +410,7 @@ func TestOperatorRestartRefusesNoPod(t *testing.T) {
 	if err := e.k8s.Create(ctx, mi); err != nil {
 		t.Fatal(err)
 	}
-	e.waitReady(t, mi.Name, 90*time.Second)
+	e.waitReady(t, mi.Name, installTimeout)
 	e.ensureNamespace(t, "shop", map[string]string{"istio-injection": "enabled"})
 
 	type attempt struct {

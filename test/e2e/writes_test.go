@@ -43,7 +43,7 @@ func TestQuietClusterCostsNoWrites(t *testing.T) {
 	if err := e.k8s.Create(ctx, mi); err != nil {
 		t.Fatal(err)
 	}
-	e.waitReady(t, mi.Name, 90*time.Second)
+	e.waitReady(t, mi.Name, installTimeout)
 	e.ensureNamespace(t, "shop", map[string]string{"istio-injection": "enabled"})
 	for i := range 5 {
 		if err := e.k8s.Create(ctx, app("shop", fmt.Sprintf("web-%d", i), 2)); err != nil {
