@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -102,6 +103,22 @@ func (c *Cluster) Delete() error {
 	defer cancel()
 	_, err := c.kwokctl(ctx, "delete", "cluster", "--name", c.Name, "--kubeconfig", c.Kubeconfig)
 	return err
+}
+
+// Logs returns the last lines of a component's log (kube-controller-manager,
+// kube-scheduler, kwok-controller, …), for diagnosing a failed test.
+func (c *Cluster) Logs(component string, lines int) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := c.kwokctl(ctx, "logs", component, "--name", c.Name)
+	if err != nil {
+		return err.Error()
+	}
+	all := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(all) > lines {
+		all = all[len(all)-lines:]
+	}
+	return strings.Join(all, "\n")
 }
 
 // RESTConfig is a client configuration for the cluster.

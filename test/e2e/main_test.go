@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -20,6 +21,8 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
@@ -105,6 +108,7 @@ func newEnv(t *testing.T, nodes int, operatorArgs ...string) *env {
 	t.Cleanup(func() {
 		if t.Failed() {
 			e.printOperatorLog()
+			e.printClusterState()
 		}
 		liveMu.Lock()
 		delete(live, e)
@@ -151,9 +155,32 @@ func (e *env) printOperatorLog() {
 	if err != nil {
 		return
 	}
-	lines := strings.Split(string(data), "\n")
+	// The readiness probe's failures before the operator is ready say nothing.
+	lines := slices.DeleteFunc(strings.Split(string(data), "\n"), func(l string) bool { return strings.Contains(l, "healthz check failed") })
 	if len(lines) > 150 {
 		lines = lines[len(lines)-150:]
 	}
 	fmt.Fprintf(os.Stderr, "--- last operator log lines ---\n%s\n", strings.Join(lines, "\n"))
+}
+
+// printClusterState prints what a failed test's cluster was doing: the
+// control plane's Deployments and pods, and the end of its controllers' logs.
+func (e *env) printClusterState() {
+	ctx := context.Background()
+	var deployments appsv1.DeploymentList
+	if err := e.k8s.List(ctx, &deployments, client.InNamespace("istio-system")); err == nil {
+		for _, d := range deployments.Items {
+			fmt.Fprintf(os.Stderr, "deployment %s: generation %d observed %d, %d/%d updated, %d available, conditions %+v\n",
+				d.Name, d.Generation, d.Status.ObservedGeneration, d.Status.UpdatedReplicas, d.Status.Replicas, d.Status.AvailableReplicas, d.Status.Conditions)
+		}
+	}
+	var pods corev1.PodList
+	if err := e.k8s.List(ctx, &pods, client.InNamespace("istio-system")); err == nil {
+		for _, p := range pods.Items {
+			fmt.Fprintf(os.Stderr, "pod %s: %s on %q, conditions %+v\n", p.Name, p.Status.Phase, p.Spec.NodeName, p.Status.Conditions)
+		}
+	}
+	for _, component := range []string{"kube-controller-manager", "kube-scheduler", "kwok-controller"} {
+		fmt.Fprintf(os.Stderr, "--- %s ---\n%s\n", component, e.cluster.Logs(component, 15))
+	}
 }
