@@ -246,7 +246,8 @@ func Decide(in Input) Plan {
 	if in.Previous != nil {
 		st.LastFinishedTime = in.Previous.LastFinishedTime
 	}
-	if len(plan.Finished) > 0 {
+	if len(plan.Finished) > 0 || (in.Previous == nil && st.Done > 0) {
+		// (Status lost mid-rollout: the pause starts again now.)
 		now := metav1.NewTime(in.Now)
 		st.LastFinishedTime = &now
 	}

@@ -158,6 +158,22 @@ func TestDecide(t *testing.T) {
 			},
 		},
 		{
+			name: "with status lost mid-rollout, the pause starts again rather than being skipped",
+			world: newWorld().
+				add(restartedFor(deploy("a"), newT, t0.Add(-30*time.Second), true), newT, newT).
+				add(rolledOut(deploy("b")), oldT, newT),
+			settings: func() meshv1alpha1.DataPlaneRollout {
+				s := automatic("1")
+				s.PauseBetween = &metav1.Duration{Duration: 20 * time.Second}
+				return s
+			}(),
+			check: func(t *testing.T, p Plan) {
+				if len(p.Restart) != 0 || p.RequeueAfter != 20*time.Second {
+					t.Errorf("restarted %v, requeue %s", restarted(p), p.RequeueAfter)
+				}
+			},
+		},
+		{
 			name: "a workload past its progress deadline stops the rollout and is named with its controller's reason",
 			world: newWorld().
 				add(restartedFor(deploy("stuck"), newT, t0.Add(-2*time.Minute), false), oldT, newT).
