@@ -17,6 +17,9 @@ import (
 	"sync"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 )
@@ -62,7 +65,9 @@ func UniqueName(prefix string) string {
 }
 
 // creating serialises cluster creation: kwokctl picks its ports when it
-// creates a cluster, and two creations at once can pick the same ones.
+// creates a cluster, as the highest ones free at that moment, so two
+// creations at once, or one while another cluster's components have not
+// bound theirs yet, can pick the same ones.
 var creating sync.Mutex
 
 // Create starts a cluster with the given number of kwok nodes; the
@@ -89,7 +94,64 @@ func Create(ctx context.Context, tools Tools, name, dir string, nodes int) (*Clu
 		_ = c.Delete()
 		return nil, err
 	}
+	// kwokctl returns once the API server answers; the other components may
+	// still be starting, with ports the next creation would see as free.
+	if err := c.waitComponents(ctx, nodes); err != nil {
+		_ = c.Delete()
+		return nil, err
+	}
 	return c, nil
+}
+
+// waitComponents waits until the controller manager and the scheduler have
+// taken their leases (they serve by then) and kwok has made every node Ready.
+func (c *Cluster) waitComponents(ctx context.Context, nodes int) error {
+	cfg, err := c.RESTConfig()
+	if err != nil {
+		return err
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	last := ""
+	for time.Now().Before(deadline) {
+		last = c.componentsNotUp(ctx, cs, nodes)
+		if last == "" {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("cluster %s: %s after 2m", c.Name, last)
+}
+
+func (c *Cluster) componentsNotUp(ctx context.Context, cs kubernetes.Interface, nodes int) string {
+	for _, lease := range []string{"kube-controller-manager", "kube-scheduler"} {
+		if _, err := cs.CoordinationV1().Leases("kube-system").Get(ctx, lease, metav1.GetOptions{}); err != nil {
+			return lease + " has no lease yet"
+		}
+	}
+	list, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return err.Error()
+	}
+	ready := 0
+	for _, n := range list.Items {
+		for _, cond := range n.Status.Conditions {
+			if cond.Type == corev1.NodeReady && cond.Status == corev1.ConditionTrue {
+				ready++
+			}
+		}
+	}
+	if ready < nodes {
+		return fmt.Sprintf("%d of %d nodes Ready", ready, nodes)
+	}
+	return ""
 }
 
 // Attach returns a handle on a cluster created earlier (by the demo).
