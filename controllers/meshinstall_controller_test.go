@@ -653,7 +653,7 @@ func TestDataPlaneInventory(t *testing.T) {
 	// A finished Job's pod of a revision long gone: neither outdated nor holding its revision.
 	finished := pod("finished", map[string]string{"sidecar.istio.io/status": "{}", "mesh.meshkeeper.dev/revision": "1-30-8",
 		"mesh.meshkeeper.dev/proxy-version": "1.30.8", "mesh.meshkeeper.dev/config-hash": "0000"})
-	finished.Labels = map[string]string{PodRevisionLabel: "1-30-8"}
+
 	// A pod someone stamped with a name meshkeeper never gives a revision.
 	forged := pod("forged", map[string]string{"sidecar.istio.io/status": "{}", "mesh.meshkeeper.dev/revision": "not-a-revision", "mesh.meshkeeper.dev/config-hash": "0000"})
 	forged.Labels = map[string]string{PodRevisionLabel: "not-a-revision"}
@@ -673,11 +673,17 @@ func TestDataPlaneInventory(t *testing.T) {
 	if err := env.Client.Status().Update(ctx, finished); err != nil {
 		t.Fatal(err)
 	}
+	// Stamped only once it has finished (a pod cannot be created Succeeded):
+	// it was never a running pod of that revision.
+	finished.Labels = map[string]string{PodRevisionLabel: "1-30-8"}
+	if err := env.Client.Update(ctx, finished); err != nil {
+		t.Fatal(err)
+	}
 	nsObj.Labels = map[string]string{"istio-injection": "enabled"}
 	if err := env.Client.Update(ctx, nsObj); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, timeout, "data plane counted", func() error {
+	eventually(t, 2*timeout, "data plane counted", func() error {
 		dp := getMI(t, mi.Name).Status.DataPlane
 		want := meshv1alpha1.DataPlaneStatus{InjectedPods: 3, UpToDatePods: 1, OutdatedPods: 2, UninjectedPods: 1, UnmanagedPods: 2}
 		if dp != nil {
