@@ -62,28 +62,6 @@ func toUnstructured(obj client.Object) (*unstructured.Unstructured, error) {
 	return u, nil
 }
 
-// toApplyConfiguration is obj as an apply configuration.
-func toApplyConfiguration(obj client.Object) (runtime.ApplyConfiguration, error) {
-	u, err := toUnstructured(obj)
-	if err != nil {
-		return nil, err
-	}
-	return client.ApplyConfigurationFromUnstructured(u), nil
-}
-
-// apply server-side applies obj under meshkeeper's field owner, taking
-// ownership of conflicting fields (drift is corrected, not negotiated).
-func apply(ctx context.Context, c client.Client, obj client.Object) error {
-	ac, err := toApplyConfiguration(obj)
-	if err != nil {
-		return err
-	}
-	if err := c.Apply(ctx, ac, FieldOwner, client.ForceOwnership); err != nil {
-		return fmt.Errorf("applying %s: %w", keyOf(obj), err)
-	}
-	return nil
-}
-
 // AnnotationAppliedHash is on every object meshkeeper applies (but Istio's
 // CRDs, which carry AnnotationSpecHash): the hash of the configuration it
 // applied, so that a pass whose rendering did not change writes nothing.

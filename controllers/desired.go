@@ -78,10 +78,8 @@ func (r *MeshInstallReconciler) desiredObjects(mi *meshv1alpha1.MeshInstall, pla
 	if plan.Routing != nil {
 		d.routing = render.RoutingConfigMap(mi, plan.Routing.Data())
 	}
-	for _, o := range d.all() {
-		if err := r.own(mi, o); err != nil {
-			return nil, err
-		}
+	if err := r.ownAll(mi, d.all()); err != nil {
+		return nil, err
 	}
 	render.ApplyOrder(d.base)
 	for _, objs := range d.revisions {
@@ -107,9 +105,6 @@ func (r *MeshInstallReconciler) sharedObjects(mi *meshv1alpha1.MeshInstall, acti
 				continue
 			}
 		}
-		if err := r.own(mi, o); err != nil {
-			return nil, nil, err
-		}
 		if isIdentity(o) {
 			identities = append(identities, o)
 		} else {
@@ -129,6 +124,15 @@ func (r *MeshInstallReconciler) own(mi *meshv1alpha1.MeshInstall, o client.Objec
 		return nil
 	}
 	return controllerutil.SetControllerReference(mi, o, r.Scheme())
+}
+
+func (r *MeshInstallReconciler) ownAll(mi *meshv1alpha1.MeshInstall, objs []client.Object) error {
+	for _, o := range objs {
+		if err := r.own(mi, o); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // isIdentity is true for the objects of the namespaces-and-RBAC stage.

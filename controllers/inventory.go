@@ -17,7 +17,6 @@ import (
 
 	"github.com/meshkeeper/meshkeeper/internal/inject"
 	"github.com/meshkeeper/meshkeeper/internal/inventory"
-	"github.com/meshkeeper/meshkeeper/internal/webhookconfig"
 )
 
 // keptPodAnnotations are the only pod annotations the operator reads.
@@ -73,16 +72,8 @@ func TrimPod(in any) (any, error) {
 
 // countDataPlane counts the observed pods against the injector configuration
 // and each revision's current configuration hash.
-func countDataPlane(obs *observation) (inventory.Result, error) {
-	var matcher *webhookconfig.Matcher
-	if obs.injector != nil {
-		m, err := webhookconfig.NewMatcher(obs.injector)
-		if err != nil {
-			return inventory.Result{}, err
-		}
-		matcher = m
-	}
-	return inventory.Count(obs.pods, obs.namespaces, matcher, obs.configHash), nil
+func countDataPlane(obs *observation) inventory.Result {
+	return inventory.Count(obs.pods, obs.namespaces, obs.matcher, obs.configHash)
 }
 
 // inventoryNamespace marks a request that only recounts the data plane: pod

@@ -157,11 +157,7 @@ func (r *MeshInstallReconciler) reconcileNormal(ctx context.Context, mi *meshv1a
 		want[objectKey{gvk: injectorGVK, name: webhookconfig.InjectorName}] = true
 		pruneErr = r.prune(ctx, plan, want, obs)
 	}
-	inv, err := countDataPlane(obs)
-	if err != nil {
-		log.FromContext(ctx).Error(err, "counting the data plane")
-	}
-	st.counted(inv, err)
+	st.counted(countDataPlane(obs))
 	// Workloads move onto what the routing now in the cluster sends them to.
 	roll, rollErr := r.rollWorkloads(ctx, mi, obs, outcome.routing)
 	st.rolled(roll)
@@ -195,11 +191,7 @@ func (r *MeshInstallReconciler) reconcileInventory(ctx context.Context, mi *mesh
 		return ctrl.Result{}, nil
 	}
 	st.observed(plan, obs)
-	inv, err := countDataPlane(obs)
-	if err != nil {
-		log.FromContext(ctx).Error(err, "counting the data plane")
-	}
-	st.counted(inv, err)
+	st.counted(countDataPlane(obs))
 	roll, err := r.rollWorkloads(ctx, mi, obs, obs.Routing)
 	st.rolled(roll)
 	return ctrl.Result{RequeueAfter: minPositive(plan.RequeueAfter, roll.RequeueAfter)}, err

@@ -876,3 +876,78 @@ func TestOneFailingObjectStopsNothingElse(t *testing.T) {
 		t.Errorf("Ready = %+v, want ApplyFailed while the Service is refused", c)
 	}
 }
+
+// TestAPromotionHeldByAFailedObjectMovesNothing promotes a canary whose
+// Service cannot be applied: the tags and the gateways stay on the old
+// revision, and follow once the Service can be applied.
+func TestAPromotionHeldByAFailedObjectMovesNothing(t *testing.T) {
+	var failing atomic.Bool
+	failing.Store(true)
+	funcs := &interceptor.Funcs{
+		Apply: func(ctx context.Context, c client.WithWatch, obj runtime.ApplyConfiguration, opts ...client.ApplyOption) error {
+			if o, ok := obj.(interface {
+				GetName() string
+				GetKind() string
+			}); ok && failing.Load() && o.GetKind() == "Service" && o.GetName() == render.IstiodName("1-32-0") {
+				return apierrors.NewForbidden(corev1.Resource("services"), o.GetName(), errors.New("refused by a policy"))
+			}
+			return c.Apply(ctx, obj, opts...)
+		},
+	}
+	startManager(t, managerOpts{funcs: funcs})
+	mi := createSample(t, func(mi *meshv1alpha1.MeshInstall) {
+		mi.Spec.UpdateStrategy = meshv1alpha1.UpdateStrategy{Type: meshv1alpha1.UpdateStrategyCanary,
+			Canary: &meshv1alpha1.CanaryStrategy{Steps: []int32{100}, StepInterval: &metav1.Duration{Duration: time.Second}}}
+	})
+	ctx := context.Background()
+	ns := mi.Spec.Namespace
+	eventually(t, timeout, "istiod of 1-31-4 applied", func() error {
+		return env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: render.IstiodName("1-31-4")}, &appsv1.Deployment{})
+	})
+	makeAvailable(t, ns, render.IstiodName("1-31-4"))
+	waitCondition(t, mi.Name, meshv1alpha1.ConditionReady, metav1.ConditionTrue, meshv1alpha1.ReasonReconcileSucceeded)
+
+	got := getMI(t, mi.Name)
+	got.Spec.Version = "1.32.0"
+	if err := env.Client.Update(ctx, got); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, timeout, "istiod of 1-32-0 applied", func() error {
+		return env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: render.IstiodName("1-32-0")}, &appsv1.Deployment{})
+	})
+	makeAvailable(t, ns, render.IstiodName("1-32-0"))
+	gatewayRevision := func() string {
+		d := &appsv1.Deployment{}
+		if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "istio-ingressgateway"}, d); err != nil {
+			t.Fatal(err)
+		}
+		return d.Spec.Template.Labels["istio.io/rev"]
+	}
+	routedTo := func() string {
+		cm := &corev1.ConfigMap{}
+		if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: render.RoutingConfigMapName}, cm); err != nil {
+			t.Fatal(err)
+		}
+		return cm.Data["active"]
+	}
+	eventually(t, timeout, "the refused Service named", func() error {
+		if c := condition(t, mi.Name, meshv1alpha1.ConditionReady); !strings.Contains(c.Message, "Service "+ns+"/istiod-1-32-0") {
+			return fmt.Errorf("Ready = %+v", c)
+		}
+		return nil
+	})
+	for range 3 { // the promotion is due on every pass; it must stay held
+		time.Sleep(time.Second)
+		if a, g, s := routedTo(), gatewayRevision(), getMI(t, mi.Name).Status.ActiveRevision; a != "1-31-4" || g != "1-31-4" || s != "1-31-4" {
+			t.Fatalf("with the canary's Service refused: routing %s, gateway %s, status %s; want all on 1-31-4", a, g, s)
+		}
+	}
+
+	failing.Store(false)
+	eventually(t, 2*timeout, "promoted once the Service applies", func() error {
+		if a, g := routedTo(), gatewayRevision(); a != "1-32-0" || g != "1-32-0" {
+			return fmt.Errorf("routing %s, gateway %s", a, g)
+		}
+		return nil
+	})
+}

@@ -42,6 +42,8 @@ type observation struct {
 	configHash map[string]string
 	// injector is the injector configuration in the cluster; nil when missing.
 	injector *admissionregistrationv1.MutatingWebhookConfiguration
+	// matcher is the injector configuration compiled; nil when there is none.
+	matcher *webhookconfig.Matcher
 	// crdHashes maps each CRD meshkeeper applied to the spec hash it applied.
 	crdHashes map[string]string
 	// workloads are the users' Deployments, StatefulSets and DaemonSets.
@@ -117,11 +119,19 @@ func (r *MeshInstallReconciler) observe(ctx context.Context, mi *meshv1alpha1.Me
 			obs.Revisions[name] = o
 		}
 	}
+	if obs.injector != nil {
+		if obs.matcher, err = webhookconfig.NewMatcher(obs.injector); err != nil {
+			return nil, fmt.Errorf("reading the injector configuration: %w", err)
+		}
+	}
 	if err := r.observeWorkloads(ctx, obs); err != nil {
 		return nil, err
 	}
-	// The canary's step is not healthy while workloads assigned to it wait or roll.
-	obs.CanaryWorkloadsPending = rollout.Decide(rolloutInput(mi, obs, obs.Routing)).CanaryPending
+	// The canary's step is not healthy while workloads assigned to it wait
+	// or roll (only Automatic rollouts move them).
+	if c := obs.Routing; c != nil && c.Canary != "" && c.Weight > 0 && mi.Spec.DataPlane.Rollout.Mode == meshv1alpha1.RolloutAutomatic {
+		obs.CanaryWorkloadsPending = rollout.Decide(rolloutInput(mi, obs, obs.Routing)).CanaryPending
+	}
 	return obs, nil
 }
 

@@ -3,7 +3,6 @@ package controllers
 import (
 	"context"
 	"fmt"
-	"slices"
 	"strings"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
@@ -19,7 +18,6 @@ var injectorGVK = admissionregistrationv1.SchemeGroupVersion.WithKind("MutatingW
 
 // applyFailure is one object that could not be applied.
 type applyFailure struct {
-	key objectKey
 	// revision is the revision the object belongs to; "" for shared objects.
 	revision string
 	err      error
@@ -28,7 +26,6 @@ type applyFailure struct {
 // applyOutcome is what the staged apply did.
 type applyOutcome struct {
 	failures []applyFailure
-	writes   int
 	// injectorApplied is false when the injector configuration could not be applied.
 	injectorApplied bool
 	// routing is the routing in effect after the pass: the plan's, or the
@@ -71,19 +68,15 @@ func (r *MeshInstallReconciler) applyStages(ctx context.Context, mi *meshv1alpha
 	applyAll := func(objs []client.Object) {
 		for _, obj := range objs {
 			live, exists := obs.live[keyOf(obj)]
-			if err := r.createFailOpen(ctx, obj, exists); err != nil {
-				out.failures = append(out.failures, applyFailure{key: keyOf(obj), revision: obj.GetLabels()[LabelRevision], err: err})
-				continue
-			}
 			if !exists {
 				live = nil
 			}
-			wrote, err := applyIfChanged(ctx, r.Client, obj, live)
-			if err != nil {
-				out.failures = append(out.failures, applyFailure{key: keyOf(obj), revision: obj.GetLabels()[LabelRevision], err: err})
+			err := r.createFailOpen(ctx, obj, exists)
+			if err == nil {
+				_, err = applyIfChanged(ctx, r.Client, obj, live)
 			}
-			if wrote {
-				out.writes++
+			if err != nil {
+				out.failures = append(out.failures, applyFailure{revision: obj.GetLabels()[LabelRevision], err: err})
 			}
 		}
 	}
@@ -100,7 +93,7 @@ func (r *MeshInstallReconciler) applyStages(ctx context.Context, mi *meshv1alpha
 			if p.Name != obs.Routing.Active {
 				continue
 			}
-			if _, shared, err := r.sharedObjects(mi, p, true); err == nil {
+			if _, shared, err := r.sharedObjects(mi, p, true); err == nil && r.ownAll(mi, shared) == nil {
 				d.shared = shared
 			}
 		}
@@ -120,7 +113,7 @@ func (r *MeshInstallReconciler) applyStages(ctx context.Context, mi *meshv1alpha
 	// entries of those that failed but were served already.
 	var served []string
 	for _, p := range plan.Revisions {
-		if !failed[p.Name] || injectorServes(obs, p.Name) {
+		if !failed[p.Name] || obs.matcher.Serves(webhookconfig.TargetPath("rev", p.Name)) {
 			served = append(served, p.Name)
 		}
 	}
@@ -130,7 +123,7 @@ func (r *MeshInstallReconciler) applyStages(ctx context.Context, mi *meshv1alpha
 		applyAll([]client.Object{injector})
 		out.injectorApplied = len(out.failures) == before
 	} else {
-		out.failures = append(out.failures, applyFailure{key: keyOf(injector), err: err})
+		out.failures = append(out.failures, applyFailure{err: err})
 	}
 	return out
 }
@@ -149,16 +142,4 @@ func routesTowards(planned, observed *revision.Routing, failed map[string]bool) 
 		return true
 	}
 	return planned.Canary != "" && failed[planned.Canary] && (planned.Canary != observed.Canary || planned.Weight > observed.Weight)
-}
-
-// injectorServes reports whether the observed injector has entries for a revision.
-func injectorServes(obs *observation, rev string) bool {
-	if obs.injector == nil {
-		return false
-	}
-	path := webhookconfig.TargetPath("rev", rev)
-	return slices.ContainsFunc(obs.injector.Webhooks, func(w admissionregistrationv1.MutatingWebhook) bool {
-		return w.ClientConfig.URL != nil && strings.HasSuffix(*w.ClientConfig.URL, path) ||
-			w.ClientConfig.Service != nil && w.ClientConfig.Service.Path != nil && *w.ClientConfig.Service.Path == path
-	})
 }

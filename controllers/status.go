@@ -50,8 +50,8 @@ func (s *statusBuilder) applied(o applyOutcome) { s.outcome = &o }
 
 func (s *statusBuilder) rolled(p rollout.Plan) { s.rollout = &p }
 
-func (s *statusBuilder) counted(inv inventory.Result, err error) {
-	s.inv, s.invErr = inv, err != nil || !s.obs.InventoryKnown
+func (s *statusBuilder) counted(inv inventory.Result) {
+	s.inv, s.invErr = inv, !s.obs.InventoryKnown
 }
 
 // finish computes status from the pass's findings. A pass that only

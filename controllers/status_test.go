@@ -258,7 +258,7 @@ func TestARecountWritesOnlyTheCounts(t *testing.T) {
 	s.recountOnly = true
 	s.observed(revision.Plan{Active: revision.Planned{Name: "default"}}, &observation{Observed: revision.Observed{InventoryKnown: true,
 		Revisions: map[string]revision.ObservedRevision{"default": {Pods: 4}}}})
-	s.counted(inventory.Result{Injected: 4, UpToDate: 4, Revisions: map[string]inventory.RevisionCount{"default": {Pods: 4, UpToDate: 4}}}, nil)
+	s.counted(inventory.Result{Injected: 4, UpToDate: 4, Revisions: map[string]inventory.RevisionCount{"default": {Pods: 4, UpToDate: 4}}})
 	s.finish(mi, nil)
 
 	if mi.Status.Revisions[0].Pods != 4 || mi.Status.DataPlane == nil || mi.Status.DataPlane.InjectedPods != 4 {

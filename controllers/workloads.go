@@ -208,13 +208,9 @@ func rolloutInput(mi *meshv1alpha1.MeshInstall, obs *observation, routing *revis
 	if routing != nil && routing.Canary != "" && routing.Weight > 0 {
 		in.Canary = routing.Canary
 	}
-	var matcher *webhookconfig.Matcher
-	if obs.injector != nil {
-		matcher, _ = webhookconfig.NewMatcher(obs.injector)
-	}
 	for _, wp := range obs.workloadPods {
 		p := rollout.Pod{Owner: wp.owner, Current: wp.current, Uninjected: wp.uninjected}
-		if kind, name, ok := webhookconfig.ParseTargetPath(matcher.Route(obs.namespaces[wp.pod.Namespace], wp.pod)); ok {
+		if kind, name, ok := webhookconfig.ParseTargetPath(obs.matcher.Route(obs.namespaces[wp.pod.Namespace], wp.pod)); ok {
 			rev := name
 			if kind == "tag" {
 				if routing == nil {

@@ -7,6 +7,7 @@
 package rollout
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"math"
@@ -189,7 +190,7 @@ func Decide(in Input) Plan {
 			states[key] = candidate
 		case w.RestartedFor == target && !within(w, in.Now, s.deadline):
 			states[key] = failed
-			reasons[key] = cmpOr(w.Reason, fmt.Sprintf("%d pods still run another proxy", stale))
+			reasons[key] = cmp.Or(w.Reason, fmt.Sprintf("%d pods still run another proxy", stale))
 		case w.RestartedFor == target:
 			states[key] = inProgress
 		case w.RestartedFor != "" && !w.RolledOut && within(w, in.Now, s.deadline):
@@ -401,13 +402,6 @@ func firstN(s []string, n int) []string {
 		return nil
 	}
 	return s
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 func minPositive(a, b time.Duration) time.Duration {

@@ -1,7 +1,6 @@
 package webhookconfig
 
 import (
-	"maps"
 	"net/url"
 	"slices"
 	"strings"
@@ -88,12 +87,15 @@ var exclusions = []exclusion{
 
 // Excluded says why a pod is never injected, or "" when the webhook
 // entries decide.
-func Excluded(p Pod) string {
+func Excluded(p Pod) string { return excluded(p, "") }
+
+// excluded is Excluded, disregarding the rule whose reason is ignore.
+func excluded(p Pod, ignore string) string {
 	if slices.Contains(AlwaysExcludedNamespaces, p.Namespace) {
 		return ExcludedSystemNamespace
 	}
 	for _, e := range exclusions {
-		if e.excludes(p) {
+		if e.reason != ignore && e.excludes(p) {
 			return e.reason
 		}
 	}
@@ -158,8 +160,17 @@ func compile(s *metav1.LabelSelector) (labels.Selector, error) {
 
 // Target returns the injector path a new pod would be sent to, or "" when
 // it would not be injected. nsLabels are its namespace's labels.
-func (m *Matcher) Target(nsLabels map[string]string, p Pod) string {
-	if m == nil || Excluded(p) != "" {
+func (m *Matcher) Target(nsLabels map[string]string, p Pod) string { return m.target(nsLabels, p, "") }
+
+// Route returns the injector path a pod would be sent to were it created
+// now, whether or not it carries a sidecar already: where its workload's
+// next pods go.
+func (m *Matcher) Route(nsLabels map[string]string, p Pod) string {
+	return m.target(nsLabels, p, ExcludedAlreadyInjected)
+}
+
+func (m *Matcher) target(nsLabels map[string]string, p Pod, ignore string) string {
+	if m == nil || excluded(p, ignore) != "" {
 		return ""
 	}
 	for _, e := range m.entries {
@@ -170,15 +181,9 @@ func (m *Matcher) Target(nsLabels map[string]string, p Pod) string {
 	return ""
 }
 
-// Route returns the injector path a pod would be sent to were it created
-// now, whether or not it carries a sidecar already: where its workload's
-// next pods go.
-func (m *Matcher) Route(nsLabels map[string]string, p Pod) string {
-	if _, injected := p.Annotations[annotation.SidecarStatus.Name]; injected {
-		p.Annotations = maps.Clone(p.Annotations)
-		delete(p.Annotations, annotation.SidecarStatus.Name)
-	}
-	return m.Target(nsLabels, p)
+// Serves reports whether an entry of the configuration calls path.
+func (m *Matcher) Serves(path string) bool {
+	return m != nil && slices.ContainsFunc(m.entries, func(e compiledEntry) bool { return e.path == path })
 }
 
 // ParseTargetPath splits an injector path made by TargetPath into "rev" or
