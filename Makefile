@@ -14,9 +14,34 @@ K8S_BIN ?= $(TOOLS_DIR)/k8s-v$(K8S_VERSION)-etcd-v$(ETCD_VERSION)
 KWOK_BIN ?= $(TOOLS_DIR)/kwok-$(KWOK_VERSION)
 CONTROLLER_GEN ?= $(TOOLS_DIR)/controller-gen-$(CONTROLLER_TOOLS_VERSION)/controller-gen
 KUSTOMIZE ?= $(TOOLS_DIR)/kustomize-$(KUSTOMIZE_VERSION)/kustomize
+# The operator-framework tools are pinned by their own modules under hack/tools/.
+toolversion = $(shell sed -nE "s@^(require)?[[:space:]]*github.com/operator-framework/$(1) (v[^ ]+)\$$@\2@p" hack/tools/$(2)/go.mod)
+OPERATOR_SDK_VERSION := $(call toolversion,operator-sdk,operator-sdk)
+OPM_VERSION := $(call toolversion,operator-registry,opm)
+OLM_VERSION := $(call toolversion,operator-lifecycle-manager,olm)
+OPERATOR_SDK ?= $(TOOLS_DIR)/operator-sdk-$(OPERATOR_SDK_VERSION)/operator-sdk
+OPM_BIN ?= $(TOOLS_DIR)/opm-$(OPM_VERSION)
+OPM ?= $(OPM_BIN)/opm
+BUNDLE_VALIDATE ?= $(OPM_BIN)/bundle-validate
+OLM_BIN ?= $(TOOLS_DIR)/olm-$(OLM_VERSION)
 export KUBEBUILDER_ASSETS = $(K8S_BIN)
 export MESHKEEPER_K8S_BIN = $(K8S_BIN)
 export MESHKEEPER_KWOK_BIN = $(KWOK_BIN)
+export MESHKEEPER_KUSTOMIZE = $(KUSTOMIZE)
+export MESHKEEPER_OPM = $(OPM)
+export MESHKEEPER_OLM_BIN = $(OLM_BIN)
+export OPERATOR_SDK KUSTOMIZE OPM
+
+# The OLM bundle: its version, channels and the images it names.
+VERSION ?= 0.2.0
+CHANNELS ?= alpha
+DEFAULT_CHANNEL ?= alpha
+IMAGE_TAG_BASE ?= ghcr.io/meshkeeper/meshkeeper
+BUNDLE_IMG ?= $(IMAGE_TAG_BASE)-bundle:v$(VERSION)
+CATALOG_IMG ?= $(IMAGE_TAG_BASE)-catalog:v$(VERSION)
+CATALOG_DIR ?= bin/catalog
+# The Kubernetes version the bundle validators check the bundle against.
+BUNDLE_K8S_VERSION ?= $(basename $(K8S_VERSION))
 
 GO_TEST_FLAGS ?=
 GO_FILES = $$(find . -name '*.go' -not -path './.*' -not -path './bin/*')
@@ -47,7 +72,7 @@ generate: controller-gen ## Generate DeepCopy methods.
 	$(CONTROLLER_GEN) object:headerFile="hack/boilerplate.go.txt" paths="./..."
 
 .PHONY: verify-generated
-verify-generated: controller-gen ## Fail when generated code is stale.
+verify-generated: controller-gen kustomize operator-sdk ## Fail when generated code or the bundle is stale.
 	hack/verify-generated.sh
 
 .PHONY: verify-manifests
@@ -64,7 +89,7 @@ vet: ## Run go vet.
 	go vet ./...
 
 .PHONY: test
-test: k8s-tools verify-generated verify-manifests vet gofmt-check ## Run every test: generated code, vet, gofmt, unit, envtest, end-to-end, a short fuzz.
+test: k8s-tools verify-generated verify-manifests bundle-validate vet gofmt-check ## Run every test: generated code and bundle, vet, gofmt, unit, envtest, end-to-end (real OLM too), a short fuzz.
 	$(MAKE) -j2 --output-sync=target test-unit-then-fuzz test-e2e
 
 # The fuzz run (whose instrumented build takes minutes on a cold cache) follows
@@ -115,6 +140,35 @@ run: ## Run the manager against the current kubeconfig (ARGS="--webhook-url http
 docker-build: ## Build the manager image (needs a container runtime).
 	docker build -t $(IMG) .
 
+##@ OLM bundle and catalog
+
+.PHONY: bundle
+bundle: bundle-manifests bundle-validate ## Make bundle/ and bundle.Dockerfile for VERSION with operator-sdk's flow, then validate them.
+
+.PHONY: bundle-manifests
+bundle-manifests: manifests kustomize operator-sdk
+	hack/bundle.sh $(VERSION) $(IMAGE_TAG_BASE):v$(VERSION) $(CHANNELS) $(DEFAULT_CHANNEL)
+
+.PHONY: bundle-validate
+bundle-validate: opm ## Validate bundle/ as `operator-sdk bundle validate --select-optional suite=operatorframework` does.
+	$(BUNDLE_VALIDATE) -k8s-version $(BUNDLE_K8S_VERSION) bundle
+
+.PHONY: bundle-build
+bundle-build: ## Build the bundle image (needs a container runtime).
+	docker build -f bundle.Dockerfile -t $(BUNDLE_IMG) .
+
+.PHONY: bundle-release
+bundle-release: opm ## Record bundle/ as released: the catalog keeps it (catalog/releases/) after VERSION moves on.
+	$(OPM) render ./bundle -o yaml > catalog/releases/meshkeeper.v$$(sed -n 's/^  version: //p' bundle/manifests/meshkeeper.clusterserviceversion.yaml).yaml
+
+.PHONY: catalog
+catalog: opm ## Build the file-based catalog (every release and bundle/, one channel, upgrade edges) into CATALOG_DIR and validate it.
+	hack/catalog.sh $(CATALOG_DIR)
+
+.PHONY: catalog-build
+catalog-build: catalog ## Build the catalog image (needs a container runtime).
+	cd $(CATALOG_DIR) && $(OPM) generate dockerfile . && docker build -f ..$(notdir $(CATALOG_DIR)).Dockerfile -t $(CATALOG_IMG) ..
+
 ##@ Deployment
 
 .PHONY: install
@@ -137,8 +191,8 @@ undeploy: kustomize ## Remove the operator from the current cluster.
 ##@ Tools (cached in $(TOOLS_DIR))
 
 .PHONY: k8s-tools
-k8s-tools: ## Build the local Kubernetes, kwok and the generators (in parallel; cached).
-	@$(MAKE) -s -j4 --output-sync=line $(K8S_BIN)/kube-apiserver kwok controller-gen kustomize
+k8s-tools: ## Build every tool the tests run: the local Kubernetes, kwok, the generators, operator-sdk, opm and OLM (in parallel; cached).
+	@$(MAKE) -s -j7 --output-sync=line $(K8S_BIN)/kube-apiserver kwok controller-gen kustomize operator-sdk opm olm
 
 $(K8S_BIN)/kube-apiserver:
 	hack/build-k8s.sh $(K8S_VERSION) $(ETCD_VERSION) $(K8S_BIN)
@@ -147,6 +201,23 @@ $(K8S_BIN)/kube-apiserver:
 kubectl: $(K8S_BIN)/kubectl ## Build kubectl of the same Kubernetes version (for exploring the demo cluster; cached).
 $(K8S_BIN)/kubectl: $(K8S_BIN)/kube-apiserver
 	hack/build-k8s.sh $(K8S_VERSION) $(ETCD_VERSION) $(K8S_BIN) kubectl
+
+.PHONY: olm-tools
+olm-tools: ## Build operator-sdk, opm (with bundle-validate) and OLM v0 (olm, catalog) from hack/tools/ (in parallel; cached).
+	@$(MAKE) -s -j3 --output-sync=line operator-sdk opm olm
+
+# hack/build-tool.sh returns at once when the tool of the pinned version is built.
+.PHONY: operator-sdk
+operator-sdk:
+	@hack/build-tool.sh operator-sdk $(dir $(OPERATOR_SDK))
+
+.PHONY: opm
+opm:
+	@hack/build-tool.sh opm $(OPM_BIN)
+
+.PHONY: olm
+olm:
+	@hack/build-tool.sh olm $(OLM_BIN)
 
 .PHONY: kwok
 kwok: $(KWOK_BIN)/kwokctl

@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
@@ -25,10 +27,12 @@ import (
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
@@ -48,6 +52,10 @@ func init() {
 
 type options struct {
 	metricsAddr, probeAddr string
+	metricsSecure          bool
+	metricsCertPath        string
+	metricsCertName        string
+	metricsCertKey         string
 	leaderElect            bool
 	shutdownTimeout        time.Duration
 	namespace              string
@@ -62,7 +70,11 @@ type options struct {
 
 func main() {
 	var o options
-	flag.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "Address the Prometheus metrics endpoint binds to; 0 turns it off.")
+	flag.StringVar(&o.metricsAddr, "metrics-bind-address", ":8443", "Address the Prometheus metrics endpoint binds to (:8443 for HTTPS, :8080 with --metrics-secure=false); 0 turns it off.")
+	flag.BoolVar(&o.metricsSecure, "metrics-secure", true, "Serve metrics over HTTPS to authenticated and authorized clients only (TokenReview and SubjectAccessReview, e.g. the metrics-reader ClusterRole). --metrics-secure=false serves plain HTTP to anyone.")
+	flag.StringVar(&o.metricsCertPath, "metrics-cert-path", "", "Directory holding the metrics server's certificate; a self-signed one is generated when empty.")
+	flag.StringVar(&o.metricsCertName, "metrics-cert-name", "tls.crt", "File name of the metrics server's certificate in --metrics-cert-path.")
+	flag.StringVar(&o.metricsCertKey, "metrics-cert-key", "tls.key", "File name of the metrics server's key in --metrics-cert-path.")
 	flag.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address the health (/healthz) and readiness (/readyz) endpoints bind to.")
 	flag.BoolVar(&o.leaderElect, "leader-elect", false, "Elect a leader so that only one replica reconciles at a time (every replica serves webhooks).")
 	flag.DurationVar(&o.shutdownTimeout, "graceful-shutdown-timeout", 30*time.Second, "How long to wait for running work to finish on SIGTERM.")
@@ -105,10 +117,14 @@ func run(ctx context.Context, o options) error {
 		return fmt.Errorf("issuing the webhook certificate: %w", err)
 	}
 
+	metrics, metricsCerts, err := metricsOptions(o)
+	if err != nil {
+		return err
+	}
 	managed := labels.SelectorFromSet(labels.Set{controllers.LabelManagedBy: controllers.ManagedByValue})
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  scheme,
-		Metrics:                 metricsserver.Options{BindAddress: o.metricsAddr},
+		Metrics:                 metrics,
 		HealthProbeBindAddress:  o.probeAddr,
 		LeaderElection:          o.leaderElect,
 		LeaderElectionID:        "meshkeeper.mesh.meshkeeper.dev",
@@ -129,6 +145,9 @@ func run(ctx context.Context, o options) error {
 				&appsv1.StatefulSet{}: {Label: labels.Everything(), Transform: controllers.TrimWorkload},
 				&appsv1.DaemonSet{}:   {Label: labels.Everything(), Transform: controllers.TrimWorkload},
 				&corev1.Namespace{}:   {Label: labels.Everything()},
+				// The webhook certificate is the only Secret read, and the
+				// operator may read Secrets in its own namespace only.
+				&corev1.Secret{}: {Namespaces: map[string]cache.Config{o.namespace: {}}},
 			},
 			DefaultTransform: cache.TransformStripManagedFields(),
 		},
@@ -141,6 +160,11 @@ func run(ctx context.Context, o options) error {
 	})
 	if err != nil {
 		return fmt.Errorf("creating manager: %w", err)
+	}
+	if metricsCerts != nil {
+		if err := mgr.Add(metricsCerts); err != nil {
+			return err
+		}
 	}
 
 	retrigger := make(chan event.GenericEvent, 1)
@@ -201,6 +225,30 @@ func run(ctx context.Context, o options) error {
 	}
 	log.Info("starting manager", "namespace", o.namespace, "webhookURL", o.webhookURL)
 	return mgr.Start(ctx)
+}
+
+// metricsOptions serves metrics as kubebuilder does: over HTTPS, to clients
+// whose bearer token the API server authenticates (TokenReview) and
+// authorizes for GET /metrics (SubjectAccessReview), with the certificate in
+// --metrics-cert-path (reloaded when it changes) or a self-signed one.
+func metricsOptions(o options) (metricsserver.Options, *certwatcher.CertWatcher, error) {
+	opts := metricsserver.Options{BindAddress: o.metricsAddr}
+	if !o.metricsSecure {
+		return opts, nil, nil
+	}
+	opts.SecureServing = true
+	opts.FilterProvider = filters.WithAuthenticationAndAuthorization
+	// The webhook server's hardening: TLS 1.2 or later, no HTTP/2.
+	opts.TLSOpts = webhooks.TLSOptions()
+	if o.metricsCertPath == "" {
+		return opts, nil, nil
+	}
+	watcher, err := certwatcher.New(filepath.Join(o.metricsCertPath, o.metricsCertName), filepath.Join(o.metricsCertPath, o.metricsCertKey))
+	if err != nil {
+		return opts, nil, fmt.Errorf("loading the metrics certificate: %w", err)
+	}
+	opts.TLSOpts = append(opts.TLSOpts, func(c *tls.Config) { c.GetCertificate = watcher.GetCertificate })
+	return opts, watcher, nil
 }
 
 // setupInjector serves the sidecar injector on every replica, reading each

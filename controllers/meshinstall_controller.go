@@ -49,22 +49,50 @@ type MeshInstallReconciler struct {
 	restarts sync.Map
 }
 
-// +kubebuilder:rbac:groups=mesh.meshkeeper.dev,resources=meshinstalls,verbs=get;list;watch;update;patch
-// +kubebuilder:rbac:groups=mesh.meshkeeper.dev,resources=meshinstalls/status,verbs=get;update;patch
+// RBAC: what the MeshInstall reconciler does, verb by verb. Reads go
+// through the manager's cache (get, list, watch). Rendered objects are
+// applied with server-side apply (patch, and create when the object is new)
+// and pruned (delete); nothing rendered is ever written with update.
+// webhookcerts_controller.go and workloads.go hold the rest; test/rbac lists
+// the result with the reason for each permission.
+//
+// MeshInstalls: the finalizer is added and removed with update, status is a merge patch.
+// +kubebuilder:rbac:groups=mesh.meshkeeper.dev,resources=meshinstalls,verbs=get;list;watch;update
+// +kubebuilder:rbac:groups=mesh.meshkeeper.dev,resources=meshinstalls/status,verbs=patch
+// Owner references with blockOwnerDeletion need update on the owner's
+// finalizers where the OwnerReferencesPermissionEnforcement admission plugin runs (OpenShift).
 // +kubebuilder:rbac:groups=mesh.meshkeeper.dev,resources=meshinstalls/finalizers,verbs=update
-// +kubebuilder:rbac:groups="",resources=namespaces;configmaps;services;serviceaccounts,verbs=get;list;watch;create;update;patch;delete
+// Namespaces: the control plane's and gateways' are created and, with the
+// MeshInstall, deleted; every namespace's labels select injection.
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch;create;patch;delete
+// The control plane and gateways: istiod's mesh and injection ConfigMaps,
+// Services, ServiceAccounts, Deployments, PodDisruptionBudgets and HPAs.
+// +kubebuilder:rbac:groups="",resources=configmaps;services;serviceaccounts,verbs=get;list;watch;create;patch;delete
+// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;patch;delete
+// +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;patch;delete
+// +kubebuilder:rbac:groups=autoscaling,resources=horizontalpodautoscalers,verbs=get;list;watch;create;patch;delete
+// Every pod is counted for the data plane inventory (and a revision is
+// pruned only when no running pod uses it, read from the API server).
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
-// +kubebuilder:rbac:groups="",resources=endpoints;nodes;secrets;replicationcontrollers,verbs=get;list;watch
+// Events on MeshInstalls (cluster-scoped, so they land in "default").
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
-// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups=apps,resources=replicasets;statefulsets;daemonsets,verbs=get;list;watch
-// +kubebuilder:rbac:groups=batch,resources=jobs;cronjobs,verbs=get;list;watch
-// +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups=autoscaling,resources=horizontalpodautoscalers,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=clusterroles;clusterrolebindings;roles;rolebindings,verbs=get;list;watch;create;update;patch;delete;bind;escalate
-// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations;validatingwebhookconfigurations,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups=apiextensions.k8s.io,resources=customresourcedefinitions,verbs=get;list;watch;create;update;patch
-// +kubebuilder:rbac:groups=security.istio.io,resources=peerauthentications,verbs=get;list;watch;create;update;patch;delete
+// istiod's, the gateways' and the reader's roles and bindings. RBAC lets
+// nobody grant what they do not hold, and istiod's rules (Istio's chart)
+// hold wildcards: every resource of Istio's API groups and of the Gateway
+// API, every verb on ingresses/status. The operator would need those
+// wildcards, and read access to every Secret, to hold them; escalate (create
+// and update roles granting more than it holds) and bind (bind them) replace
+// them. They cannot be narrowed by name: role names follow the revisions.
+// Both amount to the power to grant any permission, as installing Istio does.
+// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=clusterroles;roles,verbs=get;list;watch;create;patch;delete;escalate;bind
+// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=clusterrolebindings;rolebindings,verbs=get;list;watch;create;patch;delete
+// The injector (MutatingWebhookConfiguration) and istiod's config validator
+// (ValidatingWebhookConfiguration, created failing open before it is applied).
+// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations;validatingwebhookconfigurations,verbs=get;list;watch;create;patch;delete
+// Istio's CRDs, installed and upgraded; never deleted (that would delete every Istio resource).
+// +kubebuilder:rbac:groups=apiextensions.k8s.io,resources=customresourcedefinitions,verbs=get;list;watch;create;patch
+// The mesh-wide mTLS policy (spec.security.mtls).
+// +kubebuilder:rbac:groups=security.istio.io,resources=peerauthentications,verbs=get;list;watch;create;patch;delete
 
 // Reconcile brings one MeshInstall's control plane to its spec. A request
 // from a pod or namespace event (inventoryNamespace) only recounts the data

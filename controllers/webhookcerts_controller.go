@@ -66,7 +66,16 @@ func (r *WebhookCertReconciler) Endpoint(context.Context) (webhookconfig.Endpoin
 	return r.endpointWith(bytes.Clone(r.caBundle)), nil
 }
 
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch
+// RBAC: the certificate Secret is read (watched in the operator's namespace
+// only, see main.go's cache options), created and updated with optimistic
+// concurrency; the only Secret access the operator has, in a Role of its own
+// namespace (kustomize turns "system" into it, as for every object in config/).
+// +kubebuilder:rbac:groups="",namespace=system,resources=secrets,verbs=get;list;watch;create;update
+// The validator's ValidatingWebhookConfiguration is applied with the CA
+// bundle, and both webhook configurations are read to know where the CA is
+// trusted (the rules are meshinstall_controller.go's).
+// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=validatingwebhookconfigurations,verbs=get;list;watch;create;patch
+// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations,verbs=get;list;watch
 
 // Bootstrap makes sure a valid certificate is on disk before the webhook
 // server starts (its certwatcher needs the files to exist). It uses a client

@@ -25,7 +25,10 @@ import (
 	"github.com/meshkeeper/meshkeeper/internal/webhookconfig"
 )
 
-// +kubebuilder:rbac:groups=apps,resources=statefulsets;daemonsets,verbs=patch
+// RBAC: the data plane rollout reads users' Deployments, StatefulSets and
+// DaemonSets and restarts them with a merge patch of their pod template's
+// annotations (Deployments are in meshinstall_controller.go's rules already).
+// +kubebuilder:rbac:groups=apps,resources=statefulsets;daemonsets,verbs=get;list;watch;patch
 
 // keptWorkloadAnnotations are the only workload and template annotations the rollout reads.
 var keptWorkloadAnnotations = []string{meshv1alpha1.AnnotationRollout, meshv1alpha1.AnnotationRestartedFor, meshv1alpha1.AnnotationRestartedAt}

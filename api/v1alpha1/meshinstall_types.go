@@ -27,6 +27,7 @@ type MeshInstallSpec struct {
 	// +kubebuilder:validation:Pattern=`^[0-9]+\.[0-9]+\.[0-9]+$`
 	// +kubebuilder:validation:MaxLength=32
 	// +required
+	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Istio Version",xDescriptors={"urn:alm:descriptor:com.tectonic.ui:text"}
 	Version string `json:"version"`
 
 	// Namespace the control plane runs in. Immutable.
@@ -35,11 +36,13 @@ type MeshInstallSpec struct {
 	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="spec.namespace is immutable: delete and recreate the MeshInstall to move the control plane"
 	// +optional
+	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Control Plane Namespace",xDescriptors={"urn:alm:descriptor:io.kubernetes:Namespace"}
 	Namespace string `json:"namespace,omitempty"`
 
 	// Profile picks Istio's defaults for resources and features: default, minimal or demo.
 	// +kubebuilder:default=default
 	// +optional
+	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Profile",xDescriptors={"urn:alm:descriptor:com.tectonic.ui:select:default","urn:alm:descriptor:com.tectonic.ui:select:minimal","urn:alm:descriptor:com.tectonic.ui:select:demo"}
 	Profile ProfileName `json:"profile,omitempty"`
 
 	// Hub is the registry and repository prefix of Istio's images, for
@@ -54,6 +57,7 @@ type MeshInstallSpec struct {
 	// UpdateStrategy says how a change of spec.version is rolled out.
 	// +kubebuilder:default={type: InPlace}
 	// +optional
+	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Update Strategy"
 	UpdateStrategy UpdateStrategy `json:"updateStrategy,omitempty"`
 
 	// RevisionTags are extra stable names that always point at the active
@@ -66,6 +70,7 @@ type MeshInstallSpec struct {
 	// +kubebuilder:validation:XValidation:rule="!self.exists(t, t == 'default')",message="spec.revisionTags must not contain 'default': the default tag always exists"
 	// +listType=set
 	// +optional
+	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Revision Tags"
 	RevisionTags []string `json:"revisionTags,omitempty"`
 
 	// Injection configures meshkeeper's sidecar injection webhook.
@@ -85,6 +90,7 @@ type MeshInstallSpec struct {
 
 	// Security configures mesh-wide security.
 	// +optional
+	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Security"
 	Security SecuritySpec `json:"security,omitempty"`
 
 	// Pilot configures the istiod Deployment.
@@ -108,10 +114,12 @@ type MeshInstallSpec struct {
 	// (restarting them onto their new proxy).
 	// +kubebuilder:default={}
 	// +optional
+	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Data Plane"
 	DataPlane DataPlaneSpec `json:"dataPlane,omitempty"`
 
 	// Suspend stops all reconciliation (break-glass) without deleting anything.
 	// +optional
+	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Suspend",xDescriptors={"urn:alm:descriptor:com.tectonic.ui:booleanSwitch"}
 	Suspend bool `json:"suspend,omitempty"`
 }
 
@@ -621,28 +629,34 @@ type MeshInstallStatus struct {
 	// +listType=map
 	// +listMapKey=type
 	// +optional
+	// +operator-sdk:csv:customresourcedefinitions:type=status,displayName="Conditions",xDescriptors={"urn:alm:descriptor:io.kubernetes.conditions"}
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 
 	// Version of the active revision.
 	// +optional
+	// +operator-sdk:csv:customresourcedefinitions:type=status,displayName="Running Version",xDescriptors={"urn:alm:descriptor:text"}
 	Version string `json:"version,omitempty"`
 
 	// ActiveRevision is the revision the default tag and spec.revisionTags point at.
 	// +optional
+	// +operator-sdk:csv:customresourcedefinitions:type=status,displayName="Active Revision",xDescriptors={"urn:alm:descriptor:text"}
 	ActiveRevision string `json:"activeRevision,omitempty"`
 
 	// Revisions are the control plane revisions that exist.
 	// +listType=map
 	// +listMapKey=name
 	// +optional
+	// +operator-sdk:csv:customresourcedefinitions:type=status,displayName="Revisions"
 	Revisions []RevisionStatus `json:"revisions,omitempty"`
 
 	// Canary is the progress of a canary upgrade, when one is under way.
 	// +optional
+	// +operator-sdk:csv:customresourcedefinitions:type=status,displayName="Canary"
 	Canary *CanaryStatus `json:"canary,omitempty"`
 
 	// DataPlane counts the pods of the mesh.
 	// +optional
+	// +operator-sdk:csv:customresourcedefinitions:type=status,displayName="Data Plane"
 	DataPlane *DataPlaneStatus `json:"dataPlane,omitempty"`
 }
 
@@ -650,6 +664,7 @@ type MeshInstallStatus struct {
 // Envoy sidecars into the pods of labelled namespaces.
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
+// +operator-sdk:csv:customresourcedefinitions:displayName="Mesh Install",resources={{Deployment,v1,istiod},{Service,v1,istiod},{ConfigMap,v1,istio},{MutatingWebhookConfiguration,v1,istio-sidecar-injector},{PeerAuthentication,v1,default}}
 // +kubebuilder:resource:scope=Cluster,shortName=mi;mesh,categories=meshkeeper
 // +kubebuilder:printcolumn:name="Version",type=string,JSONPath=`.spec.version`
 // +kubebuilder:printcolumn:name="Active",type=string,JSONPath=`.status.activeRevision`

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -26,6 +25,19 @@ type Operator struct {
 	WebhookPort, MetricsPort, ProbePort int
 	// ExtraArgs are appended to the command line.
 	ExtraArgs []string
+	// AdvertisedURL is the base URL its webhook configurations point at
+	// when that is not its own, as for replicas behind one address;
+	// WebhookURL when empty.
+	AdvertisedURL string
+	// AdminKubeconfig may manage RBAC: Metrics sets up the ServiceAccount
+	// it scrapes as with it. Kubeconfig when empty.
+	AdminKubeconfig string
+	// InsecureMetrics serves metrics over plain HTTP to anyone
+	// (--metrics-secure=false), for tests that count the operator's API
+	// requests: authenticating a scrape costs the operator a TokenReview.
+	InsecureMetrics bool
+
+	metrics metricsAccess
 
 	cmd  *exec.Cmd
 	done chan struct{} // closed when the process has exited
@@ -44,28 +56,16 @@ func NewOperator(binary, kubeconfig, dir string) (*Operator, error) {
 // LogPath is where the operator's output goes.
 func (o *Operator) LogPath() string { return filepath.Join(o.Dir, "operator.log") }
 
-// WebhookURL is the base URL its webhook configurations point at.
+// WebhookURL is the base URL of its webhook server.
 func (o *Operator) WebhookURL() string { return "https://127.0.0.1:" + strconv.Itoa(o.WebhookPort) }
-
-// MetricsURL is its Prometheus endpoint.
-func (o *Operator) MetricsURL() string {
-	return "http://127.0.0.1:" + strconv.Itoa(o.MetricsPort) + "/metrics"
-}
-
-// Metrics returns the text of its Prometheus endpoint.
-func (o *Operator) Metrics() (string, error) {
-	resp, err := http.Get(o.MetricsURL())
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	return string(body), err
-}
 
 // Start launches the operator and waits until it reports ready.
 func (o *Operator) Start(ctx context.Context) error {
 	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
+		return err
+	}
+	metricsArgs, err := o.metrics.serve(o.InsecureMetrics, filepath.Join(o.Dir, "metrics-certs"))
+	if err != nil {
 		return err
 	}
 	logFile, err := os.OpenFile(o.LogPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
@@ -76,14 +76,15 @@ func (o *Operator) Start(ctx context.Context) error {
 		"--kubeconfig", o.Kubeconfig,
 		"--leader-elect",
 		"--namespace", "meshkeeper-system",
-		"--webhook-url", o.WebhookURL(),
+		"--webhook-url", o.advertisedURL(),
 		"--webhook-host", "127.0.0.1",
 		"--webhook-port", strconv.Itoa(o.WebhookPort),
 		"--webhook-cert-dir", filepath.Join(o.Dir, "certs"),
 		"--metrics-bind-address", "127.0.0.1:" + strconv.Itoa(o.MetricsPort),
 		"--health-probe-bind-address", "127.0.0.1:" + strconv.Itoa(o.ProbePort),
 		"--zap-devel",
-	}, o.ExtraArgs...)
+	}, metricsArgs...)
+	args = append(args, o.ExtraArgs...)
 	o.cmd = exec.Command(o.Binary, args...)
 	o.cmd.Stdout, o.cmd.Stderr = logFile, logFile
 	// Its own process group, so a demo's terminal Ctrl-C does not stop it.
@@ -96,6 +97,13 @@ func (o *Operator) Start(ctx context.Context) error {
 	o.done = done
 	go func() { _ = o.cmd.Wait(); logFile.Close(); close(done) }()
 	return o.WaitReady(ctx, 2*time.Minute)
+}
+
+func (o *Operator) advertisedURL() string {
+	if o.AdvertisedURL != "" {
+		return o.AdvertisedURL
+	}
+	return o.WebhookURL()
 }
 
 // PID is the operator's process id (0 when not started).

@@ -44,6 +44,8 @@ var (
 type env struct {
 	cluster  *localcluster.Cluster
 	operator *localcluster.Operator
+	// replicas are further operator processes (startReplica), stopped with it.
+	replicas []*localcluster.Operator
 	cfg      *rest.Config
 	k8s      client.Client
 }
@@ -94,10 +96,40 @@ func run(m *testing.M) int {
 // the end of the operator's log.
 func newEnv(t *testing.T, nodes int, operatorArgs ...string) *env {
 	t.Helper()
+	return newEnvWith(t, nodes, func(o *localcluster.Operator) { o.ExtraArgs = operatorArgs })
+}
+
+// newEnvWith is newEnv with the operator set up by configure before it starts.
+func newEnvWith(t *testing.T, nodes int, configure func(*localcluster.Operator)) *env {
+	t.Helper()
 	ctx := context.Background()
 	dir := filepath.Join(workDir, strings.ReplaceAll(t.Name(), "/", "_"))
 	start := time.Now()
-	cluster, err := localcluster.Create(ctx, tools, localcluster.UniqueName("mk-e2e"), workDir, nodes)
+	e := newCluster(t, nodes)
+	cluster := e.cluster
+	var err error
+	if err := localcluster.InstallCRD(ctx, e.k8s, testenv.RepoRoot()); err != nil {
+		t.Fatal(err)
+	}
+	if err := localcluster.EnsureNamespace(ctx, e.k8s, "meshkeeper-system", nil); err != nil {
+		t.Fatal(err)
+	}
+	if e.operator, err = localcluster.NewOperator(binary, cluster.Kubeconfig, dir); err != nil {
+		t.Fatal(err)
+	}
+	configure(e.operator)
+	if err := e.operator.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("cluster %s and operator ready in %s", cluster.Name, time.Since(start).Round(time.Millisecond))
+	return e
+}
+
+// newCluster starts a cluster with nodes kwok nodes and a client for it,
+// without the operator or its CRD, and deletes it when the test ends.
+func newCluster(t *testing.T, nodes int) *env {
+	t.Helper()
+	cluster, err := localcluster.Create(context.Background(), tools, localcluster.UniqueName("mk-e2e"), workDir, nodes)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,24 +153,13 @@ func newEnv(t *testing.T, nodes int, operatorArgs ...string) *env {
 	if e.k8s, err = client.New(e.cfg, client.Options{Scheme: testenv.Scheme()}); err != nil {
 		t.Fatal(err)
 	}
-	if err := localcluster.InstallCRD(ctx, e.k8s, testenv.RepoRoot()); err != nil {
-		t.Fatal(err)
-	}
-	if err := localcluster.EnsureNamespace(ctx, e.k8s, "meshkeeper-system", nil); err != nil {
-		t.Fatal(err)
-	}
-	if e.operator, err = localcluster.NewOperator(binary, cluster.Kubeconfig, dir); err != nil {
-		t.Fatal(err)
-	}
-	e.operator.ExtraArgs = operatorArgs
-	if err := e.operator.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("cluster %s and operator ready in %s", cluster.Name, time.Since(start).Round(time.Millisecond))
 	return e
 }
 
 func (e *env) teardown() {
+	for _, r := range e.replicas {
+		_ = r.Stop()
+	}
 	if e.operator != nil {
 		_ = e.operator.Stop()
 	}
@@ -148,10 +169,15 @@ func (e *env) teardown() {
 }
 
 func (e *env) printOperatorLog() {
-	if e.operator == nil {
-		return
+	for _, o := range append([]*localcluster.Operator{e.operator}, e.replicas...) {
+		if o != nil {
+			printLog(o)
+		}
 	}
-	data, err := os.ReadFile(e.operator.LogPath())
+}
+
+func printLog(o *localcluster.Operator) {
+	data, err := os.ReadFile(o.LogPath())
 	if err != nil {
 		return
 	}
@@ -160,7 +186,7 @@ func (e *env) printOperatorLog() {
 	if len(lines) > 150 {
 		lines = lines[len(lines)-150:]
 	}
-	fmt.Fprintf(os.Stderr, "--- last operator log lines ---\n%s\n", strings.Join(lines, "\n"))
+	fmt.Fprintf(os.Stderr, "--- last lines of %s ---\n%s\n", o.LogPath(), strings.Join(lines, "\n"))
 }
 
 // printClusterState prints what a failed test's cluster was doing: the

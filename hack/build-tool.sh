@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Builds one of the operator-framework tools (operator-sdk, opm, OLM v0's olm and
+# catalog) from the Go module proxy into a cache outside the checkout.
+#
+# `go install module/cmd@version` cannot be used here: the proxy refuses these
+# modules' version lists, which go install reads. Each tool instead has a small
+# module of its own under hack/tools/<tool> (go.mod pins the version, go.sum
+# the sums); one module per tool, because they sit on different k8s.io minors.
+#
+# Usage: hack/build-tool.sh <tool> <output-dir>
+set -euo pipefail
+
+tool=${1:?tool: operator-sdk, opm or olm}
+OUT=${2:?output directory}
+here=$(cd "$(dirname "$0")" && pwd)
+dir=$here/tools/$tool
+[[ -f $dir/go.mod ]] || { echo "build-tool.sh: no module for $tool in $dir" >&2; exit 2; }
+
+version() { (cd "$dir" && go list -m -f '{{.Version}}' "$1"); }
+export CGO_ENABLED=0
+case $tool in
+  operator-sdk)
+    m=github.com/operator-framework/operator-sdk
+    v=$(version $m)
+    bins=(operator-sdk)
+    pkgs=($m/cmd/operator-sdk)
+    tags=containers_image_openpgp
+    ldflags="-X $m/internal/version.Version=$v -X $m/internal/version.GitVersion=$v -X $m/internal/version.ImageVersion=$v -X $m/internal/version.KubernetesVersion=$(version k8s.io/api)"
+    ;;
+  opm)
+    m=github.com/operator-framework/operator-registry
+    v=$(version $m)
+    bins=(opm bundle-validate)
+    pkgs=($m/cmd/opm ./bundle-validate)
+    tags=json1,containers_image_openpgp
+    ldflags="-X $m/cmd/opm/version.opmVersion=$v"
+    ;;
+  olm)
+    m=github.com/operator-framework/operator-lifecycle-manager
+    v=$(version $m)
+    bins=(olm catalog)
+    pkgs=($m/cmd/olm $m/cmd/catalog)
+    tags=json1
+    ldflags="-X $m/pkg/version.OLMVersion=$v"
+    ;;
+  *) echo "build-tool.sh: unknown tool $tool" >&2; exit 2 ;;
+esac
+
+# The cache is keyed by the tool's version (in the directory name) and, for our
+# own programs in the module (bundle-validate), by a hash of their source.
+shopt -s nullglob
+stamp=$(cat "$dir/go.sum" "$dir"/*/*.go | sha256sum | cut -c1-16)
+missing=0
+for b in "${bins[@]}"; do [[ -x $OUT/$b ]] || missing=1; done
+[[ $(cat "$OUT/.source" 2>/dev/null) == "$stamp" ]] || missing=1
+if [[ $missing == 0 ]]; then
+  exit 0
+fi
+
+mkdir -p "$OUT"
+echo "building ${bins[*]} ($m $v) into $OUT"
+for i in "${!bins[@]}"; do
+  (cd "$dir" && go build -trimpath -tags "$tags" -ldflags "$ldflags" -o "$OUT/${bins[$i]}.tmp" "${pkgs[$i]}")
+  mv "$OUT/${bins[$i]}.tmp" "$OUT/${bins[$i]}"
+done
+echo "$stamp" >"$OUT/.source"
