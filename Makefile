@@ -19,17 +19,20 @@ toolversion = $(shell sed -nE "s@^(require)?[[:space:]]*github.com/operator-fram
 OPERATOR_SDK_VERSION := $(call toolversion,operator-sdk,operator-sdk)
 OPM_VERSION := $(call toolversion,operator-registry,opm)
 OLM_VERSION := $(call toolversion,operator-lifecycle-manager,olm)
+CERT_MANAGER_VERSION := $(shell sed -nE "s@^(require)?[[:space:]]*github.com/cert-manager/cert-manager (v[^ ]+)\$$@\2@p" hack/tools/cert-manager/go.mod)
 OPERATOR_SDK ?= $(TOOLS_DIR)/operator-sdk-$(OPERATOR_SDK_VERSION)/operator-sdk
 OPM_BIN ?= $(TOOLS_DIR)/opm-$(OPM_VERSION)
 OPM ?= $(OPM_BIN)/opm
 BUNDLE_VALIDATE ?= $(OPM_BIN)/bundle-validate
 OLM_BIN ?= $(TOOLS_DIR)/olm-$(OLM_VERSION)
+CERT_MANAGER_BIN ?= $(TOOLS_DIR)/cert-manager-$(CERT_MANAGER_VERSION)
 export KUBEBUILDER_ASSETS = $(K8S_BIN)
 export MESHKEEPER_K8S_BIN = $(K8S_BIN)
 export MESHKEEPER_KWOK_BIN = $(KWOK_BIN)
 export MESHKEEPER_KUSTOMIZE = $(KUSTOMIZE)
 export MESHKEEPER_OPM = $(OPM)
 export MESHKEEPER_OLM_BIN = $(OLM_BIN)
+export MESHKEEPER_CERT_MANAGER_BIN = $(CERT_MANAGER_BIN)
 export OPERATOR_SDK KUSTOMIZE OPM
 
 # The OLM bundle: its version, channels and the images it names.
@@ -76,8 +79,12 @@ verify-generated: controller-gen kustomize operator-sdk ## Fail when generated c
 	hack/verify-generated.sh
 
 .PHONY: verify-manifests
-verify-manifests: kustomize ## Fail when the kustomize overlays do not build.
+verify-manifests: kustomize ## Fail when the kustomize overlays do not build (config/default also with config/certmanager enabled).
 	$(KUSTOMIZE) build config/default >/dev/null
+	@d=$$(mktemp -d) && trap 'rm -rf "$$d"' EXIT && cp -r config "$$d/" && \
+	  sed -i 's|^#components:|components:|; s|^#- ../certmanager|- ../certmanager|' "$$d/config/default/kustomization.yaml" && \
+	  grep -q '^- ../certmanager' "$$d/config/default/kustomization.yaml" && \
+	  $(KUSTOMIZE) build "$$d/config/default" | grep -- --webhook-cert-provider=cert-manager >/dev/null
 	$(KUSTOMIZE) build config/samples >/dev/null
 
 .PHONY: fmt
@@ -117,8 +124,8 @@ test-e2e: k8s-tools ## Run the end-to-end suite on fresh simulated clusters, E2E
 	go test $(GO_TEST_FLAGS) -count=1 -v -parallel $(E2E_PARALLEL) -timeout 30m ./test/e2e/
 
 .PHONY: demo
-demo: k8s-tools kubectl ## Start a simulated cluster, install Istio with meshkeeper, inject and upgrade (leaves it running).
-	go run ./hack/demo up
+demo: k8s-tools kubectl ## Start a simulated cluster, install Istio with meshkeeper, inject and upgrade (leaves it running; WEBHOOK_CERTS=cert-manager: webhook certificate from real cert-manager).
+	MESHKEEPER_DEMO_WEBHOOK_CERTS=$(WEBHOOK_CERTS) go run ./hack/demo up
 
 .PHONY: demo-down
 demo-down: ## Stop the demo's operator and delete its cluster.
@@ -191,8 +198,8 @@ undeploy: kustomize ## Remove the operator from the current cluster.
 ##@ Tools (cached in $(TOOLS_DIR))
 
 .PHONY: k8s-tools
-k8s-tools: ## Build every tool the tests run: the local Kubernetes, kwok, the generators, operator-sdk, opm and OLM (in parallel; cached).
-	@$(MAKE) -s -j7 --output-sync=line $(K8S_BIN)/kube-apiserver kwok controller-gen kustomize operator-sdk opm olm
+k8s-tools: ## Build every tool the tests run: the local Kubernetes, kwok, the generators, operator-sdk, opm, OLM and cert-manager (in parallel; cached).
+	@$(MAKE) -s -j8 --output-sync=line $(K8S_BIN)/kube-apiserver kwok controller-gen kustomize operator-sdk opm olm cert-manager
 
 $(K8S_BIN)/kube-apiserver:
 	hack/build-k8s.sh $(K8S_VERSION) $(ETCD_VERSION) $(K8S_BIN)
@@ -218,6 +225,12 @@ opm:
 .PHONY: olm
 olm:
 	@hack/build-tool.sh olm $(OLM_BIN)
+
+# cert-manager's controller and cainjector (SelfSigned and CA issuers), run on
+# the host against a simulated cluster by the tests and the demo.
+.PHONY: cert-manager
+cert-manager:
+	@hack/build-tool.sh cert-manager $(CERT_MANAGER_BIN)
 
 .PHONY: kwok
 kwok: $(KWOK_BIN)/kwokctl

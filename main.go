@@ -16,6 +16,8 @@ import (
 	"path/filepath"
 	"time"
 
+	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -39,6 +41,7 @@ import (
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
 	"github.com/meshkeeper/meshkeeper/controllers"
 	"github.com/meshkeeper/meshkeeper/internal/certs"
+	"github.com/meshkeeper/meshkeeper/internal/webhookconfig"
 	"github.com/meshkeeper/meshkeeper/webhooks"
 )
 
@@ -48,6 +51,9 @@ func init() {
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(apiextensionsv1.AddToScheme(scheme))
 	utilruntime.Must(meshv1alpha1.AddToScheme(scheme))
+	// cert-manager's types, for the mesh CA's Certificate and its issuer.
+	// Only registered: nothing reads them on a cluster without cert-manager.
+	utilruntime.Must(cmapi.AddToScheme(scheme))
 }
 
 type options struct {
@@ -66,7 +72,18 @@ type options struct {
 	webhookService         string
 	webhookURL             string
 	certValidity           time.Duration
+	// The webhook certificate from cert-manager (--webhook-cert-provider=cert-manager).
+	certProvider    string
+	certificateName string
+	certIssuer      cmmeta.IssuerReference
+	certWait        time.Duration
 }
+
+// Webhook certificate providers (--webhook-cert-provider).
+const (
+	certProviderSelfManaged = "self-managed"
+	certProviderCertManager = "cert-manager"
+)
 
 func main() {
 	var o options
@@ -82,10 +99,16 @@ func main() {
 	flag.StringVar(&o.webhookHost, "webhook-host", "", "Address the webhook server binds to (all addresses when empty).")
 	flag.IntVar(&o.webhookPort, "webhook-port", 9443, "Port of the webhook server.")
 	flag.StringVar(&o.certDir, "webhook-cert-dir", "/tmp/k8s-webhook-server/serving-certs", "Directory the webhook server's certificate is written to and reloaded from.")
-	flag.StringVar(&o.certSecret, "webhook-cert-secret", "meshkeeper-webhook-certs", "Secret holding the webhook CA and serving certificate.")
+	flag.StringVar(&o.certSecret, "webhook-cert-secret", "meshkeeper-webhook-certs", "Secret holding the webhook CA and serving certificate (self-managed).")
 	flag.StringVar(&o.webhookService, "webhook-service", "meshkeeper-webhook-service", "Service in front of the webhook server (in-cluster mode).")
 	flag.StringVar(&o.webhookURL, "webhook-url", "", "Base URL the API server uses to reach the webhook server when the operator runs outside the cluster, e.g. https://127.0.0.1:9443. Replaces the Service.")
 	flag.DurationVar(&o.certValidity, "webhook-cert-validity", certs.DefaultLifetimes.Serving, "Lifetime of the webhook serving certificate; it is renewed after two thirds of it.")
+	flag.StringVar(&o.certProvider, "webhook-cert-provider", certProviderSelfManaged, "Who issues the webhook serving certificate: self-managed (the operator's own CA, in --webhook-cert-secret) or cert-manager (a Certificate from --webhook-cert-issuer-*, its CA injected into the webhook configurations by cert-manager's cainjector).")
+	flag.StringVar(&o.certificateName, "webhook-certificate", "meshkeeper-webhook-cert", "With cert-manager: name of the Certificate (and of its Secret) the operator applies in --namespace.")
+	flag.StringVar(&o.certIssuer.Kind, "webhook-cert-issuer-kind", cmapi.IssuerKind, "With cert-manager: kind of the issuer of the webhook certificate, Issuer (in --namespace) or ClusterIssuer.")
+	flag.StringVar(&o.certIssuer.Name, "webhook-cert-issuer-name", "", "With cert-manager: name of the issuer of the webhook certificate.")
+	flag.StringVar(&o.certIssuer.Group, "webhook-cert-issuer-group", cmapi.SchemeGroupVersion.Group, "With cert-manager: API group of the issuer (an external issuer's; its readiness is then not checked).")
+	flag.DurationVar(&o.certWait, "webhook-cert-wait", 2*time.Minute, "With cert-manager: how long to wait at start for the issuer and the issued certificate before exiting with the reason.")
 	zopts := zap.Options{}
 	zopts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -104,7 +127,14 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 
-	certReconciler, err := newCertReconciler(o)
+	retrigger := make(chan event.GenericEvent, 1)
+	onCABundleChange := func() {
+		select {
+		case retrigger <- event.GenericEvent{Object: &meshv1alpha1.MeshInstall{}}:
+		default: // a pass is already pending
+		}
+	}
+	certSource, err := newWebhookCertificates(o, onCABundleChange)
 	if err != nil {
 		return err
 	}
@@ -113,7 +143,7 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
-	if err := certReconciler.Bootstrap(ctx, direct); err != nil {
+	if err := certSource.Bootstrap(ctx, direct); err != nil {
 		return fmt.Errorf("issuing the webhook certificate: %w", err)
 	}
 
@@ -167,15 +197,7 @@ func run(ctx context.Context, o options) error {
 		}
 	}
 
-	retrigger := make(chan event.GenericEvent, 1)
-	certReconciler.Client = mgr.GetClient()
-	certReconciler.OnCABundleChange = func() {
-		select {
-		case retrigger <- event.GenericEvent{Object: &meshv1alpha1.MeshInstall{}}:
-		default: // a pass is already pending
-		}
-	}
-	if err := certReconciler.SetupWithManager(mgr); err != nil {
+	if err := certSource.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the webhook certificate controller: %w", err)
 	}
 	if err := (&controllers.MeshInstallReconciler{
@@ -183,7 +205,7 @@ func run(ctx context.Context, o options) error {
 		APIReader:         mgr.GetAPIReader(),
 		Recorder:          mgr.GetEventRecorder("meshkeeper"),
 		OperatorNamespace: o.namespace,
-		WebhookEndpoint:   certReconciler.Endpoint,
+		WebhookEndpoint:   certSource.Endpoint,
 		Retrigger:         retrigger,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the MeshInstall controller: %w", err)
@@ -223,7 +245,14 @@ func run(ctx context.Context, o options) error {
 			return err
 		}
 	}
-	log.Info("starting manager", "namespace", o.namespace, "webhookURL", o.webhookURL)
+	// With cert-manager, ready also means cainjector has given the API server
+	// the CA to call us with.
+	if injected, ok := certSource.(interface{ CAInjected(*http.Request) error }); ok {
+		if err := mgr.AddReadyzCheck("webhook-ca-injected", injected.CAInjected); err != nil {
+			return err
+		}
+	}
+	log.Info("starting manager", "namespace", o.namespace, "webhookURL", o.webhookURL, "webhookCertProvider", o.certProvider)
 	return mgr.Start(ctx)
 }
 
@@ -262,32 +291,76 @@ func setupInjector(ctx context.Context, mgr ctrl.Manager) (*webhooks.RevisionSou
 	return source, nil
 }
 
-// newCertReconciler says where the API server finds the webhook: by URL when
-// the operator runs outside the cluster, else through its Service.
-func newCertReconciler(o options) (*controllers.WebhookCertReconciler, error) {
-	r := &controllers.WebhookCertReconciler{
-		Namespace: o.namespace, SecretName: o.certSecret, CertDir: o.certDir,
-		Lifetimes: certs.Lifetimes{CA: certs.DefaultLifetimes.CA, Serving: o.certValidity},
+// webhookCertificates provides the webhook server's certificate and tells
+// the MeshInstall controller how the API server reaches the webhooks.
+type webhookCertificates interface {
+	// Bootstrap puts a certificate on disk before the webhook server starts.
+	Bootstrap(ctx context.Context, c client.Client) error
+	Endpoint(ctx context.Context) (webhookconfig.Endpoint, error)
+	SetupWithManager(mgr ctrl.Manager) error
+}
+
+// newWebhookCertificates makes the certificate controller of
+// --webhook-cert-provider; onCABundleChange asks the MeshInstall controller
+// for a pass when the CA to trust changed.
+func newWebhookCertificates(o options, onCABundleChange func()) (webhookCertificates, error) {
+	where, err := webhookAddress(o)
+	if err != nil {
+		return nil, err
 	}
+	switch o.certProvider {
+	case certProviderSelfManaged:
+		return &controllers.WebhookCertReconciler{
+			Namespace: o.namespace, SecretName: o.certSecret, CertDir: o.certDir,
+			Lifetimes: certs.Lifetimes{CA: certs.DefaultLifetimes.CA, Serving: o.certValidity},
+			Hosts:     where.hosts, Service: where.service, URL: where.url,
+			OnCABundleChange: onCABundleChange,
+		}, nil
+	case certProviderCertManager:
+		if o.certIssuer.Name == "" {
+			return nil, errors.New("--webhook-cert-provider=cert-manager needs --webhook-cert-issuer-name")
+		}
+		return &controllers.CertManagerWebhookReconciler{
+			Namespace: o.namespace, CertificateName: o.certificateName, IssuerRef: o.certIssuer,
+			Duration: o.certValidity, CertDir: o.certDir, Wait: o.certWait,
+			Hosts: where.hosts, Service: where.service, URL: where.url,
+			OnCABundleChange: onCABundleChange,
+		}, nil
+	}
+	return nil, fmt.Errorf("--webhook-cert-provider %q: want %s or %s", o.certProvider, certProviderSelfManaged, certProviderCertManager)
+}
+
+// webhookEndpoint is where the API server finds the webhook server, and
+// the hosts its certificate covers.
+type webhookEndpoint struct {
+	url     string
+	service *admissionregistrationv1.ServiceReference
+	hosts   certs.Hosts
+}
+
+// webhookAddress says where the API server finds the webhook: by URL when
+// the operator runs outside the cluster, else through its Service.
+func webhookAddress(o options) (webhookEndpoint, error) {
 	if o.webhookURL != "" {
 		u, err := url.Parse(o.webhookURL)
 		if err != nil || u.Scheme != "https" || u.Host == "" {
-			return nil, fmt.Errorf("--webhook-url %q: want https://host:port", o.webhookURL)
+			return webhookEndpoint{}, fmt.Errorf("--webhook-url %q: want https://host:port", o.webhookURL)
 		}
-		r.URL = "https://" + u.Host
+		w := webhookEndpoint{url: "https://" + u.Host}
 		if ip := net.ParseIP(u.Hostname()); ip != nil {
-			r.Hosts.IPs = append(r.Hosts.IPs, ip)
+			w.hosts.IPs = append(w.hosts.IPs, ip)
 		} else {
-			r.Hosts.DNSNames = append(r.Hosts.DNSNames, u.Hostname())
+			w.hosts.DNSNames = append(w.hosts.DNSNames, u.Hostname())
 		}
-		return r, nil
+		return w, nil
 	}
 	svc, ns := o.webhookService, o.namespace
-	r.Service = &admissionregistrationv1.ServiceReference{Namespace: ns, Name: svc, Port: ptr.To(int32(443))}
-	r.Hosts = certs.Hosts{DNSNames: []string{
-		svc + "." + ns + ".svc", svc + "." + ns + ".svc.cluster.local", svc + "." + ns, svc,
-	}}
-	return r, nil
+	return webhookEndpoint{
+		service: &admissionregistrationv1.ServiceReference{Namespace: ns, Name: svc, Port: ptr.To(int32(443))},
+		hosts: certs.Hosts{DNSNames: []string{
+			svc + "." + ns + ".svc", svc + "." + ns + ".svc.cluster.local", svc + "." + ns, svc,
+		}},
+	}, nil
 }
 
 func envOr(key, fallback string) string {

@@ -158,6 +158,7 @@ func (r *MeshInstallReconciler) reconcileDelete(ctx context.Context, mi *meshv1a
 	for _, o := range have {
 		errs = append(errs, deleteIfExists(ctx, r.Client, o))
 	}
+	errs = append(errs, r.deleteCertificateAuthority(ctx, mi))
 	if err := errors.Join(errs...); err != nil {
 		return ctrl.Result{}, err
 	}

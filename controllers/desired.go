@@ -17,36 +17,41 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
+	"github.com/meshkeeper/meshkeeper/internal/meshca"
 	"github.com/meshkeeper/meshkeeper/internal/render"
 	"github.com/meshkeeper/meshkeeper/internal/revision"
 	"github.com/meshkeeper/meshkeeper/internal/webhookconfig"
 )
 
 // desired is what one pass applies, in stages: Istio's CRDs (only when
-// missing or changed); namespaces and every identity and permission; each
+// missing or changed); namespaces and every identity and permission; the
+// mesh CA's cert-manager Certificate; each
 // revision's control plane; the shared objects (default validator,
 // PeerAuthentication, gateways); then the routing and last the injector
 // configuration, which the reconciler builds once it knows which revisions
 // applied.
 type desired struct {
-	crds      []client.Object
-	base      []client.Object
-	revisions [][]client.Object
-	shared    []client.Object
-	routing   client.Object // nil while nothing may be routed
+	crds []client.Object
+	base []client.Object
+	// certificateAuthority is the mesh CA Certificate, when there is one to apply.
+	certificateAuthority []client.Object
+	revisions            [][]client.Object
+	shared               []client.Object
+	routing              client.Object // nil while nothing may be routed
 }
 
 // all is every desired object but the injector configuration.
 func (d *desired) all() []client.Object {
-	out := slices.Concat(d.crds, d.base, slices.Concat(d.revisions...), d.shared)
+	out := slices.Concat(d.crds, d.base, d.certificateAuthority, slices.Concat(d.revisions...), d.shared)
 	if d.routing != nil {
 		out = append(out, d.routing)
 	}
 	return out
 }
 
-// desiredObjects renders everything the plan needs.
-func (r *MeshInstallReconciler) desiredObjects(mi *meshv1alpha1.MeshInstall, plan revision.Plan, obs *observation) (*desired, error) {
+// desiredObjects renders everything the plan needs, istiod with the CA ca
+// says it runs with.
+func (r *MeshInstallReconciler) desiredObjects(mi *meshv1alpha1.MeshInstall, plan revision.Plan, obs *observation, ca meshca.Decision) (*desired, error) {
 	d := &desired{}
 	crds, err := crdsToApply(mi, obs)
 	if err != nil {
@@ -56,7 +61,7 @@ func (r *MeshInstallReconciler) desiredObjects(mi *meshv1alpha1.MeshInstall, pla
 	d.base = namespacesToApply(mi, obs)
 
 	for _, p := range plan.Revisions {
-		objs, err := render.ControlPlane(mi, render.Revision{Name: p.Name, Version: p.Version, ProxyVersion: p.ProxyVersion})
+		objs, err := render.ControlPlane(mi, render.Revision{Name: p.Name, Version: p.Version, ProxyVersion: p.ProxyVersion, CertificateAuthority: ca.IstiodCA})
 		if err != nil {
 			return nil, renderRefusal(err)
 		}
@@ -75,6 +80,9 @@ func (r *MeshInstallReconciler) desiredObjects(mi *meshv1alpha1.MeshInstall, pla
 		return nil, err
 	}
 	d.base, d.shared = append(d.base, identities...), shared
+	if ca.Certificate != nil {
+		d.certificateAuthority = []client.Object{ca.Certificate}
+	}
 	if plan.Routing != nil {
 		d.routing = render.RoutingConfigMap(mi, plan.Routing.Data())
 	}

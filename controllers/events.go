@@ -16,7 +16,7 @@ func (r *MeshInstallReconciler) event(mi *meshv1alpha1.MeshInstall, eventType, r
 // recordTransitions emits Events when a condition or the active revision
 // changes; a pass that changes nothing emits nothing.
 func (r *MeshInstallReconciler) recordTransitions(before, after *meshv1alpha1.MeshInstall) {
-	for _, t := range []string{meshv1alpha1.ConditionReady, meshv1alpha1.ConditionStalled, meshv1alpha1.ConditionUpgradeInProgress} {
+	for _, t := range []string{meshv1alpha1.ConditionReady, meshv1alpha1.ConditionStalled, meshv1alpha1.ConditionUpgradeInProgress, meshv1alpha1.ConditionCertificateAuthorityReady} {
 		old := meta.FindStatusCondition(before.Status.Conditions, t)
 		cur := meta.FindStatusCondition(after.Status.Conditions, t)
 		if cur == nil || (old != nil && old.Status == cur.Status && old.Reason == cur.Reason &&
@@ -34,6 +34,10 @@ func (r *MeshInstallReconciler) recordTransitions(before, after *meshv1alpha1.Me
 	if before.Status.ActiveRevision != "" && before.Status.ActiveRevision != after.Status.ActiveRevision {
 		r.event(after, corev1.EventTypeNormal, "RevisionPromoted", "Promote",
 			"revision "+after.Status.ActiveRevision+" is now active; tags moved from "+before.Status.ActiveRevision)
+	}
+	if b, a := before.Status.CertificateAuthority, after.Status.CertificateAuthority; b != nil && a != nil && b.Revision != nil && a.Revision != nil && *a.Revision > *b.Revision {
+		r.event(after, corev1.EventTypeNormal, "CertificateAuthorityRenewed", "Renew",
+			"cert-manager renewed the mesh CA (revision "+itoa(int32(*a.Revision))+"); istiod reloads it")
 	}
 	if before.Status.Canary != nil && after.Status.Canary != nil && before.Status.Canary.Weight != after.Status.Canary.Weight {
 		r.event(after, corev1.EventTypeNormal, "CanaryStepAdvanced", "Advance",

@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
+	"github.com/meshkeeper/meshkeeper/internal/meshca"
 	"github.com/meshkeeper/meshkeeper/internal/revision"
 	"github.com/meshkeeper/meshkeeper/internal/webhookconfig"
 )
@@ -41,6 +42,10 @@ type MeshInstallReconciler struct {
 	WebhookEndpoint func(context.Context) (webhookconfig.Endpoint, error)
 	// Retrigger asks for a pass over every MeshInstall (e.g. when the webhook CA changed).
 	Retrigger <-chan event.GenericEvent
+	// CertificateAuthorityPoll is how often a pass looks again for
+	// cert-manager or the mesh CA's issuer while it waits on them (neither
+	// is watched); DefaultCertificateAuthorityPoll when zero.
+	CertificateAuthorityPoll time.Duration
 
 	watches    *dynamicWatches
 	fullPasses chan event.GenericEvent
@@ -157,11 +162,22 @@ func (r *MeshInstallReconciler) reconcileNormal(ctx context.Context, mi *meshv1a
 	if err != nil {
 		return ctrl.Result{}, err
 	}
+	if err := r.observeCertificateAuthority(ctx, mi, obs); err != nil {
+		return ctrl.Result{}, err
+	}
 	plan, err := revision.Decide(mi, obs.Observed)
 	if err != nil {
 		return ctrl.Result{}, classify(st, err)
 	}
-	d, err := r.desiredObjects(mi, plan, obs)
+	ca, err := meshca.Decide(mi, obs.ca)
+	if err != nil {
+		return ctrl.Result{}, classify(st, err)
+	}
+	st.certificateAuthority(ca)
+	if ca.Hold {
+		return r.reconcileCertificateAuthorityFirst(ctx, mi, ca, obs, st)
+	}
+	d, err := r.desiredObjects(mi, plan, obs, ca)
 	if err != nil {
 		return ctrl.Result{}, classify(st, err)
 	}
@@ -170,7 +186,7 @@ func (r *MeshInstallReconciler) reconcileNormal(ctx context.Context, mi *meshv1a
 		return ctrl.Result{}, fmt.Errorf("webhook endpoint: %w", err)
 	}
 	st.observed(plan, obs)
-	outcome := r.applyStages(ctx, mi, plan, d, obs, endpoint)
+	outcome := r.applyStages(ctx, mi, plan, d, obs, endpoint, ca)
 	st.applied(outcome)
 	if err := r.watches.ensure(ctx, d.all()); err != nil {
 		log.FromContext(ctx).Error(err, "watching rendered kinds; drift of them is corrected on the next resync")
@@ -192,7 +208,7 @@ func (r *MeshInstallReconciler) reconcileNormal(ctx context.Context, mi *meshv1a
 	if err := errors.Join(outcome.err(), pruneErr, rollErr); err != nil {
 		return ctrl.Result{}, err
 	}
-	return ctrl.Result{RequeueAfter: minPositive(plan.RequeueAfter, roll.RequeueAfter)}, nil
+	return ctrl.Result{RequeueAfter: minPositive(minPositive(plan.RequeueAfter, roll.RequeueAfter), r.caPoll(ca))}, nil
 }
 
 func minPositive(a, b time.Duration) time.Duration {

@@ -19,6 +19,7 @@ import (
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
 	"github.com/meshkeeper/meshkeeper/internal/inject"
 	"github.com/meshkeeper/meshkeeper/internal/inventory"
+	"github.com/meshkeeper/meshkeeper/internal/meshca"
 	"github.com/meshkeeper/meshkeeper/internal/render"
 	"github.com/meshkeeper/meshkeeper/internal/revision"
 	"github.com/meshkeeper/meshkeeper/internal/rollout"
@@ -52,6 +53,8 @@ type observation struct {
 	workloadPods []workloadPod
 	// namespacesOptedOut carry mesh.meshkeeper.dev/rollout: disabled.
 	namespacesOptedOut map[string]bool
+	// ca is the mesh CA, observed by full passes only (observeCertificateAuthority).
+	ca meshca.Observed
 }
 
 // observe reads what the MeshInstall owns, grouped by revision, where the

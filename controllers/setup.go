@@ -12,12 +12,14 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
@@ -81,7 +83,7 @@ func (r *MeshInstallReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if err != nil {
 		return err
 	}
-	r.watches = &dynamicWatches{ctrl: c, cache: mgr.GetCache(), mapper: r.allMeshInstalls, watched: map[schema.GroupVersionKind]bool{}}
+	r.watches = &dynamicWatches{ctrl: c, cache: mgr.GetCache(), mapper: r.allMeshInstalls, scheme: mgr.GetScheme(), watched: map[schema.GroupVersionKind]bool{}}
 	return nil
 }
 
@@ -130,7 +132,30 @@ type dynamicWatches struct {
 	ctrl    controller.Controller
 	cache   cache.Cache
 	mapper  handler.MapFunc
+	scheme  *runtime.Scheme
 	watched map[schema.GroupVersionKind]bool
+}
+
+// ensureKind watches a typed kind whose CRD someone else installs (cert-manager's),
+// once a pass has seen the CRD served: a watch started without it would fail.
+func (w *dynamicWatches) ensureKind(obj client.Object) error {
+	if w == nil {
+		return nil
+	}
+	gvk, err := apiutil.GVKForObject(obj, w.scheme)
+	if err != nil {
+		return err
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.watched[gvk] {
+		return nil
+	}
+	if err := w.ctrl.Watch(source.Kind(w.cache, obj, handler.EnqueueRequestsFromMapFunc(w.mapper))); err != nil {
+		return err
+	}
+	w.watched[gvk] = true
+	return nil
 }
 
 func (w *dynamicWatches) ensure(_ context.Context, objs []client.Object) error {

@@ -9,6 +9,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
+	"github.com/meshkeeper/meshkeeper/internal/meshca"
 	"github.com/meshkeeper/meshkeeper/internal/revision"
 	"github.com/meshkeeper/meshkeeper/internal/webhookconfig"
 )
@@ -60,10 +61,11 @@ func (o *applyOutcome) err() error {
 // applyStages applies d stage by stage. One failing object stops nothing
 // that does not depend on it: every object of every stage is tried, and
 // every failure is reported. What moves pods depends on the revisions: the
-// routing is not moved towards a revision whose objects failed, and the
-// injector gets no entry for such a revision unless it had one already.
+// routing is not moved towards a revision whose objects failed, or whose
+// injector entries cainjector has not filled yet, and the injector gets no
+// entry for a revision that failed unless it had one already.
 func (r *MeshInstallReconciler) applyStages(ctx context.Context, mi *meshv1alpha1.MeshInstall, plan revision.Plan,
-	d *desired, obs *observation, endpoint webhookconfig.Endpoint) applyOutcome {
+	d *desired, obs *observation, endpoint webhookconfig.Endpoint, ca meshca.Decision) applyOutcome {
 	var out applyOutcome
 	applyAll := func(objs []client.Object) {
 		for _, obj := range objs {
@@ -82,11 +84,12 @@ func (r *MeshInstallReconciler) applyStages(ctx context.Context, mi *meshv1alpha
 	}
 	applyAll(d.crds)
 	applyAll(d.base)
+	r.applyCertificateAuthority(ctx, ca, obs, &out)
 	for _, objs := range d.revisions {
 		applyAll(objs)
 	}
 	failed := out.failedRevisions()
-	held := routesTowards(plan.Routing, obs.Routing, failed)
+	held := routesTowards(plan.Routing, obs.Routing, union(failed, untrustedRevisions(plan, obs, endpoint)))
 	if held && obs.Routing != nil && obs.Routing.Active != plan.Active.Name {
 		// A promotion held back: the gateways stay with the revision the tags still point at.
 		for _, p := range plan.Revisions {
@@ -118,6 +121,9 @@ func (r *MeshInstallReconciler) applyStages(ctx context.Context, mi *meshv1alpha
 		}
 	}
 	injector, err := r.injectorFor(mi, served, endpoint)
+	if err == nil {
+		err = removeDroppedEntries(ctx, r.Client, obs.injector, injector)
+	}
 	if err == nil {
 		before := len(out.failures)
 		applyAll([]client.Object{injector})

@@ -10,6 +10,7 @@ import (
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
 	"github.com/meshkeeper/meshkeeper/internal/inventory"
+	"github.com/meshkeeper/meshkeeper/internal/meshca"
 	"github.com/meshkeeper/meshkeeper/internal/revision"
 	"github.com/meshkeeper/meshkeeper/internal/rollout"
 )
@@ -33,6 +34,8 @@ type statusBuilder struct {
 	invErr  bool
 	// rollout is the data plane rollout's decision; nil when none was made.
 	rollout *rollout.Plan
+	// ca is what the pass decided of the mesh CA; nil when it decided nothing.
+	ca *meshca.Decision
 }
 
 func newStatusBuilder(mi *meshv1alpha1.MeshInstall, now time.Time) *statusBuilder {
@@ -49,6 +52,8 @@ func (s *statusBuilder) observed(p revision.Plan, obs *observation) { s.plan, s.
 func (s *statusBuilder) applied(o applyOutcome) { s.outcome = &o }
 
 func (s *statusBuilder) rolled(p rollout.Plan) { s.rollout = &p }
+
+func (s *statusBuilder) certificateAuthority(d meshca.Decision) { s.ca = &d }
 
 func (s *statusBuilder) counted(inv inventory.Result) {
 	s.inv, s.invErr = inv, !s.obs.InventoryKnown
@@ -73,9 +78,12 @@ func (s *statusBuilder) finish(mi *meshv1alpha1.MeshInstall, reconcileErr error)
 		}
 		return
 	}
-	if s.plan != nil || s.refusal != nil {
+	if s.plan != nil || s.refusal != nil || s.ca != nil {
 		// This pass judged the current spec, a refusal included.
 		st.ObservedGeneration = s.gen
+	}
+	if s.ca != nil {
+		s.recordCertificateAuthority(mi)
 	}
 	if s.plan != nil && s.outcome != nil {
 		s.recordPlan(mi)
@@ -92,6 +100,31 @@ func (s *statusBuilder) finish(mi *meshv1alpha1.MeshInstall, reconcileErr error)
 		set(s.workloadRollout(mi))
 	}
 }
+
+// recordCertificateAuthority reports the mesh CA from cert-manager, or
+// drops its status and condition with istiod's own CA.
+func (s *statusBuilder) recordCertificateAuthority(mi *meshv1alpha1.MeshInstall) {
+	mi.Status.CertificateAuthority = s.ca.Status
+	if s.ca.Condition == nil {
+		meta.RemoveStatusCondition(&mi.Status.Conditions, meshv1alpha1.ConditionCertificateAuthorityReady)
+		return
+	}
+	c := *s.ca.Condition
+	c.ObservedGeneration = s.gen
+	meta.SetStatusCondition(&mi.Status.Conditions, c)
+}
+
+// caNotReady is the CertificateAuthorityReady condition while the CA the
+// spec asks for is not issued.
+func (s *statusBuilder) caNotReady() *metav1.Condition {
+	if s.ca == nil || !s.ca.Pending() {
+		return nil
+	}
+	return s.ca.Condition
+}
+
+// caHeld is true when the control plane waits for its CA before it is installed.
+func (s *statusBuilder) caHeld() bool { return s.ca != nil && s.ca.Hold }
 
 // workloadRollout says what the data plane rollout is doing.
 func (s *statusBuilder) workloadRollout(mi *meshv1alpha1.MeshInstall) metav1.Condition {
@@ -235,6 +268,9 @@ func (s *statusBuilder) stalled() metav1.Condition {
 	case s.blocked():
 		return metav1.Condition{Type: meshv1alpha1.ConditionStalled, Status: metav1.ConditionTrue,
 			Reason: meshv1alpha1.ReasonControlPlaneNotAvailable, Message: s.plan.Message}
+	case s.caNotReady() != nil && s.ca.NeedsPerson:
+		ca := s.caNotReady()
+		return metav1.Condition{Type: meshv1alpha1.ConditionStalled, Status: metav1.ConditionTrue, Reason: ca.Reason, Message: ca.Message}
 	}
 	return metav1.Condition{Type: meshv1alpha1.ConditionStalled, Status: metav1.ConditionFalse,
 		Reason: meshv1alpha1.ReasonReconcileSucceeded, Message: "no action needed from a person"}
@@ -247,6 +283,12 @@ func (s *statusBuilder) reconciling(err error) metav1.Condition {
 		c.Status, c.Reason, c.Message = metav1.ConditionFalse, meshv1alpha1.ReasonSuspended, "spec.suspend is true: nothing is reconciled"
 	case s.refusal != nil:
 		c.Status, c.Reason, c.Message = metav1.ConditionFalse, s.refusal.Reason, "waiting for the spec to be fixed"
+	case s.caHeld() && s.failed():
+		c.Status, c.Reason, c.Message = metav1.ConditionTrue, meshv1alpha1.ReasonApplyFailed, s.outcome.err().Error()
+	case s.caHeld() && s.ca.NeedsPerson:
+		c.Status, c.Reason, c.Message = metav1.ConditionFalse, s.caNotReady().Reason, "waiting for a person: "+s.caNotReady().Message
+	case s.caHeld():
+		c.Status, c.Reason, c.Message = metav1.ConditionTrue, s.caNotReady().Reason, s.caNotReady().Message
 	case s.plan == nil:
 		c.Status, c.Reason, c.Message = metav1.ConditionTrue, meshv1alpha1.ReasonProgressing, errMessage(err, "retrying")
 	case s.failed():
@@ -255,6 +297,12 @@ func (s *statusBuilder) reconciling(err error) metav1.Condition {
 		c.Status, c.Reason, c.Message = metav1.ConditionFalse, meshv1alpha1.ReasonControlPlaneNotAvailable, "waiting for a person: "+s.plan.Message
 	case s.plan.Phase != revision.PhaseSteady:
 		c.Status, c.Reason, c.Message = metav1.ConditionTrue, phaseReason(s.plan.Phase), s.plan.Message
+	case s.caNotReady() != nil:
+		ca := s.caNotReady()
+		c.Status, c.Reason, c.Message = metav1.ConditionTrue, ca.Reason, ca.Message
+		if s.ca.NeedsPerson {
+			c.Status, c.Message = metav1.ConditionFalse, "waiting for a person: "+ca.Message
+		}
 	case !s.activeReady():
 		c.Status, c.Reason, c.Message = metav1.ConditionTrue, meshv1alpha1.ReasonControlPlaneNotReady, "waiting for istiod to become available"
 	default:
@@ -274,12 +322,18 @@ func (s *statusBuilder) ready(mi *meshv1alpha1.MeshInstall, err error) metav1.Co
 		c.Reason, c.Message = meshv1alpha1.ReasonSuspended, "spec.suspend is true"
 	case s.refusal != nil:
 		c.Reason, c.Message = s.refusal.Reason, s.refusal.Message
+	case s.caHeld() && s.failed():
+		c.Reason, c.Message = meshv1alpha1.ReasonApplyFailed, s.outcome.err().Error()
+	case s.caHeld():
+		c.Reason, c.Message = s.caNotReady().Reason, s.caNotReady().Message
 	case s.plan == nil:
 		c.Reason, c.Message = meshv1alpha1.ReasonProgressing, errMessage(err, "reconciling")
 	case s.failed():
 		c.Reason, c.Message = meshv1alpha1.ReasonApplyFailed, s.outcome.err().Error()
 	case s.blocked():
 		c.Reason, c.Message = meshv1alpha1.ReasonControlPlaneNotAvailable, s.plan.Message
+	case s.caNotReady() != nil:
+		c.Reason, c.Message = s.caNotReady().Reason, s.caNotReady().Message
 	case !s.activeReady():
 		c.Reason = phaseReason(s.plan.Phase)
 		if s.plan.Phase == revision.PhaseSteady || s.plan.Phase == revision.PhaseDraining {

@@ -94,6 +94,8 @@ func startManager(t *testing.T, o managerOpts) *MeshInstallReconciler {
 		Recorder:          events.EventRecorder(mgr.GetEventRecorder("meshkeeper-test")),
 		OperatorNamespace: "meshkeeper-system",
 		WebhookEndpoint:   testEndpoint,
+		// What is not watched of the mesh CA is polled; tests need not wait 30s.
+		CertificateAuthorityPoll: time.Second,
 	}
 	if err := r.SetupWithManager(mgr); err != nil {
 		t.Fatal(err)

@@ -147,7 +147,7 @@ func (r *WebhookCertReconciler) ensure(ctx context.Context, c client.Client) (bu
 	log := ctrl.LoggerFrom(ctx)
 
 	if next := certs.NextCA(bundle); next != nil {
-		trusted, err := r.trustedEverywhere(ctx, c, next)
+		trusted, err := trustedEverywhere(ctx, c, next)
 		if err != nil {
 			return nil, false, err
 		}
@@ -172,7 +172,7 @@ func (r *WebhookCertReconciler) ensure(ctx context.Context, c client.Client) (bu
 	}
 	if renewal.Serving && !renewal.CA && certs.Serves(bundle, now) {
 		// A serving certificate is issued by a CA every configuration trusts.
-		trusted, err := r.trustedEverywhere(ctx, c, certs.CurrentCA(bundle))
+		trusted, err := trustedEverywhere(ctx, c, certs.CurrentCA(bundle))
 		if err != nil {
 			return nil, false, err
 		}
@@ -204,7 +204,7 @@ func (r *WebhookCertReconciler) ensure(ctx context.Context, c client.Client) (bu
 			return nil, false, fmt.Errorf("storing the webhook certificate: %w", err)
 		}
 	}
-	if err := r.writeFiles(bundle); err != nil {
+	if err := writeCertFiles(r.CertDir, map[string][]byte{certs.KeyKey: bundle.Key, certs.CertKey: bundle.Cert, certs.CACertKey: bundle.CACert}); err != nil {
 		return nil, false, err
 	}
 	r.mu.Lock()
@@ -219,7 +219,7 @@ func (r *WebhookCertReconciler) ensure(ctx context.Context, c client.Client) (bu
 
 // trustedEverywhere reports whether every webhook configuration meshkeeper
 // manages that exists (the validator and the injector, each entry) holds the CA.
-func (r *WebhookCertReconciler) trustedEverywhere(ctx context.Context, c client.Client, caPEM []byte) (bool, error) {
+func trustedEverywhere(ctx context.Context, c client.Reader, caPEM []byte) (bool, error) {
 	vwc := &admissionregistrationv1.ValidatingWebhookConfiguration{}
 	mwc := &admissionregistrationv1.MutatingWebhookConfiguration{}
 	for _, o := range []client.Object{vwc, mwc} {
@@ -246,13 +246,19 @@ func (r *WebhookCertReconciler) trustedEverywhere(ctx context.Context, c client.
 	return true, nil
 }
 
-// writeFiles replaces the certificate files atomically when they differ.
-func (r *WebhookCertReconciler) writeFiles(b *certs.Bundle) error {
-	if err := os.MkdirAll(r.CertDir, 0o700); err != nil {
+// writeCertFiles replaces the webhook server's certificate files in dir
+// atomically when they differ. The key is written first: the certwatcher
+// reloads on the certificate's change.
+func writeCertFiles(dir string, files map[string][]byte) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	for name, data := range map[string][]byte{"tls.key": b.Key, "tls.crt": b.Cert, "ca.crt": b.CACert} {
-		path := filepath.Join(r.CertDir, name)
+	for _, name := range []string{certs.KeyKey, certs.CertKey, certs.CACertKey} {
+		data, ok := files[name]
+		if !ok {
+			continue
+		}
+		path := filepath.Join(dir, name)
 		if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, data) {
 			continue
 		}
@@ -270,6 +276,9 @@ func (r *WebhookCertReconciler) writeFiles(b *certs.Bundle) error {
 // SetupWithManager runs the reconciler on every replica: at start, when the
 // Secret or a webhook configuration changes, and when renewal is due.
 func (r *WebhookCertReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if r.Client == nil {
+		r.Client = mgr.GetClient()
+	}
 	key := reconcile.Request{NamespacedName: types.NamespacedName{Namespace: r.Namespace, Name: r.SecretName}}
 	toKey := handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request { return []reconcile.Request{key} })
 	kick := source.Func(func(_ context.Context, q workqueue.TypedRateLimitingInterface[reconcile.Request]) error {

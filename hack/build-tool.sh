@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds one of the operator-framework tools (operator-sdk, opm, OLM v0's olm and
-# catalog) from the Go module proxy into a cache outside the checkout.
+# catalog) or cert-manager's controller and cainjector from the Go module proxy
+# into a cache outside the checkout.
 #
 # `go install module/cmd@version` cannot be used here: the proxy refuses these
 # modules' version lists, which go install reads. Each tool instead has a small
@@ -10,7 +11,7 @@
 # Usage: hack/build-tool.sh <tool> <output-dir>
 set -euo pipefail
 
-tool=${1:?tool: operator-sdk, opm or olm}
+tool=${1:?tool: operator-sdk, opm, olm or cert-manager}
 OUT=${2:?output directory}
 here=$(cd "$(dirname "$0")" && pwd)
 dir=$here/tools/$tool
@@ -42,6 +43,16 @@ case $tool in
     pkgs=($m/cmd/olm $m/cmd/catalog)
     tags=json1
     ldflags="-X $m/pkg/version.OLMVersion=$v"
+    ;;
+  cert-manager)
+    # cert-manager's own binaries are nested modules the proxy cannot serve;
+    # these are our small mains over its packages (SelfSigned and CA issuers).
+    m=github.com/cert-manager/cert-manager
+    v=$(version $m)
+    bins=(cert-manager-controller cert-manager-cainjector)
+    pkgs=(./controller ./cainjector)
+    tags=""
+    ldflags="-X $m/pkg/util.AppVersion=$v"
     ;;
   *) echo "build-tool.sh: unknown tool $tool" >&2; exit 2 ;;
 esac

@@ -14,13 +14,15 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
+	"github.com/meshkeeper/meshkeeper/internal/meshca"
 	"github.com/meshkeeper/meshkeeper/internal/revision"
 	"github.com/meshkeeper/meshkeeper/internal/version"
 )
 
 // MeshInstallValidator refuses MeshInstalls the operator would not carry
 // out: unsupported versions, version jumps and downgrades Istio forbids,
-// strategy changes during a canary, a second MeshInstall.
+// strategy changes during a canary, a change of CA on a running mesh, a
+// second MeshInstall.
 type MeshInstallValidator struct {
 	Reader client.Reader
 }
@@ -39,13 +41,17 @@ func (v *MeshInstallValidator) ValidateCreate(ctx context.Context, mi *meshv1alp
 	return nil, revision.ValidateCreate(mi, list.Items)
 }
 
-// ValidateUpdate refuses a spec change that breaks an upgrade rule, and
-// warns of the istiod defaults an accepted upgrade changes.
+// ValidateUpdate refuses a spec change that breaks an upgrade rule or
+// changes the CA of a running mesh, and warns of the istiod defaults an
+// accepted upgrade changes and of what an accepted change of CA leaves.
 func (v *MeshInstallValidator) ValidateUpdate(_ context.Context, old, updated *meshv1alpha1.MeshInstall) (admission.Warnings, error) {
 	if err := revision.ValidateUpdate(old, updated); err != nil {
 		return nil, err
 	}
-	return upgradeWarnings(old, updated), nil
+	if err := meshca.ValidateUpdate(old, updated); err != nil {
+		return nil, err
+	}
+	return append(upgradeWarnings(old, updated), meshca.Warnings(old, updated)...), nil
 }
 
 // upgradeWarnings names the istiod variables that keep the old minor's

@@ -24,6 +24,11 @@ const (
 	// onto their new proxy; False says why not (complete, paused, failed
 	// on a workload, Manual mode).
 	ConditionWorkloadRollout = "WorkloadRollout"
+	// ConditionCertificateAuthorityReady is True when the mesh CA from
+	// cert-manager (spec.security.certificateAuthority type CertManager) is
+	// issued for the current spec; False names what is missing. Absent with
+	// istiod's own self-signed CA.
+	ConditionCertificateAuthorityReady = "CertificateAuthorityReady"
 )
 
 // Condition reasons. Each names the cause a user can act on.
@@ -59,4 +64,18 @@ const (
 	ReasonRolloutWaiting  = "RolloutWaiting"
 	ReasonRolloutFailed   = "RolloutFailed"
 	ReasonRolloutManual   = "ManualRollout"
+	// Reasons of ConditionCertificateAuthorityReady (the False ones also
+	// stand in Ready, and, when a person must act, in Stalled).
+	ReasonCertificateIssued = "CertificateIssued"
+	// ReasonCertManagerNotInstalled: cert-manager's CRDs are not served.
+	ReasonCertManagerNotInstalled = "CertManagerNotInstalled"
+	// ReasonIssuerNotFound: spec.security.certificateAuthority.issuerRef names no issuer.
+	ReasonIssuerNotFound = "IssuerNotFound"
+	// ReasonIssuerNotReady: the issuer exists but is not Ready.
+	ReasonIssuerNotReady = "IssuerNotReady"
+	// ReasonCertificateIssuing: cert-manager is issuing the mesh CA for the current spec.
+	ReasonCertificateIssuing = "CertificateIssuing"
+	// ReasonCertificateAuthorityChangeRefused: the CA of a running mesh may
+	// not change without AnnotationAllowCertificateAuthorityChange.
+	ReasonCertificateAuthorityChangeRefused = "CertificateAuthorityChangeRefused"
 )

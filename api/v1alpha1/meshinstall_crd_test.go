@@ -191,6 +191,29 @@ func TestInvalidSpecsAreRefusedNamingTheField(t *testing.T) {
 		{"upgrade progress deadline too short", func(s map[string]any) {
 			s["updateStrategy"] = map[string]any{"type": "InPlace", "progressDeadline": "1s"}
 		}, []string{"spec.updateStrategy.progressDeadline", "between 10s and 24h"}},
+		{"certificate authority of another kind of issuer", func(s map[string]any) {
+			s["security"] = map[string]any{"certificateAuthority": map[string]any{"type": "CertManager",
+				"issuerRef": map[string]any{"name": "vault", "kind": "VaultIssuer"}}}
+		}, []string{"spec.security.certificateAuthority.issuerRef.kind", "Unsupported value", "Issuer", "ClusterIssuer"}},
+		{"certificate authority of another issuer group", func(s map[string]any) {
+			s["security"] = map[string]any{"certificateAuthority": map[string]any{"type": "CertManager",
+				"issuerRef": map[string]any{"name": "pca", "kind": "ClusterIssuer", "group": "awspca.cert-manager.io"}}}
+		}, []string{"spec.security.certificateAuthority.issuerRef.group", "Unsupported value"}},
+		{"cert-manager certificate authority without an issuer", func(s map[string]any) {
+			s["security"] = map[string]any{"certificateAuthority": map[string]any{"type": "CertManager"}}
+		}, []string{"spec.security.certificateAuthority", "issuerRef is required when type is CertManager"}},
+		{"self-signed certificate authority with an issuer", func(s map[string]any) {
+			s["security"] = map[string]any{"certificateAuthority": map[string]any{"type": "SelfSigned",
+				"issuerRef": map[string]any{"name": "root", "kind": "ClusterIssuer"}}}
+		}, []string{"spec.security.certificateAuthority", "may only be set when type is CertManager"}},
+		{"certificate authority renewed after it expires", func(s map[string]any) {
+			s["security"] = map[string]any{"certificateAuthority": map[string]any{"type": "CertManager",
+				"issuerRef": map[string]any{"name": "root", "kind": "ClusterIssuer"}, "duration": "24h", "renewBefore": "48h"}}
+		}, []string{"spec.security.certificateAuthority", "renewBefore must be shorter than duration"}},
+		{"certificate authority too short-lived", func(s map[string]any) {
+			s["security"] = map[string]any{"certificateAuthority": map[string]any{"type": "CertManager",
+				"issuerRef": map[string]any{"name": "root", "kind": "ClusterIssuer"}, "duration": "10m"}}
+		}, []string{"spec.security.certificateAuthority.duration", "at least 1h"}},
 		{"gateway service port out of range", func(s map[string]any) {
 			s["gateways"] = []any{map[string]any{"name": "ingress", "ports": []any{map[string]any{"name": "http", "port": 70000}}}}
 		}, []string{"spec.gateways[0].ports[0].port"}},
@@ -327,4 +350,30 @@ func deref[T any](p *T) T {
 		return zero
 	}
 	return *p
+}
+
+func TestCertificateAuthorityIsAcceptedAndDefaulted(t *testing.T) {
+	ctx := context.Background()
+	u := minimal("certificate-authority")
+	u.Object["spec"].(map[string]any)["security"] = map[string]any{"certificateAuthority": map[string]any{
+		"issuerRef": map[string]any{"name": "mesh-root", "kind": "ClusterIssuer"}, "type": "CertManager", "duration": "2160h", "renewBefore": "720h",
+	}}
+	if err := env.Client.Create(ctx, u); err != nil {
+		t.Fatalf("a cert-manager CA refused: %v", err)
+	}
+	t.Cleanup(func() { _ = env.Client.Delete(ctx, u) })
+
+	self := minimal("certificate-authority-default")
+	self.Object["spec"].(map[string]any)["security"] = map[string]any{"certificateAuthority": map[string]any{}}
+	if err := env.Client.Create(ctx, self); err != nil {
+		t.Fatalf("an empty certificateAuthority refused: %v", err)
+	}
+	t.Cleanup(func() { _ = env.Client.Delete(ctx, self) })
+	got := &meshv1alpha1.MeshInstall{}
+	if err := env.Client.Get(ctx, client.ObjectKey{Name: self.GetName()}, got); err != nil {
+		t.Fatal(err)
+	}
+	if ca := got.Spec.Security.CertificateAuthority; ca == nil || ca.Type != meshv1alpha1.CertificateAuthoritySelfSigned {
+		t.Errorf("certificateAuthority = %+v, want type SelfSigned by default", ca)
+	}
 }

@@ -357,6 +357,13 @@ type SecuritySpec struct {
 	// default in the control plane namespace. Unset leaves it to the user.
 	// +optional
 	MTLS MTLSMode `json:"mtls,omitempty"`
+
+	// CertificateAuthority is what signs the workload certificates: istiod's
+	// own self-signed CA (unset, or type SelfSigned) or an intermediate CA
+	// from the user's cert-manager issuer.
+	// +optional
+	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Certificate Authority"
+	CertificateAuthority *CertificateAuthoritySpec `json:"certificateAuthority,omitempty"`
 }
 
 // PilotSpec configures istiod.
@@ -625,7 +632,8 @@ type MeshInstallStatus struct {
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
-	// Conditions: Ready, Reconciling, Stalled, UpgradeInProgress, DataPlaneUpToDate.
+	// Conditions: Ready, Reconciling, Stalled, UpgradeInProgress,
+	// DataPlaneUpToDate, WorkloadRollout, CertificateAuthorityReady.
 	// +listType=map
 	// +listMapKey=type
 	// +optional
@@ -658,6 +666,11 @@ type MeshInstallStatus struct {
 	// +optional
 	// +operator-sdk:csv:customresourcedefinitions:type=status,displayName="Data Plane"
 	DataPlane *DataPlaneStatus `json:"dataPlane,omitempty"`
+	// CertificateAuthority is the mesh CA issued by cert-manager, when
+	// spec.security.certificateAuthority.type is CertManager.
+	// +optional
+	// +operator-sdk:csv:customresourcedefinitions:type=status,displayName="Certificate Authority"
+	CertificateAuthority *CertificateAuthorityStatus `json:"certificateAuthority,omitempty"`
 }
 
 // MeshInstall installs and upgrades an Istio control plane and injects

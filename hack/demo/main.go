@@ -38,7 +38,14 @@ type state struct {
 	Kubeconfig string `json:"kubeconfig"`
 	PID        int    `json:"operatorPID"`
 	Log        string `json:"operatorLog"`
+	// CertManagerPIDs are cert-manager's controller and cainjector, when the demo runs them.
+	CertManagerPIDs []int `json:"certManagerPIDs,omitempty"`
 }
+
+// webhookCertsEnv set to cert-manager (make demo WEBHOOK_CERTS=cert-manager)
+// runs cert-manager beside the operator and has it issue the webhook
+// certificate, as config/certmanager does in a cluster.
+const webhookCertsEnv = "MESHKEEPER_DEMO_WEBHOOK_CERTS"
 
 func main() {
 	if len(os.Args) != 2 || (os.Args[1] != "up" && os.Args[1] != "down") {
@@ -132,11 +139,22 @@ func up(dir string) error {
 			if operator, err = localcluster.NewOperator(binary, cluster.Kubeconfig, filepath.Join(dir, "operator")); err != nil {
 				return err
 			}
+			s := state{Cluster: clusterName, Kubeconfig: cluster.Kubeconfig}
+			if os.Getenv(webhookCertsEnv) == "cert-manager" {
+				if s.CertManagerPIDs, err = startCertManager(ctx, c, cluster.Kubeconfig, filepath.Join(dir, "cert-manager")); err != nil {
+					return err
+				}
+				operator.ExtraArgs = []string{"--webhook-cert-provider=cert-manager", "--webhook-cert-issuer-kind=Issuer", "--webhook-cert-issuer-name=" + demoWebhookIssuer}
+				if err := saveState(dir, s); err != nil {
+					return err
+				}
+			}
 			if err := operator.Start(ctx); err != nil {
 				return err
 			}
 			fmt.Printf("  operator pid %d, webhook %s, log %s\n", operator.PID(), operator.WebhookURL(), operator.LogPath())
-			return saveState(dir, state{Cluster: clusterName, Kubeconfig: cluster.Kubeconfig, PID: operator.PID(), Log: operator.LogPath()})
+			s.PID, s.Log = operator.PID(), operator.LogPath()
+			return saveState(dir, s)
 		}},
 	}
 	getClient, getConfig := func() client.Client { return c }, func() *rest.Config { return cfg }
@@ -184,6 +202,12 @@ func down(dir string) error {
 			fmt.Printf("stopped the operator (pid %d)\n", s.PID)
 		}
 	}
+	for _, pid := range s.CertManagerPIDs {
+		if p, err := os.FindProcess(pid); err == nil && p.Signal(syscall.Signal(0)) == nil {
+			_ = p.Signal(syscall.SIGTERM)
+			fmt.Printf("stopped cert-manager (pid %d)\n", pid)
+		}
+	}
 	tools, err := localcluster.ToolsFromEnv()
 	if err != nil {
 		return err
@@ -193,6 +217,34 @@ func down(dir string) error {
 	}
 	fmt.Printf("deleted cluster %s\n", s.Cluster)
 	return os.Remove(filepath.Join(dir, "state.json"))
+}
+
+// demoWebhookIssuer is the CA Issuer of the webhook certificate with cert-manager.
+const demoWebhookIssuer = "webhook-ca"
+
+// startCertManager runs cert-manager's controller and cainjector (built by
+// make cert-manager) on the host, and a CA Issuer for the webhook
+// certificate in the operator's namespace. The processes outlive the demo
+// (demo down stops them).
+func startCertManager(ctx context.Context, c client.Client, kubeconfig, dir string) ([]int, error) {
+	bin := os.Getenv("MESHKEEPER_CERT_MANAGER_BIN")
+	if bin == "" {
+		return nil, fmt.Errorf("MESHKEEPER_CERT_MANAGER_BIN is not set: run through make demo, which builds cert-manager first")
+	}
+	crds, err := localcluster.CertManagerCRDDir(testenv.RepoRoot())
+	if err != nil {
+		return nil, err
+	}
+	cm, err := localcluster.StartCertManager(ctx, c, kubeconfig, localcluster.CertManagerOptions{BinDir: bin, CRDDir: crds}, dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := localcluster.CreateCAIssuer(ctx, c, "meshkeeper-system", demoWebhookIssuer); err != nil {
+		cm.Stop()
+		return nil, err
+	}
+	fmt.Printf("  cert-manager pids %v, logs in %s; Issuer meshkeeper-system/%s signs the webhook certificate\n", cm.PIDs(), dir, demoWebhookIssuer)
+	return cm.PIDs(), nil
 }
 
 func saveState(dir string, s state) error {

@@ -93,6 +93,9 @@ func istiodDeployment(mi *meshv1alpha1.MeshInstall, rev Revision, p profile, s p
 			},
 		},
 	}
+	if rev.CertificateAuthority != "" {
+		d.Spec.Template.Annotations[AnnotationCertificateAuthority] = rev.CertificateAuthority
+	}
 	// With autoscaling the HPA owns replicas; setting them here would fight it.
 	if !s.autoscale {
 		d.Spec.Replicas = ptr.To(s.replicas)

@@ -26,6 +26,11 @@ type Revision struct {
 	// pods, when it differs from Version: during an in-place upgrade the
 	// proxy follows only once the new istiod is available. Zero means Version.
 	ProxyVersion version.Version
+	// CertificateAuthority is the CA istiod runs with, as
+	// CertificateAuthorityOf says: "" for istiod's own. It is what the
+	// reconciler knows is issued, which lags the spec while cert-manager
+	// issues a new CA. istiod restarts when it changes.
+	CertificateAuthority string
 }
 
 // proxy is the version of the sidecars the revision injects.

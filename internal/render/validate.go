@@ -41,8 +41,15 @@ func validateSpec(mi *meshv1alpha1.MeshInstall) field.ErrorList {
 	for i, gw := range mi.Spec.Gateways {
 		errs = append(errs, validateGateway(mi, gw, spec.Child("gateways").Index(i))...)
 	}
+	if _, moved := mi.Spec.Pilot.Env[envRootCADir]; moved && CertificateAuthorityOf(mi) != "" {
+		errs = append(errs, field.Forbidden(spec.Child("pilot", "env").Key(envRootCADir),
+			"istiod must read its plug-in CA from /etc/cacerts, where the cacerts Secret of spec.security.certificateAuthority is mounted"))
+	}
 	return errs
 }
+
+// envRootCADir is where istiod looks for its plug-in CA (default ./etc/cacerts from its working directory /).
+const envRootCADir = "ROOT_CA_DIR"
 
 func validatePilot(pilot meshv1alpha1.PilotSpec, path *field.Path) field.ErrorList {
 	var errs field.ErrorList

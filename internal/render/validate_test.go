@@ -101,3 +101,14 @@ func TestRevisionsAreChecked(t *testing.T) {
 }
 
 func second[T any](_ T, err error) error { return err }
+
+func TestRootCADirStaysWithACertManagerCA(t *testing.T) {
+	env := func(mi *meshv1alpha1.MeshInstall) { mi.Spec.Pilot.Env = map[string]string{"ROOT_CA_DIR": "/tmp/ca"} }
+	if err := Validate(meshInstall("1.32.0", env)); err != nil {
+		t.Errorf("ROOT_CA_DIR with istiod's own CA refused: %v", err)
+	}
+	err := Validate(meshInstall("1.32.0", env, withCertManagerCA(meshv1alpha1.IssuerKindClusterIssuer, "root")))
+	if err == nil || !strings.Contains(err.Error(), "spec.pilot.env[ROOT_CA_DIR]") {
+		t.Errorf("ROOT_CA_DIR with a cert-manager CA: got %v, want it refused naming the field", err)
+	}
+}

@@ -5,13 +5,18 @@
 package testenv
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	goruntime "runtime"
+	"strings"
 	"testing"
 	"time"
 
+	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -38,7 +43,7 @@ func RepoRoot() string {
 	return filepath.Join(filepath.Dir(file), "..", "..")
 }
 
-// Scheme returns a scheme with the Kubernetes and meshkeeper types.
+// Scheme returns a scheme with the Kubernetes, meshkeeper and cert-manager types.
 func Scheme() *runtime.Scheme {
 	s := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(s); err != nil {
@@ -48,6 +53,9 @@ func Scheme() *runtime.Scheme {
 		panic(err)
 	}
 	if err := meshv1alpha1.AddToScheme(s); err != nil {
+		panic(err)
+	}
+	if err := cmapi.AddToScheme(s); err != nil {
 		panic(err)
 	}
 	return s
@@ -64,6 +72,41 @@ func WithCRDPaths(paths ...string) Option {
 		}
 	}
 }
+
+// WithCertManagerCRDs installs cert-manager's CRDs (Certificate, Issuer,
+// ClusterIssuer, CertificateRequest, ...) of the version go.mod requires.
+func WithCertManagerCRDs() Option {
+	return func(e *envtest.Environment) {
+		dir, err := CertManagerCRDDir(RepoRoot())
+		if err != nil {
+			// A path that cannot exist: envtest fails to start (ErrorIfCRDPathMissing), naming why.
+			dir = "cert-manager's CRDs: " + err.Error()
+		}
+		e.CRDDirectoryPaths = append(e.CRDDirectoryPaths, dir)
+	}
+}
+
+// CertManagerCRDDir is deploy/crds of the cert-manager module the go.mod at
+// repoRoot requires (`go list -m`, which downloads it when missing).
+func CertManagerCRDDir(repoRoot string) (string, error) {
+	cmd := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", certManagerModule)
+	cmd.Dir = repoRoot
+	out, err := cmd.Output()
+	if err != nil {
+		var exitErr *exec.ExitError
+		if errors.As(err, &exitErr) {
+			err = fmt.Errorf("%w: %s", err, bytes.TrimSpace(exitErr.Stderr))
+		}
+		return "", fmt.Errorf("locating the %s module: %w", certManagerModule, err)
+	}
+	dir := filepath.Join(strings.TrimSpace(string(out)), "deploy", "crds")
+	if _, err := os.Stat(dir); err != nil {
+		return "", fmt.Errorf("cert-manager's CRDs: %w", err)
+	}
+	return dir, nil
+}
+
+const certManagerModule = "github.com/cert-manager/cert-manager"
 
 // WithWebhooks registers the webhook configurations in the given directory
 // (relative to the repo root); envtest serves them on a local port with its own certificates.

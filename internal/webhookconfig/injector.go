@@ -6,6 +6,7 @@ package webhookconfig
 import (
 	"slices"
 
+	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	"istio.io/api/label"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -47,8 +48,27 @@ type Endpoint struct {
 	Service *admissionregistrationv1.ServiceReference
 	// URL is the server's base URL, e.g. https://127.0.0.1:9443, used when Service is nil.
 	URL string
-	// CABundle is the PEM CA that signed the serving certificate.
+	// CABundle is the PEM CA that signed the serving certificate, written
+	// into every entry. Empty when InjectCAFrom is set.
 	CABundle []byte
+	// InjectCAFrom is the "<namespace>/<name>" of the cert-manager
+	// Certificate the webhook server serves. When set, the configurations
+	// carry cert-manager.io/inject-ca-from and no caBundle of meshkeeper's:
+	// cert-manager's cainjector keeps every entry's caBundle, and
+	// meshkeeper's server-side apply never takes it back.
+	InjectCAFrom string
+	// ServingCA is the CA of the certificate the webhook server serves now,
+	// with InjectCAFrom: an entry whose caBundle does not hold it yet (one
+	// just added, before cainjector filled it) cannot be called.
+	ServingCA []byte
+}
+
+// annotations are the configurations' annotations.
+func (e Endpoint) annotations() map[string]string {
+	if e.InjectCAFrom == "" {
+		return nil
+	}
+	return map[string]string{cmapi.WantInjectAnnotation: e.InjectCAFrom}
 }
 
 func (e Endpoint) clientConfig(path string) admissionregistrationv1.WebhookClientConfig {
@@ -137,7 +157,7 @@ func InjectorConfiguration(in Injector) *admissionregistrationv1.MutatingWebhook
 
 	return &admissionregistrationv1.MutatingWebhookConfiguration{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "MutatingWebhookConfiguration"},
-		ObjectMeta: metav1.ObjectMeta{Name: InjectorName, Labels: in.Labels},
+		ObjectMeta: metav1.ObjectMeta{Name: InjectorName, Labels: in.Labels, Annotations: in.Endpoint.annotations()},
 		Webhooks:   hooks,
 	}
 }

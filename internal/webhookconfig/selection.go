@@ -10,6 +10,8 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/meshkeeper/meshkeeper/internal/certs"
 )
 
 // This file is the one definition of which pods are injected. The webhook
@@ -118,9 +120,10 @@ type Matcher struct {
 }
 
 type compiledEntry struct {
-	path   string
-	ns     labels.Selector
-	object labels.Selector
+	path     string
+	ns       labels.Selector
+	object   labels.Selector
+	caBundle []byte
 }
 
 // NewMatcher compiles an injector configuration.
@@ -146,7 +149,7 @@ func NewMatcher(mwc *admissionregistrationv1.MutatingWebhookConfiguration) (*Mat
 			}
 			path = u.Path
 		}
-		m.entries = append(m.entries, compiledEntry{path: path, ns: ns, object: obj})
+		m.entries = append(m.entries, compiledEntry{path: path, ns: ns, object: obj, caBundle: w.ClientConfig.CABundle})
 	}
 	return m, nil
 }
@@ -184,6 +187,22 @@ func (m *Matcher) target(nsLabels map[string]string, p Pod, ignore string) strin
 // Serves reports whether an entry of the configuration calls path.
 func (m *Matcher) Serves(path string) bool {
 	return m != nil && slices.ContainsFunc(m.entries, func(e compiledEntry) bool { return e.path == path })
+}
+
+// Trusts reports whether the API server can call path on a server whose
+// certificate ca signed: an entry calls path, and the caBundle of every
+// entry calling it holds ca (beside others: a bundle being rotated holds the
+// old CA and the new).
+func (m *Matcher) Trusts(path string, ca []byte) bool {
+	if !m.Serves(path) {
+		return false
+	}
+	for _, e := range m.entries {
+		if e.path == path && !certs.Trusts(e.caBundle, ca) {
+			return false
+		}
+	}
+	return true
 }
 
 // ParseTargetPath splits an injector path made by TargetPath into "rev" or

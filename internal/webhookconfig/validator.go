@@ -16,7 +16,7 @@ func ValidatorConfiguration(endpoint Endpoint, labels map[string]string) *admiss
 	scope := admissionregistrationv1.ClusterScope
 	return &admissionregistrationv1.ValidatingWebhookConfiguration{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingWebhookConfiguration"},
-		ObjectMeta: metav1.ObjectMeta{Name: ValidatorName, Labels: labels},
+		ObjectMeta: metav1.ObjectMeta{Name: ValidatorName, Labels: labels, Annotations: endpoint.annotations()},
 		Webhooks: []admissionregistrationv1.ValidatingWebhook{{
 			Name:         "vmeshinstall.mesh.meshkeeper.dev",
 			ClientConfig: endpoint.clientConfig(ValidatePath),

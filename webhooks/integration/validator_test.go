@@ -102,6 +102,31 @@ func TestValidatorThroughTheAPIServer(t *testing.T) {
 		})
 	}
 
+	t.Run("a change of CA on the running mesh is refused, saying how to do it safely", func(t *testing.T) {
+		got := &meshv1alpha1.MeshInstall{}
+		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(mi), got); err != nil {
+			t.Fatal(err)
+		}
+		got.Spec.Security.CertificateAuthority = &meshv1alpha1.CertificateAuthoritySpec{
+			Type:      meshv1alpha1.CertificateAuthorityCertManager,
+			IssuerRef: &meshv1alpha1.CertificateAuthorityIssuerRef{Kind: meshv1alpha1.IssuerKindClusterIssuer, Name: "mesh-root"},
+		}
+		err := env.Client.Update(ctx, got)
+		for _, want := range []string{"spec.security.certificateAuthority cannot change from istiod's own self-signed CA to ClusterIssuer mesh-root while the mesh runs",
+			"mTLS between pods holding old and new certificates would fail", meshv1alpha1.AnnotationAllowCertificateAuthorityChange + "=true"} {
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Fatalf("got %v, want the update refused saying %q", err, want)
+			}
+		}
+		stored := &meshv1alpha1.MeshInstall{}
+		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(mi), stored); err != nil {
+			t.Fatal(err)
+		}
+		if stored.Spec.Security.CertificateAuthority != nil {
+			t.Errorf("stored CA is %+v after a refused update", stored.Spec.Security.CertificateAuthority)
+		}
+	})
+
 	t.Run("the next minor in place is accepted, with a warning naming the istiod defaults it changes", func(t *testing.T) {
 		warnings := &recordedWarnings{}
 		cfg := rest.CopyConfig(env.Config)
