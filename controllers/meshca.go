@@ -173,7 +173,10 @@ func (r *MeshInstallReconciler) reconcileCertificateAuthorityFirst(ctx context.C
 		}
 	}
 	st.applied(out)
-	return ctrl.Result{RequeueAfter: r.caPoll(d)}, out.err()
+	if err := out.err(); err != nil {
+		return ctrl.Result{}, err
+	}
+	return ctrl.Result{RequeueAfter: r.caPoll(d)}, nil
 }
 
 // hasLabels reports whether have holds every label of want (false for a

@@ -78,7 +78,7 @@ func (s *statusBuilder) finish(mi *meshv1alpha1.MeshInstall, reconcileErr error)
 		}
 		return
 	}
-	if s.plan != nil || s.refusal != nil || s.ca != nil {
+	if s.plan != nil || s.refusal != nil || (s.ca != nil && s.ca.Hold) {
 		// This pass judged the current spec, a refusal included.
 		st.ObservedGeneration = s.gen
 	}

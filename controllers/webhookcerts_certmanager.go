@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"net/http"
@@ -188,7 +189,7 @@ func (r *CertManagerWebhookReconciler) ensure(ctx context.Context, c client.Clie
 		if !apierrors.IsNotFound(err) {
 			return "", fmt.Errorf("reading the webhook certificate secret: %w", err)
 		}
-		return orReason(waiting, fmt.Sprintf("cert-manager has not issued the Certificate %s yet (no Secret)", r.certificateRef())), nil
+		return cmp.Or(waiting, fmt.Sprintf("cert-manager has not issued the Certificate %s yet (no Secret)", r.certificateRef())), nil
 	}
 	issued := servedFiles{cert: secret.Data[corev1.TLSCertKey], key: secret.Data[corev1.TLSPrivateKeyKey], ca: secret.Data[cmmeta.TLSCAKey]}
 	current := readServedFiles(r.CertDir)
@@ -204,10 +205,10 @@ func (r *CertManagerWebhookReconciler) ensure(ctx context.Context, c client.Clie
 		}
 		current = issued
 	} else if why != "" {
-		waiting = orReason(waiting, why)
+		waiting = cmp.Or(waiting, why)
 	}
 	if certs.Usable(current.cert, current.key, r.Hosts, time.Now()) != nil {
-		return orReason(waiting, "no usable webhook certificate"), nil
+		return cmp.Or(waiting, "no usable webhook certificate"), nil
 	}
 	r.mu.Lock()
 	changed := !bytes.Equal(r.servingCA, current.ca)
@@ -217,13 +218,6 @@ func (r *CertManagerWebhookReconciler) ensure(ctx context.Context, c client.Clie
 		r.OnCABundleChange()
 	}
 	return waiting, nil
-}
-
-func orReason(first, second string) string {
-	if first != "" {
-		return first
-	}
-	return second
 }
 
 // CAInjected is a readiness check: it fails until the validator's caBundle

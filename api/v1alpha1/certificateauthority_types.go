@@ -22,7 +22,7 @@ const (
 // CertificateAuthoritySpec says where istiod's CA comes from.
 // +kubebuilder:validation:XValidation:rule="self.type != 'CertManager' || has(self.issuerRef)",message="spec.security.certificateAuthority.issuerRef is required when type is CertManager"
 // +kubebuilder:validation:XValidation:rule="self.type == 'CertManager' || (!has(self.issuerRef) && !has(self.duration) && !has(self.renewBefore))",message="spec.security.certificateAuthority: issuerRef, duration and renewBefore may only be set when type is CertManager"
-// +kubebuilder:validation:XValidation:rule="!has(self.duration) || !has(self.renewBefore) || duration(self.renewBefore) < duration(self.duration)",message="spec.security.certificateAuthority.renewBefore must be shorter than duration"
+// +kubebuilder:validation:XValidation:rule="!has(self.renewBefore) || duration(self.renewBefore) < (has(self.duration) ? duration(self.duration) : duration('2160h'))",message="spec.security.certificateAuthority.renewBefore must be shorter than duration (cert-manager's default, 2160h, when duration is unset)"
 type CertificateAuthoritySpec struct {
 	// Type is SelfSigned (istiod's own CA) or CertManager (an intermediate
 	// CA issued by issuerRef into the Secret cacerts of spec.namespace, as a

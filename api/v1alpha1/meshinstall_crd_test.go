@@ -210,6 +210,10 @@ func TestInvalidSpecsAreRefusedNamingTheField(t *testing.T) {
 			s["security"] = map[string]any{"certificateAuthority": map[string]any{"type": "CertManager",
 				"issuerRef": map[string]any{"name": "root", "kind": "ClusterIssuer"}, "duration": "24h", "renewBefore": "48h"}}
 		}, []string{"spec.security.certificateAuthority", "renewBefore must be shorter than duration"}},
+		{"certificate authority renewed after cert-manager's default duration", func(s map[string]any) {
+			s["security"] = map[string]any{"certificateAuthority": map[string]any{"type": "CertManager",
+				"issuerRef": map[string]any{"name": "root", "kind": "ClusterIssuer"}, "renewBefore": "2200h"}}
+		}, []string{"spec.security.certificateAuthority", "renewBefore must be shorter than duration"}},
 		{"certificate authority too short-lived", func(s map[string]any) {
 			s["security"] = map[string]any{"certificateAuthority": map[string]any{"type": "CertManager",
 				"issuerRef": map[string]any{"name": "root", "kind": "ClusterIssuer"}, "duration": "10m"}}

@@ -58,7 +58,16 @@ func applyCRDs(ctx context.Context, c client.Client, dir string) error {
 			crd := &apiextensionsv1.CustomResourceDefinition{}
 			err := c.Get(ctx, client.ObjectKey{Name: name}, crd)
 			if err == nil && established(crd) {
-				_, err = c.RESTMapper().RESTMapping(schema.GroupKind{Group: crd.Spec.Group, Kind: crd.Spec.Names.Kind})
+				// Name the versions: the client's mapper keeps the versions a
+				// group had when it first saw it, and CRDs of one group
+				// (OLM's) can come up one version at a time.
+				var versions []string
+				for _, v := range crd.Spec.Versions {
+					if v.Served {
+						versions = append(versions, v.Name)
+					}
+				}
+				_, err = c.RESTMapper().RESTMapping(schema.GroupKind{Group: crd.Spec.Group, Kind: crd.Spec.Names.Kind}, versions...)
 				if err == nil {
 					break
 				}
