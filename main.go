@@ -122,11 +122,6 @@ func main() {
 
 func run(ctx context.Context, o options) error {
 	log := ctrl.Log.WithName("setup")
-	cfg, err := ctrl.GetConfig()
-	if err != nil {
-		return err
-	}
-
 	retrigger := make(chan event.GenericEvent, 1)
 	onCABundleChange := func() {
 		select {
@@ -134,7 +129,12 @@ func run(ctx context.Context, o options) error {
 		default: // a pass is already pending
 		}
 	}
+	// Flags are checked before anything is read or written.
 	certSource, err := newWebhookCertificates(o, onCABundleChange)
+	if err != nil {
+		return err
+	}
+	cfg, err := ctrl.GetConfig()
 	if err != nil {
 		return err
 	}
@@ -319,6 +319,9 @@ func newWebhookCertificates(o options, onCABundleChange func()) (webhookCertific
 	case certProviderCertManager:
 		if o.certIssuer.Name == "" {
 			return nil, errors.New("--webhook-cert-provider=cert-manager needs --webhook-cert-issuer-name")
+		}
+		if k := o.certIssuer.Kind; o.certIssuer.Group == cmapi.SchemeGroupVersion.Group && k != cmapi.IssuerKind && k != cmapi.ClusterIssuerKind {
+			return nil, fmt.Errorf("--webhook-cert-issuer-kind %q: want %s or %s", k, cmapi.IssuerKind, cmapi.ClusterIssuerKind)
 		}
 		return &controllers.CertManagerWebhookReconciler{
 			Namespace: o.namespace, CertificateName: o.certificateName, IssuerRef: o.certIssuer,
