@@ -283,11 +283,9 @@ func TestMeshCAFromCertManager(t *testing.T) {
 		{"another issuer on the running mesh is refused and changes nothing", func(t *testing.T) {
 			// envtest runs no admission webhook: this is the reconciler's own check.
 			createClusterIssuer(story, issuer+"-new", true)
-			got := getMI(t, mi.Name)
-			got.Spec.Security.CertificateAuthority.IssuerRef.Name = issuer + "-new"
-			if err := env.Client.Update(ctx, got); err != nil {
-				t.Fatal(err)
-			}
+			updateMI(t, mi.Name, func(got *meshv1alpha1.MeshInstall) {
+				got.Spec.Security.CertificateAuthority.IssuerRef.Name = issuer + "-new"
+			})
 			waitCondition(t, mi.Name, meshv1alpha1.ConditionStalled, metav1.ConditionTrue, meshv1alpha1.ReasonCertificateAuthorityChangeRefused)
 			if c := condition(t, mi.Name, meshv1alpha1.ConditionStalled); !strings.Contains(c.Message, meshv1alpha1.AnnotationAllowCertificateAuthorityChange) {
 				t.Errorf("Stalled says %q, not how to do it safely", c.Message)
@@ -297,11 +295,9 @@ func TestMeshCAFromCertManager(t *testing.T) {
 			}
 		}},
 		{"with the annotation istiod moves to the new CA once it is issued", func(t *testing.T) {
-			got := getMI(t, mi.Name)
-			got.Annotations = map[string]string{meshv1alpha1.AnnotationAllowCertificateAuthorityChange: "true"}
-			if err := env.Client.Update(ctx, got); err != nil {
-				t.Fatal(err)
-			}
+			updateMI(t, mi.Name, func(got *meshv1alpha1.MeshInstall) {
+				got.Annotations = map[string]string{meshv1alpha1.AnnotationAllowCertificateAuthorityChange: "true"}
+			})
 			eventually(t, timeout, "the Certificate follows the new issuer", func() error {
 				c, err := meshCA(ns)
 				if err != nil || c.Spec.IssuerRef.Name != issuer+"-new" {
@@ -340,18 +336,15 @@ func TestMeshCAFromCertManager(t *testing.T) {
 func TestMeshCABackToSelfSignedBeforeTheMeshRuns(t *testing.T) {
 	installCertManager(t)
 	startManager(t, managerOpts{})
-	ctx := context.Background()
 	issuer := fmt.Sprintf("mesh-root-%d", testNamespaceSeq+1)
 	createClusterIssuer(t, issuer, true)
 	mi := createSample(t, certManagerCA(issuer))
 	ns := mi.Spec.Namespace
 	eventually(t, timeout, "the mesh CA Certificate", func() error { _, err := meshCA(ns); return err })
 
-	got := getMI(t, mi.Name)
-	got.Spec.Security.CertificateAuthority = &meshv1alpha1.CertificateAuthoritySpec{Type: meshv1alpha1.CertificateAuthoritySelfSigned}
-	if err := env.Client.Update(ctx, got); err != nil {
-		t.Fatal(err)
-	}
+	updateMI(t, mi.Name, func(got *meshv1alpha1.MeshInstall) {
+		got.Spec.Security.CertificateAuthority = &meshv1alpha1.CertificateAuthoritySpec{Type: meshv1alpha1.CertificateAuthoritySelfSigned}
+	})
 	eventually(t, timeout, "the Certificate deleted", func() error {
 		if _, err := meshCA(ns); !apierrors.IsNotFound(err) {
 			return fmt.Errorf("still there (%v)", err)
@@ -383,7 +376,6 @@ func TestAMeshCAPassThatChangesNothingWritesNothing(t *testing.T) {
 	installCertManager(t)
 	w := &writeCounter{}
 	startManager(t, managerOpts{funcs: w.funcs()})
-	ctx := context.Background()
 	issuer := fmt.Sprintf("mesh-root-%d", testNamespaceSeq+1)
 	createClusterIssuer(t, issuer, true)
 	mi := createSample(t, certManagerCA(issuer))
@@ -396,14 +388,23 @@ func TestAMeshCAPassThatChangesNothingWritesNothing(t *testing.T) {
 	settled := w.settle(t, 2*time.Second)
 
 	for i := range 3 {
-		got := getMI(t, mi.Name)
-		got.Annotations = map[string]string{"example.com/touched": fmt.Sprint(i)}
-		if err := env.Client.Update(ctx, got); err != nil {
-			t.Fatal(err)
-		}
+		updateMI(t, mi.Name, func(got *meshv1alpha1.MeshInstall) {
+			got.Annotations = map[string]string{"example.com/touched": fmt.Sprint(i)}
+		})
 		time.Sleep(time.Second)
 	}
 	if n := w.n.Load(); n != settled {
 		t.Errorf("%d writes by passes that changed nothing (last: %v)", n-settled, w.last.Load())
 	}
+}
+
+// updateMI changes a MeshInstall, retrying on conflict: the operator writes
+// it too (its finalizer, its status).
+func updateMI(t *testing.T, name string, change func(*meshv1alpha1.MeshInstall)) {
+	t.Helper()
+	eventually(t, timeout, "update MeshInstall "+name, func() error {
+		got := getMI(t, name)
+		change(got)
+		return env.Client.Update(context.Background(), got)
+	})
 }
