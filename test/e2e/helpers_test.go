@@ -9,6 +9,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -162,5 +163,24 @@ func (e *env) createObjects(t *testing.T, n int, object func(i int) client.Objec
 	close(errs)
 	for err := range errs {
 		t.Fatal(err)
+	}
+}
+
+// update reads obj, changes it and updates it, again while the update
+// conflicts with a write of the operator's; it returns the update's error
+// (a refusal, say) for the caller to judge.
+func (e *env) update(t *testing.T, obj client.Object, change func()) error {
+	t.Helper()
+	ctx := context.Background()
+	for {
+		if err := e.k8s.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
+			t.Fatal(err)
+		}
+		change()
+		err := e.k8s.Update(ctx, obj)
+		if !apierrors.IsConflict(err) {
+			return err
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

@@ -167,17 +167,14 @@ func TestMeshCAFromCertManager(t *testing.T) {
 			e.create(t, &cmapi.ClusterIssuer{ObjectMeta: metav1.ObjectMeta{Name: "other-root"},
 				Spec: cmapi.IssuerSpec{IssuerConfig: cmapi.IssuerConfig{SelfSigned: &cmapi.SelfSignedIssuer{}}}})
 			got := e.getMeshInstall(t, name)
-			got.Spec.Security.CertificateAuthority.IssuerRef.Name = "other-root"
-			err := e.k8s.Update(ctx, got)
+			err := e.update(t, got, func() { got.Spec.Security.CertificateAuthority.IssuerRef.Name = "other-root" })
 			for _, want := range []string{"cannot change from ClusterIssuer mesh-root to ClusterIssuer other-root while the mesh runs",
 				"mTLS between pods holding old and new certificates would fail", meshv1alpha1.AnnotationAllowCertificateAuthorityChange + "=true"} {
 				if err == nil || !strings.Contains(err.Error(), want) {
 					t.Fatalf("got %v, want the change refused saying %q", err, want)
 				}
 			}
-			got = e.getMeshInstall(t, name)
-			got.Spec.Security.CertificateAuthority.IssuerRef.Kind = "VaultIssuer"
-			if err := e.k8s.Update(ctx, got); err == nil || !strings.Contains(err.Error(), "spec.security.certificateAuthority.issuerRef.kind") {
+			if err := e.update(t, got, func() { got.Spec.Security.CertificateAuthority.IssuerRef.Kind = "VaultIssuer" }); err == nil || !strings.Contains(err.Error(), "spec.security.certificateAuthority.issuerRef.kind") {
 				t.Errorf("an issuer of another kind: got %v, want it refused naming the field", err)
 			}
 		}},

@@ -336,12 +336,10 @@ func TestRolloutStopsAtAWorkloadThatCannotFinish(t *testing.T) {
 	}
 
 	// The user fixes b: its rolling update may take a pod down first.
-	bDeploy := &appsv1.Deployment{}
-	if err := e.k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "b"}, bDeploy); err != nil {
-		t.Fatal(err)
-	}
-	bDeploy.Spec.Strategy.RollingUpdate = &appsv1.RollingUpdateDeployment{MaxSurge: ptr.To(intstr.FromInt32(0)), MaxUnavailable: ptr.To(intstr.FromInt32(1))}
-	if err := e.k8s.Update(ctx, bDeploy); err != nil {
+	bDeploy := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "b"}}
+	if err := e.update(t, bDeploy, func() {
+		bDeploy.Spec.Strategy.RollingUpdate = &appsv1.RollingUpdateDeployment{MaxSurge: ptr.To(intstr.FromInt32(0)), MaxUnavailable: ptr.To(intstr.FromInt32(1))}
+	}); err != nil {
 		t.Fatal(err)
 	}
 	e.waitPodsOn(t, ns, []string{"a", "b", "c"}, canaryVer, 2*time.Minute)

@@ -120,11 +120,12 @@ func TestCanaryNeverRoutesToAnIstiodThatCannotServe(t *testing.T) {
 			e.waitAssignment(t, expectedAt(50))
 		}},
 		{"status wiped mid-canary: nothing is pruned and the canary keeps its step", func(t *testing.T) {
-			wiped := e.getMeshInstall(t, name)
-			wiped.Status = meshv1alpha1.MeshInstallStatus{}
-			if err := e.k8s.Status().Update(ctx, wiped); err != nil {
-				t.Fatal(err)
-			}
+			// The operator writes status too (recounts): retry on conflict.
+			eventually(t, 10*time.Second, "status wiped", func() error {
+				wiped := e.getMeshInstall(t, name)
+				wiped.Status = meshv1alpha1.MeshInstallStatus{}
+				return e.k8s.Status().Update(ctx, wiped)
+			})
 			time.Sleep(pruneGrace + 4*time.Second)
 			for _, rev := range []string{stableRev, canaryRev} {
 				if err := e.k8s.Get(ctx, client.ObjectKey{Namespace: mi.Spec.Namespace, Name: render.IstiodName(rev)}, &appsv1.Deployment{}); err != nil {
