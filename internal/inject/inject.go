@@ -2,6 +2,7 @@ package inject
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -115,8 +116,9 @@ type injection struct {
 	cfg *Config
 	d   *derived
 
-	template string
-	native   bool
+	// templates are the templates injected, in order.
+	templates []string
+	native    bool
 	proxy    *proxySettings
 	// mode is the interception mode: REDIRECT, TPROXY or NONE.
 	mode string
@@ -133,7 +135,7 @@ func newInjection(pod *corev1.Pod, cfg *Config, d *derived, req Request) (*injec
 	ann := pod.Annotations
 	in := &injection{pod: pod, cfg: cfg, d: d, proxy: d.proxy, statusPort: strconv.Itoa(defaultStatusPort)}
 	var err error
-	if in.template, err = selectTemplate(ann[annTemplates]); err != nil {
+	if in.templates, err = selectTemplates(ann[annTemplates]); err != nil {
 		return nil, invalidAnnotation(annTemplates, ann[annTemplates], err)
 	}
 	in.native = d.native
@@ -179,17 +181,33 @@ func newInjection(pod *corev1.Pod, cfg *Config, d *derived, req Request) (*injec
 	return in, nil
 }
 
-// selectTemplate resolves inject.istio.io/templates; meshkeeper implements
-// Istio's sidecar and gateway templates.
-func selectTemplate(value string) (string, error) {
-	name := strings.TrimSpace(value)
-	switch name {
-	case "", TemplateSidecar:
-		return TemplateSidecar, nil
-	case TemplateGateway:
-		return TemplateGateway, nil
+// selectTemplates resolves inject.istio.io/templates: a comma-separated
+// list of the templates meshkeeper implements (Istio's sidecar, gateway,
+// grpc-agent and grpc-simple), applied in order as Istio applies them; no
+// annotation, or an empty one, is the sidecar alone.
+func selectTemplates(value string) ([]string, error) {
+	if v := strings.TrimSpace(value); v == "" || v == TemplateSidecar {
+		return sidecarOnly, nil
 	}
-	return "", fmt.Errorf("meshkeeper injects the %q and %q templates only", TemplateSidecar, TemplateGateway)
+	names := strings.Split(value, ",")
+	for i, n := range names {
+		names[i] = strings.TrimSpace(n)
+		switch names[i] {
+		case TemplateSidecar, TemplateGateway, TemplateGRPCAgent, TemplateGRPCSimple:
+		default:
+			return nil, fmt.Errorf("template %q is not one meshkeeper injects: give a comma-separated list of %s, %s, %s and %s",
+				names[i], TemplateSidecar, TemplateGateway, TemplateGRPCAgent, TemplateGRPCSimple)
+		}
+	}
+	return names, nil
+}
+
+// sidecarOnly is the default list of templates, shared.
+var sidecarOnly = []string{TemplateSidecar}
+
+// hasTemplate says whether the pod gets the named template.
+func (in *injection) hasTemplate(name string) bool {
+	return slices.Contains(in.templates, name)
 }
 
 // apply injects, in the order Istio's injector works: the template merged

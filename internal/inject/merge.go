@@ -3,6 +3,7 @@ package inject
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 
 	corev1 "k8s.io/api/core/v1"
@@ -216,4 +217,88 @@ func hasVolume(vols []corev1.Volume, name string) bool {
 		}
 	}
 	return false
+}
+
+// overlay lays template b over template a, as Istio's injector lays each
+// of several templates over the pod in turn: b's labels and annotations
+// win; a container of b merges into a's container of the same name with
+// Kubernetes' strategic merge (b's fields win, lists merged by key), or is
+// added; a volume of b replaces a's of the same name, or is added. Neither
+// a nor b is modified (they may hold shared parts).
+func overlay(a, b *rendered) (*rendered, error) {
+	out := &rendered{
+		labels:      overlayKeyValues(a.labels, b.labels),
+		annotations: overlayKeyValues(a.annotations, b.annotations),
+		sysctls:     a.sysctls,
+	}
+	if b.sysctls != nil {
+		out.sysctls = b.sysctls
+	}
+	containers := slices.Clone(a.containers)
+	inits := slices.Clone(a.initContainers)
+	// A container b injects as an init container (a native sidecar) that a
+	// injects as a regular one moves, as Istio moves it in the pod.
+	for i := range b.initContainers {
+		if j := slices.IndexFunc(containers, func(c corev1.Container) bool { return c.Name == b.initContainers[i].Name }); j >= 0 {
+			inits = append(inits, containers[j])
+			containers = slices.Delete(containers, j, j+1)
+		}
+	}
+	var err error
+	if out.containers, err = overlayContainers(containers, b.containers); err != nil {
+		return nil, err
+	}
+	if out.initContainers, err = overlayContainers(inits, b.initContainers); err != nil {
+		return nil, err
+	}
+	out.volumes = slices.Clone(a.volumes)
+	for i := range b.volumes {
+		if j := slices.IndexFunc(out.volumes, func(v corev1.Volume) bool { return v.Name == b.volumes[i].Name }); j >= 0 {
+			out.volumes[j] = b.volumes[i]
+		} else {
+			out.volumes = append(out.volumes, b.volumes[i])
+		}
+	}
+	return out, nil
+}
+
+func overlayKeyValues(a, b []keyValue) []keyValue {
+	out := slices.Clone(a)
+	for _, kv := range b {
+		if i := slices.IndexFunc(out, func(o keyValue) bool { return o.key == kv.key }); i >= 0 {
+			out[i] = kv
+		} else {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+// overlayContainers merges the containers of over into base (which it owns).
+func overlayContainers(base, over []corev1.Container) ([]corev1.Container, error) {
+	for i := range over {
+		j := slices.IndexFunc(base, func(c corev1.Container) bool { return c.Name == over[i].Name })
+		if j < 0 {
+			base = append(base, over[i])
+			continue
+		}
+		baseJSON, err := json.Marshal(&base[j])
+		if err != nil {
+			return nil, err
+		}
+		overJSON, err := json.Marshal(&over[i])
+		if err != nil {
+			return nil, err
+		}
+		merged, err := strategicpatch.StrategicMergePatch(baseJSON, overJSON, corev1.Container{})
+		if err != nil {
+			return nil, fmt.Errorf("overlaying the templates' %s containers: %w", over[i].Name, err)
+		}
+		var c corev1.Container
+		if err := json.Unmarshal(merged, &c); err != nil {
+			return nil, fmt.Errorf("overlaying the templates' %s containers: %w", over[i].Name, err)
+		}
+		base[j] = c
+	}
+	return base, nil
 }
