@@ -119,7 +119,7 @@ type injection struct {
 	// templates are the templates injected, in order.
 	templates []string
 	native    bool
-	proxy    *proxySettings
+	proxy     *proxySettings
 	// mode is the interception mode: REDIRECT, TPROXY or NONE.
 	mode string
 	// statusPort is status.sidecar.istio.io/port, or Istio's 15020.

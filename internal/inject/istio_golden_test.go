@@ -430,7 +430,6 @@ func diffValues(path string, got, want any, out *[]string) {
 	}
 }
 
-
 // istioCases classifies every golden output of Istio's injector tests
 // (Istio's pkg/kube/inject/inject_test.go says which settings each needs;
 // the files it does not list use its defaults).
