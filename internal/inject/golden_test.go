@@ -92,6 +92,9 @@ func goldenCases() []goldenCase {
 		{name: "statefulset-pod"},
 		{name: "canonical-labels"},
 		{name: "canonical-labels-istio-1.30", in: "canonical-labels", config: istio130},
+		{name: "grpc-agent"},
+		{name: "grpc-simple"},
+		{name: "multi-template"},
 		{name: "proxy-metadata-features", config: func(c *Config) {
 			c.DefaultProxyConfig.ProxyMetadata = map[string]string{
 				"ISTIO_META_ENABLE_HBONE":          "true",

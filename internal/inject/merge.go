@@ -221,10 +221,10 @@ func hasVolume(vols []corev1.Volume, name string) bool {
 
 // overlay lays template b over template a, as Istio's injector lays each
 // of several templates over the pod in turn: b's labels and annotations
-// win; a container of b merges into a's container of the same name with
-// Kubernetes' strategic merge (b's fields win, lists merged by key), or is
-// added; a volume of b replaces a's of the same name, or is added. Neither
-// a nor b is modified (they may hold shared parts).
+// win, and the containers, init containers and volumes are merged with
+// Kubernetes' strategic merge (by name; b's fields win, lists inside merged
+// by key, b's new entries first). Neither a nor b is modified (they may
+// hold shared parts).
 func overlay(a, b *rendered) (*rendered, error) {
 	out := &rendered{
 		labels:      overlayKeyValues(a.labels, b.labels),
@@ -234,31 +234,32 @@ func overlay(a, b *rendered) (*rendered, error) {
 	if b.sysctls != nil {
 		out.sysctls = b.sysctls
 	}
-	containers := slices.Clone(a.containers)
-	inits := slices.Clone(a.initContainers)
+	base := corev1.PodSpec{Containers: a.containers, InitContainers: a.initContainers, Volumes: a.volumes}
 	// A container b injects as an init container (a native sidecar) that a
-	// injects as a regular one moves, as Istio moves it in the pod.
+	// injects as a regular one moves first, as Istio moves it in the pod.
 	for i := range b.initContainers {
-		if j := slices.IndexFunc(containers, func(c corev1.Container) bool { return c.Name == b.initContainers[i].Name }); j >= 0 {
-			inits = append(inits, containers[j])
-			containers = slices.Delete(containers, j, j+1)
+		if j := slices.IndexFunc(base.Containers, func(c corev1.Container) bool { return c.Name == b.initContainers[i].Name }); j >= 0 {
+			base.InitContainers = append(slices.Clone(base.InitContainers), base.Containers[j])
+			base.Containers = slices.Delete(slices.Clone(base.Containers), j, j+1)
 		}
 	}
-	var err error
-	if out.containers, err = overlayContainers(containers, b.containers); err != nil {
+	baseJSON, err := json.Marshal(&base)
+	if err != nil {
 		return nil, err
 	}
-	if out.initContainers, err = overlayContainers(inits, b.initContainers); err != nil {
+	overJSON, err := json.Marshal(&corev1.PodSpec{Containers: b.containers, InitContainers: b.initContainers, Volumes: b.volumes})
+	if err != nil {
 		return nil, err
 	}
-	out.volumes = slices.Clone(a.volumes)
-	for i := range b.volumes {
-		if j := slices.IndexFunc(out.volumes, func(v corev1.Volume) bool { return v.Name == b.volumes[i].Name }); j >= 0 {
-			out.volumes[j] = b.volumes[i]
-		} else {
-			out.volumes = append(out.volumes, b.volumes[i])
-		}
+	merged, err := strategicpatch.StrategicMergePatch(baseJSON, overJSON, corev1.PodSpec{})
+	if err != nil {
+		return nil, fmt.Errorf("overlaying the injection templates: %w", err)
 	}
+	var spec corev1.PodSpec
+	if err := json.Unmarshal(merged, &spec); err != nil {
+		return nil, fmt.Errorf("overlaying the injection templates: %w", err)
+	}
+	out.containers, out.initContainers, out.volumes = spec.Containers, spec.InitContainers, spec.Volumes
 	return out, nil
 }
 
@@ -272,33 +273,4 @@ func overlayKeyValues(a, b []keyValue) []keyValue {
 		}
 	}
 	return out
-}
-
-// overlayContainers merges the containers of over into base (which it owns).
-func overlayContainers(base, over []corev1.Container) ([]corev1.Container, error) {
-	for i := range over {
-		j := slices.IndexFunc(base, func(c corev1.Container) bool { return c.Name == over[i].Name })
-		if j < 0 {
-			base = append(base, over[i])
-			continue
-		}
-		baseJSON, err := json.Marshal(&base[j])
-		if err != nil {
-			return nil, err
-		}
-		overJSON, err := json.Marshal(&over[i])
-		if err != nil {
-			return nil, err
-		}
-		merged, err := strategicpatch.StrategicMergePatch(baseJSON, overJSON, corev1.Container{})
-		if err != nil {
-			return nil, fmt.Errorf("overlaying the templates' %s containers: %w", over[i].Name, err)
-		}
-		var c corev1.Container
-		if err := json.Unmarshal(merged, &c); err != nil {
-			return nil, fmt.Errorf("overlaying the templates' %s containers: %w", over[i].Name, err)
-		}
-		base[j] = c
-	}
-	return base, nil
 }
