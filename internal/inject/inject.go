@@ -38,9 +38,10 @@ type Request struct {
 // read-only, or DeepCopy it before changing it.
 //
 // A pod that was already injected (it carries sidecar.istio.io/status) is
-// injected afresh: what the previous injection added is removed and what it
-// rewrote restored first, so injecting Inject's output again returns it
-// unchanged.
+// returned as it is: meshkeeper's webhook configuration never sends one
+// (webhookconfig's not-already-injected match condition), where Istio's
+// injector would inject it again. So injecting Inject's output again
+// returns it unchanged.
 //
 // Errors satisfying IsInvalid name the annotation or field that makes the pod
 // impossible to inject; other errors are errors of cfg.
@@ -49,11 +50,14 @@ func Inject(pod *corev1.Pod, cfg *Config, req Request) (*corev1.Pod, error) {
 	if err != nil {
 		return nil, fmt.Errorf("injection config of revision %q: %w", cfg.Revision, err)
 	}
+	if _, injected := pod.Annotations[annStatus]; injected {
+		return pod, nil
+	}
 	if err := validateAnnotations(pod.Annotations); err != nil {
 		return nil, err
 	}
 	out := copyForInjection(pod)
-	if err := uninject(out); err != nil {
+	if err := reinsertOverrides(out); err != nil {
 		return nil, err
 	}
 	in, err := newInjection(out, cfg, d, req)
