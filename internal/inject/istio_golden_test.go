@@ -92,13 +92,6 @@ func (c istioCase) input() string {
 	return strings.TrimSuffix(c.want, ".injected")
 }
 
-// istioDefaultConfig is meshkeeper's Config for the settings of Istio's
-// golden tests: Istio's chart defaults, revision default, every node on
-// Kubernetes 1.33+ (native sidecars).
-func istioDefaultConfig() *Config {
-	return testConfig()
-}
-
 // TestIstioGoldenCases injects the inputs of Istio's own injector golden
 // cases (read from the istio.io/istio module, none copied here) with
 // meshkeeper and compares each result with Istio's expected pod, after
@@ -135,7 +128,9 @@ func TestIstioGoldenCases(t *testing.T) {
 				t.Fatalf("Istio has no %s any more: remove or rename the case (%v)", c.want, err)
 			}
 			table = append(table, fmt.Sprintf("| %s | %s | %s |", c.want, c.result, c.why))
-			cfg := istioDefaultConfig()
+			// Istio's tests run its chart's defaults, revision default, on
+			// nodes of Kubernetes 1.33+: testConfig, native sidecars on.
+			cfg := testConfig()
 			if c.config != nil {
 				c.config(cfg)
 			}
@@ -146,7 +141,7 @@ func TestIstioGoldenCases(t *testing.T) {
 			}
 			var diffs []string
 			for i := range ins {
-				got, err := injectLikeIstiosWebhook(ins[i], cfg)
+				got, err := injectAsWebhook(ins[i], cfg)
 				if err != nil {
 					diffs = append(diffs, fmt.Sprintf("pod %d: refused: %v", i, err))
 					continue
@@ -177,9 +172,9 @@ func TestIstioGoldenCases(t *testing.T) {
 	}
 }
 
-// injectLikeIstiosWebhook injects pod as meshkeeper's webhook would: a pod
-// Istio's injector skips (host network, opted out) is admitted unchanged.
-func injectLikeIstiosWebhook(pod *corev1.Pod, cfg *Config) (*corev1.Pod, error) {
+// injectAsWebhook injects pod as meshkeeper's webhook would: a pod it skips
+// as Istio's injector does (host network, opted out) is left unchanged.
+func injectAsWebhook(pod *corev1.Pod, cfg *Config) (*corev1.Pod, error) {
 	if pod.Spec.HostNetwork {
 		return pod, nil
 	}
