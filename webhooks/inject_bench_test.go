@@ -38,9 +38,9 @@ func BenchmarkInject(b *testing.B) {
 		b.Run(mode.name, func(b *testing.B) {
 			cfg := testConfig("default")
 			cfg.NativeSidecars = mode.native
-			h := NewInjectHandler(StaticConfigSource{
-				Revisions: map[string]*inject.Config{"default": cfg},
-				Tags:      map[string]string{"default": "default"},
+			h := NewInjectHandler(staticSource{
+				revisions: map[string]*inject.Config{"default": cfg},
+				tags:      map[string]string{"default": "default"},
 			}, logr.Discard())
 			reader := bytes.NewReader(body)
 			req := httptest.NewRequest(http.MethodPost, "/inject", reader)

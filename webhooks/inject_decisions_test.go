@@ -143,7 +143,7 @@ func TestInjectHandlerErrors(t *testing.T) {
 	}{
 		{name: "no configuration for the revision", path: "/inject/rev/1-99-0", body: review, wantStatus: http.StatusInternalServerError, wantReason: reasonNoConfig},
 		{name: "tag pointing nowhere", path: "/inject/tag/staging", body: review, wantStatus: http.StatusInternalServerError, wantReason: reasonNoConfig},
-		{name: "empty source", path: "/inject", body: review, source: StaticConfigSource{}, wantStatus: http.StatusInternalServerError, wantReason: reasonNoConfig},
+		{name: "empty source", path: "/inject", body: review, source: staticSource{}, wantStatus: http.StatusInternalServerError, wantReason: reasonNoConfig},
 		{name: "wrong content type", path: "/inject", contentType: "application/yaml", body: review, wantStatus: http.StatusUnsupportedMediaType, wantReason: reasonUnsupportedMedia},
 		{name: "no content type", path: "/inject", contentType: "-", body: review, wantStatus: http.StatusUnsupportedMediaType, wantReason: reasonUnsupportedMedia},
 		{name: "body too large", path: "/inject", body: bytes.Repeat([]byte(" "), MaxRequestBytes+1), wantStatus: http.StatusRequestEntityTooLarge, wantReason: reasonTooLarge},

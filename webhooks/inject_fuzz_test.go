@@ -28,7 +28,7 @@ func FuzzInjectHandler(f *testing.F) {
 		f.Add(reviewOf(f, pod))
 	}
 	h := newTestHandler()
-	cfg := testSource().Revisions["default"]
+	cfg := testSource().revisions["default"]
 	f.Fuzz(func(t *testing.T, body []byte) {
 		w := serve(h, "/inject", "application/json", body)
 		if w.Code == http.StatusInternalServerError {

@@ -38,32 +38,6 @@ type ConfigSource interface {
 	Resolve(target Target, workload Workload) (*inject.Config, error)
 }
 
-// StaticConfigSource is a ConfigSource over fixed configurations, for tests
-// and tools.
-type StaticConfigSource struct {
-	// Revisions are the configurations by revision name.
-	Revisions map[string]*inject.Config
-	// Tags map a tag to a revision name.
-	Tags map[string]string
-}
-
-// Resolve returns the configuration of target's revision, or of the revision
-// its tag points at.
-func (s StaticConfigSource) Resolve(target Target, _ Workload) (*inject.Config, error) {
-	rev := target.Revision
-	if rev == "" {
-		var ok bool
-		if rev, ok = s.Tags[target.Tag]; !ok {
-			return nil, fmt.Errorf("revision tag %q points at no revision", target.Tag)
-		}
-	}
-	cfg, ok := s.Revisions[rev]
-	if !ok {
-		return nil, fmt.Errorf("no injection configuration for revision %q", rev)
-	}
-	return cfg, nil
-}
-
 // ParseInjectPath reads the injector's URL path: /inject, optionally
 // followed by /<key>/<value> pairs, with keys cluster and net (Istio's) and
 // rev or tag (meshkeeper's). As in Istio, "--slash--" in a value stands for

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/tls"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -53,13 +54,36 @@ func testConfig(rev string) *inject.Config {
 
 // testSource serves the default revision (tags default and prod) and a
 // classic-sidecar canary 1-33-0.
-func testSource() StaticConfigSource {
+func testSource() staticSource {
 	canary := testConfig("1-33-0")
 	canary.NativeSidecars = inject.NativeSidecarsDisabled
-	return StaticConfigSource{
-		Revisions: map[string]*inject.Config{"default": testConfig("default"), "1-33-0": canary},
-		Tags:      map[string]string{"default": "default", "prod": "default"},
+	return staticSource{
+		revisions: map[string]*inject.Config{"default": testConfig("default"), "1-33-0": canary},
+		tags:      map[string]string{"default": "default", "prod": "default"},
 	}
+}
+
+// staticSource is a ConfigSource over fixed configurations.
+type staticSource struct {
+	// revisions are the configurations by revision name.
+	revisions map[string]*inject.Config
+	// tags map a tag to a revision name.
+	tags map[string]string
+}
+
+func (s staticSource) Resolve(target Target, _ Workload) (*inject.Config, error) {
+	rev := target.Revision
+	if rev == "" {
+		var ok bool
+		if rev, ok = s.tags[target.Tag]; !ok {
+			return nil, fmt.Errorf("revision tag %q points at no revision", target.Tag)
+		}
+	}
+	cfg, ok := s.revisions[rev]
+	if !ok {
+		return nil, fmt.Errorf("no injection configuration for revision %q", rev)
+	}
+	return cfg, nil
 }
 
 func newTestHandler() *InjectHandler { return NewInjectHandler(testSource(), logr.Discard()) }
@@ -188,7 +212,7 @@ func sameJSON(t testing.TB, a, b any) bool {
 // the patch must turn the pod into what inject.Inject returns for it.
 func TestInjectHandlerInjects(t *testing.T) {
 	h := newTestHandler()
-	cfg := testSource().Revisions["default"]
+	cfg := testSource().revisions["default"]
 	for name, pod := range podInputs(t) {
 		t.Run(name, func(t *testing.T) {
 			resp := admissionResponse(t, serve(h, "/inject", "application/json", reviewOf(t, pod)))

@@ -33,6 +33,12 @@ const (
 	TemplateSidecar = "sidecar"
 	// TemplateGateway turns the pod's istio-proxy into a gateway (router).
 	TemplateGateway = "gateway"
+	// TemplateGRPCAgent is proxyless gRPC with pilot-agent: the agent
+	// (no Envoy) serves the application's gRPC library xDS and certificates.
+	TemplateGRPCAgent = "grpc-agent"
+	// TemplateGRPCSimple is proxyless gRPC without an agent: an init
+	// container writes the gRPC xDS bootstrap, nothing else is injected.
+	TemplateGRPCSimple = "grpc-simple"
 )
 
 // Annotation and label names Istio's injector uses that istio.io/api does not

@@ -152,7 +152,7 @@ func (in *injection) podPorts() string {
 		}
 		add(c)
 	}
-	if userProxy != nil && (!in.native || in.template == TemplateGateway) {
+	if userProxy != nil && (!in.native || in.hasTemplate(TemplateGateway)) {
 		add(userProxy)
 	}
 	b = append(b, "\n]"...)

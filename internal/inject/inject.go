@@ -2,6 +2,7 @@ package inject
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -37,9 +38,10 @@ type Request struct {
 // read-only, or DeepCopy it before changing it.
 //
 // A pod that was already injected (it carries sidecar.istio.io/status) is
-// injected afresh: what the previous injection added is removed and what it
-// rewrote restored first, so injecting Inject's output again returns it
-// unchanged.
+// returned as it is: meshkeeper's webhook configuration never sends one
+// (webhookconfig's not-already-injected match condition), where Istio's
+// injector would inject it again. So injecting Inject's output again
+// returns it unchanged.
 //
 // Errors satisfying IsInvalid name the annotation or field that makes the pod
 // impossible to inject; other errors are errors of cfg.
@@ -48,11 +50,14 @@ func Inject(pod *corev1.Pod, cfg *Config, req Request) (*corev1.Pod, error) {
 	if err != nil {
 		return nil, fmt.Errorf("injection config of revision %q: %w", cfg.Revision, err)
 	}
+	if _, injected := pod.Annotations[annStatus]; injected {
+		return pod, nil
+	}
 	if err := validateAnnotations(pod.Annotations); err != nil {
 		return nil, err
 	}
 	out := copyForInjection(pod)
-	if err := uninject(out); err != nil {
+	if err := reinsertOverrides(out); err != nil {
 		return nil, err
 	}
 	in, err := newInjection(out, cfg, d, req)
@@ -115,9 +120,10 @@ type injection struct {
 	cfg *Config
 	d   *derived
 
-	template string
-	native   bool
-	proxy    *proxySettings
+	// templates are the templates injected, in order.
+	templates []string
+	native    bool
+	proxy     *proxySettings
 	// mode is the interception mode: REDIRECT, TPROXY or NONE.
 	mode string
 	// statusPort is status.sidecar.istio.io/port, or Istio's 15020.
@@ -133,7 +139,7 @@ func newInjection(pod *corev1.Pod, cfg *Config, d *derived, req Request) (*injec
 	ann := pod.Annotations
 	in := &injection{pod: pod, cfg: cfg, d: d, proxy: d.proxy, statusPort: strconv.Itoa(defaultStatusPort)}
 	var err error
-	if in.template, err = selectTemplate(ann[annTemplates]); err != nil {
+	if in.templates, err = selectTemplates(ann[annTemplates]); err != nil {
 		return nil, invalidAnnotation(annTemplates, ann[annTemplates], err)
 	}
 	in.native = d.native
@@ -179,17 +185,33 @@ func newInjection(pod *corev1.Pod, cfg *Config, d *derived, req Request) (*injec
 	return in, nil
 }
 
-// selectTemplate resolves inject.istio.io/templates; meshkeeper implements
-// Istio's sidecar and gateway templates.
-func selectTemplate(value string) (string, error) {
-	name := strings.TrimSpace(value)
-	switch name {
-	case "", TemplateSidecar:
-		return TemplateSidecar, nil
-	case TemplateGateway:
-		return TemplateGateway, nil
+// selectTemplates resolves inject.istio.io/templates: a comma-separated
+// list of the templates meshkeeper implements (Istio's sidecar, gateway,
+// grpc-agent and grpc-simple), applied in order as Istio applies them; no
+// annotation, or an empty one, is the sidecar alone.
+func selectTemplates(value string) ([]string, error) {
+	if v := strings.TrimSpace(value); v == "" || v == TemplateSidecar {
+		return sidecarOnly, nil
 	}
-	return "", fmt.Errorf("meshkeeper injects the %q and %q templates only", TemplateSidecar, TemplateGateway)
+	names := strings.Split(value, ",")
+	for i, n := range names {
+		names[i] = strings.TrimSpace(n)
+		switch names[i] {
+		case TemplateSidecar, TemplateGateway, TemplateGRPCAgent, TemplateGRPCSimple:
+		default:
+			return nil, fmt.Errorf("template %q is not one meshkeeper injects: give a comma-separated list of %s, %s, %s and %s",
+				names[i], TemplateSidecar, TemplateGateway, TemplateGRPCAgent, TemplateGRPCSimple)
+		}
+	}
+	return names, nil
+}
+
+// sidecarOnly is the default list of templates, shared.
+var sidecarOnly = []string{TemplateSidecar}
+
+// hasTemplate says whether the pod gets the named template.
+func (in *injection) hasTemplate(name string) bool {
+	return slices.Contains(in.templates, name)
 }
 
 // apply injects, in the order Istio's injector works: the template merged

@@ -3,6 +3,7 @@ package inject
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 
 	corev1 "k8s.io/api/core/v1"
@@ -216,4 +217,60 @@ func hasVolume(vols []corev1.Volume, name string) bool {
 		}
 	}
 	return false
+}
+
+// overlay lays template b over template a, as Istio's injector lays each
+// of several templates over the pod in turn: b's labels and annotations
+// win, and the containers, init containers and volumes are merged with
+// Kubernetes' strategic merge (by name; b's fields win, lists inside merged
+// by key, b's new entries first). Neither a nor b is modified (they may
+// hold shared parts).
+func overlay(a, b *rendered) (*rendered, error) {
+	out := &rendered{
+		labels:      overlayKeyValues(a.labels, b.labels),
+		annotations: overlayKeyValues(a.annotations, b.annotations),
+		sysctls:     a.sysctls,
+	}
+	if b.sysctls != nil {
+		out.sysctls = b.sysctls
+	}
+	base := corev1.PodSpec{Containers: a.containers, InitContainers: a.initContainers, Volumes: a.volumes}
+	// A container b injects as an init container (a native sidecar) that a
+	// injects as a regular one moves first, as Istio moves it in the pod.
+	for i := range b.initContainers {
+		if j := slices.IndexFunc(base.Containers, func(c corev1.Container) bool { return c.Name == b.initContainers[i].Name }); j >= 0 {
+			base.InitContainers = append(slices.Clone(base.InitContainers), base.Containers[j])
+			base.Containers = slices.Delete(slices.Clone(base.Containers), j, j+1)
+		}
+	}
+	baseJSON, err := json.Marshal(&base)
+	if err != nil {
+		return nil, err
+	}
+	overJSON, err := json.Marshal(&corev1.PodSpec{Containers: b.containers, InitContainers: b.initContainers, Volumes: b.volumes})
+	if err != nil {
+		return nil, err
+	}
+	merged, err := strategicpatch.StrategicMergePatch(baseJSON, overJSON, corev1.PodSpec{})
+	if err != nil {
+		return nil, fmt.Errorf("overlaying the injection templates: %w", err)
+	}
+	var spec corev1.PodSpec
+	if err := json.Unmarshal(merged, &spec); err != nil {
+		return nil, fmt.Errorf("overlaying the injection templates: %w", err)
+	}
+	out.containers, out.initContainers, out.volumes = spec.Containers, spec.InitContainers, spec.Volumes
+	return out, nil
+}
+
+func overlayKeyValues(a, b []keyValue) []keyValue {
+	out := slices.Clone(a)
+	for _, kv := range b {
+		if i := slices.IndexFunc(out, func(o keyValue) bool { return o.key == kv.key }); i >= 0 {
+			out[i] = kv
+		} else {
+			out = append(out, kv)
+		}
+	}
+	return out
 }

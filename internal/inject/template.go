@@ -23,10 +23,39 @@ type rendered struct {
 
 type keyValue struct{ key, value string }
 
-// render builds the selected template for the pod.
+// render builds the selected templates for the pod. Several templates are
+// overlaid in order, each over the previous ones, as Istio's injector
+// overlays them.
 func (in *injection) render() (*rendered, error) {
-	if in.template == TemplateGateway {
+	if len(in.templates) == 1 {
+		return in.renderTemplate(in.templates[0])
+	}
+	var out *rendered
+	for _, name := range in.templates {
+		t, err := in.renderTemplate(name)
+		if err != nil {
+			return nil, err
+		}
+		if out == nil {
+			out = t
+			continue
+		}
+		if out, err = overlay(out, t); err != nil {
+			return nil, err
+		}
+	}
+	out.status = statusJSON(out, in.d.revision)
+	return out, nil
+}
+
+func (in *injection) renderTemplate(name string) (*rendered, error) {
+	switch name {
+	case TemplateGateway:
 		return in.renderGateway()
+	case TemplateGRPCAgent:
+		return in.renderGRPCAgent()
+	case TemplateGRPCSimple:
+		return in.renderGRPCSimple(), nil
 	}
 	return in.renderSidecar()
 }

@@ -225,7 +225,7 @@ func validateInterfaces(value string) error {
 
 // validateTemplates accepts the templates meshkeeper implements.
 func validateTemplates(value string) error {
-	_, err := selectTemplate(value)
+	_, err := selectTemplates(value)
 	return err
 }
 

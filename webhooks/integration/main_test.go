@@ -93,7 +93,7 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	source := webhooks.StaticConfigSource{Revisions: configs, Tags: map[string]string{"default": stableRev, "prod": stableRev}}
+	source := staticSource{revisions: configs, tags: map[string]string{"default": stableRev, "prod": stableRev}}
 	webhooks.RegisterInjector(mgr.GetWebhookServer(), webhooks.NewInjectHandler(source, ctrl.Log.WithName("injector")))
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -116,4 +116,27 @@ func run(m *testing.M) int {
 		time.Sleep(50 * time.Millisecond)
 	}
 	return m.Run()
+}
+
+// staticSource is a ConfigSource over fixed configurations.
+type staticSource struct {
+	// revisions are the configurations by revision name.
+	revisions map[string]*inject.Config
+	// tags map a tag to a revision name.
+	tags map[string]string
+}
+
+func (s staticSource) Resolve(target webhooks.Target, _ webhooks.Workload) (*inject.Config, error) {
+	rev := target.Revision
+	if rev == "" {
+		var ok bool
+		if rev, ok = s.tags[target.Tag]; !ok {
+			return nil, fmt.Errorf("revision tag %q points at no revision", target.Tag)
+		}
+	}
+	cfg, ok := s.revisions[rev]
+	if !ok {
+		return nil, fmt.Errorf("no injection configuration for revision %q", rev)
+	}
+	return cfg, nil
 }
