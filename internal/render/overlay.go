@@ -302,3 +302,33 @@ func objectString(o client.Object) string {
 	}
 	return o.GetObjectKind().GroupVersionKind().Kind + " " + name
 }
+
+// Pass renders what one reconcile pass applies: ControlPlane for each
+// revision and Shared for active, with spec.overlays applied over all of
+// them (ApplyOverlays). The reconciler and the admission webhook both
+// render through it, so what admission accepts is what is applied.
+func Pass(mi *meshv1alpha1.MeshInstall, revisions []Revision, active Revision) (perRevision [][]client.Object, shared []client.Object, err error) {
+	var all []client.Object
+	counts := make([]int, len(revisions))
+	for i, rev := range revisions {
+		objs, err := ControlPlane(mi, rev)
+		if err != nil {
+			return nil, nil, err
+		}
+		counts[i] = len(objs)
+		all = append(all, objs...)
+	}
+	shared, err = Shared(mi, active)
+	if err != nil {
+		return nil, nil, err
+	}
+	all = append(all, shared...)
+	if all, err = ApplyOverlays(mi.Spec.Overlays, all); err != nil {
+		return nil, nil, err
+	}
+	perRevision = make([][]client.Object, len(revisions))
+	for i, n := range counts {
+		perRevision[i], all = all[:n:n], all[n:]
+	}
+	return perRevision, all, nil
+}
