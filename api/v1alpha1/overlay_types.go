@@ -99,7 +99,6 @@ const (
 
 // JSONPatchOperation is one RFC 6902 operation.
 // +kubebuilder:validation:XValidation:rule="self.op in ['move', 'copy'] ? has(self.from) : !has(self.from)",message="spec.overlays[].jsonPatch[]: from is required by move and copy, and allowed only with them"
-// +kubebuilder:validation:XValidation:rule="self.op in ['add', 'replace', 'test'] ? has(self.value) : !has(self.value)",message="spec.overlays[].jsonPatch[]: value is required by add, replace and test, and allowed only with them"
 type JSONPatchOperation struct {
 	// Op is the operation.
 	Op JSONPatchOp `json:"op"`
@@ -115,7 +114,10 @@ type JSONPatchOperation struct {
 	// +optional
 	From *string `json:"from,omitempty"`
 
-	// Value is what add and replace set and test compares with: any JSON value.
+	// Value is what add and replace set and test compares with: any JSON
+	// value. Required by those three operations and allowed only with them
+	// (checked by the validating webhook: the CRD's rules cannot see an
+	// untyped field).
 	// +optional
 	Value *apiextensionsv1.JSON `json:"value,omitempty"`
 }

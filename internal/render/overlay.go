@@ -74,6 +74,9 @@ func applyOverlay(path *field.Path, ov meshv1alpha1.Overlay, objs []client.Objec
 	fail := func(format string, args ...any) *field.Error {
 		return field.Invalid(path, targetString(t), fmt.Sprintf(format, args...))
 	}
+	if err := validateJSONPatch(path.Child("jsonPatch"), ov.JSONPatch); err != nil {
+		return err
+	}
 	if t.Revision != "" && !rendered[t.Revision] {
 		return nil
 	}
@@ -183,6 +186,21 @@ type jsonPatchOperation struct {
 	Path  string          `json:"path"`
 	From  *string         `json:"from,omitempty"`
 	Value json.RawMessage `json:"value,omitempty"`
+}
+
+// validateJSONPatch requires a value of add, replace and test, and refuses
+// one elsewhere, which the CRD cannot check on an untyped field.
+func validateJSONPatch(path *field.Path, ops []meshv1alpha1.JSONPatchOperation) *field.Error {
+	for j, op := range ops {
+		needsValue := op.Op == meshv1alpha1.JSONPatchAdd || op.Op == meshv1alpha1.JSONPatchReplace || op.Op == meshv1alpha1.JSONPatchTest
+		switch hasValue := op.Value != nil && len(op.Value.Raw) > 0; {
+		case needsValue && !hasValue:
+			return field.Required(path.Index(j).Child("value"), "the "+string(op.Op)+" operation needs a value")
+		case !needsValue && hasValue:
+			return field.Forbidden(path.Index(j).Child("value"), "the "+string(op.Op)+" operation takes no value")
+		}
+	}
+	return nil
 }
 
 func applyJSONPatch(ops []meshv1alpha1.JSONPatchOperation, doc []byte) ([]byte, error) {

@@ -195,6 +195,14 @@ func TestApplyOverlaysRefusals(t *testing.T) {
 		overlay: jsonPatched("ConfigMap", "istio", jsonOp(meshv1alpha1.JSONPatchTest, "/data/mesh", `"x"`)),
 		want:    []string{"spec.overlays[1]", "cannot patch ConfigMap istio-system/istio:"},
 	}, {
+		name:    "JSON patch add without a value",
+		overlay: jsonPatched("Deployment", "istiod", jsonOp(meshv1alpha1.JSONPatchAdd, "/metadata/annotations", "")),
+		want:    []string{"spec.overlays[1].jsonPatch[0].value: Required value: the add operation needs a value"},
+	}, {
+		name:    "JSON patch remove with a value",
+		overlay: jsonPatched("Deployment", "istiod", jsonOp(meshv1alpha1.JSONPatchRemove, "/metadata/annotations", `"x"`)),
+		want:    []string{"spec.overlays[1].jsonPatch[0].value: Forbidden: the remove operation takes no value"},
+	}, {
 		name:    "unknown field",
 		overlay: strategic("Deployment", "istiod", `{"spec": {"template": {"spec": {"toleration": []}}}}`),
 		want:    []string{"spec.overlays[1]", "not a valid Deployment", "toleration"},

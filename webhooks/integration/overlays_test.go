@@ -61,11 +61,17 @@ func TestOverlaysThroughTheAPIServer(t *testing.T) {
 		mi.Spec.Overlays = []meshv1alpha1.Overlay{ov}
 		refusedCreate(t, mi, "spec.overlays[]: set exactly one of strategicMerge and jsonPatch")
 	})
-	t.Run("a JSON patch add without a value is refused by the CRD", func(t *testing.T) {
+	t.Run("a JSON patch add without a value is refused", func(t *testing.T) {
 		mi := meshInstall("overlays", "1.32.0")
 		mi.Spec.Overlays = []meshv1alpha1.Overlay{{Target: meshv1alpha1.OverlayTarget{Kind: "Deployment", Name: "istiod"},
 			JSONPatch: []meshv1alpha1.JSONPatchOperation{{Op: meshv1alpha1.JSONPatchAdd, Path: "/metadata/annotations"}}}}
-		refusedCreate(t, mi, "spec.overlays[].jsonPatch[]: value is required by add, replace and test")
+		refusedCreate(t, mi, "spec.overlays[0].jsonPatch[0].value: Required value: the add operation needs a value")
+	})
+	t.Run("a JSON patch move without from is refused by the CRD", func(t *testing.T) {
+		mi := meshInstall("overlays", "1.32.0")
+		mi.Spec.Overlays = []meshv1alpha1.Overlay{{Target: meshv1alpha1.OverlayTarget{Kind: "Deployment", Name: "istiod"},
+			JSONPatch: []meshv1alpha1.JSONPatchOperation{{Op: meshv1alpha1.JSONPatchMove, Path: "/metadata/annotations"}}}}
+		refusedCreate(t, mi, "spec.overlays[].jsonPatch[]: from is required by move and copy")
 	})
 
 	mi := meshInstall("overlays", "1.32.0")
