@@ -60,11 +60,11 @@ func (r *MeshInstallReconciler) desiredObjects(mi *meshv1alpha1.MeshInstall, pla
 	d.crds = crds
 	d.base = namespacesToApply(mi, obs)
 
-	for _, p := range plan.Revisions {
-		objs, err := render.ControlPlane(mi, render.Revision{Name: p.Name, Version: p.Version, ProxyVersion: p.ProxyVersion, CertificateAuthority: ca.IstiodCA})
-		if err != nil {
-			return nil, renderRefusal(err)
-		}
+	perRevision, rendered, err := renderPass(mi, plan, plan.Active, ca)
+	if err != nil {
+		return nil, err
+	}
+	for _, objs := range perRevision {
 		var controlPlane []client.Object
 		for _, o := range objs {
 			if isIdentity(o) {
@@ -75,10 +75,7 @@ func (r *MeshInstallReconciler) desiredObjects(mi *meshv1alpha1.MeshInstall, pla
 		}
 		d.revisions = append(d.revisions, controlPlane)
 	}
-	identities, shared, err := r.sharedObjects(mi, plan.Active, obs.Routing != nil || plan.Routing != nil)
-	if err != nil {
-		return nil, err
-	}
+	identities, shared := sharedObjects(rendered, obs.Routing != nil || plan.Routing != nil)
 	d.base, d.shared = append(d.base, identities...), shared
 	if ca.Certificate != nil {
 		d.certificateAuthority = []client.Object{ca.Certificate}
@@ -96,15 +93,25 @@ func (r *MeshInstallReconciler) desiredObjects(mi *meshv1alpha1.MeshInstall, pla
 	return d, nil
 }
 
-// sharedObjects renders the objects that follow the active revision, split
-// into identities (for the RBAC stage) and the rest, in apply order. The
-// gateways inject the proxy the active revision gives new pods. routed
-// says the tags point at an available istiod already.
-func (r *MeshInstallReconciler) sharedObjects(mi *meshv1alpha1.MeshInstall, active revision.Planned, routed bool) (identities, rest []client.Object, err error) {
-	shared, err := render.Shared(mi, render.Revision{Name: active.Name, Version: active.ProxyVersion})
+// renderPass renders the plan's revisions, istiod with the CA ca says it
+// runs with, and the shared objects following active, with spec.overlays
+// applied; an overlay that does not apply refuses the whole pass.
+func renderPass(mi *meshv1alpha1.MeshInstall, plan revision.Plan, active revision.Planned, ca meshca.Decision) (perRevision [][]client.Object, shared []client.Object, err error) {
+	revisions := make([]render.Revision, len(plan.Revisions))
+	for i, p := range plan.Revisions {
+		revisions[i] = render.Revision{Name: p.Name, Version: p.Version, ProxyVersion: p.ProxyVersion, CertificateAuthority: ca.IstiodCA}
+	}
+	perRevision, shared, err = render.Pass(mi, revisions, render.Revision{Name: active.Name, Version: active.ProxyVersion})
 	if err != nil {
 		return nil, nil, renderRefusal(err)
 	}
+	return perRevision, shared, nil
+}
+
+// sharedObjects splits the rendered shared objects into identities (for
+// the RBAC stage) and the rest, in apply order. routed says the tags point
+// at an available istiod already.
+func sharedObjects(shared []client.Object, routed bool) (identities, rest []client.Object) {
 	for _, o := range shared {
 		// Gateway pods need the injector: as istioctl does, start them once
 		// the tags are routed to an available istiod.
@@ -120,7 +127,7 @@ func (r *MeshInstallReconciler) sharedObjects(mi *meshv1alpha1.MeshInstall, acti
 		}
 	}
 	render.ApplyOrder(rest)
-	return identities, rest, nil
+	return identities, rest
 }
 
 // own makes the MeshInstall the controller of an object: it is

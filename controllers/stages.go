@@ -96,8 +96,10 @@ func (r *MeshInstallReconciler) applyStages(ctx context.Context, mi *meshv1alpha
 			if p.Name != obs.Routing.Active {
 				continue
 			}
-			if _, shared, err := r.sharedObjects(mi, p, true); err == nil && r.ownAll(mi, shared) == nil {
-				d.shared = shared
+			if _, rendered, err := renderPass(mi, plan, p, ca); err == nil {
+				if _, shared := sharedObjects(rendered, true); r.ownAll(mi, shared) == nil {
+					d.shared = shared
+				}
 			}
 		}
 	}

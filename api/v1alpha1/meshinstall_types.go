@@ -117,6 +117,14 @@ type MeshInstallSpec struct {
 	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Data Plane"
 	DataPlane DataPlaneSpec `json:"dataPlane,omitempty"`
 
+	// Overlays are patches to the objects meshkeeper renders, applied in
+	// order before they are applied: the escape hatch for a setting this
+	// API has no field for.
+	// +kubebuilder:validation:MaxItems=32
+	// +listType=atomic
+	// +optional
+	Overlays []Overlay `json:"overlays,omitempty"`
+
 	// Suspend stops all reconciliation (break-glass) without deleting anything.
 	// +optional
 	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Suspend",xDescriptors={"urn:alm:descriptor:com.tectonic.ui:booleanSwitch"}

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -66,6 +67,12 @@ func goldenCases() []goldenCase {
 			active:    [2]string{DefaultRevision, "1.31.4"},
 		},
 		inPlace("custom", customMeshInstall()),
+		{
+			name:      "overlays-canary",
+			mi:        overlaysMeshInstall(),
+			revisions: [][2]string{{DefaultRevision, "1.31.4"}, {"1-32-0", "1.32.0"}},
+			active:    [2]string{DefaultRevision, "1.31.4"},
+		},
 	}
 }
 
@@ -109,6 +116,43 @@ func customMeshInstall() *meshv1alpha1.MeshInstall {
 	})
 }
 
+// overlaysMeshInstall patches istiod (in every revision), the mesh
+// ConfigMap and a gateway Service.
+func overlaysMeshInstall() *meshv1alpha1.MeshInstall {
+	return meshInstall("1.32.0", withGateways(meshv1alpha1.GatewaySpec{Name: "istio-ingressgateway"}), func(mi *meshv1alpha1.MeshInstall) {
+		mi.Spec.Overlays = []meshv1alpha1.Overlay{
+			{
+				Target: meshv1alpha1.OverlayTarget{Kind: "Deployment", Name: "istiod"},
+				StrategicMerge: &runtime.RawExtension{Raw: []byte(`{"spec": {"template": {
+					"metadata": {"annotations": {"cluster-autoscaler.kubernetes.io/safe-to-evict": "true"}},
+					"spec": {"containers": [{"name": "discovery", "env": [{"name": "PILOT_ENABLE_STATUS", "value": "true"}]}]}}}}`)},
+			},
+			{
+				// Tolerations have no merge key: a JSON patch appends one.
+				Target: meshv1alpha1.OverlayTarget{Kind: "Deployment", Name: "istiod"},
+				JSONPatch: []meshv1alpha1.JSONPatchOperation{{
+					Op: meshv1alpha1.JSONPatchAdd, Path: "/spec/template/spec/tolerations/-",
+					Value: &apiextensionsv1.JSON{Raw: []byte(`{"key": "dedicated", "operator": "Equal", "value": "mesh", "effect": "NoSchedule"}`)},
+				}},
+			},
+			{
+				Target: meshv1alpha1.OverlayTarget{Kind: "ConfigMap", Name: "istio"},
+				JSONPatch: []meshv1alpha1.JSONPatchOperation{{
+					Op: meshv1alpha1.JSONPatchAdd, Path: "/metadata/annotations",
+					Value: &apiextensionsv1.JSON{Raw: []byte(`{"example.com/reviewed": "yes"}`)},
+				}},
+			},
+			{
+				Target: meshv1alpha1.OverlayTarget{Kind: "Service", Name: "istio-ingressgateway"},
+				StrategicMerge: &runtime.RawExtension{Raw: []byte(
+					`{"metadata": {"annotations": {"service.beta.kubernetes.io/aws-load-balancer-type": "nlb"}}}`)},
+			},
+		}
+	})
+}
+
+// render renders as a pass does: every revision's objects and the shared
+// ones, then spec.overlays over all of them.
 func (c goldenCase) render(t testing.TB) []client.Object {
 	t.Helper()
 	var objs []client.Object
@@ -116,6 +160,10 @@ func (c goldenCase) render(t testing.TB) []client.Object {
 		objs = append(objs, mustControlPlane(t, c.mi, mustRevision(t, r[0], r[1]))...)
 	}
 	objs = append(objs, mustShared(t, c.mi, mustRevision(t, c.active[0], c.active[1]))...)
+	objs, err := ApplyOverlays(c.mi.Spec.Overlays, objs)
+	if err != nil {
+		t.Fatalf("ApplyOverlays: %v", err)
+	}
 	ApplyOrder(objs)
 	return objs
 }

@@ -27,7 +27,14 @@ func ValidateCreate(mi *meshv1alpha1.MeshInstall, others []meshv1alpha1.MeshInst
 			return fmt.Errorf("MeshInstall %s already manages the mesh of this cluster; only one MeshInstall is supported", o.Name)
 		}
 	}
-	return validateSpec(mi)
+	if err := validateSpec(mi); err != nil {
+		return err
+	}
+	plan, err := Decide(mi, Observed{})
+	if err != nil {
+		return err
+	}
+	return validateOverlays(mi, plan)
 }
 
 // ValidateUpdate checks a change of spec against the upgrade rules, by asking
@@ -42,10 +49,28 @@ func ValidateUpdate(old, updated *meshv1alpha1.MeshInstall) error {
 	}
 	candidate := updated.DeepCopy()
 	candidate.Status = *old.Status.DeepCopy()
-	if _, err := Decide(candidate, observedFromStatus(&candidate.Status)); err != nil {
+	plan, err := Decide(candidate, observedFromStatus(&candidate.Status))
+	if err != nil {
 		return err
 	}
-	return nil
+	return validateOverlays(updated, plan)
+}
+
+// validateOverlays renders what the plan's pass would apply, as the
+// reconciler does, and refuses spec.overlays unless each one applies to it:
+// an overlay that cannot apply is refused here, when the user can fix it,
+// rather than later, when it would stop the reconciler.
+func validateOverlays(mi *meshv1alpha1.MeshInstall, plan Plan) error {
+	if len(mi.Spec.Overlays) == 0 {
+		return nil
+	}
+	ca := render.CertificateAuthorityOf(mi)
+	revisions := make([]render.Revision, len(plan.Revisions))
+	for i, p := range plan.Revisions {
+		revisions[i] = render.Revision{Name: p.Name, Version: p.Version, ProxyVersion: p.ProxyVersion, CertificateAuthority: ca}
+	}
+	_, _, err := render.Pass(mi, revisions, render.Revision{Name: plan.Active.Name, Version: plan.Active.ProxyVersion})
+	return err
 }
 
 // observedFromStatus is the cluster as status last reported it. Admission

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
 )
@@ -113,5 +114,53 @@ func TestValidateUpdate(t *testing.T) {
 				t.Fatalf("got %v, want an error containing %q", err, tc.wantErr)
 			}
 		})
+	}
+}
+
+// withOverlay adds an overlay patching target with a strategic merge patch.
+func withOverlay(kind, name, patch string) miOpt {
+	return func(mi *meshv1alpha1.MeshInstall) {
+		mi.Spec.Overlays = append(mi.Spec.Overlays, meshv1alpha1.Overlay{
+			Target:         meshv1alpha1.OverlayTarget{Kind: kind, Name: name},
+			StrategicMerge: &runtime.RawExtension{Raw: []byte(patch)},
+		})
+	}
+}
+
+func TestValidateOverlays(t *testing.T) {
+	annotate := `{"metadata": {"annotations": {"example.com/a": "b"}}}`
+	if err := ValidateCreate(meshInstall("1.32.0", withOverlay("Deployment", "istiod", annotate)), nil); err != nil {
+		t.Errorf("an overlay on istiod was refused: %v", err)
+	}
+	// Installed as a canary revision from the start: istiod-1-32-0 is still "istiod".
+	if err := ValidateCreate(meshInstall("1.32.0", canary(50, 100), withOverlay("Deployment", "istiod", annotate)), nil); err != nil {
+		t.Errorf("an overlay on istiod of a canary-strategy install was refused: %v", err)
+	}
+	err := ValidateCreate(meshInstall("1.32.0", withOverlay("Deployment", "istiod", annotate), withOverlay("Deployment", "pilot", annotate)), nil)
+	if err == nil || !strings.Contains(err.Error(), `spec.overlays[1]: Invalid value: "Deployment pilot": matches no object`) {
+		t.Errorf("got %v, want spec.overlays[1] refused for matching nothing", err)
+	}
+	err = ValidateCreate(meshInstall("1.32.0", withOverlay("Deployment", "istiod", `{"metadata": {"labels": {"istio.io/rev": "other"}}}`)), nil)
+	if err == nil || !strings.Contains(err.Error(), "spec.overlays[0]") || !strings.Contains(err.Error(), "Deployment istio-system/istiod") ||
+		!strings.Contains(err.Error(), "metadata.labels[istio.io/rev]") {
+		t.Errorf("got %v, want spec.overlays[0] refused for changing istiod's istio.io/rev", err)
+	}
+
+	// During a canary an overlay is judged against both revisions.
+	old := meshInstall("1.32.0", running("default", "1.31.4"), canary(10, 100), canaryAt("1-32-0", 0, 10, t0))
+	updated := old.DeepCopy()
+	withOverlay("ConfigMap", "istio", `{"data": {"extra": "x"}}`)(updated)
+	if err := ValidateUpdate(old, updated); err != nil {
+		t.Errorf("an overlay on the mesh ConfigMap during a canary was refused: %v", err)
+	}
+	pinned := updated.DeepCopy()
+	withOverlay("Deployment", "istiod", `{"metadata": {"name": "pilot"}}`)(pinned)
+	pinned.Spec.Overlays[1].Target.Revision = "1-32-0"
+	if err := ValidateUpdate(old, pinned); err == nil || !strings.Contains(err.Error(), "Deployment istio-system/istiod-1-32-0") {
+		t.Errorf("got %v, want the overlay refused on the canary's istiod-1-32-0", err)
+	}
+	withOverlay("Deployment", "istiod", `{"spec": {"replicas": "two"}}`)(updated)
+	if err := ValidateUpdate(old, updated); err == nil || !strings.Contains(err.Error(), "spec.overlays[1]") || !strings.Contains(err.Error(), "not a valid Deployment") {
+		t.Errorf("got %v, want spec.overlays[1] refused", err)
 	}
 }
