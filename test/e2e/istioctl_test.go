@@ -13,9 +13,11 @@ import (
 	"testing"
 	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
+	"github.com/meshkeeper/meshkeeper/internal/webhookconfig"
 )
 
 // istioctlFor returns a runner of the real istioctl (from
@@ -50,6 +52,9 @@ type tagRow struct{ tag, revision, namespaces string }
 // tag list's table by the header's offsets (a cell may be empty).
 func parseTagList(t *testing.T, out string) []tagRow {
 	t.Helper()
+	if strings.TrimSpace(out) == "No Istio revision tags found." {
+		return nil
+	}
 	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
 	header := lines[0]
 	rev, ns := strings.Index(header, "REVISION"), strings.Index(header, "NAMESPACES")
@@ -178,5 +183,29 @@ func TestIstioctlSeesMeshkeeperTags(t *testing.T) {
 			return nil
 		})
 		eventually(t, 30*time.Second, "istioctl tag list after the promotion", wantTags(canaryRev))
+	})
+
+	// The cluster as meshkeeper left it before it wrote tag configurations:
+	// the operator stopped (it would put them back), the configurations gone.
+	t.Run("without the tag configurations istioctl lists no tag", func(t *testing.T) {
+		if err := e.operator.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		for _, tag := range []string{webhookconfig.DefaultTag, "prod"} {
+			mwc := &admissionregistrationv1.MutatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: webhookconfig.TagConfigurationName(tag, mi.Spec.Namespace)}}
+			if err := e.k8s.Delete(ctx, mwc); err != nil {
+				t.Fatal(err)
+			}
+		}
+		out, stderr, err := istioctl(e, "tag", "list")
+		if err != nil {
+			t.Fatalf("istioctl tag list: %v: %s", err, stderr)
+		}
+		t.Logf("istioctl tag list without them:\n%s", out)
+		for _, r := range parseTagList(t, out) {
+			if r.tag != "" {
+				t.Errorf("tag %+v listed without its configuration: what does istioctl read?", r)
+			}
+		}
 	})
 }
