@@ -86,7 +86,6 @@ func TestIstioctlSeesMeshkeeperTags(t *testing.T) {
 	ctx := context.Background()
 	mi := sample(t)
 	mi.Spec.Version = stableVer
-	mi.Spec.Gateways = nil
 	mi.Spec.RevisionTags = []string{"prod"}
 	mi.Spec.UpdateStrategy = meshv1alpha1.UpdateStrategy{
 		Type:   meshv1alpha1.UpdateStrategyCanary,
@@ -158,10 +157,14 @@ func TestIstioctlSeesMeshkeeperTags(t *testing.T) {
 			t.Fatalf("istioctl analyze printed no JSON (%v): %v\n%s\n%s", err, jerr, out, stderr)
 		}
 		for _, m := range msgs {
-			// Info only: plain is not in the mesh on purpose.
-			if m.Level != "Info" {
-				t.Errorf("%s %s %s: %s", m.Level, m.Code, m.Origin, m.Message)
+			// Info only (plain is not in the mesh on purpose), but one known
+			// false warning: IST0146 counts only webhook entries named
+			// *istio.io as injectors, so it does not see that meshkeeper's
+			// entries inject the gateways' image: auto.
+			if m.Level == "Info" || m.Code == "IST0146" && strings.HasPrefix(m.Origin, "Deployment istio-system/istio-") {
+				continue
 			}
+			t.Errorf("%s %s %s: %s", m.Level, m.Code, m.Origin, m.Message)
 		}
 	})
 
