@@ -27,7 +27,8 @@ import (
 // missing or changed); namespaces and every identity and permission; the
 // mesh CA's cert-manager Certificate; each
 // revision's control plane; the shared objects (default validator,
-// PeerAuthentication, gateways); then the routing and last the injector
+// PeerAuthentication, gateways); then the routing, the revision tag
+// configurations of the routing in effect, and last the injector
 // configuration, which the reconciler builds once it knows which revisions
 // applied.
 type desired struct {
@@ -171,6 +172,27 @@ func (r *MeshInstallReconciler) injectorFor(mi *meshv1alpha1.MeshInstall, revisi
 		Labels:                ownershipLabels(mi),
 	})
 	return injector, r.own(mi, injector)
+}
+
+// tagsFor renders the revision tag configurations of a routing: none
+// while nothing is routed.
+func (r *MeshInstallReconciler) tagsFor(mi *meshv1alpha1.MeshInstall, routing *revision.Routing) ([]client.Object, error) {
+	if routing == nil {
+		return nil, nil
+	}
+	var out []client.Object
+	for _, t := range webhookconfig.TagConfigurations(webhookconfig.Tags{
+		Tags:                  routing.Tags,
+		Revision:              routing.Active,
+		ControlPlaneNamespace: mi.Spec.Namespace,
+		Labels:                ownershipLabels(mi),
+	}) {
+		if err := r.own(mi, t); err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, nil
 }
 
 // renderRefusal turns the renderer's validation errors into a refusal with their reason.

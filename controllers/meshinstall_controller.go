@@ -199,6 +199,9 @@ func (r *MeshInstallReconciler) reconcileNormal(ctx context.Context, mi *meshv1a
 			want[keyOf(o)] = true
 		}
 		want[objectKey{gvk: injectorGVK, name: webhookconfig.InjectorName}] = true
+		for _, o := range outcome.tags {
+			want[keyOf(o)] = true
+		}
 		pruneErr = r.prune(ctx, plan, want, obs)
 	}
 	st.counted(countDataPlane(obs))

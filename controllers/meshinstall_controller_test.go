@@ -930,6 +930,14 @@ func TestAPromotionHeldByAFailedObjectMovesNothing(t *testing.T) {
 		}
 		return cm.Data["active"]
 	}
+	// What istioctl tag list and istiod read of the default tag.
+	taggedTo := func() string {
+		mwc := &admissionregistrationv1.MutatingWebhookConfiguration{}
+		if err := env.Client.Get(ctx, client.ObjectKey{Name: webhookconfig.TagConfigurationName(webhookconfig.DefaultTag, ns)}, mwc); err != nil {
+			t.Fatal(err)
+		}
+		return mwc.Labels["istio.io/rev"]
+	}
 	eventually(t, timeout, "the refused Service named", func() error {
 		if c := condition(t, mi.Name, meshv1alpha1.ConditionReady); !strings.Contains(c.Message, "Service "+ns+"/istiod-1-32-0") {
 			return fmt.Errorf("Ready = %+v", c)
@@ -938,15 +946,15 @@ func TestAPromotionHeldByAFailedObjectMovesNothing(t *testing.T) {
 	})
 	for range 3 { // the promotion is due on every pass; it must stay held
 		time.Sleep(time.Second)
-		if a, g, s := routedTo(), gatewayRevision(), getMI(t, mi.Name).Status.ActiveRevision; a != "1-31-4" || g != "1-31-4" || s != "1-31-4" {
-			t.Fatalf("with the canary's Service refused: routing %s, gateway %s, status %s; want all on 1-31-4", a, g, s)
+		if a, g, s, tag := routedTo(), gatewayRevision(), getMI(t, mi.Name).Status.ActiveRevision, taggedTo(); a != "1-31-4" || g != "1-31-4" || s != "1-31-4" || tag != "1-31-4" {
+			t.Fatalf("with the canary's Service refused: routing %s, gateway %s, status %s, default tag %s; want all on 1-31-4", a, g, s, tag)
 		}
 	}
 
 	failing.Store(false)
 	eventually(t, 2*timeout, "promoted once the Service applies", func() error {
-		if a, g := routedTo(), gatewayRevision(); a != "1-32-0" || g != "1-32-0" {
-			return fmt.Errorf("routing %s, gateway %s", a, g)
+		if a, g, tag := routedTo(), gatewayRevision(), taggedTo(); a != "1-32-0" || g != "1-32-0" || tag != "1-32-0" {
+			return fmt.Errorf("routing %s, gateway %s, default tag %s", a, g, tag)
 		}
 		return nil
 	})

@@ -29,6 +29,8 @@ type applyOutcome struct {
 	failures []applyFailure
 	// injectorApplied is false when the injector configuration could not be applied.
 	injectorApplied bool
+	// tags are the revision tag configurations of the routing in effect (Istio's tools read them).
+	tags []client.Object
 	// routing is the routing in effect after the pass: the plan's, or the
 	// observed one when the plan's could not be written or would have moved
 	// workloads towards a revision that failed.
@@ -63,7 +65,9 @@ func (o *applyOutcome) err() error {
 // every failure is reported. What moves pods depends on the revisions: the
 // routing is not moved towards a revision whose objects failed, or whose
 // injector entries cainjector has not filled yet, and the injector gets no
-// entry for a revision that failed unless it had one already.
+// entry for a revision that failed unless it had one already. The revision
+// tag configurations (what istioctl and istiod read) follow the routing
+// that is in effect once the routing stage is done.
 func (r *MeshInstallReconciler) applyStages(ctx context.Context, mi *meshv1alpha1.MeshInstall, plan revision.Plan,
 	d *desired, obs *observation, endpoint webhookconfig.Endpoint, ca meshca.Decision) applyOutcome {
 	var out applyOutcome
@@ -112,6 +116,13 @@ func (r *MeshInstallReconciler) applyStages(ctx context.Context, mi *meshv1alpha
 		if len(out.failures) == before {
 			out.routing = plan.Routing
 		}
+	}
+	// istioctl and istiod see the tags where the routing in effect sends them.
+	if tags, err := r.tagsFor(mi, out.routing); err != nil {
+		out.failures = append(out.failures, applyFailure{err: err})
+	} else {
+		out.tags = tags
+		applyAll(tags)
 	}
 
 	// The injector serves every revision that applied, and keeps the
