@@ -14,6 +14,8 @@ type injectionStatus struct {
 	InitContainers []string `json:"initContainers"`
 	Containers     []string `json:"containers"`
 	Volumes        []string `json:"volumes"`
+	// ImagePullSecrets are the pull secrets injection added.
+	ImagePullSecrets []string `json:"imagePullSecrets"`
 }
 
 // uninject prepares a pod for injection. If it was injected before, it
@@ -68,6 +70,15 @@ func strip(pod *corev1.Pod, st *injectionStatus) {
 	}
 	pod.Spec.Containers = removeContainers(pod.Spec.Containers, st.Containers)
 	pod.Spec.InitContainers = removeContainers(pod.Spec.InitContainers, st.InitContainers)
+	if len(st.ImagePullSecrets) > 0 {
+		var kept []corev1.LocalObjectReference
+		for _, s := range pod.Spec.ImagePullSecrets {
+			if !slices.Contains(st.ImagePullSecrets, s.Name) {
+				kept = append(kept, s)
+			}
+		}
+		pod.Spec.ImagePullSecrets = kept
+	}
 	if len(st.Volumes) > 0 {
 		vols := pod.Spec.Volumes[:0:0]
 		for _, v := range pod.Spec.Volumes {
