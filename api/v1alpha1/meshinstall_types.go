@@ -481,8 +481,9 @@ type ProxySpec struct {
 	Variant ImageVariant `json:"variant,omitempty"`
 
 	// ImagePullPolicy of the injected istio-proxy and istio-init containers and of
-	// the gateways' istio-proxy; unset leaves Kubernetes' default
-	// (Always for a :latest image, IfNotPresent otherwise).
+	// the gateways' istio-proxy. Unset leaves Kubernetes' default: IfNotPresent
+	// for a versioned image, but Always for gateways, whose Deployment names
+	// the image "auto" for the injector to fill in (as Istio's gateway chart).
 	// +kubebuilder:validation:Enum=Always;IfNotPresent;Never
 	// +optional
 	ImagePullPolicy corev1.PullPolicy `json:"imagePullPolicy,omitempty"`

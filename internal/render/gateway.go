@@ -195,10 +195,11 @@ func gatewayDeployment(mi *meshv1alpha1.MeshInstall, active Revision, gw meshv1a
 					Containers: []corev1.Container{{
 						Name:  "istio-proxy",
 						Image: "auto", // set by the injector's gateway template
-						// Set, because the API server would default the
-						// policy of image "auto" (no tag) to Always, and this
-						// container is merged over the injected one.
-						ImagePullPolicy: cmp.Or(mi.Spec.Proxy.ImagePullPolicy, defaultPullPolicy(proxyImage(mi, active))),
+						// This container is merged over the injected one, so
+						// its policy is the pod's. Unset, the API server
+						// defaults it to Always (image "auto" has no tag),
+						// as for Istio's gateway chart.
+						ImagePullPolicy: mi.Spec.Proxy.ImagePullPolicy,
 						Ports: []corev1.ContainerPort{
 							{Name: "http-envoy-prom", ContainerPort: 15090, Protocol: corev1.ProtocolTCP},
 						},

@@ -61,19 +61,6 @@ func pullSecrets(names []string) []corev1.LocalObjectReference {
 	return refs
 }
 
-// defaultPullPolicy is the policy Kubernetes gives a container of this
-// image: Always for :latest or an untagged image, IfNotPresent otherwise.
-func defaultPullPolicy(image string) corev1.PullPolicy {
-	if strings.Contains(image, "@") {
-		return corev1.PullIfNotPresent
-	}
-	slash, colon := strings.LastIndexByte(image, '/'), strings.LastIndexByte(image, ':')
-	if colon <= slash || image[colon+1:] == "latest" {
-		return corev1.PullAlways
-	}
-	return corev1.PullIfNotPresent
-}
-
 // reservedPilotPodLabels are the keys of istiod's pod labels: what its
 // Deployment, Service and PodDisruptionBudget select on, and what
 // meshkeeper and Istio stamp on it. spec.pilot.podLabels cannot set them.
