@@ -221,6 +221,37 @@ func TestInvalidSpecsAreRefusedNamingTheField(t *testing.T) {
 		{"gateway service port out of range", func(s map[string]any) {
 			s["gateways"] = []any{map[string]any{"name": "ingress", "ports": []any{map[string]any{"name": "http", "port": 70000}}}}
 		}, []string{"spec.gateways[0].ports[0].port"}},
+		{"gateway node port on a ClusterIP Service", func(s map[string]any) {
+			s["gateways"] = []any{map[string]any{"name": "ingress", "ports": []any{map[string]any{"name": "http", "port": 80, "nodePort": 30080}}}}
+		}, []string{"spec.gateways[0]", "spec.gateways[].ports[].nodePort may only be set when serviceType is NodePort or LoadBalancer"}},
+		{"gateway load balancer class on a NodePort Service", func(s map[string]any) {
+			s["gateways"] = []any{map[string]any{"name": "ingress", "serviceType": "NodePort",
+				"service": map[string]any{"loadBalancerClass": "service.k8s.aws/nlb"}}}
+		}, []string{"spec.gateways[0]", "loadBalancerClass", "only be set when serviceType is LoadBalancer"}},
+		{"gateway source ranges on a ClusterIP Service", func(s map[string]any) {
+			s["gateways"] = []any{map[string]any{"name": "ingress", "service": map[string]any{"loadBalancerSourceRanges": []any{"10.0.0.0/8"}}}}
+		}, []string{"spec.gateways[0]", "loadBalancerSourceRanges", "only be set when serviceType is LoadBalancer"}},
+		{"gateway external traffic policy Local on a ClusterIP Service", func(s map[string]any) {
+			s["gateways"] = []any{map[string]any{"name": "ingress", "service": map[string]any{"externalTrafficPolicy": "Local"}}}
+		}, []string{"spec.gateways[0]", "spec.gateways[].service.externalTrafficPolicy may only be set when serviceType is NodePort or LoadBalancer"}},
+		{"gateway unknown external traffic policy", func(s map[string]any) {
+			s["gateways"] = []any{map[string]any{"name": "ingress", "serviceType": "LoadBalancer", "service": map[string]any{"externalTrafficPolicy": "Nearest"}}}
+		}, []string{"spec.gateways[0].service.externalTrafficPolicy", "Unsupported value"}},
+		{"gateway autoscaling min above max", func(s map[string]any) {
+			s["gateways"] = []any{map[string]any{"name": "ingress", "autoscaling": map[string]any{"enabled": true, "minReplicas": 6, "maxReplicas": 3}}}
+		}, []string{"spec.gateways[0]", "spec.gateways[].autoscaling.minReplicas must not exceed"}},
+		{"gateway disruption budget with both bounds", func(s map[string]any) {
+			s["gateways"] = []any{map[string]any{"name": "ingress", "podDisruptionBudget": map[string]any{"minAvailable": 1, "maxUnavailable": "50%"}}}
+		}, []string{"spec.gateways[0].podDisruptionBudget", "minAvailable or maxUnavailable, not both"}},
+		{"gateway pull secret not a name", func(s map[string]any) {
+			s["gateways"] = []any{map[string]any{"name": "ingress", "imagePullSecrets": []any{"My Registry"}}}
+		}, []string{"spec.gateways[0].imagePullSecrets[0]"}},
+		{"pilot variant with an image", func(s map[string]any) {
+			s["pilot"] = map[string]any{"variant": "distroless", "image": "registry.example.com/pilot:1.31.4"}
+		}, []string{"spec.pilot", "variant cannot be combined with spec.pilot.image"}},
+		{"unknown proxy variant", func(s map[string]any) { s["proxy"] = map[string]any{"variant": "alpine"} }, []string{"spec.proxy.variant", "Unsupported value"}},
+		{"unknown proxy pull policy", func(s map[string]any) { s["proxy"] = map[string]any{"imagePullPolicy": "Sometimes"} }, []string{"spec.proxy.imagePullPolicy", "Unsupported value"}},
+		{"pilot priority class not a name", func(s map[string]any) { s["pilot"] = map[string]any{"priorityClassName": "Critical!"} }, []string{"spec.pilot.priorityClassName"}},
 	}
 	if len(cases) < 12 {
 		t.Fatalf("want at least 12 invalid specs, have %d", len(cases))
@@ -379,5 +410,78 @@ func TestCertificateAuthorityIsAcceptedAndDefaulted(t *testing.T) {
 	}
 	if ca := got.Spec.Security.CertificateAuthority; ca == nil || ca.Type != meshv1alpha1.CertificateAuthoritySelfSigned {
 		t.Errorf("certificateAuthority = %+v, want type SelfSigned by default", ca)
+	}
+}
+
+// The placement and gateway knobs a production install sets are accepted as
+// written (the schema keeps every field: none is pruned).
+func TestPlacementAndGatewayKnobsAreAccepted(t *testing.T) {
+	ctx := context.Background()
+	u := minimal("placement-knobs")
+	placement := map[string]any{
+		"nodeSelector":      map[string]any{"node-role.example.com/mesh": "true"},
+		"tolerations":       []any{map[string]any{"key": "dedicated", "operator": "Equal", "value": "mesh", "effect": "NoSchedule"}},
+		"priorityClassName": "system-cluster-critical",
+		"podAnnotations":    map[string]any{"cluster-autoscaler.kubernetes.io/safe-to-evict": "true"},
+		"podLabels":         map[string]any{"team": "platform"},
+		"topologySpreadConstraints": []any{map[string]any{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
+			"whenUnsatisfiable": "ScheduleAnyway"}},
+		"affinity": map[string]any{"nodeAffinity": map[string]any{"requiredDuringSchedulingIgnoredDuringExecution": map[string]any{
+			"nodeSelectorTerms": []any{map[string]any{"matchExpressions": []any{map[string]any{
+				"key": "kubernetes.io/arch", "operator": "In", "values": []any{"amd64"}}}}}}}},
+	}
+	pilot := map[string]any{"variant": "distroless", "imagePullPolicy": "Always", "imagePullSecrets": []any{"mesh-registry"}}
+	gateway := map[string]any{"name": "public", "serviceType": "LoadBalancer", "imagePullSecrets": []any{"gateway-registry"},
+		"ports": []any{map[string]any{"name": "https", "port": 443, "targetPort": 8443, "nodePort": 30443}},
+		"service": map[string]any{
+			"annotations":              map[string]any{"service.beta.kubernetes.io/aws-load-balancer-type": "external"},
+			"labels":                   map[string]any{"exposure": "public"},
+			"loadBalancerIP":           "203.0.113.10",
+			"loadBalancerClass":        "service.k8s.aws/nlb",
+			"loadBalancerSourceRanges": []any{"203.0.113.0/24"},
+			"externalTrafficPolicy":    "Local",
+		},
+		"autoscaling":         map[string]any{"enabled": true, "minReplicas": 2, "maxReplicas": 10},
+		"podDisruptionBudget": map[string]any{"maxUnavailable": "50%"},
+	}
+	for k, v := range placement {
+		pilot[k], gateway[k] = v, v
+	}
+	spec := u.Object["spec"].(map[string]any)
+	spec["pilot"] = pilot
+	spec["proxy"] = map[string]any{"variant": "debug", "imagePullPolicy": "IfNotPresent", "imagePullSecrets": []any{"mesh-registry"}}
+	spec["gateways"] = []any{gateway}
+	if err := env.Client.Create(ctx, u); err != nil {
+		t.Fatalf("production knobs refused: %v", err)
+	}
+	t.Cleanup(func() { _ = env.Client.Delete(ctx, u) })
+	got := &meshv1alpha1.MeshInstall{}
+	if err := env.Client.Get(ctx, client.ObjectKey{Name: u.GetName()}, got); err != nil {
+		t.Fatal(err)
+	}
+	p, g := got.Spec.Pilot, got.Spec.Gateways[0]
+	checks := []struct {
+		field     string
+		got, want any
+	}{
+		{"spec.pilot.variant", p.Variant, meshv1alpha1.ImageVariantDistroless},
+		{"spec.pilot.priorityClassName", p.PriorityClassName, "system-cluster-critical"},
+		{"spec.pilot.nodeSelector", p.NodeSelector["node-role.example.com/mesh"], "true"},
+		{"spec.pilot.tolerations", len(p.Tolerations), 1},
+		{"spec.pilot.affinity", p.Affinity != nil && p.Affinity.NodeAffinity != nil, true},
+		{"spec.pilot.podLabels", p.PodLabels["team"], "platform"},
+		{"spec.proxy.variant", got.Spec.Proxy.Variant, meshv1alpha1.ImageVariantDebug},
+		{"spec.proxy.imagePullSecrets", len(got.Spec.Proxy.ImagePullSecrets), 1},
+		{"spec.gateways[0].service.loadBalancerClass", g.Service.LoadBalancerClass, "service.k8s.aws/nlb"},
+		{"spec.gateways[0].service.annotations", g.Service.Annotations["service.beta.kubernetes.io/aws-load-balancer-type"], "external"},
+		{"spec.gateways[0].ports[0].nodePort", g.Ports[0].NodePort, int32(30443)},
+		{"spec.gateways[0].autoscaling.targetCPUUtilizationPercentage", deref(g.Autoscaling.TargetCPUUtilizationPercentage), int32(80)},
+		{"spec.gateways[0].podDisruptionBudget.maxUnavailable", g.PodDisruptionBudget.MaxUnavailable.String(), "50%"},
+		{"spec.gateways[0].topologySpreadConstraints", len(g.TopologySpreadConstraints), 1},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("%s = %v, want %v", c.field, c.got, c.want)
+		}
 	}
 }

@@ -375,6 +375,7 @@ type SecuritySpec struct {
 }
 
 // PilotSpec configures istiod.
+// +kubebuilder:validation:XValidation:rule="!has(self.variant) || !has(self.image)",message="spec.pilot.variant cannot be combined with spec.pilot.image: put the variant in the image's tag"
 // +kubebuilder:validation:XValidation:rule="!has(self.autoscaling) || !self.autoscaling.enabled || !has(self.autoscaling.minReplicas) || !has(self.autoscaling.maxReplicas) || self.autoscaling.minReplicas <= self.autoscaling.maxReplicas",message="spec.pilot.autoscaling.minReplicas must not exceed spec.pilot.autoscaling.maxReplicas"
 type PilotSpec struct {
 	// Replicas of istiod when autoscaling is off.
@@ -400,6 +401,29 @@ type PilotSpec struct {
 	// +kubebuilder:validation:MaxLength=512
 	// +optional
 	Image string `json:"image,omitempty"`
+
+	// Variant of the istiod image: distroless or debug, published by Istio
+	// as <hub>/pilot:<version>-<variant> (Istio's pilot.variant). Not with image.
+	// +optional
+	Variant ImageVariant `json:"variant,omitempty"`
+
+	// ImagePullPolicy of the discovery container; unset leaves Kubernetes' default
+	// (Always for a :latest image, IfNotPresent otherwise).
+	// +kubebuilder:validation:Enum=Always;IfNotPresent;Never
+	// +optional
+	ImagePullPolicy corev1.PullPolicy `json:"imagePullPolicy,omitempty"`
+
+	// ImagePullSecrets are the names of Secrets, in spec.namespace, to pull
+	// the istiod image with (a private registry in spec.hub).
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:MaxLength=253
+	// +kubebuilder:validation:items:Pattern=`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`
+	// +listType=set
+	// +optional
+	ImagePullSecrets []string `json:"imagePullSecrets,omitempty"`
+
+	// PodPlacement: where istiod's pods are scheduled and their metadata.
+	PodPlacement `json:",inline"`
 }
 
 // AutoscalingSpec configures a HorizontalPodAutoscaler.
@@ -434,6 +458,7 @@ type AutoscalingSpec struct {
 type ProxyLogLevel string
 
 // ProxySpec configures injected sidecars and gateways.
+// +kubebuilder:validation:XValidation:rule="!has(self.variant) || !has(self.image)",message="spec.proxy.variant cannot be combined with spec.proxy.image: put the variant in the image's tag"
 type ProxySpec struct {
 	// Resources of istio-proxy; the profile sets a default. Pods can
 	// override them with sidecar.istio.io/proxyCPU and related annotations.
@@ -455,6 +480,32 @@ type ProxySpec struct {
 	// +kubebuilder:validation:MaxLength=512
 	// +optional
 	Image string `json:"image,omitempty"`
+
+	// Variant of the proxy image of injected sidecars, istio-init and
+	// gateways: distroless or debug, <hub>/proxyv2:<version>-<variant>
+	// (Istio's global.variant). A pod's sidecar.istio.io/proxyImageType
+	// annotation overrides it. Not with image.
+	// +optional
+	Variant ImageVariant `json:"variant,omitempty"`
+
+	// ImagePullPolicy of the injected istio-proxy and istio-init containers and of
+	// the gateways' istio-proxy. Unset leaves Kubernetes' default: IfNotPresent
+	// for a versioned image, but Always for gateways, whose Deployment names
+	// the image "auto" for the injector to fill in (as Istio's gateway chart).
+	// +kubebuilder:validation:Enum=Always;IfNotPresent;Never
+	// +optional
+	ImagePullPolicy corev1.PullPolicy `json:"imagePullPolicy,omitempty"`
+
+	// ImagePullSecrets are the names of Secrets to pull the proxy image with
+	// (a private registry in spec.hub): the injector adds them to every pod
+	// it injects, gateways included, as Istio's injector adds
+	// global.imagePullSecrets. Each must exist in the pods' namespace.
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:MaxLength=253
+	// +kubebuilder:validation:items:Pattern=`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`
+	// +listType=set
+	// +optional
+	ImagePullSecrets []string `json:"imagePullSecrets,omitempty"`
 }
 
 // GatewayType is the direction of traffic a gateway handles.
@@ -469,6 +520,10 @@ const (
 )
 
 // GatewaySpec is an ingress or egress gateway.
+// +kubebuilder:validation:XValidation:rule="!has(self.ports) || !has(self.serviceType) || self.serviceType != 'ClusterIP' || self.ports.all(p, !has(p.nodePort))",message="spec.gateways[].ports[].nodePort may only be set when serviceType is NodePort or LoadBalancer"
+// +kubebuilder:validation:XValidation:rule="!has(self.service) || (has(self.serviceType) && self.serviceType == 'LoadBalancer') || (!has(self.service.loadBalancerIP) && !has(self.service.loadBalancerClass) && !has(self.service.loadBalancerSourceRanges))",message="spec.gateways[].service.loadBalancerIP, loadBalancerClass and loadBalancerSourceRanges may only be set when serviceType is LoadBalancer"
+// +kubebuilder:validation:XValidation:rule="!has(self.service) || !has(self.service.externalTrafficPolicy) || (has(self.serviceType) && self.serviceType != 'ClusterIP')",message="spec.gateways[].service.externalTrafficPolicy may only be set when serviceType is NodePort or LoadBalancer"
+// +kubebuilder:validation:XValidation:rule="!has(self.autoscaling) || !self.autoscaling.enabled || !has(self.autoscaling.minReplicas) || !has(self.autoscaling.maxReplicas) || self.autoscaling.minReplicas <= self.autoscaling.maxReplicas",message="spec.gateways[].autoscaling.minReplicas must not exceed spec.gateways[].autoscaling.maxReplicas"
 type GatewaySpec struct {
 	// Name of the gateway's Deployment and Service, e.g. istio-ingressgateway.
 	// +kubebuilder:validation:MinLength=1
@@ -489,7 +544,8 @@ type GatewaySpec struct {
 	// +optional
 	Namespace string `json:"namespace,omitempty"`
 
-	// Replicas of the gateway Deployment.
+	// Replicas of the gateway Deployment. Ignored while autoscaling is
+	// enabled: the HorizontalPodAutoscaler then owns the replicas.
 	// +kubebuilder:default=1
 	// +kubebuilder:validation:Minimum=0
 	// +kubebuilder:validation:Maximum=100
@@ -518,6 +574,38 @@ type GatewaySpec struct {
 	// Resources of the gateway's istio-proxy.
 	// +optional
 	Resources *corev1.ResourceRequirements `json:"resources,omitempty"`
+
+	// Service configures the gateway's Service: annotations and labels (how
+	// cloud load balancers are configured), load balancer settings and the
+	// external traffic policy.
+	// +optional
+	Service *GatewayServiceSpec `json:"service,omitempty"`
+
+	// Autoscaling runs a HorizontalPodAutoscaler on the gateway Deployment
+	// (by CPU, 1 to 5 replicas at 80% by default, as Istio's gateway chart);
+	// replicas is then ignored.
+	// +optional
+	Autoscaling *AutoscalingSpec `json:"autoscaling,omitempty"`
+
+	// PodDisruptionBudget of the gateway. A PodDisruptionBudget exists
+	// whenever at least two replicas always run (replicas, or
+	// autoscaling.minReplicas, above 1), as in Istio's charts: with one, any
+	// budget would block node drains. It keeps minAvailable 1 unless set here.
+	// +optional
+	PodDisruptionBudget *PodDisruptionBudgetSpec `json:"podDisruptionBudget,omitempty"`
+
+	// ImagePullSecrets are the names of Secrets, in the gateway's namespace,
+	// added to the gateway's pods (besides spec.proxy.imagePullSecrets,
+	// which the injector adds).
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:MaxLength=253
+	// +kubebuilder:validation:items:Pattern=`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`
+	// +listType=set
+	// +optional
+	ImagePullSecrets []string `json:"imagePullSecrets,omitempty"`
+
+	// PodPlacement: where the gateway's pods are scheduled and their metadata.
+	PodPlacement `json:",inline"`
 }
 
 // GatewayPort is one port of a gateway Service.
@@ -538,6 +626,13 @@ type GatewayPort struct {
 	// +kubebuilder:validation:Maximum=65535
 	// +optional
 	TargetPort int32 `json:"targetPort,omitempty"`
+	// NodePort on every node, for serviceType NodePort or LoadBalancer; it
+	// must be free and in the cluster's node port range (30000-32767 by
+	// default). Unset lets Kubernetes pick one.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	// +optional
+	NodePort int32 `json:"nodePort,omitempty"`
 }
 
 // RevisionRole is what a control plane revision is doing.

@@ -26,6 +26,9 @@ type Config struct {
 	ProxyImage string `json:"proxyImage"`
 	// ImagePullPolicy of the injected containers; empty leaves it to Kubernetes.
 	ImagePullPolicy corev1.PullPolicy `json:"imagePullPolicy,omitempty"`
+	// ImagePullSecrets are added, before the pod's own, to every pod
+	// injected (Istio's values.global.imagePullSecrets).
+	ImagePullSecrets []string `json:"imagePullSecrets,omitempty"`
 
 	// ClusterID is ISTIO_META_CLUSTER_ID (Istio's default: Kubernetes).
 	ClusterID string `json:"clusterID"`

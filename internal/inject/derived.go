@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	corev1 "k8s.io/api/core/v1"
 )
 
 // Defaults of Istio's chart values the Config does not carry.
@@ -33,6 +35,8 @@ type derived struct {
 	clusterDomain       string
 	meshID              string
 	statuses            statusCache
+	// pullSecrets are Config.ImagePullSecrets as pods reference them.
+	pullSecrets []corev1.LocalObjectReference
 }
 
 func derive(c *Config) (*derived, error) {
@@ -85,7 +89,10 @@ func derive(c *Config) (*derived, error) {
 	if d.meshID == "" {
 		d.meshID = c.TrustDomain
 	}
-	d.statuses = newStatusCache(d.revision)
+	for _, name := range c.ImagePullSecrets {
+		d.pullSecrets = append(d.pullSecrets, corev1.LocalObjectReference{Name: name})
+	}
+	d.statuses = newStatusCache(d.revision, d.pullSecrets)
 	return d, nil
 }
 

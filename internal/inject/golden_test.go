@@ -40,6 +40,12 @@ func goldenCases() []goldenCase {
 		c.Version = "1.30.2"
 		c.ProxyImage = "docker.io/istio/proxyv2:1.30.2"
 	}
+	// As render makes it of spec.proxy's imagePullSecrets, imagePullPolicy and variant.
+	privateRegistry := func(c *Config) {
+		c.ProxyImage = "registry.example.com/istio/proxyv2:1.32.0-distroless"
+		c.ImagePullPolicy = corev1.PullAlways
+		c.ImagePullSecrets = []string{"mesh-registry", "mesh-registry-backup"}
+	}
 	return []goldenCase{
 		{name: "deployment"},
 		{name: "deployment-classic", in: "deployment", config: classic},
@@ -87,6 +93,8 @@ func goldenCases() []goldenCase {
 			c.ImagePullPolicy = corev1.PullIfNotPresent
 			c.ClusterDomain = "corp.example"
 		}},
+		{name: "pull-secrets", config: privateRegistry},
+		{name: "gateway-pull-secrets", in: "gateway", config: privateRegistry},
 		{name: "cronjob-pod", req: Request{Namespace: "batch"}},
 		{name: "statefulset-pod"},
 		{name: "canonical-labels"},

@@ -68,6 +68,7 @@ func (in *injection) merge(t *rendered) error {
 		pod.Spec.InitContainers = append(t.initContainers, pod.Spec.InitContainers...)
 	}
 	pod.Spec.Volumes = mergeVolumes(t.volumes, pod.Spec.Volumes)
+	pod.Spec.ImagePullSecrets = mergePullSecrets(t.imagePullSecrets, pod.Spec.ImagePullSecrets)
 	if t.sysctls != nil {
 		if pod.Spec.SecurityContext == nil {
 			pod.Spec.SecurityContext = &corev1.PodSecurityContext{}
@@ -204,6 +205,24 @@ func mergeVolumes(injected, own []corev1.Volume) []corev1.Volume {
 	for i := range own {
 		if !hasVolume(injected, own[i].Name) {
 			out = append(out, own[i])
+		}
+	}
+	return out
+}
+
+// mergePullSecrets puts the template's pull secrets first, as Istio's
+// strategic merge does; the pod's own follow unless named already.
+func mergePullSecrets(injected, own []corev1.LocalObjectReference) []corev1.LocalObjectReference {
+	if len(injected) == 0 {
+		return own
+	}
+	if len(own) == 0 {
+		return injected // shared; nothing changes a pod's pull secrets in place
+	}
+	out := append(make([]corev1.LocalObjectReference, 0, len(injected)+len(own)), injected...)
+	for _, s := range own {
+		if !slices.Contains(injected, s) {
+			out = append(out, s)
 		}
 	}
 	return out

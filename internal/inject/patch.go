@@ -11,8 +11,8 @@ import (
 
 // CreatePatch returns the JSON patch (RFC 6902) that turns original into
 // injected, Inject's result for it. It is built from what injection changes
-// (labels, annotations, containers, init containers, volumes, the pod's
-// sysctls), with one operation per changed map entry, list element or probe,
+// (labels, annotations, containers, init containers, volumes, pull
+// secrets, the pod's sysctls), with one operation per changed map entry, list element or probe,
 // rather than by diffing whole documents: this is fast, and fields of the
 // original pod that this version of the Kubernetes API types does not know
 // survive in the containers injection only modifies.
@@ -32,6 +32,8 @@ func AppendPatch(dst []byte, original, injected *corev1.Pod) ([]byte, error) {
 	diffList(&w, "/spec/initContainers", original.Spec.InitContainers, injected.Spec.InitContainers, containerName, diffContainer)
 	diffList(&w, "/spec/containers", original.Spec.Containers, injected.Spec.Containers, containerName, diffContainer)
 	diffList(&w, "/spec/volumes", original.Spec.Volumes, injected.Spec.Volumes, volumeName, diffWhole[corev1.Volume])
+	diffList(&w, "/spec/imagePullSecrets", original.Spec.ImagePullSecrets, injected.Spec.ImagePullSecrets,
+		secretName, diffWhole[corev1.LocalObjectReference])
 	w.diffPodSecurityContext(original.Spec.SecurityContext, injected.Spec.SecurityContext)
 	if w.err != nil {
 		return nil, w.err
@@ -254,8 +256,9 @@ func matchByName[T any](a, b []T, name func(*T) string) matching {
 	return res
 }
 
-func containerName(c *corev1.Container) string { return c.Name }
-func volumeName(v *corev1.Volume) string       { return v.Name }
+func containerName(c *corev1.Container) string         { return c.Name }
+func volumeName(v *corev1.Volume) string               { return v.Name }
+func secretName(s *corev1.LocalObjectReference) string { return s.Name }
 
 func (w *patchWriter) diffPodSecurityContext(a, b *corev1.PodSecurityContext) {
 	switch {

@@ -43,7 +43,9 @@ func statusJSON(t *rendered, revision string) string {
 	names("containers", len(t.containers), func(i int) string { return t.containers[i].Name })
 	b = append(b, ',')
 	names("volumes", len(t.volumes), func(i int) string { return t.volumes[i].Name })
-	b = append(b, `,"imagePullSecrets":null,"revision":`...)
+	b = append(b, ',')
+	names("imagePullSecrets", len(t.imagePullSecrets), func(i int) string { return t.imagePullSecrets[i].Name })
+	b = append(b, `,"revision":`...)
 	b = appendJSONString(b, revision)
 	b = append(b, '}')
 	return string(b)
@@ -57,7 +59,7 @@ type statusCache struct {
 	gatewayOnly string
 }
 
-func newStatusCache(revision string) statusCache {
+func newStatusCache(revision string, pullSecrets []corev1.LocalObjectReference) statusCache {
 	named := func(names ...string) []corev1.Container {
 		cs := make([]corev1.Container, len(names))
 		for i, n := range names {
@@ -68,7 +70,7 @@ func newStatusCache(revision string) statusCache {
 	var c statusCache
 	for native := 0; native < 2; native++ {
 		for init := 0; init < 2; init++ {
-			t := &rendered{volumes: sharedSidecarVolumes}
+			t := &rendered{volumes: sharedSidecarVolumes, imagePullSecrets: pullSecrets}
 			if init == 1 {
 				t.initContainers = named(InitContainerName)
 			}
@@ -80,7 +82,8 @@ func newStatusCache(revision string) statusCache {
 			c.sidecars[native][init] = statusJSON(t, revision)
 		}
 	}
-	c.gatewayOnly = statusJSON(&rendered{containers: named(ProxyContainerName), volumes: sharedGatewayVolumes}, revision)
+	c.gatewayOnly = statusJSON(&rendered{containers: named(ProxyContainerName), volumes: sharedGatewayVolumes,
+		imagePullSecrets: pullSecrets}, revision)
 	return c
 }
 

@@ -17,6 +17,8 @@ type rendered struct {
 	volumes        []corev1.Volume
 	// sysctls replace the pod's (the gateway template's pod securityContext).
 	sysctls []corev1.Sysctl
+	// imagePullSecrets come before the pod's own.
+	imagePullSecrets []corev1.LocalObjectReference
 	// status is sidecar.istio.io/status: what the template injects.
 	status string
 }
@@ -65,7 +67,7 @@ func (in *injection) renderSidecar() (*rendered, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &rendered{volumes: vols}
+	t := &rendered{volumes: vols, imagePullSecrets: in.d.pullSecrets}
 	t.labels = append(t.labels, keyValue{labelTLSMode, cmp.Or(in.pod.Labels[labelTLSMode], "istio")})
 	if in.proxy.pc.GetProxyMetadata()["ISTIO_META_ENABLE_HBONE"] == "true" {
 		t.labels = append(t.labels, keyValue{labelTunnel, cmp.Or(in.pod.Labels[labelTunnel], "http")})
@@ -106,10 +108,11 @@ func (in *injection) renderGateway() (*rendered, error) {
 			{labelCanonicalName, in.canonicalName(false)},
 			{labelCanonicalRevision, in.canonicalRevision()},
 		},
-		annotations: in.templateAnnotations(),
-		containers:  append(make([]corev1.Container, 0, 1+len(in.pod.Spec.Containers)), in.gatewayProxy(mounts)),
-		volumes:     vols,
-		sysctls:     []corev1.Sysctl{{Name: "net.ipv4.ip_unprivileged_port_start", Value: "0"}},
+		annotations:      in.templateAnnotations(),
+		containers:       append(make([]corev1.Container, 0, 1+len(in.pod.Spec.Containers)), in.gatewayProxy(mounts)),
+		volumes:          vols,
+		sysctls:          []corev1.Sysctl{{Name: "net.ipv4.ip_unprivileged_port_start", Value: "0"}},
+		imagePullSecrets: in.d.pullSecrets,
 	}
 	t.status = in.d.statuses.gateway(vols)
 	if t.status == "" {

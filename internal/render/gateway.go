@@ -3,9 +3,11 @@ package render
 import (
 	"cmp"
 	"maps"
+	"slices"
 
 	"istio.io/api/annotation"
 	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -102,18 +104,53 @@ func gatewayObjects(mi *meshv1alpha1.MeshInstall, active Revision, gw meshv1alph
 		gatewayDeployment(mi, active, gw, p),
 		gatewayService(mi, active, gw),
 	}
-	// As Istio's gateway charts: a PDB only when more than one replica runs.
-	if ptr.Deref(gw.Replicas, 1) > 1 {
-		objs = append(objs, &policyv1.PodDisruptionBudget{
-			TypeMeta:   typeMeta(policyv1.SchemeGroupVersion, "PodDisruptionBudget"),
-			ObjectMeta: objectMeta(gw.Name, ns, labels()),
-			Spec: policyv1.PodDisruptionBudgetSpec{
-				MinAvailable: ptr.To(intstr.FromInt32(1)),
-				Selector:     &metav1.LabelSelector{MatchLabels: gatewaySelector(gw)},
-			},
-		})
+	s := gatewayScalingOf(gw)
+	if s.autoscale {
+		objs = append(objs, gatewayHPA(mi, active, gw, s))
+	}
+	// As Istio's gateway charts: a PDB only when at least two replicas
+	// always run; with one, a budget would block node drains.
+	if s.least() > 1 {
+		objs = append(objs, gatewayPDB(mi, active, gw))
 	}
 	return objs
+}
+
+// gatewayScalingOf is how a gateway is scaled: spec.gateways[].replicas,
+// or, when autoscaling is enabled, its HPA with the gateway chart's
+// defaults (1 to 5 replicas at 80% CPU).
+func gatewayScalingOf(gw meshv1alpha1.GatewaySpec) scaling {
+	s := scaling{replicas: ptr.Deref(gw.Replicas, 1)}
+	if a := gw.Autoscaling; a != nil && a.Enabled {
+		s.autoscale = true
+		s.minReplicas = ptr.Deref(a.MinReplicas, defaultAutoscaleMin)
+		s.maxReplicas = ptr.Deref(a.MaxReplicas, defaultAutoscaleMax)
+		s.targetCPUPercent = ptr.Deref(a.TargetCPUUtilizationPercentage, defaultAutoscaleTargetCPU)
+	}
+	return s
+}
+
+func gatewayHPA(mi *meshv1alpha1.MeshInstall, active Revision, gw meshv1alpha1.GatewaySpec, s scaling) *autoscalingv2.HorizontalPodAutoscaler {
+	return &autoscalingv2.HorizontalPodAutoscaler{
+		TypeMeta:   typeMeta(autoscalingv2.SchemeGroupVersion, "HorizontalPodAutoscaler"),
+		ObjectMeta: objectMeta(gw.Name, gatewayNamespace(mi, gw), gatewayLabels(mi, active, gw)),
+		Spec:       hpaSpec(gw.Name, s),
+	}
+}
+
+func gatewayPDB(mi *meshv1alpha1.MeshInstall, active Revision, gw meshv1alpha1.GatewaySpec) *policyv1.PodDisruptionBudget {
+	spec := policyv1.PodDisruptionBudgetSpec{
+		MinAvailable: ptr.To(intstr.FromInt32(1)),
+		Selector:     &metav1.LabelSelector{MatchLabels: gatewaySelector(gw)},
+	}
+	if b := gw.PodDisruptionBudget; b != nil && (b.MinAvailable != nil || b.MaxUnavailable != nil) {
+		spec.MinAvailable, spec.MaxUnavailable = b.MinAvailable, b.MaxUnavailable
+	}
+	return &policyv1.PodDisruptionBudget{
+		TypeMeta:   typeMeta(policyv1.SchemeGroupVersion, "PodDisruptionBudget"),
+		ObjectMeta: objectMeta(gw.Name, gatewayNamespace(mi, gw), gatewayLabels(mi, active, gw)),
+		Spec:       spec,
+	}
 }
 
 func gatewayDeployment(mi *meshv1alpha1.MeshInstall, active Revision, gw meshv1alpha1.GatewaySpec, p profile) *appsv1.Deployment {
@@ -124,11 +161,10 @@ func gatewayDeployment(mi *meshv1alpha1.MeshInstall, active Revision, gw meshv1a
 	if v, ok := gw.Labels[labelDataplaneMode]; ok {
 		podLabels[labelDataplaneMode] = v
 	}
-	return &appsv1.Deployment{
+	d := &appsv1.Deployment{
 		TypeMeta:   typeMeta(appsv1.SchemeGroupVersion, "Deployment"),
 		ObjectMeta: objectMeta(gw.Name, gatewayNamespace(mi, gw), gatewayLabels(mi, active, gw)),
 		Spec: appsv1.DeploymentSpec{
-			Replicas: ptr.To(ptr.Deref(gw.Replicas, 1)),
 			Selector: &metav1.LabelSelector{MatchLabels: gatewaySelector(gw)},
 			Strategy: appsv1.DeploymentStrategy{
 				Type: appsv1.RollingUpdateDeploymentStrategyType,
@@ -155,9 +191,15 @@ func gatewayDeployment(mi *meshv1alpha1.MeshInstall, active Revision, gw meshv1a
 					SecurityContext: &corev1.PodSecurityContext{Sysctls: []corev1.Sysctl{
 						{Name: "net.ipv4.ip_unprivileged_port_start", Value: "0"},
 					}},
+					ImagePullSecrets: pullSecrets(gw.ImagePullSecrets),
 					Containers: []corev1.Container{{
 						Name:  "istio-proxy",
 						Image: "auto", // set by the injector's gateway template
+						// This container is merged over the injected one, so
+						// its policy is the pod's. Unset, the API server
+						// defaults it to Always (image "auto" has no tag),
+						// as for Istio's gateway chart.
+						ImagePullPolicy: mi.Spec.Proxy.ImagePullPolicy,
 						Ports: []corev1.ContainerPort{
 							{Name: "http-envoy-prom", ContainerPort: 15090, Protocol: corev1.ProtocolTCP},
 						},
@@ -175,6 +217,13 @@ func gatewayDeployment(mi *meshv1alpha1.MeshInstall, active Revision, gw meshv1a
 			},
 		},
 	}
+	placePod(&d.Spec.Template, gw.PodPlacement, reservedGatewayLabels, reservedGatewayPodAnnotations)
+	// With autoscaling the HPA owns replicas: left out of what is applied,
+	// server-side apply leaves them to it instead of resetting them.
+	if s := gatewayScalingOf(gw); !s.autoscale {
+		d.Spec.Replicas = ptr.To(s.replicas)
+	}
+	return d
 }
 
 func gatewayService(mi *meshv1alpha1.MeshInstall, active Revision, gw meshv1alpha1.GatewaySpec) *corev1.Service {
@@ -184,10 +233,11 @@ func gatewayService(mi *meshv1alpha1.MeshInstall, active Revision, gw meshv1alph
 			Name:       p.Name,
 			Port:       p.Port,
 			TargetPort: intstr.FromInt32(cmp.Or(p.TargetPort, p.Port)),
+			NodePort:   p.NodePort,
 			Protocol:   corev1.ProtocolTCP,
 		})
 	}
-	return &corev1.Service{
+	svc := &corev1.Service{
 		TypeMeta:   typeMeta(corev1.SchemeGroupVersion, "Service"),
 		ObjectMeta: objectMeta(gw.Name, gatewayNamespace(mi, gw), gatewayLabels(mi, active, gw)),
 		Spec: corev1.ServiceSpec{
@@ -196,4 +246,17 @@ func gatewayService(mi *meshv1alpha1.MeshInstall, active Revision, gw meshv1alph
 			Selector: gatewaySelector(gw),
 		},
 	}
+	if o := gw.Service; o != nil {
+		svc.Labels = overlay(svc.Labels, o.Labels, reservedGatewayLabels)
+		if len(o.Annotations) > 0 {
+			svc.Annotations = maps.Clone(o.Annotations)
+		}
+		svc.Spec.LoadBalancerIP = o.LoadBalancerIP
+		if o.LoadBalancerClass != "" {
+			svc.Spec.LoadBalancerClass = ptr.To(o.LoadBalancerClass)
+		}
+		svc.Spec.LoadBalancerSourceRanges = slices.Clone(o.LoadBalancerSourceRanges)
+		svc.Spec.ExternalTrafficPolicy = o.ExternalTrafficPolicy
+	}
+	return svc
 }

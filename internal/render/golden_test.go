@@ -15,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
@@ -73,7 +74,85 @@ func goldenCases() []goldenCase {
 			revisions: [][2]string{{DefaultRevision, "1.31.4"}, {"1-32-0", "1.32.0"}},
 			active:    [2]string{DefaultRevision, "1.31.4"},
 		},
+		inPlace("placement", placementMeshInstall()),
+		inPlace("gateway-loadbalancer", meshInstall("1.32.0", withGateways(
+			meshv1alpha1.GatewaySpec{
+				Name: "public", ServiceType: corev1.ServiceTypeLoadBalancer, Replicas: ptr.To(int32(3)),
+				Ports: []meshv1alpha1.GatewayPort{
+					{Name: "status-port", Port: 15021},
+					{Name: "https", Port: 443, TargetPort: 8443, NodePort: 30443},
+				},
+				Service: &meshv1alpha1.GatewayServiceSpec{
+					Annotations: map[string]string{
+						"service.beta.kubernetes.io/aws-load-balancer-type":   "external",
+						"service.beta.kubernetes.io/aws-load-balancer-scheme": "internet-facing",
+					},
+					Labels:                   map[string]string{"exposure": "public"},
+					LoadBalancerIP:           "203.0.113.10",
+					LoadBalancerClass:        "service.k8s.aws/nlb",
+					LoadBalancerSourceRanges: []string{"203.0.113.0/24", "198.51.100.0/24"},
+					ExternalTrafficPolicy:    corev1.ServiceExternalTrafficPolicyLocal,
+				},
+				Autoscaling: &meshv1alpha1.AutoscalingSpec{Enabled: true, MinReplicas: ptr.To(int32(2)),
+					MaxReplicas: ptr.To(int32(10)), TargetCPUUtilizationPercentage: ptr.To(int32(60))},
+				PodDisruptionBudget: &meshv1alpha1.PodDisruptionBudgetSpec{MaxUnavailable: ptr.To(intstr.FromString("50%"))},
+			},
+			meshv1alpha1.GatewaySpec{
+				Name: "nodeport", Namespace: "edge", ServiceType: corev1.ServiceTypeNodePort, Replicas: ptr.To(int32(2)),
+				Ports:   []meshv1alpha1.GatewayPort{{Name: "http2", Port: 80, TargetPort: 8080, NodePort: 30080}},
+				Service: &meshv1alpha1.GatewayServiceSpec{ExternalTrafficPolicy: corev1.ServiceExternalTrafficPolicyCluster},
+			},
+			meshv1alpha1.GatewaySpec{
+				Name: "autoscaled-from-one", Type: meshv1alpha1.GatewayEgress,
+				Autoscaling: &meshv1alpha1.AutoscalingSpec{Enabled: true},
+			},
+		))),
 	}
+}
+
+// placementMeshInstall sets every scheduling and image knob of istiod,
+// the proxy and a gateway.
+func placementMeshInstall() *meshv1alpha1.MeshInstall {
+	placement := func(role string) meshv1alpha1.PodPlacement {
+		return meshv1alpha1.PodPlacement{
+			NodeSelector: map[string]string{"node-role.example.com/" + role: "true"},
+			Tolerations: []corev1.Toleration{{Key: "dedicated", Operator: corev1.TolerationOpEqual, Value: role,
+				Effect: corev1.TaintEffectNoSchedule}},
+			Affinity: &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{
+				RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{{
+					MatchExpressions: []corev1.NodeSelectorRequirement{{
+						Key: "kubernetes.io/arch", Operator: corev1.NodeSelectorOpIn, Values: []string{"amd64", "arm64"},
+					}},
+				}}},
+			}},
+			TopologySpreadConstraints: []corev1.TopologySpreadConstraint{{
+				MaxSkew: 1, TopologyKey: "topology.kubernetes.io/zone", WhenUnsatisfiable: corev1.ScheduleAnyway,
+				LabelSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": role}},
+			}},
+			PriorityClassName: "system-cluster-critical",
+			PodAnnotations:    map[string]string{"cluster-autoscaler.kubernetes.io/safe-to-evict": "true", "prometheus.io/scrape": "false"},
+			PodLabels:         map[string]string{"team": "platform", "cost-center": role},
+		}
+	}
+	return meshInstall("1.32.0", withGateways(meshv1alpha1.GatewaySpec{
+		Name:             "istio-ingressgateway",
+		ImagePullSecrets: []string{"gateway-registry"},
+		PodPlacement: func() meshv1alpha1.PodPlacement {
+			p := placement("gateway")
+			p.PodLabels["istio"] = "edge" // the Gateway resources' selector, on the pods only
+			p.PodAnnotations["sidecar.istio.io/proxyImageType"] = "debug"
+			return p
+		}(),
+	}), func(mi *meshv1alpha1.MeshInstall) {
+		mi.Spec.Hub = "registry.example.com/istio"
+		mi.Spec.Pilot.PodPlacement = placement("istiod")
+		mi.Spec.Pilot.Variant = meshv1alpha1.ImageVariantDistroless
+		mi.Spec.Pilot.ImagePullPolicy = corev1.PullAlways
+		mi.Spec.Pilot.ImagePullSecrets = []string{"mesh-registry"}
+		mi.Spec.Proxy.Variant = meshv1alpha1.ImageVariantDistroless
+		mi.Spec.Proxy.ImagePullPolicy = corev1.PullIfNotPresent
+		mi.Spec.Proxy.ImagePullSecrets = []string{"mesh-registry"}
+	})
 }
 
 // customMeshInstall sets every knob a user might.

@@ -39,6 +39,8 @@ func injectionConfig(mi *meshv1alpha1.MeshInstall, rev Revision, p profile) *inj
 		Version:                         rev.proxy().String(),
 		Namespace:                       namespace(mi),
 		ProxyImage:                      proxyImage(mi, rev),
+		ImagePullPolicy:                 spec.Proxy.ImagePullPolicy,
+		ImagePullSecrets:                spec.Proxy.ImagePullSecrets,
 		ClusterID:                       cmp.Or(spec.Cluster.Name, defaultClusterName),
 		Network:                         spec.Cluster.Network,
 		MeshID:                          cmp.Or(spec.Cluster.MeshID, trustDomain(mi)),
@@ -93,16 +95,22 @@ func proxyImage(mi *meshv1alpha1.MeshInstall, rev Revision) string {
 	if img := mi.Spec.Proxy.Image; img != "" {
 		return img
 	}
-	return image(mi, "proxyv2", rev.proxy())
+	return image(mi, "proxyv2", rev.proxy(), mi.Spec.Proxy.Variant)
 }
 
 func pilotImage(mi *meshv1alpha1.MeshInstall, rev Revision) string {
 	if img := mi.Spec.Pilot.Image; img != "" {
 		return img
 	}
-	return image(mi, "pilot", rev.Version)
+	return image(mi, "pilot", rev.Version, mi.Spec.Pilot.Variant)
 }
 
-func image(mi *meshv1alpha1.MeshInstall, name string, v version.Version) string {
-	return fmt.Sprintf("%s/%s:%s", cmp.Or(mi.Spec.Hub, defaultHub), name, v)
+// image is <hub>/<name>:<version>[-<variant>], as Istio's charts and
+// injector build image references.
+func image(mi *meshv1alpha1.MeshInstall, name string, v version.Version, variant meshv1alpha1.ImageVariant) string {
+	ref := fmt.Sprintf("%s/%s:%s", cmp.Or(mi.Spec.Hub, defaultHub), name, v)
+	if variant != "" {
+		ref += "-" + string(variant)
+	}
+	return ref
 }

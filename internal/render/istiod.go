@@ -46,7 +46,7 @@ func istioLabelValue(rev Revision) string {
 	return "istiod"
 }
 
-func istiodDeployment(mi *meshv1alpha1.MeshInstall, rev Revision, p profile, s pilotScaling) *appsv1.Deployment {
+func istiodDeployment(mi *meshv1alpha1.MeshInstall, rev Revision, p profile, s scaling) *appsv1.Deployment {
 	name := IstiodName(rev.Name)
 	podLabels := with(istiodLabels(mi, rev),
 		labelSidecarInject, "false",
@@ -96,6 +96,9 @@ func istiodDeployment(mi *meshv1alpha1.MeshInstall, rev Revision, p profile, s p
 	if rev.CertificateAuthority != "" {
 		d.Spec.Template.Annotations[AnnotationCertificateAuthority] = rev.CertificateAuthority
 	}
+	pilot := mi.Spec.Pilot
+	placePod(&d.Spec.Template, pilot.PodPlacement, reservedPilotPodLabels, reservedPilotPodAnnotations)
+	d.Spec.Template.Spec.ImagePullSecrets = pullSecrets(pilot.ImagePullSecrets)
 	// With autoscaling the HPA owns replicas; setting them here would fight it.
 	if !s.autoscale {
 		d.Spec.Replicas = ptr.To(s.replicas)
@@ -103,8 +106,9 @@ func istiodDeployment(mi *meshv1alpha1.MeshInstall, rev Revision, p profile, s p
 	return d
 }
 
-// istiodAffinity spreads istiod over nodes when more than one may run.
-func istiodAffinity(rev Revision, s pilotScaling) *corev1.Affinity {
+// istiodAffinity spreads istiod over nodes when more than one may run;
+// spec.pilot.affinity replaces it.
+func istiodAffinity(rev Revision, s scaling) *corev1.Affinity {
 	if s.most() <= 1 {
 		return nil
 	}
@@ -124,8 +128,9 @@ func discoveryContainer(mi *meshv1alpha1.MeshInstall, rev Revision, p profile) c
 		return corev1.ContainerPort{Name: name, ContainerPort: n, Protocol: corev1.ProtocolTCP}
 	}
 	return corev1.Container{
-		Name:  "discovery",
-		Image: pilotImage(mi, rev),
+		Name:            "discovery",
+		Image:           pilotImage(mi, rev),
+		ImagePullPolicy: mi.Spec.Pilot.ImagePullPolicy,
 		Args: []string{
 			"discovery",
 			"--monitoringAddr=:15014",
@@ -276,25 +281,30 @@ func istiodService(mi *meshv1alpha1.MeshInstall, rev Revision) *corev1.Service {
 	}
 }
 
-func istiodHPA(mi *meshv1alpha1.MeshInstall, rev Revision, s pilotScaling) *autoscalingv2.HorizontalPodAutoscaler {
+func istiodHPA(mi *meshv1alpha1.MeshInstall, rev Revision, s scaling) *autoscalingv2.HorizontalPodAutoscaler {
 	name := IstiodName(rev.Name)
 	return &autoscalingv2.HorizontalPodAutoscaler{
 		TypeMeta:   typeMeta(autoscalingv2.SchemeGroupVersion, "HorizontalPodAutoscaler"),
 		ObjectMeta: objectMeta(name, namespace(mi), with(istiodLabels(mi, rev), labelComponent, componentPilot)),
-		Spec: autoscalingv2.HorizontalPodAutoscalerSpec{
-			ScaleTargetRef: autoscalingv2.CrossVersionObjectReference{APIVersion: "apps/v1", Kind: "Deployment", Name: name},
-			MinReplicas:    ptr.To(s.minReplicas),
-			MaxReplicas:    s.maxReplicas,
-			Metrics: []autoscalingv2.MetricSpec{{
-				Type: autoscalingv2.ResourceMetricSourceType,
-				Resource: &autoscalingv2.ResourceMetricSource{
-					Name: corev1.ResourceCPU,
-					Target: autoscalingv2.MetricTarget{
-						Type: autoscalingv2.UtilizationMetricType, AverageUtilization: ptr.To(s.targetCPUPercent),
-					},
+		Spec:       hpaSpec(name, s),
+	}
+}
+
+// hpaSpec scales the named Deployment by CPU, as Istio's charts do.
+func hpaSpec(deployment string, s scaling) autoscalingv2.HorizontalPodAutoscalerSpec {
+	return autoscalingv2.HorizontalPodAutoscalerSpec{
+		ScaleTargetRef: autoscalingv2.CrossVersionObjectReference{APIVersion: "apps/v1", Kind: "Deployment", Name: deployment},
+		MinReplicas:    ptr.To(s.minReplicas),
+		MaxReplicas:    s.maxReplicas,
+		Metrics: []autoscalingv2.MetricSpec{{
+			Type: autoscalingv2.ResourceMetricSourceType,
+			Resource: &autoscalingv2.ResourceMetricSource{
+				Name: corev1.ResourceCPU,
+				Target: autoscalingv2.MetricTarget{
+					Type: autoscalingv2.UtilizationMetricType, AverageUtilization: ptr.To(s.targetCPUPercent),
 				},
-			}},
-		},
+			},
+		}},
 	}
 }
 

@@ -93,8 +93,8 @@ func resourcesOr(user *corev1.ResourceRequirements, def corev1.ResourceRequireme
 	return def
 }
 
-// pilotScaling is how istiod is scaled.
-type pilotScaling struct {
+// scaling is how istiod or a gateway is scaled.
+type scaling struct {
 	autoscale        bool
 	replicas         int32 // when !autoscale
 	minReplicas      int32 // when autoscale
@@ -107,9 +107,9 @@ type pilotScaling struct {
 // (a user who asks for N replicas gets N, not an HPA starting at 1);
 // otherwise the profile decides: default and minimal autoscale 1-5 at 80%
 // CPU, as the istiod chart; demo runs one replica.
-func scalingFor(mi *meshv1alpha1.MeshInstall, p profile) pilotScaling {
+func scalingFor(mi *meshv1alpha1.MeshInstall, p profile) scaling {
 	pilot := mi.Spec.Pilot
-	s := pilotScaling{
+	s := scaling{
 		autoscale:        p.pilotAutoscaling,
 		replicas:         ptr.Deref(pilot.Replicas, 1),
 		minReplicas:      defaultAutoscaleMin,
@@ -129,14 +129,14 @@ func scalingFor(mi *meshv1alpha1.MeshInstall, p profile) pilotScaling {
 }
 
 // least and most are the fewest and most istiod replicas that may run.
-func (s pilotScaling) least() int32 {
+func (s scaling) least() int32 {
 	if s.autoscale {
 		return s.minReplicas
 	}
 	return s.replicas
 }
 
-func (s pilotScaling) most() int32 {
+func (s scaling) most() int32 {
 	if s.autoscale {
 		return s.maxReplicas
 	}

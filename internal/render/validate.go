@@ -10,7 +10,6 @@ import (
 	metav1validation "k8s.io/apimachinery/pkg/apis/meta/v1/validation"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
-	"k8s.io/utils/ptr"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
 	"github.com/meshkeeper/meshkeeper/internal/version"
@@ -62,13 +61,8 @@ func validatePilot(pilot meshv1alpha1.PilotSpec, path *field.Path) field.ErrorLi
 				"set by meshkeeper for each revision; it cannot be overridden"))
 		}
 	}
-	if a := pilot.Autoscaling; a != nil && a.Enabled {
-		least, most := ptr.Deref(a.MinReplicas, defaultAutoscaleMin), ptr.Deref(a.MaxReplicas, defaultAutoscaleMax)
-		if least > most {
-			errs = append(errs, field.Invalid(path.Child("autoscaling", "minReplicas"), least,
-				fmt.Sprintf("must not exceed maxReplicas (%d)", most)))
-		}
-	}
+	errs = append(errs, validateAutoscaling(pilot.Autoscaling, path.Child("autoscaling"))...)
+	errs = append(errs, validatePlacement(pilot.PodPlacement, path, reservedPilotPodLabels, reservedPilotPodAnnotations)...)
 	return append(errs, validateResources(pilot.Resources, path.Child("resources"))...)
 }
 
@@ -97,6 +91,9 @@ func validateGateway(mi *meshv1alpha1.MeshInstall, gw meshv1alpha1.GatewaySpec, 
 		}
 		seen[p.Name] = true
 	}
+	errs = append(errs, validateGatewayService(gw, path)...)
+	errs = append(errs, validateAutoscaling(gw.Autoscaling, path.Child("autoscaling"))...)
+	errs = append(errs, validatePlacement(gw.PodPlacement, path, reservedGatewayLabels, reservedGatewayPodAnnotations)...)
 	return append(errs, validateResources(gw.Resources, path.Child("resources"))...)
 }
 

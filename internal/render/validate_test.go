@@ -52,6 +52,46 @@ func TestInvalidSpecsAreRefusedNamingTheField(t *testing.T) {
 		{name: "gateway invalid label", opt: withGateways(meshv1alpha1.GatewaySpec{
 			Name: "gw", Labels: map[string]string{"team": "a b"}}),
 			reason: meshv1alpha1.ReasonInvalidSpec, field: "spec.gateways[0].labels"},
+		{name: "pilot pod label istiod is selected by", opt: set(func(mi *meshv1alpha1.MeshInstall) {
+			mi.Spec.Pilot.PodLabels = map[string]string{"istio": "custom"}
+		}), reason: meshv1alpha1.ReasonInvalidSpec, field: "spec.pilot.podLabels[istio]"},
+		{name: "pilot pod label of meshkeeper", opt: set(func(mi *meshv1alpha1.MeshInstall) {
+			mi.Spec.Pilot.PodLabels = map[string]string{"mesh.meshkeeper.dev/revision": "x"}
+		}), reason: meshv1alpha1.ReasonInvalidSpec, field: "spec.pilot.podLabels[mesh.meshkeeper.dev/revision]"},
+		{name: "pilot pod annotation injecting istiod", opt: set(func(mi *meshv1alpha1.MeshInstall) {
+			mi.Spec.Pilot.PodAnnotations = map[string]string{"sidecar.istio.io/inject": "true"}
+		}), reason: meshv1alpha1.ReasonInvalidSpec, field: "spec.pilot.podAnnotations[sidecar.istio.io/inject]"},
+		{name: "pilot invalid node selector", opt: set(func(mi *meshv1alpha1.MeshInstall) {
+			mi.Spec.Pilot.NodeSelector = map[string]string{"zone": "a b"}
+		}), reason: meshv1alpha1.ReasonInvalidSpec, field: "spec.pilot.nodeSelector"},
+		{name: "pilot toleration Exists with a value", opt: set(func(mi *meshv1alpha1.MeshInstall) {
+			mi.Spec.Pilot.Tolerations = []corev1.Toleration{{Key: "dedicated", Operator: corev1.TolerationOpExists, Value: "mesh"}}
+		}), reason: meshv1alpha1.ReasonInvalidSpec, field: "spec.pilot.tolerations[0].value"},
+		{name: "pilot spread without a topology key", opt: set(func(mi *meshv1alpha1.MeshInstall) {
+			mi.Spec.Pilot.TopologySpreadConstraints = []corev1.TopologySpreadConstraint{{MaxSkew: 1, WhenUnsatisfiable: corev1.DoNotSchedule}}
+		}), reason: meshv1alpha1.ReasonInvalidSpec, field: "spec.pilot.topologySpreadConstraints[0].topologyKey"},
+		{name: "gateway pod label of its selector", opt: withGateways(meshv1alpha1.GatewaySpec{Name: "gw",
+			PodPlacement: meshv1alpha1.PodPlacement{PodLabels: map[string]string{"mesh.meshkeeper.dev/gateway": "other"}}}),
+			reason: meshv1alpha1.ReasonInvalidSpec, field: "spec.gateways[0].podLabels[mesh.meshkeeper.dev/gateway]"},
+		{name: "gateway pod annotation choosing the template", opt: withGateways(meshv1alpha1.GatewaySpec{Name: "gw",
+			PodPlacement: meshv1alpha1.PodPlacement{PodAnnotations: map[string]string{"inject.istio.io/templates": "sidecar"}}}),
+			reason: meshv1alpha1.ReasonInvalidSpec, field: "spec.gateways[0].podAnnotations[inject.istio.io/templates]"},
+		{name: "gateway service label of meshkeeper", opt: withGateways(meshv1alpha1.GatewaySpec{Name: "gw",
+			Service: &meshv1alpha1.GatewayServiceSpec{Labels: map[string]string{"app.kubernetes.io/managed-by": "helm"}}}),
+			reason: meshv1alpha1.ReasonInvalidSpec, field: "spec.gateways[0].service.labels[app.kubernetes.io/managed-by]"},
+		{name: "gateway load balancer source range not a CIDR", opt: withGateways(meshv1alpha1.GatewaySpec{Name: "gw",
+			ServiceType: corev1.ServiceTypeLoadBalancer,
+			Service:     &meshv1alpha1.GatewayServiceSpec{LoadBalancerSourceRanges: []string{"10.0.0.0/8", "office"}}}),
+			reason: meshv1alpha1.ReasonInvalidSpec, field: "spec.gateways[0].service.loadBalancerSourceRanges[1]"},
+		{name: "gateway load balancer IP not an address", opt: withGateways(meshv1alpha1.GatewaySpec{Name: "gw",
+			ServiceType: corev1.ServiceTypeLoadBalancer, Service: &meshv1alpha1.GatewayServiceSpec{LoadBalancerIP: "10.0.0"}}),
+			reason: meshv1alpha1.ReasonInvalidSpec, field: "spec.gateways[0].service.loadBalancerIP"},
+		{name: "gateway duplicate node ports", opt: withGateways(meshv1alpha1.GatewaySpec{Name: "gw", ServiceType: corev1.ServiceTypeNodePort,
+			Ports: []meshv1alpha1.GatewayPort{{Name: "http", Port: 80, NodePort: 30080}, {Name: "https", Port: 443, NodePort: 30080}}}),
+			reason: meshv1alpha1.ReasonInvalidSpec, field: "spec.gateways[0].ports[1].nodePort"},
+		{name: "gateway autoscaling min above max", opt: withGateways(meshv1alpha1.GatewaySpec{Name: "gw",
+			Autoscaling: &meshv1alpha1.AutoscalingSpec{Enabled: true, MinReplicas: ptr.To(int32(4)), MaxReplicas: ptr.To(int32(2))}}),
+			reason: meshv1alpha1.ReasonInvalidSpec, field: "spec.gateways[0].autoscaling.minReplicas"},
 		{name: "gateway duplicate port names", opt: withGateways(meshv1alpha1.GatewaySpec{
 			Name: "gw", Ports: []meshv1alpha1.GatewayPort{{Name: "http", Port: 80}, {Name: "http", Port: 8080}}}),
 			reason: meshv1alpha1.ReasonInvalidSpec, field: "spec.gateways[0].ports[1].name"},

@@ -56,6 +56,22 @@ func TestValidatorThroughTheAPIServer(t *testing.T) {
 		}
 	})
 
+	t.Run("a pod label the gateway is selected by is refused, naming the field and the key", func(t *testing.T) {
+		bad := meshInstall("reserved-pod-label", "1.31.4")
+		bad.Spec.Gateways = []meshv1alpha1.GatewaySpec{{Name: "ingress",
+			PodPlacement: meshv1alpha1.PodPlacement{PodLabels: map[string]string{"mesh.meshkeeper.dev/gateway": "other"}}}}
+		bad.Spec.Pilot.PodLabels = map[string]string{"istio": "custom"}
+		err := env.Client.Create(ctx, bad)
+		for _, want := range []string{"spec.gateways[0].podLabels[mesh.meshkeeper.dev/gateway]: Forbidden", "spec.pilot.podLabels[istio]: Forbidden"} {
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("got %v, want %s", err, want)
+			}
+		}
+		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(bad), &meshv1alpha1.MeshInstall{}); !apierrors.IsNotFound(err) {
+			t.Errorf("the refused MeshInstall was stored: %v", err)
+		}
+	})
+
 	mi := meshInstall("default", "1.30.8")
 	if err := env.Client.Create(ctx, mi); err != nil {
 		t.Fatalf("a valid MeshInstall was refused: %v", err)
