@@ -61,7 +61,10 @@ func (r *MeshInstallReconciler) desiredObjects(mi *meshv1alpha1.MeshInstall, pla
 	d.base = namespacesToApply(mi, obs)
 
 	for _, p := range plan.Revisions {
-		objs, err := render.ControlPlane(mi, render.Revision{Name: p.Name, Version: p.Version, ProxyVersion: p.ProxyVersion, CertificateAuthority: ca.IstiodCA})
+		objs, err := render.ControlPlane(mi, render.Revision{
+			Name: p.Name, Version: p.Version, ProxyVersion: p.ProxyVersion, CertificateAuthority: ca.IstiodCA,
+			NodesWithoutNativeSidecars: obs.nodesWithoutNativeSidecars,
+		})
 		if err != nil {
 			return nil, renderRefusal(err)
 		}

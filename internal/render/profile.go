@@ -20,13 +20,15 @@ const (
 // renders gateways only when spec.gateways lists them); demo is Istio's
 // helm-profiles/demo.yaml.
 type profile struct {
-	pilotResources     corev1.ResourceRequirements
-	pilotAutoscaling   bool
-	traceSampling      string // PILOT_TRACE_SAMPLING, as the chart prints values.traceSampling
-	proxyResources     corev1.ResourceRequirements
-	gatewayResources   corev1.ResourceRequirements
-	accessLogFile      string
-	extensionProviders []extensionProvider
+	pilotResources   corev1.ResourceRequirements
+	pilotAutoscaling bool
+	traceSampling    string // PILOT_TRACE_SAMPLING, as the chart prints values.traceSampling
+	proxyResources   corev1.ResourceRequirements
+	gatewayResources corev1.ResourceRequirements
+	accessLogFile    string
+	// demoProviders: the demo profile declares Istio's sample tracing and
+	// access-log providers.
+	demoProviders bool
 }
 
 func profileFor(name meshv1alpha1.ProfileName) profile {
@@ -46,20 +48,24 @@ func profileFor(name meshv1alpha1.ProfileName) profile {
 		p.proxyResources = requirements("10m", "40Mi", "2000m", "1024Mi")
 		p.gatewayResources = requirements("10m", "40Mi", "2000m", "1024Mi")
 		p.accessLogFile = "/dev/stdout"
-		p.extensionProviders = demoExtensionProviders()
+		p.demoProviders = true
 	}
 	return p
 }
 
-// demoExtensionProviders are the tracing and access-log providers the demo
-// profile declares (the addresses are Istio's, including its istio-system).
-func demoExtensionProviders() []extensionProvider {
-	const otelCollector = "opentelemetry-collector.observability.svc.cluster.local"
+// extensionProviders are the profile's: for demo, the tracing and
+// access-log providers Istio's demo profile declares (the addresses are
+// Istio's, including its istio-system, in the cluster's DNS domain).
+func (p profile) extensionProviders(domain string) []extensionProvider {
+	if !p.demoProviders {
+		return nil
+	}
+	otelCollector := "opentelemetry-collector.observability.svc." + domain
 	return []extensionProvider{
 		{Name: "otel", EnvoyOtelAls: &providerAddress{Service: otelCollector, Port: 4317}},
-		{Name: "skywalking", Skywalking: &providerAddress{Service: "tracing.istio-system.svc.cluster.local", Port: 11800}},
-		{Name: "otel-tracing", Opentelemetry: &providerAddress{Service: otelCollector, Port: 4317}},
-		{Name: "jaeger", Opentelemetry: &providerAddress{Service: "jaeger-collector.istio-system.svc.cluster.local", Port: 4317}},
+		{Name: "skywalking", Skywalking: &providerAddress{Service: "tracing.istio-system.svc." + domain, Port: 11800}},
+		{Name: "otel-tracing", Opentelemetry: &otelProvider{providerAddress: providerAddress{Service: otelCollector, Port: 4317}}},
+		{Name: "jaeger", Opentelemetry: &otelProvider{providerAddress: providerAddress{Service: "jaeger-collector.istio-system.svc." + domain, Port: 4317}}},
 	}
 }
 
