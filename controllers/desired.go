@@ -222,7 +222,7 @@ func crdsToApply(mi *meshv1alpha1.MeshInstall, obs *observation) ([]client.Objec
 // created is never taken over (nor deleted later).
 func namespacesToApply(mi *meshv1alpha1.MeshInstall, obs *observation) []client.Object {
 	names := []string{mi.Spec.Namespace}
-	for _, g := range mi.Spec.Gateways {
+	for _, g := range render.Gateways(mi) {
 		if g.Namespace != "" {
 			names = append(names, g.Namespace)
 		}

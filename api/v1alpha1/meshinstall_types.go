@@ -11,11 +11,16 @@ import (
 type ProfileName string
 
 const (
-	// ProfileDefault is for production: istiod with production resource requests and autoscaling.
+	// ProfileDefault is for production: istiod with production resource
+	// requests and autoscaling, and Istio's istio-ingressgateway unless
+	// spec.gateways lists gateways.
 	ProfileDefault ProfileName = "default"
-	// ProfileMinimal installs only the control plane (no gateways unless listed).
+	// ProfileMinimal is default without the ingress gateway: only the control
+	// plane (no gateways unless spec.gateways lists them).
 	ProfileMinimal ProfileName = "minimal"
-	// ProfileDemo lowers resource requests and turns on access logging and full trace sampling.
+	// ProfileDemo lowers resource requests, turns on access logging and full
+	// trace sampling, and runs the ingress and egress gateways unless
+	// spec.gateways lists gateways.
 	ProfileDemo ProfileName = "demo"
 )
 
@@ -103,7 +108,10 @@ type MeshInstallSpec struct {
 	// +optional
 	Proxy ProxySpec `json:"proxy,omitempty"`
 
-	// Gateways are ingress and egress gateway Deployments and Services to run.
+	// Gateways are ingress and egress gateway Deployments and Services to
+	// run. When empty, the profile's run: istio-ingressgateway for default,
+	// it and istio-egressgateway for demo, none for minimal; listing
+	// gateways replaces them.
 	// +kubebuilder:validation:MaxItems=16
 	// +listType=map
 	// +listMapKey=name

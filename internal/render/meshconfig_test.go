@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -281,6 +282,36 @@ func TestNativeSidecarsDecision(t *testing.T) {
 		}
 		if cfg.NativeSidecars != tt.want {
 			t.Errorf("%q with old nodes %v: nativeSidecars %q, want %q", tt.mode, tt.oldNodes, cfg.NativeSidecars, tt.want)
+		}
+	}
+}
+
+// TestProfileGateways: as Istio's profiles, default runs the ingress
+// gateway, demo also the egress one, minimal none; listing gateways replaces them.
+func TestProfileGateways(t *testing.T) {
+	names := func(mi *meshv1alpha1.MeshInstall) []string {
+		var out []string
+		for _, o := range mustShared(t, mi, mustRevision(t, DefaultRevision, "1.32.0")) {
+			if d, ok := o.(*appsv1.Deployment); ok {
+				out = append(out, d.Name)
+			}
+		}
+		return out
+	}
+	tests := []struct {
+		name string
+		mi   *meshv1alpha1.MeshInstall
+		want string
+	}{
+		{"default", meshInstall("1.32.0"), "istio-ingressgateway"},
+		{"demo", meshInstall("1.32.0", withProfile(meshv1alpha1.ProfileDemo)), "istio-egressgateway istio-ingressgateway"}, // in apply order
+		{"minimal", meshInstall("1.32.0", withProfile(meshv1alpha1.ProfileMinimal)), ""},
+		{"default with gateways listed", meshInstall("1.32.0", withGateways(meshv1alpha1.GatewaySpec{Name: "edge"})), "edge"},
+	}
+	for _, tt := range tests {
+		got := strings.Join(names(tt.mi), " ")
+		if got != tt.want {
+			t.Errorf("%s: gateway Deployments %q, want %q", tt.name, got, tt.want)
 		}
 	}
 }

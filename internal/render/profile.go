@@ -16,9 +16,9 @@ const (
 )
 
 // profile holds what Istio's installation profiles change. minimal is
-// default for istiod (it only drops the ingress gateway, and meshkeeper
-// renders gateways only when spec.gateways lists them); demo is Istio's
-// helm-profiles/demo.yaml.
+// default without the ingress gateway (manifests/profiles/minimal.yaml);
+// demo is Istio's helm-profiles/demo.yaml and profiles/demo.yaml, which
+// adds the egress gateway.
 type profile struct {
 	pilotResources   corev1.ResourceRequirements
 	pilotAutoscaling bool
@@ -26,6 +26,8 @@ type profile struct {
 	proxyResources   corev1.ResourceRequirements
 	gatewayResources corev1.ResourceRequirements
 	accessLogFile    string
+	// gateways run when spec.gateways lists none (see Gateways).
+	gateways []meshv1alpha1.GatewaySpec
 	// demoProviders: the demo profile declares Istio's sample tracing and
 	// access-log providers.
 	demoProviders bool
@@ -38,6 +40,15 @@ func profileFor(name meshv1alpha1.ProfileName) profile {
 		traceSampling:    "1",
 		proxyResources:   requirements("100m", "128Mi", "2000m", "1024Mi"),
 		gatewayResources: requirements("100m", "128Mi", "2000m", "1024Mi"),
+	}
+	ingress := meshv1alpha1.GatewaySpec{Name: "istio-ingressgateway", Type: meshv1alpha1.GatewayIngress, ServiceType: corev1.ServiceTypeLoadBalancer}
+	egress := meshv1alpha1.GatewaySpec{Name: "istio-egressgateway", Type: meshv1alpha1.GatewayEgress}
+	switch name {
+	case meshv1alpha1.ProfileMinimal:
+	case meshv1alpha1.ProfileDemo:
+		p.gateways = []meshv1alpha1.GatewaySpec{ingress, egress}
+	default:
+		p.gateways = []meshv1alpha1.GatewaySpec{ingress}
 	}
 	if name == meshv1alpha1.ProfileDemo {
 		p.pilotResources = requirements("10m", "100Mi", "", "")
