@@ -175,6 +175,8 @@ func run(ctx context.Context, o options) error {
 				&appsv1.StatefulSet{}: {Label: labels.Everything(), Transform: controllers.TrimWorkload},
 				&appsv1.DaemonSet{}:   {Label: labels.Everything(), Transform: controllers.TrimWorkload},
 				&corev1.Namespace{}:   {Label: labels.Everything()},
+				// Nodes are cached trimmed to their kubelet version (see controllers.TrimNode).
+				&corev1.Node{}: {Label: labels.Everything(), Transform: controllers.TrimNode},
 				// The webhook certificate is the only Secret read, and the
 				// operator may read Secrets in its own namespace only.
 				&corev1.Secret{}: {Namespaces: map[string]cache.Config{o.namespace: {}}},

@@ -61,7 +61,7 @@ func (r *MeshInstallReconciler) desiredObjects(mi *meshv1alpha1.MeshInstall, pla
 	d.crds = crds
 	d.base = namespacesToApply(mi, obs)
 
-	perRevision, rendered, err := renderPass(mi, plan, plan.Active, ca)
+	perRevision, rendered, err := renderPass(mi, plan, plan.Active, ca, obs.nodesWithoutNativeSidecars)
 	if err != nil {
 		return nil, err
 	}
@@ -97,10 +97,11 @@ func (r *MeshInstallReconciler) desiredObjects(mi *meshv1alpha1.MeshInstall, pla
 // renderPass renders the plan's revisions, istiod with the CA ca says it
 // runs with, and the shared objects following active, with spec.overlays
 // applied; an overlay that does not apply refuses the whole pass.
-func renderPass(mi *meshv1alpha1.MeshInstall, plan revision.Plan, active revision.Planned, ca meshca.Decision) (perRevision [][]client.Object, shared []client.Object, err error) {
+func renderPass(mi *meshv1alpha1.MeshInstall, plan revision.Plan, active revision.Planned, ca meshca.Decision, nodesWithoutNativeSidecars bool) (perRevision [][]client.Object, shared []client.Object, err error) {
 	revisions := make([]render.Revision, len(plan.Revisions))
 	for i, p := range plan.Revisions {
-		revisions[i] = render.Revision{Name: p.Name, Version: p.Version, ProxyVersion: p.ProxyVersion, CertificateAuthority: ca.IstiodCA}
+		revisions[i] = render.Revision{Name: p.Name, Version: p.Version, ProxyVersion: p.ProxyVersion, CertificateAuthority: ca.IstiodCA,
+			NodesWithoutNativeSidecars: nodesWithoutNativeSidecars}
 	}
 	perRevision, shared, err = render.Pass(mi, revisions, render.Revision{Name: active.Name, Version: active.ProxyVersion})
 	if err != nil {
@@ -248,7 +249,7 @@ func crdsToApply(mi *meshv1alpha1.MeshInstall, obs *observation) ([]client.Objec
 // created is never taken over (nor deleted later).
 func namespacesToApply(mi *meshv1alpha1.MeshInstall, obs *observation) []client.Object {
 	names := []string{mi.Spec.Namespace}
-	for _, g := range mi.Spec.Gateways {
+	for _, g := range render.Gateways(mi) {
 		if g.Namespace != "" {
 			names = append(names, g.Namespace)
 		}

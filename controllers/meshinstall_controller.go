@@ -96,6 +96,8 @@ type MeshInstallReconciler struct {
 // +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations;validatingwebhookconfigurations,verbs=get;list;watch;create;patch;delete
 // Istio's CRDs, installed and upgraded; never deleted (that would delete every Istio resource).
 // +kubebuilder:rbac:groups=apiextensions.k8s.io,resources=customresourcedefinitions,verbs=get;list;watch;create;patch
+// Nodes' kubelet versions decide spec.injection.nativeSidecars Auto, as Istio's injector decides it; read only.
+// +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch
 // The mesh-wide mTLS policy (spec.security.mtls).
 // +kubebuilder:rbac:groups=security.istio.io,resources=peerauthentications,verbs=get;list;watch;create;patch;delete
 

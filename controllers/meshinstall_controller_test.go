@@ -512,7 +512,8 @@ func TestRemovedPartsArePruned(t *testing.T) {
 	eventually(t, timeout, "installed with its gateway and mTLS policy", func() error { return allExist(before) })
 
 	got := getMI(t, mi.Name)
-	got.Spec.Gateways = nil
+	got.Spec.Gateways = nil // with the minimal profile: no gateway at all
+	got.Spec.Profile = meshv1alpha1.ProfileMinimal
 	got.Spec.Security.MTLS = ""
 	if err := env.Client.Update(ctx, got); err != nil {
 		t.Fatal(err)

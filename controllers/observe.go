@@ -55,6 +55,9 @@ type observation struct {
 	namespacesOptedOut map[string]bool
 	// ca is the mesh CA, observed by full passes only (observeCertificateAuthority).
 	ca meshca.Observed
+	// nodesWithoutNativeSidecars: some node's kubelet cannot run native
+	// sidecars (observeNodes), which decides spec.injection.nativeSidecars Auto.
+	nodesWithoutNativeSidecars bool
 }
 
 // observe reads what the MeshInstall owns, grouped by revision, where the
@@ -78,6 +81,9 @@ func (r *MeshInstallReconciler) observe(ctx context.Context, mi *meshv1alpha1.Me
 	}
 	for _, crd := range crds.Items {
 		obs.crdHashes[crd.Name] = crd.Annotations[AnnotationSpecHash]
+	}
+	if err := r.observeNodes(ctx, obs); err != nil {
+		return nil, err
 	}
 	owned, err := r.owned(ctx, mi)
 	if err != nil {

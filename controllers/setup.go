@@ -73,6 +73,9 @@ func (r *MeshInstallReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	for _, w := range []client.Object{&appsv1.Deployment{}, &appsv1.StatefulSet{}, &appsv1.DaemonSet{}} {
 		b = b.Watches(w, r.workloadEvents())
 	}
+	// spec.injection.nativeSidecars Auto follows the nodes' kubelets (cached trimmed, see TrimNode).
+	nodeHandler, nodeChanges := r.nodeEvents()
+	b = b.Watches(&corev1.Node{}, nodeHandler, builder.WithPredicates(nodeChanges))
 	if r.Retrigger != nil {
 		b = b.WatchesRawSource(source.Channel(r.Retrigger, handler.EnqueueRequestsFromMapFunc(r.allMeshInstalls)))
 	}

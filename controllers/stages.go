@@ -100,7 +100,7 @@ func (r *MeshInstallReconciler) applyStages(ctx context.Context, mi *meshv1alpha
 			if p.Name != obs.Routing.Active {
 				continue
 			}
-			if _, rendered, err := renderPass(mi, plan, p, ca); err == nil {
+			if _, rendered, err := renderPass(mi, plan, p, ca, obs.nodesWithoutNativeSidecars); err == nil {
 				if _, shared := sharedObjects(rendered, true); r.ownAll(mi, shared) == nil {
 					d.shared = shared
 				}

@@ -72,6 +72,7 @@ func startManager(t *testing.T, o managerOpts) *MeshInstallReconciler {
 				&appsv1.StatefulSet{}:       {Label: labels.Everything(), Transform: TrimWorkload},
 				&appsv1.DaemonSet{}:         {Label: labels.Everything(), Transform: TrimWorkload},
 				&corev1.Namespace{}:         {Label: labels.Everything()},
+				&corev1.Node{}:              {Label: labels.Everything(), Transform: TrimNode},
 			},
 		},
 		Controller: ctrlConfigForTests(),

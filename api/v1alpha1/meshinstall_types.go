@@ -11,11 +11,16 @@ import (
 type ProfileName string
 
 const (
-	// ProfileDefault is for production: istiod with production resource requests and autoscaling.
+	// ProfileDefault is for production: istiod with production resource
+	// requests and autoscaling, and Istio's istio-ingressgateway unless
+	// spec.gateways lists gateways.
 	ProfileDefault ProfileName = "default"
-	// ProfileMinimal installs only the control plane (no gateways unless listed).
+	// ProfileMinimal is default without the ingress gateway: only the control
+	// plane (no gateways unless spec.gateways lists them).
 	ProfileMinimal ProfileName = "minimal"
-	// ProfileDemo lowers resource requests and turns on access logging and full trace sampling.
+	// ProfileDemo lowers resource requests, turns on access logging and full
+	// trace sampling, and runs the ingress and egress gateways unless
+	// spec.gateways lists gateways.
 	ProfileDemo ProfileName = "demo"
 )
 
@@ -103,7 +108,10 @@ type MeshInstallSpec struct {
 	// +optional
 	Proxy ProxySpec `json:"proxy,omitempty"`
 
-	// Gateways are ingress and egress gateway Deployments and Services to run.
+	// Gateways are ingress and egress gateway Deployments and Services to
+	// run. When empty, the profile's run: istio-ingressgateway for default,
+	// it and istio-egressgateway for demo, none for minimal; listing
+	// gateways replaces them.
 	// +kubebuilder:validation:MaxItems=16
 	// +listType=map
 	// +listMapKey=name
@@ -231,17 +239,37 @@ const (
 
 // InjectionSpec configures sidecar injection.
 type InjectionSpec struct {
-	// NativeSidecars: Auto follows the Istio version's default, Enabled
-	// or Disabled force the mode. A pod's sidecar.istio.io/nativeSidecar
-	// annotation overrides it.
+	// NativeSidecars says whether istio-proxy is injected as a Kubernetes
+	// native sidecar (an init container with restartPolicy Always). Auto
+	// decides as Istio's injector does (ENABLE_NATIVE_SIDECARS=auto): native
+	// when every node of the cluster runs a kubelet of Kubernetes 1.33 or
+	// later, classic as soon as one node runs an older kubelet or reports a
+	// version that cannot be read; a node joining or leaving changes the
+	// answer for pods created from then on. Enabled or Disabled force the
+	// mode. A pod's sidecar.istio.io/nativeSidecar annotation overrides it.
 	// +kubebuilder:default=Auto
 	// +optional
 	NativeSidecars NativeSidecarMode `json:"nativeSidecars,omitempty"`
 
 	// HoldApplicationUntilProxyStarts makes application containers wait
-	// until istio-proxy is ready.
+	// until istio-proxy is ready. It is the mesh-wide default, written into
+	// the mesh config's defaultConfig (as Istio's deprecated
+	// values.global.proxy.holdApplicationUntilProxyStarts is replaced by
+	// meshConfig.defaultConfig.holdApplicationUntilProxyStarts). One value
+	// wins, in this order: a pod's proxy.istio.io/config annotation
+	// (holdApplicationUntilProxyStarts: false included), then
+	// spec.meshConfig.defaultConfig.holdApplicationUntilProxyStarts, then
+	// this field; unset everywhere means false. Unlike Istio's global value,
+	// which is OR-ed with the pod's, a false set at a higher level wins.
 	// +optional
-	HoldApplicationUntilProxyStarts bool `json:"holdApplicationUntilProxyStarts,omitempty"`
+	HoldApplicationUntilProxyStarts *bool `json:"holdApplicationUntilProxyStarts,omitempty"`
+
+	// TrafficCapture are the mesh-wide defaults of what istio-init redirects
+	// through the sidecar (Istio's values.global.proxy.includeIPRanges and
+	// related values). A pod's traffic.sidecar.istio.io/* annotations
+	// override each of them, as in Istio.
+	// +optional
+	TrafficCapture TrafficCaptureSpec `json:"trafficCapture,omitempty"`
 
 	// RewriteAppProbes sends application HTTP and gRPC probes through the
 	// sidecar agent, so they work under strict mTLS.
@@ -256,78 +284,6 @@ type InjectionSpec struct {
 	FailurePolicy FailurePolicy `json:"failurePolicy,omitempty"`
 }
 
-// AccessLogEncoding is the format of Envoy access logs.
-// +kubebuilder:validation:Enum=TEXT;JSON
-type AccessLogEncoding string
-
-// OutboundTrafficPolicyMode says what sidecars do with traffic to unknown destinations.
-// +kubebuilder:validation:Enum=ALLOW_ANY;REGISTRY_ONLY
-type OutboundTrafficPolicyMode string
-
-// MeshConfigSpec is the subset of Istio's MeshConfig users set most.
-type MeshConfigSpec struct {
-	// AccessLogFile is where Envoy writes access logs, e.g. /dev/stdout; empty turns them off.
-	// +kubebuilder:validation:MaxLength=1024
-	// +optional
-	AccessLogFile *string `json:"accessLogFile,omitempty"`
-
-	// AccessLogEncoding is TEXT or JSON.
-	// +optional
-	AccessLogEncoding AccessLogEncoding `json:"accessLogEncoding,omitempty"`
-
-	// AccessLogFormat is Envoy's access log format string.
-	// +kubebuilder:validation:MaxLength=4096
-	// +optional
-	AccessLogFormat string `json:"accessLogFormat,omitempty"`
-
-	// OutboundTrafficPolicy is ALLOW_ANY (default) or REGISTRY_ONLY.
-	// +optional
-	OutboundTrafficPolicy OutboundTrafficPolicyMode `json:"outboundTrafficPolicy,omitempty"`
-
-	// TrustDomain is the SPIFFE trust domain of workload identities.
-	// +kubebuilder:default="cluster.local"
-	// +kubebuilder:validation:MaxLength=253
-	// +kubebuilder:validation:Pattern=`^[a-zA-Z0-9]([-a-zA-Z0-9.]*[a-zA-Z0-9])?$`
-	// +optional
-	TrustDomain string `json:"trustDomain,omitempty"`
-
-	// EnablePrometheusMerge merges application and Envoy metrics on the sidecar's port 15020.
-	// +kubebuilder:default=true
-	// +optional
-	EnablePrometheusMerge *bool `json:"enablePrometheusMerge,omitempty"`
-
-	// EnableTracing turns on Envoy tracing.
-	// +optional
-	EnableTracing bool `json:"enableTracing,omitempty"`
-
-	// DefaultConfig is the default proxy configuration; pods can override it
-	// with the proxy.istio.io/config annotation.
-	// +optional
-	DefaultConfig DefaultProxyConfig `json:"defaultConfig,omitempty"`
-}
-
-// DefaultProxyConfig is the subset of Istio's ProxyConfig users set most.
-type DefaultProxyConfig struct {
-	// ProxyMetadata are extra environment variables of every istio-proxy.
-	// +kubebuilder:validation:MaxProperties=64
-	// +optional
-	ProxyMetadata map[string]string `json:"proxyMetadata,omitempty"`
-
-	// Concurrency is the number of Envoy worker threads; 0 means one per CPU.
-	// +kubebuilder:validation:Minimum=0
-	// +kubebuilder:validation:Maximum=256
-	// +optional
-	Concurrency *int32 `json:"concurrency,omitempty"`
-
-	// TerminationDrainDuration is how long Envoy drains connections on shutdown.
-	// +optional
-	TerminationDrainDuration *metav1.Duration `json:"terminationDrainDuration,omitempty"`
-
-	// HoldApplicationUntilProxyStarts delays application containers until the proxy is ready.
-	// +optional
-	HoldApplicationUntilProxyStarts *bool `json:"holdApplicationUntilProxyStarts,omitempty"`
-}
-
 // ClusterSpec identifies this cluster in a (possibly multi-cluster) mesh.
 type ClusterSpec struct {
 	// Name of this cluster in the mesh.
@@ -337,7 +293,23 @@ type ClusterSpec struct {
 	// +optional
 	Name string `json:"name,omitempty"`
 
-	// Network this cluster's pods are on; empty for a single network.
+	// Domain is the cluster's DNS domain (the kubelet's --cluster-domain):
+	// istiod's --domain, the sidecars' --domain and the service addresses
+	// meshkeeper writes follow it. It is Istio's
+	// values.global.proxy.clusterDomain. It is not the trust domain
+	// (spec.meshConfig.trustDomain), whose default is also cluster.local.
+	// +kubebuilder:default="cluster.local"
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	// +optional
+	Domain string `json:"domain,omitempty"`
+
+	// Network this cluster's pods are on; empty for a single network. When
+	// set, the cluster's endpoints belong to it in istiod's meshNetworks
+	// (the istio[-<rev>] ConfigMap's meshNetworks key, from the registry
+	// named by spec.cluster.name) and the control plane namespace carries
+	// the topology.istio.io/network label.
 	// +kubebuilder:validation:MaxLength=63
 	// +optional
 	Network string `json:"network,omitempty"`

@@ -43,10 +43,10 @@ type Config struct {
 	// CAAddress is the CA's address; Istio uses the discovery address.
 	CAAddress string `json:"caAddress"`
 
-	// NativeSidecars is Auto, Enabled or Disabled (spec.injection.nativeSidecars).
+	// NativeSidecars is Enabled or Disabled: the operator decides
+	// spec.injection.nativeSidecars Auto from the cluster's nodes and writes
+	// the answer. Auto (from an older operator) injects a native sidecar.
 	NativeSidecars string `json:"nativeSidecars"`
-	// HoldApplicationUntilProxyStarts makes application containers wait for the proxy.
-	HoldApplicationUntilProxyStarts bool `json:"holdApplicationUntilProxyStarts,omitempty"`
 	// RewriteAppProbes sends HTTP/gRPC probes through the pilot-agent.
 	RewriteAppProbes bool `json:"rewriteAppProbes"`
 	// EnablePrometheusMerge merges app metrics into the agent's :15020/stats/prometheus.
@@ -63,6 +63,11 @@ type Config struct {
 	// its protobuf JSON), over which a pod's proxy.istio.io/config is merged.
 	DefaultProxyConfig ProxyConfig `json:"defaultProxyConfig"`
 
+	// TrafficCapture are the defaults of the traffic.sidecar.istio.io
+	// annotations (Istio's values.global.proxy.includeIPRanges and related
+	// values); a pod's annotations override them.
+	TrafficCapture *TrafficCapture `json:"trafficCapture,omitempty"`
+
 	// ClusterDomain is the cluster's DNS domain (Istio's
 	// values.global.proxy.clusterDomain); empty means cluster.local.
 	ClusterDomain string `json:"clusterDomain,omitempty"`
@@ -74,9 +79,9 @@ type Config struct {
 
 // NativeSidecars modes of Config.NativeSidecars.
 const (
-	// NativeSidecarsAuto injects what the Istio version injects by default
-	// on a cluster whose nodes all run Kubernetes 1.33 or later: every
-	// supported version (1.30+) then injects a native sidecar.
+	// NativeSidecarsAuto is what spec.injection.nativeSidecars Auto meant
+	// before the operator decided it (a native sidecar); the operator now
+	// writes Enabled or Disabled.
 	NativeSidecarsAuto = "Auto"
 	// NativeSidecarsEnabled always injects istio-proxy as a native sidecar
 	// (an init container with restartPolicy Always).
@@ -138,4 +143,23 @@ type ProxyConfig struct {
 	Concurrency                     *int32            `json:"concurrency,omitempty"`
 	TerminationDrainDuration        string            `json:"terminationDrainDuration,omitempty"`
 	HoldApplicationUntilProxyStarts *bool             `json:"holdApplicationUntilProxyStarts,omitempty"`
+	Tracing                         *ProxyTracing     `json:"tracing,omitempty"`
+}
+
+// ProxyTracing is the subset of ProxyConfig's tracing the operator sets.
+type ProxyTracing struct {
+	// Sampling is the percentage of requests traced, 0 to 100.
+	Sampling *float64 `json:"sampling,omitempty"`
+}
+
+// TrafficCapture are the mesh-wide defaults of istio-init's redirection, by
+// the annotation that overrides each. Nil or empty values keep Istio's
+// defaults (include every outbound IP and every inbound port, exclude none).
+type TrafficCapture struct {
+	IncludeOutboundIPRanges *string `json:"includeOutboundIPRanges,omitempty"`
+	ExcludeOutboundIPRanges string  `json:"excludeOutboundIPRanges,omitempty"`
+	IncludeInboundPorts     *string `json:"includeInboundPorts,omitempty"`
+	ExcludeInboundPorts     string  `json:"excludeInboundPorts,omitempty"`
+	IncludeOutboundPorts    string  `json:"includeOutboundPorts,omitempty"`
+	ExcludeOutboundPorts    string  `json:"excludeOutboundPorts,omitempty"`
 }

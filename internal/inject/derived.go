@@ -56,6 +56,11 @@ func derive(c *Config) (*derived, error) {
 	if c.ProxyImage == "" {
 		return d, fmt.Errorf("proxyImage is empty")
 	}
+	if c.TrafficCapture != nil {
+		if err := validateTrafficCapture(*c.TrafficCapture); err != nil {
+			return d, err
+		}
+	}
 	pc, err := meshProxyConfig(c)
 	if err != nil {
 		return d, err

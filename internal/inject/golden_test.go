@@ -65,8 +65,24 @@ func goldenCases() []goldenCase {
 		{name: "prometheus-targets"},
 		{name: "prometheus-targets-istio-1.30", in: "prometheus-targets", config: istio130},
 		{name: "prometheus-merge-off"},
-		{name: "hold-application", config: func(c *Config) { c.HoldApplicationUntilProxyStarts = true; classic(c) }},
-		{name: "hold-application-native", in: "hold-application", config: func(c *Config) { c.HoldApplicationUntilProxyStarts = true }},
+		{name: "hold-application", config: func(c *Config) { holdApplication(c); classic(c) }},
+		{name: "hold-application-native", in: "hold-application", config: holdApplication},
+		{name: "hold-application-annotation-false", config: func(c *Config) { holdApplication(c); classic(c) }},
+		{name: "traffic-capture-defaults", config: func(c *Config) {
+			c.TrafficCapture = &TrafficCapture{
+				IncludeOutboundIPRanges: ptr.To("10.0.0.0/8"), ExcludeOutboundIPRanges: "10.96.0.1/32",
+				IncludeInboundPorts: ptr.To("8080"), ExcludeInboundPorts: "9000",
+				IncludeOutboundPorts: "443", ExcludeOutboundPorts: "3306",
+			}
+		}},
+		{name: "traffic-capture-defaults-overridden", in: "traffic-annotations", config: func(c *Config) {
+			c.TrafficCapture = &TrafficCapture{
+				IncludeOutboundIPRanges: ptr.To("192.168.0.0/16"), ExcludeOutboundIPRanges: "192.168.1.1/32",
+				IncludeInboundPorts: ptr.To(""), ExcludeInboundPorts: "1",
+				IncludeOutboundPorts: "1", ExcludeOutboundPorts: "2",
+			}
+		}},
+		{name: "cluster-domain", in: "deployment", config: func(c *Config) { c.ClusterDomain = "corp.example" }},
 		{name: "hold-application-annotation", config: classic},
 		{name: "proxy-config-annotation"},
 		{name: "proxy-config-mesh-defaults", in: "deployment", config: func(c *Config) {
@@ -111,6 +127,10 @@ func goldenCases() []goldenCase {
 		}},
 	}
 }
+
+// holdApplication sets the mesh's holdApplicationUntilProxyStarts, as the
+// renderer writes it (into defaultConfig).
+func holdApplication(c *Config) { c.DefaultProxyConfig.HoldApplicationUntilProxyStarts = ptr.To(true) }
 
 // testConfig is a default revision of Istio 1.32 as meshkeeper renders it.
 func testConfig() *Config {

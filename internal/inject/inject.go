@@ -164,7 +164,7 @@ func newInjection(pod *corev1.Pod, cfg *Config, d *derived, req Request) (*injec
 	if v, ok := ann[annStatusPort]; ok {
 		in.statusPort = v
 	}
-	in.hold = in.proxy.hold() || cfg.HoldApplicationUntilProxyStarts
+	in.hold = in.proxy.hold()
 	in.workload = req.Workload
 	if in.workload == (Workload{}) {
 		in.workload = WorkloadOf(pod, req.Namespace)

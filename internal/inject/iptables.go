@@ -16,6 +16,9 @@ const (
 	alwaysExcludedInbound     = "15090,15021"
 )
 
+// noTrafficCapture stands for a Config without mesh-wide capture defaults.
+var noTrafficCapture TrafficCapture
+
 // initContainer is istio-init: istio-iptables redirecting the pod's traffic
 // through Envoy, configured by the traffic.sidecar.istio.io annotations.
 func (in *injection) initContainer() corev1.Container {
@@ -53,10 +56,17 @@ func (in *injection) initEnv() []corev1.EnvVar {
 	return append([]corev1.EnvVar(nil), in.proxy.metadata...)
 }
 
+// iptablesArgs follow Istio's template: each traffic.sidecar.istio.io
+// annotation, else the mesh-wide default of the configuration (Istio's
+// values.global.proxy.*), else Istio's default.
 func (in *injection) iptablesArgs() []string {
 	ann := in.pod.Annotations
+	tc := in.cfg.TrafficCapture
+	if tc == nil {
+		tc = &noTrafficCapture
+	}
 	excluded := alwaysExcludedInbound
-	if ports := excludeInboundPort(in.statusPort, ann[annExcludeInPorts]); ports != "" {
+	if ports := excludeInboundPort(in.statusPort, annotationOr(ann, annExcludeInPorts, tc.ExcludeInboundPorts)); ports != "" {
 		excluded += "," + ports
 	}
 	args := make([]string, 0, 24)
@@ -66,16 +76,21 @@ func (in *injection) iptablesArgs() []string {
 		"-z", inboundCapturePort,
 		"-u", proxyUID,
 		"-m", in.mode,
-		"-i", annotationOr(ann, annIncludeOutIPs, defaultIncludeOutboundIPs),
-		"-x", ann[annExcludeOutIPs],
-		"-b", annotationOr(ann, annIncludeInPorts, defaultIncludeInboundPts),
+		"-i", annotationOr(ann, annIncludeOutIPs, ptr.Deref(tc.IncludeOutboundIPRanges, defaultIncludeOutboundIPs)),
+		"-x", annotationOr(ann, annExcludeOutIPs, tc.ExcludeOutboundIPRanges),
+		"-b", annotationOr(ann, annIncludeInPorts, ptr.Deref(tc.IncludeInboundPorts, defaultIncludeInboundPts)),
 		"-d", excluded,
 	)
+	// -q and -o only when the pod or the mesh names ports.
 	if v, ok := ann[annIncludeOutPorts]; ok {
 		args = append(args, "-q", v)
+	} else if tc.IncludeOutboundPorts != "" {
+		args = append(args, "-q", tc.IncludeOutboundPorts)
 	}
 	if v, ok := ann[annExcludeOutPorts]; ok {
 		args = append(args, "-o", v)
+	} else if tc.ExcludeOutboundPorts != "" {
+		args = append(args, "-o", tc.ExcludeOutboundPorts)
 	}
 	if v, ok := ann[annRerouteIfaces]; ok {
 		args = append(args, "-k", v)

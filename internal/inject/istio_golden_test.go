@@ -83,6 +83,10 @@ type istioCase struct {
 	config func(*Config)
 	// why explains the settings, or why the case is not expressible.
 	why string
+	// proxyConfig, when set, is the PROXY_CONFIG Istio's expected pod
+	// would carry had the case's setting been made where meshkeeper makes
+	// it: in the mesh's defaultConfig rather than in Istio's values.
+	proxyConfig string
 }
 
 func (c istioCase) input() string {
@@ -136,6 +140,11 @@ func TestIstioGoldenCases(t *testing.T) {
 			}
 			ins := istioPods(t, filepath.Join(dir, c.input()))
 			wants := istioPods(t, filepath.Join(dir, c.want))
+			if c.proxyConfig != "" {
+				for _, w := range wants {
+					setProxyConfig(t, w, c.proxyConfig)
+				}
+			}
 			if len(ins) != len(wants) {
 				t.Fatalf("%d pods in the input, %d in the output", len(ins), len(wants))
 			}
@@ -527,15 +536,18 @@ func istioCases() []istioCase {
 	for _, in := range []string{"hello", "cronjob", "daemonset", "job", "pod", "replicaset", "statefulset", "native-sidecar"} {
 		cases = append(cases, istioCase{want: in + "-old-version.yaml.injected", in: in + ".yaml", result: withSettings, config: classic, why: classicWhy})
 	}
-	hold := func(c *Config) { c.HoldApplicationUntilProxyStarts = true }
-	const holdWhy = "spec.injection.holdApplicationUntilProxyStarts: true (Istio: values.global.proxy.holdApplicationUntilProxyStarts)"
+	// Istio's meshConfig.defaultConfig.holdApplicationUntilProxyStarts, the
+	// equivalent of the value these cases set, reaches the proxy in PROXY_CONFIG.
+	const holdProxyConfig = "{\"holdApplicationUntilProxyStarts\":true}\n"
+	hold := func(c *Config) { on := true; c.DefaultProxyConfig.HoldApplicationUntilProxyStarts = &on }
+	const holdWhy = "spec.injection.holdApplicationUntilProxyStarts: true, which meshkeeper writes into the mesh's defaultConfig (Istio: values.global.proxy.holdApplicationUntilProxyStarts)"
 	resources := func(requests, limits corev1.ResourceList) func(*Config) {
 		return func(c *Config) { c.ProxyResources = corev1.ResourceRequirements{Requests: requests, Limits: limits} }
 	}
 	const resourcesWhy = "spec.proxy.resources without the values Istio's IstioOperator sets to null"
 	cases = append(cases,
-		istioCase{want: "hello.proxyHoldsApplication.yaml.injected", in: "hello.yaml", result: withSettings, config: hold, why: holdWhy},
-		istioCase{want: "hello-probes.proxyHoldsApplication.yaml.injected", in: "hello-probes.yaml", result: withSettings, config: hold, why: holdWhy},
+		istioCase{want: "hello.proxyHoldsApplication.yaml.injected", in: "hello.yaml", result: withSettings, config: hold, why: holdWhy, proxyConfig: holdProxyConfig},
+		istioCase{want: "hello-probes.proxyHoldsApplication.yaml.injected", in: "hello-probes.yaml", result: withSettings, config: hold, why: holdWhy, proxyConfig: holdProxyConfig},
 		istioCase{want: "hello-probes-noProxyHoldApplication-ProxyConfig.yaml.injected", result: withSettings, config: hold, why: holdWhy},
 		istioCase{want: "hello-always.yaml.injected", in: "hello.yaml", result: withSettings,
 			config: func(c *Config) { c.ImagePullPolicy = corev1.PullAlways }, why: "Config.ImagePullPolicy: Always (Istio: values.global.imagePullPolicy)"},
@@ -615,4 +627,23 @@ func cpu(q string) corev1.ResourceList {
 
 func memory(q string) corev1.ResourceList {
 	return corev1.ResourceList{corev1.ResourceMemory: resource.MustParse(q)}
+}
+
+// setProxyConfig sets PROXY_CONFIG of the pod's istio-proxy container.
+func setProxyConfig(t *testing.T, pod *corev1.Pod, value string) {
+	t.Helper()
+	for _, list := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
+		for i := range list {
+			if list[i].Name != ProxyContainerName {
+				continue
+			}
+			for j := range list[i].Env {
+				if list[i].Env[j].Name == "PROXY_CONFIG" {
+					list[i].Env[j].Value = value
+					return
+				}
+			}
+		}
+	}
+	t.Fatal("Istio's expected pod has no istio-proxy with PROXY_CONFIG")
 }

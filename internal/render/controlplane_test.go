@@ -204,7 +204,7 @@ func TestInjectionConfigDefaults(t *testing.T) {
 		ProxyImage: "docker.io/istio/proxyv2:1.31.4", ClusterID: "Kubernetes",
 		MeshID: "cluster.local", TrustDomain: "cluster.local",
 		DiscoveryAddress: "istiod.istio-system.svc:15012", CAAddress: "istiod.istio-system.svc:15012",
-		NativeSidecars: "Auto", RewriteAppProbes: true, EnablePrometheusMerge: true,
+		NativeSidecars: "Enabled", RewriteAppProbes: true, EnablePrometheusMerge: true,
 		ProxyResources: corev1.ResourceRequirements{
 			Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10m"), corev1.ResourceMemory: resource.MustParse("40Mi")},
 			Limits:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("2000m"), corev1.ResourceMemory: resource.MustParse("1024Mi")},

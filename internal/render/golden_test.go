@@ -168,7 +168,7 @@ func customMeshInstall() *meshv1alpha1.MeshInstall {
 			OutboundTrafficPolicy: "REGISTRY_ONLY",
 			TrustDomain:           "example.com",
 			EnablePrometheusMerge: ptr.To(false),
-			EnableTracing:         true,
+			EnableTracing:         ptr.To(true),
 			DefaultConfig: meshv1alpha1.DefaultProxyConfig{
 				ProxyMetadata:                   map[string]string{"ISTIO_META_DNS_CAPTURE": "true", "BOOTSTRAP_XDS_AGENT": "true"},
 				Concurrency:                     ptr.To(int32(2)),
@@ -177,7 +177,7 @@ func customMeshInstall() *meshv1alpha1.MeshInstall {
 			},
 		}
 		mi.Spec.Injection = meshv1alpha1.InjectionSpec{
-			NativeSidecars: meshv1alpha1.NativeSidecarEnabled, HoldApplicationUntilProxyStarts: true,
+			NativeSidecars: meshv1alpha1.NativeSidecarEnabled, HoldApplicationUntilProxyStarts: ptr.To(true),
 			RewriteAppProbes: ptr.To(false), FailurePolicy: meshv1alpha1.FailurePolicyIgnore,
 		}
 		mi.Spec.Pilot.Env = map[string]string{

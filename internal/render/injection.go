@@ -35,28 +35,65 @@ func injectionConfig(mi *meshv1alpha1.MeshInstall, rev Revision, p profile) *inj
 	spec := mi.Spec
 	discovery := DiscoveryAddress(rev.Name, namespace(mi))
 	cfg := &inject.Config{
-		Revision:                        rev.Name,
-		Version:                         rev.proxy().String(),
-		Namespace:                       namespace(mi),
-		ProxyImage:                      proxyImage(mi, rev),
-		ImagePullPolicy:                 spec.Proxy.ImagePullPolicy,
-		ImagePullSecrets:                spec.Proxy.ImagePullSecrets,
-		ClusterID:                       cmp.Or(spec.Cluster.Name, defaultClusterName),
-		Network:                         spec.Cluster.Network,
-		MeshID:                          cmp.Or(spec.Cluster.MeshID, trustDomain(mi)),
-		TrustDomain:                     trustDomain(mi),
-		DiscoveryAddress:                discovery,
-		CAAddress:                       discovery,
-		NativeSidecars:                  string(cmp.Or(spec.Injection.NativeSidecars, meshv1alpha1.NativeSidecarAuto)),
-		HoldApplicationUntilProxyStarts: spec.Injection.HoldApplicationUntilProxyStarts,
-		RewriteAppProbes:                ptr.Deref(spec.Injection.RewriteAppProbes, true),
-		EnablePrometheusMerge:           prometheusMerge(mi),
-		ProxyResources:                  resourcesOr(spec.Proxy.Resources, p.proxyResources),
-		LogLevel:                        string(cmp.Or(spec.Proxy.LogLevel, defaultProxyLogLevel)),
-		ComponentLogLevel:               cmp.Or(spec.Proxy.ComponentLogLevel, defaultProxyComponentLogLevel),
-		DefaultProxyConfig:              proxyDefaults(mi, rev),
+		Revision:              rev.Name,
+		Version:               rev.proxy().String(),
+		Namespace:             namespace(mi),
+		ProxyImage:            proxyImage(mi, rev),
+		ImagePullPolicy:       spec.Proxy.ImagePullPolicy,
+		ImagePullSecrets:      spec.Proxy.ImagePullSecrets,
+		ClusterID:             cmp.Or(spec.Cluster.Name, defaultClusterName),
+		Network:               spec.Cluster.Network,
+		MeshID:                cmp.Or(spec.Cluster.MeshID, trustDomain(mi)),
+		TrustDomain:           trustDomain(mi),
+		DiscoveryAddress:      discovery,
+		CAAddress:             discovery,
+		NativeSidecars:        nativeSidecars(spec.Injection.NativeSidecars, rev),
+		RewriteAppProbes:      ptr.Deref(spec.Injection.RewriteAppProbes, true),
+		EnablePrometheusMerge: prometheusMerge(mi),
+		ProxyResources:        resourcesOr(spec.Proxy.Resources, p.proxyResources),
+		LogLevel:              string(cmp.Or(spec.Proxy.LogLevel, defaultProxyLogLevel)),
+		ComponentLogLevel:     cmp.Or(spec.Proxy.ComponentLogLevel, defaultProxyComponentLogLevel),
+		DefaultProxyConfig:    proxyDefaults(mi, rev),
+		TrafficCapture:        trafficCapture(spec.Injection.TrafficCapture),
+	}
+	if d := clusterDomain(mi); d != defaultClusterDomain {
+		// Left out when it is the injector's default, so that a
+		// configuration's hash (and its pods' up-to-date state) does not
+		// change for nothing.
+		cfg.ClusterDomain = d
 	}
 	return cfg
+}
+
+// nativeSidecars decides spec.injection.nativeSidecars: Auto is decided
+// here, from the nodes the reconciler observed, so that the webhook reads
+// a plain answer (Enabled or Disabled) and stays a pure function.
+func nativeSidecars(mode meshv1alpha1.NativeSidecarMode, rev Revision) string {
+	switch mode {
+	case meshv1alpha1.NativeSidecarEnabled:
+		return inject.NativeSidecarsEnabled
+	case meshv1alpha1.NativeSidecarDisabled:
+		return inject.NativeSidecarsDisabled
+	}
+	if rev.NodesWithoutNativeSidecars {
+		return inject.NativeSidecarsDisabled
+	}
+	return inject.NativeSidecarsEnabled
+}
+
+// trafficCapture is nil when the mesh sets no default, for the same reason.
+func trafficCapture(tc meshv1alpha1.TrafficCaptureSpec) *inject.TrafficCapture {
+	if tc == (meshv1alpha1.TrafficCaptureSpec{}) {
+		return nil
+	}
+	return &inject.TrafficCapture{
+		IncludeOutboundIPRanges: tc.IncludeOutboundIPRanges,
+		ExcludeOutboundIPRanges: tc.ExcludeOutboundIPRanges,
+		IncludeInboundPorts:     tc.IncludeInboundPorts,
+		ExcludeInboundPorts:     tc.ExcludeInboundPorts,
+		IncludeOutboundPorts:    tc.IncludeOutboundPorts,
+		ExcludeOutboundPorts:    tc.ExcludeOutboundPorts,
+	}
 }
 
 // injectionConfigMap is meshkeeper-injector[-<rev>]. It replaces Istio's

@@ -135,7 +135,7 @@ func discoveryContainer(mi *meshv1alpha1.MeshInstall, rev Revision, p profile) c
 			"discovery",
 			"--monitoringAddr=:15014",
 			"--log_output_level=default:info",
-			"--domain", "cluster.local",
+			"--domain", clusterDomain(mi),
 			"--keepaliveMaxServerConnectionAge", "30m",
 		},
 		Ports: []corev1.ContainerPort{

@@ -16,17 +16,21 @@ const (
 )
 
 // profile holds what Istio's installation profiles change. minimal is
-// default for istiod (it only drops the ingress gateway, and meshkeeper
-// renders gateways only when spec.gateways lists them); demo is Istio's
-// helm-profiles/demo.yaml.
+// default without the ingress gateway (manifests/profiles/minimal.yaml);
+// demo is Istio's helm-profiles/demo.yaml and profiles/demo.yaml, which
+// adds the egress gateway.
 type profile struct {
-	pilotResources     corev1.ResourceRequirements
-	pilotAutoscaling   bool
-	traceSampling      string // PILOT_TRACE_SAMPLING, as the chart prints values.traceSampling
-	proxyResources     corev1.ResourceRequirements
-	gatewayResources   corev1.ResourceRequirements
-	accessLogFile      string
-	extensionProviders []extensionProvider
+	pilotResources   corev1.ResourceRequirements
+	pilotAutoscaling bool
+	traceSampling    string // PILOT_TRACE_SAMPLING, as the chart prints values.traceSampling
+	proxyResources   corev1.ResourceRequirements
+	gatewayResources corev1.ResourceRequirements
+	accessLogFile    string
+	// gateways run when spec.gateways lists none (see Gateways).
+	gateways []meshv1alpha1.GatewaySpec
+	// demoProviders: the demo profile declares Istio's sample tracing and
+	// access-log providers.
+	demoProviders bool
 }
 
 func profileFor(name meshv1alpha1.ProfileName) profile {
@@ -37,6 +41,15 @@ func profileFor(name meshv1alpha1.ProfileName) profile {
 		proxyResources:   requirements("100m", "128Mi", "2000m", "1024Mi"),
 		gatewayResources: requirements("100m", "128Mi", "2000m", "1024Mi"),
 	}
+	ingress := meshv1alpha1.GatewaySpec{Name: "istio-ingressgateway", Type: meshv1alpha1.GatewayIngress, ServiceType: corev1.ServiceTypeLoadBalancer}
+	egress := meshv1alpha1.GatewaySpec{Name: "istio-egressgateway", Type: meshv1alpha1.GatewayEgress}
+	switch name {
+	case meshv1alpha1.ProfileMinimal:
+	case meshv1alpha1.ProfileDemo:
+		p.gateways = []meshv1alpha1.GatewaySpec{ingress, egress}
+	default:
+		p.gateways = []meshv1alpha1.GatewaySpec{ingress}
+	}
 	if name == meshv1alpha1.ProfileDemo {
 		p.pilotResources = requirements("10m", "100Mi", "", "")
 		p.pilotAutoscaling = false
@@ -46,20 +59,24 @@ func profileFor(name meshv1alpha1.ProfileName) profile {
 		p.proxyResources = requirements("10m", "40Mi", "2000m", "1024Mi")
 		p.gatewayResources = requirements("10m", "40Mi", "2000m", "1024Mi")
 		p.accessLogFile = "/dev/stdout"
-		p.extensionProviders = demoExtensionProviders()
+		p.demoProviders = true
 	}
 	return p
 }
 
-// demoExtensionProviders are the tracing and access-log providers the demo
-// profile declares (the addresses are Istio's, including its istio-system).
-func demoExtensionProviders() []extensionProvider {
-	const otelCollector = "opentelemetry-collector.observability.svc.cluster.local"
+// extensionProviders are the profile's: for demo, the tracing and
+// access-log providers Istio's demo profile declares (the addresses are
+// Istio's, including its istio-system, in the cluster's DNS domain).
+func (p profile) extensionProviders(domain string) []extensionProvider {
+	if !p.demoProviders {
+		return nil
+	}
+	otelCollector := "opentelemetry-collector.observability.svc." + domain
 	return []extensionProvider{
 		{Name: "otel", EnvoyOtelAls: &providerAddress{Service: otelCollector, Port: 4317}},
-		{Name: "skywalking", Skywalking: &providerAddress{Service: "tracing.istio-system.svc.cluster.local", Port: 11800}},
-		{Name: "otel-tracing", Opentelemetry: &providerAddress{Service: otelCollector, Port: 4317}},
-		{Name: "jaeger", Opentelemetry: &providerAddress{Service: "jaeger-collector.istio-system.svc.cluster.local", Port: 4317}},
+		{Name: "skywalking", Skywalking: &providerAddress{Service: "tracing.istio-system.svc." + domain, Port: 11800}},
+		{Name: "otel-tracing", Opentelemetry: &otelProvider{providerAddress: providerAddress{Service: otelCollector, Port: 4317}}},
+		{Name: "jaeger", Opentelemetry: &otelProvider{providerAddress: providerAddress{Service: "jaeger-collector.istio-system.svc." + domain, Port: 4317}}},
 	}
 }
 

@@ -31,6 +31,13 @@ type Revision struct {
 	// reconciler knows is issued, which lags the spec while cert-manager
 	// issues a new CA. istiod restarts when it changes.
 	CertificateAuthority string
+	// NodesWithoutNativeSidecars says some node of the cluster cannot run
+	// native sidecars (its kubelet is older than Kubernetes 1.33 or reports
+	// a version that cannot be read), as the reconciler observed.
+	// spec.injection.nativeSidecars Auto then injects classic sidecars, as
+	// Istio's injector does; false (every node can, or there are none)
+	// injects native ones.
+	NodesWithoutNativeSidecars bool
 }
 
 // proxy is the version of the sidecars the revision injects.

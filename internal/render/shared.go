@@ -32,10 +32,22 @@ func Shared(mi *meshv1alpha1.MeshInstall, active Revision) ([]client.Object, err
 	if pa := peerAuthentication(mi); pa != nil {
 		objs = append(objs, pa)
 	}
-	for _, gw := range mi.Spec.Gateways {
+	for _, gw := range Gateways(mi) {
 		objs = append(objs, gatewayObjects(mi, active, gw, p)...)
 	}
 	return finish(objs), nil
+}
+
+// Gateways are the gateways meshkeeper runs: spec.gateways when it lists
+// any, else the profile's, as Istio's installation profiles have them: the
+// default profile runs istio-ingressgateway (a LoadBalancer Service), demo
+// adds istio-egressgateway, minimal runs none ("just the core control
+// plane"). Listing gateways replaces the profile's.
+func Gateways(mi *meshv1alpha1.MeshInstall) []meshv1alpha1.GatewaySpec {
+	if len(mi.Spec.Gateways) > 0 {
+		return mi.Spec.Gateways
+	}
+	return profileFor(mi.Spec.Profile).gateways
 }
 
 // ControlPlaneNamespaceLabels are labels Istio reads on the control plane

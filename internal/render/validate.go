@@ -37,6 +37,7 @@ func validateSpec(mi *meshv1alpha1.MeshInstall) field.ErrorList {
 			errs = append(errs, field.Invalid(metadata.Key(k), k, msg))
 		}
 	}
+	errs = append(errs, validateMeshConfig(mi, spec)...)
 	for i, gw := range mi.Spec.Gateways {
 		errs = append(errs, validateGateway(mi, gw, spec.Child("gateways").Index(i))...)
 	}

@@ -43,6 +43,7 @@ func TestCanaryUpgrade(t *testing.T) {
 	mi := sample(t)
 	mi.Spec.Version = stableVer
 	mi.Spec.Gateways = nil
+	mi.Spec.Profile = meshv1alpha1.ProfileMinimal // no gateway: the control plane only
 	mi.Spec.UpdateStrategy = meshv1alpha1.UpdateStrategy{
 		Type: meshv1alpha1.UpdateStrategyCanary,
 		Canary: &meshv1alpha1.CanaryStrategy{

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
 )
 
 const (
@@ -29,6 +31,7 @@ func TestOperatorMemoryStaysFlatWithPods(t *testing.T) {
 	ctx := context.Background()
 	mi := sample(t)
 	mi.Spec.Gateways = nil
+	mi.Spec.Profile = meshv1alpha1.ProfileMinimal // no gateway: the control plane only
 	if err := e.k8s.Create(ctx, mi); err != nil {
 		t.Fatal(err)
 	}

@@ -26,6 +26,7 @@ func TestOverlays(t *testing.T) {
 	ctx := context.Background()
 	mi := sample(t)
 	mi.Spec.Version = stableVer
+	mi.Spec.Profile = meshv1alpha1.ProfileMinimal
 	mi.Spec.Gateways = nil
 	mi.Spec.UpdateStrategy.InactiveRevisionDeletionGracePeriod = &metav1.Duration{Duration: pruneGrace}
 	mi.Spec.Overlays = []meshv1alpha1.Overlay{{

@@ -176,6 +176,7 @@ func TestInPlaceUpgradeRollsTheDataPlane(t *testing.T) {
 	mi := sample(t)
 	mi.Spec.Version = stableVer
 	mi.Spec.Gateways = nil
+	mi.Spec.Profile = meshv1alpha1.ProfileMinimal // no gateway: the control plane only
 	three := intstr.FromInt32(3)
 	mi.Spec.DataPlane.Rollout = meshv1alpha1.DataPlaneRollout{Mode: meshv1alpha1.RolloutManual, MaxConcurrent: &three,
 		ProgressDeadline: &metav1.Duration{Duration: 2 * time.Minute}}
@@ -300,6 +301,7 @@ func TestRolloutStopsAtAWorkloadThatCannotFinish(t *testing.T) {
 	mi := sample(t)
 	mi.Spec.Version = stableVer
 	mi.Spec.Gateways = nil
+	mi.Spec.Profile = meshv1alpha1.ProfileMinimal // no gateway: the control plane only
 	mi.Spec.DataPlane.Rollout = meshv1alpha1.DataPlaneRollout{Mode: meshv1alpha1.RolloutAutomatic,
 		ProgressDeadline: &metav1.Duration{Duration: 15 * time.Second}}
 	if err := e.k8s.Create(ctx, mi); err != nil {
@@ -361,6 +363,7 @@ func TestLeakedPodsAreRepaired(t *testing.T) {
 	ctx := context.Background()
 	mi := sample(t)
 	mi.Spec.Gateways = nil
+	mi.Spec.Profile = meshv1alpha1.ProfileMinimal // no gateway: the control plane only
 	mi.Spec.Injection.FailurePolicy = meshv1alpha1.FailurePolicyIgnore
 	mi.Spec.DataPlane.Rollout.Mode = meshv1alpha1.RolloutAutomatic
 	if err := e.k8s.Create(ctx, mi); err != nil {
@@ -403,6 +406,7 @@ func TestCanaryStepsMoveTheirWorkloads(t *testing.T) {
 	mi := sample(t)
 	mi.Spec.Version = stableVer
 	mi.Spec.Gateways = nil
+	mi.Spec.Profile = meshv1alpha1.ProfileMinimal // no gateway: the control plane only
 	mi.Spec.UpdateStrategy = meshv1alpha1.UpdateStrategy{
 		Type:                                meshv1alpha1.UpdateStrategyCanary,
 		Canary:                              &meshv1alpha1.CanaryStrategy{Steps: []int32{10, 50, 100}, StepInterval: &metav1.Duration{Duration: 5 * time.Second}, Paused: true},

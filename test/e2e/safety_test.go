@@ -46,6 +46,7 @@ func TestCanaryNeverRoutesToAnIstiodThatCannotServe(t *testing.T) {
 	mi := sample(t)
 	mi.Spec.Version = stableVer
 	mi.Spec.Gateways = nil
+	mi.Spec.Profile = meshv1alpha1.ProfileMinimal // no gateway: the control plane only
 	mi.Spec.UpdateStrategy = meshv1alpha1.UpdateStrategy{
 		Type: meshv1alpha1.UpdateStrategyCanary,
 		Canary: &meshv1alpha1.CanaryStrategy{
@@ -408,6 +409,7 @@ func TestOperatorRestartRefusesNoPod(t *testing.T) {
 	ctx := context.Background()
 	mi := sample(t)
 	mi.Spec.Gateways = nil
+	mi.Spec.Profile = meshv1alpha1.ProfileMinimal // no gateway: the control plane only
 	if err := e.k8s.Create(ctx, mi); err != nil {
 		t.Fatal(err)
 	}

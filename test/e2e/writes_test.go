@@ -40,6 +40,7 @@ func TestQuietClusterCostsNoWrites(t *testing.T) {
 	mi := sample(t)
 	mi.Spec.Version = stableVer
 	mi.Spec.Gateways = nil
+	mi.Spec.Profile = meshv1alpha1.ProfileMinimal // no gateway: the control plane only
 	mi.Spec.UpdateStrategy = meshv1alpha1.UpdateStrategy{
 		Type:   meshv1alpha1.UpdateStrategyCanary,
 		Canary: &meshv1alpha1.CanaryStrategy{Steps: []int32{100}, StepInterval: &metav1.Duration{Duration: time.Second}},

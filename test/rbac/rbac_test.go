@@ -73,6 +73,8 @@ var permissions = []permission{
 	{"policy", "poddisruptionbudgets", owned, cluster, "istiod's and the gateways' PodDisruptionBudgets"},
 	{"autoscaling", "horizontalpodautoscalers", owned, cluster, "istiod's and the gateways' autoscalers"},
 	{"", "pods", read, cluster, "the data plane inventory counts every pod; a revision is pruned only when no running pod uses it"},
+	{"", "nodes", read, cluster,
+		"spec.injection.nativeSidecars Auto is decided from the nodes' kubelet versions, as Istio's injector decides it (cached trimmed to that field)"},
 	{"events.k8s.io", "events", "create patch", cluster, "Events on MeshInstalls"},
 	{"rbac.authorization.k8s.io", "clusterroles", owned + " escalate bind", cluster,
 		"istiod's and the reader's ClusterRoles; escalate and bind because their rules (Istio's chart) hold wildcards the operator must not hold"},
