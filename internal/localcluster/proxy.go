@@ -52,71 +52,28 @@ type Proxy struct {
 // the running istiod of that host: a pod that names a host no istiod among
 // istiods serves fails here, as it would in a cluster.
 func StartProxy(ctx context.Context, cs kubernetes.Interface, binDir string, pod *corev1.Pod, istiods []*Istiod, logDir string) (*Proxy, error) {
-	container := istioProxy(pod)
-	if container == nil {
-		return nil, fmt.Errorf("pod %s/%s has no istio-proxy container", pod.Namespace, pod.Name)
+	d, err := dialed(pod, istiods)
+	if err != nil {
+		return nil, err
 	}
 	if pod.Status.PodIP == "" {
 		return nil, fmt.Errorf("pod %s/%s has no IP yet", pod.Namespace, pod.Name)
 	}
-	sa := pod.Spec.ServiceAccountName
-	if sa == "" {
-		sa = "default"
-	}
-	env, err := containerEnv(container.Env, map[string]string{
-		"metadata.name":           pod.Name,
-		"metadata.namespace":      pod.Namespace,
-		"spec.serviceAccountName": sa,
-		"spec.nodeName":           pod.Spec.NodeName,
-		"status.podIP":            pod.Status.PodIP,
-		"status.hostIP":           pod.Status.HostIP,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("pod %s/%s: %w", pod.Namespace, pod.Name, err)
-	}
-	proxyConfig := map[string]any{}
-	if s := strings.TrimSpace(env["PROXY_CONFIG"]); s != "" {
-		if err := json.Unmarshal([]byte(s), &proxyConfig); err != nil {
-			return nil, fmt.Errorf("pod %s/%s: PROXY_CONFIG is not JSON: %w", pod.Namespace, pod.Name, err)
-		}
-	}
-	discovery, _ := proxyConfig["discoveryAddress"].(string)
-	if discovery == "" {
-		discovery = defaultDiscoveryAddress
-	}
-	caAddr := env["CA_ADDR"]
-	if caAddr == "" {
-		caAddr = discovery // the agent's own default
-	}
-	byHost := map[string]*Istiod{}
-	for _, i := range istiods {
-		byHost[i.Host] = i
-	}
-	hostPort := func(addr string) (string, *Istiod, error) {
-		host, _, err := net.SplitHostPort(addr)
-		if err != nil {
-			return "", nil, err
-		}
-		i, ok := byHost[host]
-		if !ok {
-			return "", nil, fmt.Errorf("no running istiod serves %s (running: %v)", addr, slices.Sorted(maps.Keys(byHost)))
-		}
-		_, port, _ := net.SplitHostPort(i.XDSAddr)
-		return net.JoinHostPort(host, port), i, nil
-	}
-	xdsAddr, istiod, err := hostPort(discovery)
-	if err != nil {
-		return nil, fmt.Errorf("pod %s/%s discoveryAddress: %w", pod.Namespace, pod.Name, err)
-	}
-	if env["CA_ADDR"], _, err = hostPort(caAddr); err != nil {
-		return nil, fmt.Errorf("pod %s/%s CA_ADDR: %w", pod.Namespace, pod.Name, err)
-	}
-	ports, err := freePorts(1)
+	env, proxyConfig := d.env, d.proxyConfig
+	_, port, _ := net.SplitHostPort(d.istiod.XDSAddr)
+	env["CA_ADDR"] = net.JoinHostPort(d.caHost, port)
+	xdsAddr := net.JoinHostPort(d.discoveryHost, port)
+	istiod, container := d.istiod, d.container
+	hostNames := slices.Sorted(maps.Keys(d.byHost))
+	// The agents share the host's network: ports that are fixed in every pod
+	// are picked free here.
+	ports, err := freePorts(2)
 	if err != nil {
 		return nil, err
 	}
 	proxyConfig["discoveryAddress"] = xdsAddr
-	proxyConfig["statusPort"] = ports[0] // 15020 in every pod; here they share one network
+	proxyConfig["statusPort"] = ports[0]                          // 15020 in a pod
+	env["DNS_PROXY_ADDR"] = "127.0.0.1:" + strconv.Itoa(ports[1]) // 15053 in a pod, with DNS capture
 	pc, _ := json.Marshal(proxyConfig)
 	env["PROXY_CONFIG"] = string(pc)
 	// Proxyless: the agent runs no Envoy, writes the gRPC bootstrap (holding
@@ -136,7 +93,7 @@ func StartProxy(ctx context.Context, cs kubernetes.Interface, binDir string, pod
 		return nil, err
 	}
 	hosts := filepath.Join(root, "hosts")
-	line := "127.0.0.1 localhost " + strings.Join(slices.Sorted(maps.Keys(byHost)), " ") + "\n"
+	line := "127.0.0.1 localhost " + strings.Join(hostNames, " ") + "\n"
 	if err := os.WriteFile(hosts, []byte(line), 0o644); err != nil {
 		p.Stop()
 		return nil, err
@@ -160,6 +117,89 @@ func StartProxy(ctx context.Context, cs kubernetes.Interface, binDir string, pod
 		return nil, err
 	}
 	return p, nil
+}
+
+// dialing is what a pod's injected istio-proxy env says the agent dials.
+type dialing struct {
+	container             *corev1.Container
+	env                   map[string]string
+	proxyConfig           map[string]any
+	discoveryHost, caHost string
+	istiod                *Istiod
+	byHost                map[string]*Istiod
+}
+
+// IstiodOf returns the istiod among istiods that pod's injected proxy
+// dials (the Service its discoveryAddress and CA_ADDR name), or an error
+// naming the address no running istiod serves: a pod left pointing at a
+// removed revision, or at two different ones.
+func IstiodOf(pod *corev1.Pod, istiods []*Istiod) (*Istiod, error) {
+	d, err := dialed(pod, istiods)
+	if err != nil {
+		return nil, err
+	}
+	return d.istiod, nil
+}
+
+func dialed(pod *corev1.Pod, istiods []*Istiod) (*dialing, error) {
+	container := istioProxy(pod)
+	if container == nil {
+		return nil, fmt.Errorf("pod %s/%s has no istio-proxy container", pod.Namespace, pod.Name)
+	}
+	sa := pod.Spec.ServiceAccountName
+	if sa == "" {
+		sa = "default"
+	}
+	env, err := containerEnv(container.Env, map[string]string{
+		"metadata.name":           pod.Name,
+		"metadata.namespace":      pod.Namespace,
+		"spec.serviceAccountName": sa,
+		"spec.nodeName":           pod.Spec.NodeName,
+		"status.podIP":            pod.Status.PodIP,
+		"status.hostIP":           pod.Status.HostIP,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("pod %s/%s: %w", pod.Namespace, pod.Name, err)
+	}
+	d := &dialing{container: container, env: env, proxyConfig: map[string]any{}, byHost: map[string]*Istiod{}}
+	if s := strings.TrimSpace(env["PROXY_CONFIG"]); s != "" {
+		if err := json.Unmarshal([]byte(s), &d.proxyConfig); err != nil {
+			return nil, fmt.Errorf("pod %s/%s: PROXY_CONFIG is not JSON: %w", pod.Namespace, pod.Name, err)
+		}
+	}
+	discovery, _ := d.proxyConfig["discoveryAddress"].(string)
+	if discovery == "" {
+		discovery = defaultDiscoveryAddress
+	}
+	caAddr := env["CA_ADDR"]
+	if caAddr == "" {
+		caAddr = discovery // the agent's own default
+	}
+	for _, i := range istiods {
+		d.byHost[i.Host] = i
+	}
+	lookup := func(what, addr string) (string, *Istiod, error) {
+		host, _, err := net.SplitHostPort(addr)
+		if err != nil {
+			return "", nil, fmt.Errorf("pod %s/%s %s %q: %w", pod.Namespace, pod.Name, what, addr, err)
+		}
+		i, ok := d.byHost[host]
+		if !ok {
+			return "", nil, fmt.Errorf("pod %s/%s: no running istiod serves its %s %s (running: %v)", pod.Namespace, pod.Name, what, addr, slices.Sorted(maps.Keys(d.byHost)))
+		}
+		return host, i, nil
+	}
+	var viaCA *Istiod
+	if d.discoveryHost, d.istiod, err = lookup("discoveryAddress", discovery); err != nil {
+		return nil, err
+	}
+	if d.caHost, viaCA, err = lookup("CA_ADDR", caAddr); err != nil {
+		return nil, err
+	}
+	if viaCA != d.istiod {
+		return nil, fmt.Errorf("pod %s/%s gets its certificate from %s but its config from %s", pod.Namespace, pod.Name, caAddr, discovery)
+	}
+	return d, nil
 }
 
 func istioProxy(pod *corev1.Pod) *corev1.Container {
