@@ -135,7 +135,7 @@ test-e2e: k8s-tools ## Run the end-to-end suite on fresh simulated clusters, E2E
 	go test $(GO_TEST_FLAGS) -count=1 -v -parallel $(E2E_PARALLEL) -timeout 30m ./test/e2e/
 
 .PHONY: demo
-demo: k8s-tools kubectl ## Start a simulated cluster, install Istio with meshkeeper, inject and upgrade (leaves it running; WEBHOOK_CERTS=cert-manager: webhook certificate from real cert-manager).
+demo: k8s-tools kubectl ## Start a simulated cluster, install Istio with meshkeeper, inject and upgrade, run real istiod and one pod's proxy agent (leaves it running; WEBHOOK_CERTS=cert-manager: webhook certificate from real cert-manager).
 	MESHKEEPER_DEMO_WEBHOOK_CERTS=$(WEBHOOK_CERTS) go run ./hack/demo up
 
 .PHONY: demo-down
