@@ -18,6 +18,7 @@ import (
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
@@ -236,12 +237,12 @@ func (p *Proxy) mountVolumes(ctx context.Context, cs kubernetes.Interface, conta
 		files := map[string][]byte{}
 		switch {
 		case v.ConfigMap != nil:
-			cm, err := cs.CoreV1().ConfigMaps(pod.Namespace).Get(ctx, v.ConfigMap.Name, metav1.GetOptions{})
+			cm, err := configMap(ctx, cs, pod.Namespace, v.ConfigMap)
 			if err != nil {
-				if ptr.Deref(v.ConfigMap.Optional, false) {
-					continue
-				}
 				return fmt.Errorf("pod %s/%s volume %s: %w", pod.Namespace, pod.Name, m.Name, err)
+			}
+			if cm == nil {
+				continue
 			}
 			for k, data := range cm.Data {
 				files[k] = []byte(data)
@@ -276,6 +277,29 @@ func (p *Proxy) mountVolumes(ctx context.Context, cs kubernetes.Interface, conta
 		}
 	}
 	return nil
+}
+
+// configMap reads the ConfigMap a volume names; the kubelet waits for a
+// missing one (istiod publishes istio-ca-root-cert into each namespace soon
+// after it starts), here for up to 30s. An optional one that is missing is nil.
+func configMap(ctx context.Context, cs kubernetes.Interface, namespace string, src *corev1.ConfigMapVolumeSource) (*corev1.ConfigMap, error) {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		cm, err := cs.CoreV1().ConfigMaps(namespace).Get(ctx, src.Name, metav1.GetOptions{})
+		switch {
+		case err == nil:
+			return cm, nil
+		case apierrors.IsNotFound(err) && ptr.Deref(src.Optional, false):
+			return nil, nil
+		case !apierrors.IsNotFound(err) || time.Now().After(deadline):
+			return nil, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 }
 
 // podToken is the token the kubelet would project: the pod's service
