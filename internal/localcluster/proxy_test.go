@@ -82,17 +82,14 @@ func TestContainerEnvResolvesAsTheKubelet(t *testing.T) {
 	}
 }
 
-// The agent writes its gRPC bootstrap with encoding/json; the node read
-// back keeps its id and metadata of every kind.
-func TestBootstrapNodeReadsTheAgentsEncoding(t *testing.T) {
+// The node read back from the agent's gRPC bootstrap keeps its id and
+// metadata of every kind (the shape pilot-agent 1.31 writes).
+func TestBootstrapNodeReadsTheAgentsBootstrap(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "grpc-bootstrap.json")
 	const bootstrap = `{"xds_servers":[{"server_uri":"unix:///etc/istio/proxy/XDS"}],
-"node":{"id":"sidecar~10.0.0.7~web-1.shop~shop.svc.cluster.local","metadata":{"fields":{
- "NAMESPACE":{"Kind":{"StringValue":"shop"}},
- "GENERATOR":{"Kind":{"StringValue":"grpc"}},
- "LABELS":{"Kind":{"StructValue":{"fields":{"app":{"Kind":{"StringValue":"web"}}}}}},
- "APP_CONTAINERS":{"Kind":{"ListValue":{"values":[{"Kind":{"StringValue":"app"}}]}}},
- "ENABLED":{"Kind":{"BoolValue":true}}}},"locality":{}}}`
+"node":{"id":"sidecar~10.0.0.7~web-1.shop~shop.svc.cluster.local","metadata":{
+ "NAMESPACE":"shop","GENERATOR":"grpc","ENVOY_STATUS_PORT":15021,"PILOT_SAN":["istiod.istio-system.svc"],
+ "LABELS":{"app":"web"},"PROXY_CONFIG":{"statusPort":15020}},"locality":{}}}`
 	if err := os.WriteFile(path, []byte(bootstrap), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +100,7 @@ func TestBootstrapNodeReadsTheAgentsEncoding(t *testing.T) {
 	f := node.GetMetadata().GetFields()
 	if node.Id != "sidecar~10.0.0.7~web-1.shop~shop.svc.cluster.local" || f["NAMESPACE"].GetStringValue() != "shop" ||
 		f["LABELS"].GetStructValue().GetFields()["app"].GetStringValue() != "web" ||
-		f["APP_CONTAINERS"].GetListValue().GetValues()[0].GetStringValue() != "app" || !f["ENABLED"].GetBoolValue() {
+		f["PILOT_SAN"].GetListValue().GetValues()[0].GetStringValue() != "istiod.istio-system.svc" || f["ENVOY_STATUS_PORT"].GetNumberValue() != 15021 {
 		t.Errorf("node = %v", node)
 	}
 }

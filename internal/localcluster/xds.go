@@ -82,10 +82,7 @@ func (x *XDS) Close() {
 	x.conn.Close()
 }
 
-// bootstrapNode reads the node of a gRPC bootstrap the agent wrote. The
-// agent encodes it with encoding/json, so its metadata Struct carries Go
-// field names ({"fields": {"NAME": {"Kind": {"StringValue": "…"}}}});
-// protojson cannot read that, so it is converted here.
+// bootstrapNode reads the node of the gRPC bootstrap the agent wrote.
 func bootstrapNode(path string) (*corev3.Node, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -93,9 +90,9 @@ func bootstrapNode(path string) (*corev3.Node, error) {
 	}
 	var b struct {
 		Node struct {
-			ID       string          `json:"id"`
-			Metadata json.RawMessage `json:"metadata"`
-			Locality *corev3.Locality
+			ID       string           `json:"id"`
+			Metadata map[string]any   `json:"metadata"`
+			Locality *corev3.Locality `json:"locality"`
 		} `json:"node"`
 	}
 	if err := json.Unmarshal(data, &b); err != nil {
@@ -104,57 +101,9 @@ func bootstrapNode(path string) (*corev3.Node, error) {
 	if b.Node.ID == "" {
 		return nil, fmt.Errorf("%s names no node", path)
 	}
-	var meta goStruct
-	if len(b.Node.Metadata) > 0 {
-		if err := json.Unmarshal(b.Node.Metadata, &meta); err != nil {
-			return nil, fmt.Errorf("%s: node metadata: %w", path, err)
-		}
+	meta, err := structpb.NewStruct(b.Node.Metadata)
+	if err != nil {
+		return nil, fmt.Errorf("%s: node metadata: %w", path, err)
 	}
-	return &corev3.Node{Id: b.Node.ID, Locality: b.Node.Locality, Metadata: meta.proto()}, nil
-}
-
-// goStruct and goValue read structpb's types as encoding/json wrote them.
-type goStruct struct {
-	Fields map[string]goValue `json:"fields"`
-}
-
-type goValue struct {
-	Kind struct {
-		StringValue *string
-		NumberValue *float64
-		BoolValue   *bool
-		StructValue *goStruct
-		ListValue   *struct {
-			Values []goValue `json:"values"`
-		}
-	}
-}
-
-func (s *goStruct) proto() *structpb.Struct {
-	out := &structpb.Struct{Fields: map[string]*structpb.Value{}}
-	for k, v := range s.Fields {
-		out.Fields[k] = v.proto()
-	}
-	return out
-}
-
-func (v goValue) proto() *structpb.Value {
-	switch k := v.Kind; {
-	case k.StringValue != nil:
-		return structpb.NewStringValue(*k.StringValue)
-	case k.NumberValue != nil:
-		return structpb.NewNumberValue(*k.NumberValue)
-	case k.BoolValue != nil:
-		return structpb.NewBoolValue(*k.BoolValue)
-	case k.StructValue != nil:
-		return structpb.NewStructValue(k.StructValue.proto())
-	case k.ListValue != nil:
-		list := &structpb.ListValue{}
-		for _, e := range k.ListValue.Values {
-			list.Values = append(list.Values, e.proto())
-		}
-		return structpb.NewListValue(list)
-	default:
-		return structpb.NewNullValue()
-	}
+	return &corev3.Node{Id: b.Node.ID, Locality: b.Node.Locality, Metadata: meta}, nil
 }
