@@ -93,6 +93,10 @@ func StartProxy(ctx context.Context, cs kubernetes.Interface, binDir string, pod
 		p.Stop()
 		return nil, err
 	}
+	if err := os.MkdirAll(filepath.Join(root, env["OUTPUT_CERTS"]), 0o755); err != nil {
+		p.Stop()
+		return nil, err
+	}
 	hosts := filepath.Join(root, "hosts")
 	line := "127.0.0.1 localhost " + strings.Join(hostNames, " ") + "\n"
 	if err := os.WriteFile(hosts, []byte(line), 0o644); err != nil {
