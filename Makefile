@@ -26,6 +26,15 @@ OPM ?= $(OPM_BIN)/opm
 BUNDLE_VALIDATE ?= $(OPM_BIN)/bundle-validate
 OLM_BIN ?= $(TOOLS_DIR)/olm-$(OLM_VERSION)
 CERT_MANAGER_BIN ?= $(TOOLS_DIR)/cert-manager-$(CERT_MANAGER_VERSION)
+# Istio's binaries (istiod, its proxy agent, istioctl) from the pseudo-version of
+# istio.io/istio pinned in hack/tools/istio (the module has no semver versions),
+# cached by the commit it names. The tests also read Istio's sources from the
+# module cache (MESHKEEPER_ISTIO_SRC).
+ISTIO_MODULE_VERSION := $(shell sed -nE "s@^(require)?[[:space:]]*istio.io/istio (v[^ ]+)\$$@\2@p" hack/tools/istio/go.mod)
+ISTIO_COMMIT := $(lastword $(subst -, ,$(ISTIO_MODULE_VERSION)))
+ISTIO_BIN ?= $(TOOLS_DIR)/istio-$(ISTIO_COMMIT)
+ISTIO_SRC ?= $(GOMODCACHE)/istio.io/istio@$(ISTIO_MODULE_VERSION)
+GOMODCACHE := $(shell go env GOMODCACHE)
 export KUBEBUILDER_ASSETS = $(K8S_BIN)
 export MESHKEEPER_K8S_BIN = $(K8S_BIN)
 export MESHKEEPER_KWOK_BIN = $(KWOK_BIN)
@@ -33,6 +42,8 @@ export MESHKEEPER_KUSTOMIZE = $(KUSTOMIZE)
 export MESHKEEPER_OPM = $(OPM)
 export MESHKEEPER_OLM_BIN = $(OLM_BIN)
 export MESHKEEPER_CERT_MANAGER_BIN = $(CERT_MANAGER_BIN)
+export MESHKEEPER_ISTIO_BIN = $(ISTIO_BIN)
+export MESHKEEPER_ISTIO_SRC = $(ISTIO_SRC)
 export OPERATOR_SDK KUSTOMIZE OPM
 
 # The OLM bundle: its version, channels and the images it names.
@@ -124,7 +135,7 @@ test-e2e: k8s-tools ## Run the end-to-end suite on fresh simulated clusters, E2E
 	go test $(GO_TEST_FLAGS) -count=1 -v -parallel $(E2E_PARALLEL) -timeout 30m ./test/e2e/
 
 .PHONY: demo
-demo: k8s-tools kubectl ## Start a simulated cluster, install Istio with meshkeeper, inject and upgrade (leaves it running; WEBHOOK_CERTS=cert-manager: webhook certificate from real cert-manager).
+demo: k8s-tools kubectl ## Start a simulated cluster, install Istio with meshkeeper, inject and upgrade, run real istiod and one pod's proxy agent (leaves it running; WEBHOOK_CERTS=cert-manager: webhook certificate from real cert-manager).
 	MESHKEEPER_DEMO_WEBHOOK_CERTS=$(WEBHOOK_CERTS) go run ./hack/demo up
 
 .PHONY: demo-down
@@ -198,8 +209,8 @@ undeploy: kustomize ## Remove the operator from the current cluster.
 ##@ Tools (cached in $(TOOLS_DIR))
 
 .PHONY: k8s-tools
-k8s-tools: ## Build every tool the tests run: the local Kubernetes, kwok, the generators, operator-sdk, opm, OLM and cert-manager (in parallel; cached).
-	@$(MAKE) -s -j8 --output-sync=line $(K8S_BIN)/kube-apiserver kwok controller-gen kustomize operator-sdk opm olm cert-manager
+k8s-tools: ## Build every tool the tests run: the local Kubernetes, kwok, the generators, operator-sdk, opm, OLM, cert-manager and Istio (in parallel; cached).
+	@$(MAKE) -s -j8 --output-sync=line $(K8S_BIN)/kube-apiserver kwok controller-gen kustomize operator-sdk opm olm cert-manager istio
 
 $(K8S_BIN)/kube-apiserver:
 	hack/build-k8s.sh $(K8S_VERSION) $(ETCD_VERSION) $(K8S_BIN)
@@ -231,6 +242,12 @@ olm:
 .PHONY: cert-manager
 cert-manager:
 	@hack/build-tool.sh cert-manager $(CERT_MANAGER_BIN)
+
+# Istio's istiod (pilot-discovery), proxy agent (pilot-agent) and istioctl, run
+# on the host against a simulated cluster by the tests and the demo.
+.PHONY: istio
+istio: ## Build Istio's pilot-discovery, pilot-agent and istioctl from hack/tools/istio (cached).
+	@hack/build-tool.sh istio $(ISTIO_BIN)
 
 .PHONY: kwok
 kwok: $(KWOK_BIN)/kwokctl

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds one of the operator-framework tools (operator-sdk, opm, OLM v0's olm and
-# catalog) or cert-manager's controller and cainjector from the Go module proxy
-# into a cache outside the checkout.
+# catalog), cert-manager's controller and cainjector, or Istio's istiod
+# (pilot-discovery), proxy agent (pilot-agent) and istioctl from the Go module
+# proxy into a cache outside the checkout.
 #
 # `go install module/cmd@version` cannot be used here: the proxy refuses these
 # modules' version lists, which go install reads. Each tool instead has a small
@@ -11,7 +12,7 @@
 # Usage: hack/build-tool.sh <tool> <output-dir>
 set -euo pipefail
 
-tool=${1:?tool: operator-sdk, opm, olm or cert-manager}
+tool=${1:?tool: operator-sdk, opm, olm, cert-manager or istio}
 OUT=${2:?output directory}
 here=$(cd "$(dirname "$0")" && pwd)
 dir=$here/tools/$tool
@@ -53,6 +54,23 @@ case $tool in
     pkgs=(./controller ./cainjector)
     tags=""
     ldflags="-X $m/pkg/util.AppVersion=$v"
+    ;;
+  istio)
+    # istio.io/istio publishes no semver module versions: go.mod pins a
+    # pseudo-version of its main branch. The version stamps are the ones Istio's
+    # own build sets (common/scripts/report_build_info.sh): the release in its
+    # VERSION file with "-dev" (what its Makefile uses for an untagged build) and
+    # the commit the pseudo-version names, so `istioctl version` tells the truth.
+    m=istio.io/istio
+    v=$(version $m)
+    (cd "$dir" && go mod download $m)
+    src=$(cd "$dir" && go list -m -f '{{.Dir}}' $m)
+    commit=${v##*-}
+    bins=(pilot-discovery pilot-agent istioctl)
+    pkgs=($m/pilot/cmd/pilot-discovery $m/pilot/cmd/pilot-agent $m/istioctl/cmd/istioctl)
+    tags=""
+    p=$m/pkg/version
+    ldflags="-X $p.buildVersion=$(cat "$src/VERSION")-dev -X $p.buildGitRevision=$commit -X $p.buildStatus=Clean -X $p.buildTag=$v -X $p.buildOS=$(go env GOOS) -X $p.buildArch=$(go env GOARCH)"
     ;;
   *) echo "build-tool.sh: unknown tool $tool" >&2; exit 2 ;;
 esac

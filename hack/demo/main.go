@@ -1,6 +1,7 @@
 // Command demo shows meshkeeper at work on a local simulated cluster (a real
 // kube-apiserver, etcd, controller-manager and scheduler with kwok nodes):
-// install Istio, inject sidecars, upgrade in place. `demo up` leaves the
+// install Istio, inject sidecars, upgrade in place and by canary, then run
+// Istio's own istiod for the active revision and one pod's proxy agent. `demo up` leaves the
 // cluster and the operator running; `demo down` stops them.
 //
 // Run it through `make demo` / `make demo-down`, which build the tools first.
@@ -40,6 +41,8 @@ type state struct {
 	Log        string `json:"operatorLog"`
 	// CertManagerPIDs are cert-manager's controller and cainjector, when the demo runs them.
 	CertManagerPIDs []int `json:"certManagerPIDs,omitempty"`
+	// IstiodPID is real istiod's, run for the active revision.
+	IstiodPID int `json:"istiodPID,omitempty"`
 }
 
 // webhookCertsEnv set to cert-manager (make demo WEBHOOK_CERTS=cert-manager)
@@ -160,6 +163,14 @@ func up(dir string) error {
 	getClient, getConfig := func() client.Client { return c }, func() *rest.Config { return cfg }
 	steps = append(steps, meshSteps(ctx, getClient, getConfig)...)
 	steps = append(steps, canarySteps(ctx, getClient, getConfig)...)
+	steps = append(steps, realIstioStep(ctx, getClient, getConfig, func() string { return cluster.Kubeconfig }, dir, func(pid int) error {
+		s, err := loadState(dir)
+		if err != nil {
+			return err
+		}
+		s.IstiodPID = pid
+		return saveState(dir, s)
+	}))
 	for _, s := range steps {
 		if err := d.step(s.name, s.run); err != nil {
 			if operator != nil {
@@ -178,28 +189,39 @@ The cluster and the operator are still running. Try:
   kubectl label namespace default istio-injection=enabled && kubectl run web --image=nginx
   kubectl get pod web -o jsonpath='{.spec.initContainers[*].name} {.spec.containers[*].name}'
   tail -f %s
-
+%s
 Stop everything with: make demo-down
-`, cluster.Kubeconfig, tools.K8sBin, operator.LogPath())
+`, cluster.Kubeconfig, tools.K8sBin, operator.LogPath(), istioHints())
 	return nil
 }
 
-func down(dir string) error {
+func loadState(dir string) (state, error) {
+	var s state
 	raw, err := os.ReadFile(filepath.Join(dir, "state.json"))
+	if err != nil {
+		return s, err
+	}
+	return s, json.Unmarshal(raw, &s)
+}
+
+func down(dir string) error {
+	s, err := loadState(dir)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	var s state
-	if err := json.Unmarshal(raw, &s); err != nil {
-		return err
-	}
 	if s.PID > 0 {
 		if p, err := os.FindProcess(s.PID); err == nil && p.Signal(syscall.Signal(0)) == nil {
 			_ = p.Signal(syscall.SIGTERM)
 			fmt.Printf("stopped the operator (pid %d)\n", s.PID)
+		}
+	}
+	if s.IstiodPID > 0 {
+		if p, err := os.FindProcess(s.IstiodPID); err == nil && p.Signal(syscall.Signal(0)) == nil {
+			_ = p.Signal(syscall.SIGTERM)
+			fmt.Printf("stopped istiod (pid %d)\n", s.IstiodPID)
 		}
 	}
 	for _, pid := range s.CertManagerPIDs {

@@ -17,12 +17,18 @@ type process struct {
 }
 
 func startProcess(binary, logPath string, env []string, args ...string) (*process, error) {
+	return startProcessIn("", binary, logPath, env, args...)
+}
+
+// startProcessIn starts the process in the working directory dir.
+func startProcessIn(dir, binary, logPath string, env []string, args ...string) (*process, error) {
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
 	}
 	cmd := exec.Command(binary, args...)
 	cmd.Env = append(os.Environ(), env...)
+	cmd.Dir = dir
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {

@@ -16,6 +16,7 @@ import (
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
 	"github.com/meshkeeper/meshkeeper/internal/inject"
+	"github.com/meshkeeper/meshkeeper/internal/localcluster"
 	"github.com/meshkeeper/meshkeeper/internal/render"
 	"github.com/meshkeeper/meshkeeper/internal/revision"
 )
@@ -52,6 +53,18 @@ func TestCanaryUpgrade(t *testing.T) {
 		InactiveRevisionDeletionGracePeriod: &metav1.Duration{Duration: pruneGrace},
 	}
 	name := mi.Name
+	want := proxyWant{trustDomain: "cluster.local", strictMTLS: true}
+	// One workload the 10% step moves to the canary and one it leaves,
+	// checked with Istio's real agent against real istiod.
+	var movedW, stayedW string
+	for i := range workloads {
+		if w := workloadName(i); revision.OnCanary(appsNS, w, 10) && movedW == "" {
+			movedW = w
+		} else if !revision.OnCanary(appsNS, w, 10) && stayedW == "" {
+			stayedW = w
+		}
+	}
+	var stableIstiod *localcluster.Istiod
 
 	steps := []struct {
 		name string
@@ -64,6 +77,7 @@ func TestCanaryUpgrade(t *testing.T) {
 			if got := e.waitReady(t, name, installTimeout); got.Status.ActiveRevision != stableRev {
 				t.Fatalf("active revision %q, want %s", got.Status.ActiveRevision, stableRev)
 			}
+			stableIstiod = e.startIstiod(t, stableRev)
 		}},
 		{"20 workloads and a Job are injected by the stable revision", func(t *testing.T) {
 			e.ensureNamespace(t, appsNS, map[string]string{"istio-injection": "enabled"})
@@ -115,6 +129,16 @@ func TestCanaryUpgrade(t *testing.T) {
 			e.restartAll(t) // restarted pods keep their side
 			e.waitAssignment(t, expectedAt(10))
 		}},
+		{"a canary-assigned pod is served by the canary's real istiod, the others by the stable one", func(t *testing.T) {
+			e.startIstiod(t, canaryRev)
+			for _, w := range []string{movedW, stayedW} {
+				if err := e.k8s.Create(ctx, service(appsNS, w)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			moved, stayed := e.podsOf(t, appsNS, movedW), e.podsOf(t, appsNS, stayedW)
+			e.checkProxies(t, want, &moved[0], &stayed[0])
+		}},
 		{"unpaused, the canary steps to 50% and is promoted at 100%", func(t *testing.T) {
 			e.updateMeshInstall(t, name, func(m *meshv1alpha1.MeshInstall) { m.Spec.UpdateStrategy.Canary.Paused = false })
 			e.waitCanary(t, canaryRev, 50)
@@ -145,6 +169,24 @@ func TestCanaryUpgrade(t *testing.T) {
 			if got.Status.Version != canaryVer || len(got.Status.Revisions) != 1 {
 				t.Errorf("status = %+v", got.Status)
 			}
+		}},
+		{"after pruning no pod points at the removed revision, and a moved pod works with the new istiod", func(t *testing.T) {
+			e.stopIstiod(stableIstiod) // its Deployment is gone
+			var pods corev1.PodList
+			if err := e.k8s.List(ctx, &pods, client.InNamespace(appsNS)); err != nil {
+				t.Fatal(err)
+			}
+			for i := range pods.Items {
+				p := &pods.Items[i]
+				if p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed || p.DeletionTimestamp != nil {
+					continue
+				}
+				if _, err := localcluster.IstiodOf(p, e.runningIstiods()); err != nil {
+					t.Error(err)
+				}
+			}
+			stayed := e.podsOf(t, appsNS, stayedW)
+			e.checkProxies(t, want, &stayed[0])
 		}},
 	}
 	for _, s := range steps {

@@ -16,6 +16,7 @@ import (
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
 	"github.com/meshkeeper/meshkeeper/internal/inject"
+	"github.com/meshkeeper/meshkeeper/internal/localcluster"
 	"github.com/meshkeeper/meshkeeper/internal/render"
 	"github.com/meshkeeper/meshkeeper/internal/webhookconfig"
 )
@@ -32,6 +33,9 @@ func TestMeshLifecycle(t *testing.T) {
 	name := mi.Name
 	ns := mi.Spec.Namespace
 	istiod := render.IstiodName(render.DefaultRevision)
+	// The sample's mesh: strict mTLS in the default trust domain.
+	want := proxyWant{trustDomain: "cluster.local", strictMTLS: true}
+	var realIstiod *localcluster.Istiod
 
 	steps := []struct {
 		name string
@@ -68,6 +72,12 @@ func TestMeshLifecycle(t *testing.T) {
 				return nil
 			})
 		}},
+		{"real istiod runs as the revision's Deployment says and becomes ready", func(t *testing.T) {
+			if td := e.getMeshInstall(t, name).Spec.MeshConfig.TrustDomain; td != want.trustDomain {
+				t.Fatalf("trust domain %q, want the default %s", td, want.trustDomain)
+			}
+			realIstiod = e.startIstiod(t, render.DefaultRevision)
+		}},
 		{"labelled namespace gets Deployment pods injected", func(t *testing.T) {
 			e.ensureNamespace(t, "shop", map[string]string{"istio-injection": "enabled"})
 			if err := e.k8s.Create(ctx, app("shop", "web", 3)); err != nil {
@@ -92,6 +102,13 @@ func TestMeshLifecycle(t *testing.T) {
 				}
 				return nil
 			})
+		}},
+		{"an injected pod's proxy gets its identity and strict-mTLS config from real istiod", func(t *testing.T) {
+			if err := e.k8s.Create(ctx, service("shop", "web")); err != nil {
+				t.Fatal(err)
+			}
+			pods := e.podsOf(t, "shop", "web")
+			e.checkProxies(t, want, &pods[0])
 		}},
 		{"metrics tell what a user would chart", func(t *testing.T) {
 			eventually(t, 30*time.Second, "metrics", func() error {
@@ -140,6 +157,30 @@ func TestMeshLifecycle(t *testing.T) {
 				t.Errorf("status.version = %s", got.Status.Version)
 			}
 			e.assertIstiodImage(t, ns, istiod, "1.31.4")
+		}},
+		{"a pod injected after the in-place upgrade works with the upgraded istiod", func(t *testing.T) {
+			// The rolled Deployment's istiod replaces the old one, as its pods would.
+			e.stopIstiod(realIstiod)
+			realIstiod = e.startIstiod(t, render.DefaultRevision)
+			p := barePod("shop", "after-upgrade", map[string]string{"app": "after-upgrade"})
+			for _, o := range []client.Object{service("shop", "after-upgrade"), p} {
+				if err := e.k8s.Create(ctx, o); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if v := p.Annotations[inject.AnnotationProxyVersion]; v != "1.31.4" {
+				t.Fatalf("pod injected with proxy %q, want 1.31.4", v)
+			}
+			eventually(t, 30*time.Second, "the pod scheduled with an IP", func() error {
+				if err := e.k8s.Get(ctx, client.ObjectKeyFromObject(p), p); err != nil {
+					return err
+				}
+				if p.Status.PodIP == "" {
+					return fmt.Errorf("no IP yet")
+				}
+				return nil
+			})
+			e.checkProxies(t, want, p)
 		}},
 		{"operator killed mid-upgrade resumes", func(t *testing.T) {
 			e.updateMeshInstall(t, name, func(m *meshv1alpha1.MeshInstall) { m.Spec.Version = "1.32.0" })

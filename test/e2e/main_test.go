@@ -48,6 +48,9 @@ type env struct {
 	replicas []*localcluster.Operator
 	cfg      *rest.Config
 	k8s      client.Client
+	// istiods are real istiod processes (startIstiod), stopped with the cluster.
+	istiodMu sync.Mutex
+	istiods  []*localcluster.Istiod
 }
 
 func TestMain(m *testing.M) {
@@ -140,6 +143,7 @@ func newCluster(t *testing.T, nodes int) *env {
 	t.Cleanup(func() {
 		if t.Failed() {
 			e.printOperatorLog()
+			e.printIstiodLogs()
 			e.printClusterState()
 		}
 		liveMu.Lock()
@@ -157,6 +161,9 @@ func newCluster(t *testing.T, nodes int) *env {
 }
 
 func (e *env) teardown() {
+	for _, i := range e.runningIstiods() {
+		i.Stop()
+	}
 	for _, r := range e.replicas {
 		_ = r.Stop()
 	}
