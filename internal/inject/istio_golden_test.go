@@ -571,6 +571,13 @@ func istioCases() []istioCase {
 				corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("0"), corev1.ResourceMemory: resource.MustParse("500Mi")})},
 	)
 
+	pullSecrets := func(c *Config) { c.ImagePullSecrets = []string{"barSecret"} }
+	const pullSecretsWhy = "spec.proxy.imagePullSecrets: [barSecret] (Istio: values.global.imagePullSecrets)"
+	cases = append(cases,
+		istioCase{want: "hello-image-secrets-in-values.yaml.injected", in: "hello.yaml", result: withSettings, config: pullSecrets, why: pullSecretsWhy},
+		istioCase{want: "hello-multiple-image-secrets.yaml.injected", in: "hello-image-pull-secret.yaml", result: withSettings, config: pullSecrets, why: pullSecretsWhy},
+	)
+
 	notYet := func(want, why string) istioCase {
 		c := istioCase{want: want, result: notExpressible, why: why}
 		// Istio names some outputs <input>.<variant>.injected.
@@ -595,7 +602,7 @@ func istioCases() []istioCase {
 		notYet("format-duration.yaml.injected", "meshConfig.defaultConfig.drainDuration"),
 		notYet("hello-tracing-disabled.yaml.injected", "meshConfig.defaultConfig.tracing"),
 		notYet("hello-probes-localhost.yaml.injected", "meshConfig.inboundTrafficPolicy LOCALHOST"),
-		notYet("hello-otel-semconv.yaml.injected", "meshConfig.extensionProviders (OpenTelemetry)"),
+		notYet("hello-otel-semconv.yaml.injected", "an OpenTelemetry provider's serviceAttributeEnrichment (OTel semantic conventions), which spec.meshConfig.extensionProviders does not offer"),
 		withInput("hello.yaml", notYet("hello-fips-140-3.yaml.injected", "Istio's COMPLIANCE_POLICY fips-140-3")),
 		notYet("hello.yaml.proxyImageName.injected", "values.global.proxy.image alone: spec.proxy.image sets istio-init's image too, Istio's value only istio-proxy's"),
 		notYet("hello.yaml.proxyInitImageName.injected", values+"a separate istio-init image (values.global.proxy_init.image)"),
@@ -603,8 +610,6 @@ func istioCases() []istioCase {
 		notYet("status_params.yaml.injected", values+"status port and readiness timings (values.global.proxy.statusPort, readiness*)"),
 		notYet("kubevirtInterfaces.yaml.injected", values+"status port and readiness timings (values.global.proxy.statusPort, readiness*)"),
 		notYet("reroute-virtual-interfaces.yaml.injected", values+"status port and readiness timings (values.global.proxy.statusPort, readiness*)"),
-		withInput("hello.yaml", notYet("hello-image-secrets-in-values.yaml.injected", values+"values.global.imagePullSecrets")),
-		withInput("hello-image-pull-secret.yaml", notYet("hello-multiple-image-secrets.yaml.injected", values+"values.global.imagePullSecrets")),
 		withInput("hello.yaml", notYet("hello-mount-mtls-certs.yaml.injected", values+"values.global.mountMtlsCerts")),
 		notYet("custom-template.yaml.injected", "custom injection templates (values.sidecarInjectorWebhook.templates)"),
 		notYet("sidecar-spire.yaml.injected", "custom injection templates (the spire template of Istio's SPIRE integration)"),
