@@ -550,9 +550,9 @@ func istioCases() []istioCase {
 		istioCase{want: "hello-probes.proxyHoldsApplication.yaml.injected", in: "hello-probes.yaml", result: withSettings, config: hold, why: holdWhy, proxyConfig: holdProxyConfig},
 		istioCase{want: "hello-probes-noProxyHoldApplication-ProxyConfig.yaml.injected", result: withSettings, config: hold, why: holdWhy},
 		istioCase{want: "hello-always.yaml.injected", in: "hello.yaml", result: withSettings,
-			config: func(c *Config) { c.ImagePullPolicy = corev1.PullAlways }, why: "Config.ImagePullPolicy: Always (Istio: values.global.imagePullPolicy)"},
+			config: func(c *Config) { c.ImagePullPolicy = corev1.PullAlways }, why: "spec.proxy.imagePullPolicy: Always (Istio: values.global.imagePullPolicy)"},
 		istioCase{want: "hello-never.yaml.injected", in: "hello.yaml", result: withSettings,
-			config: func(c *Config) { c.ImagePullPolicy = corev1.PullNever }, why: "Config.ImagePullPolicy: Never (Istio: values.global.imagePullPolicy)"},
+			config: func(c *Config) { c.ImagePullPolicy = corev1.PullNever }, why: "spec.proxy.imagePullPolicy: Never (Istio: values.global.imagePullPolicy)"},
 		istioCase{want: "traffic-annotations.yaml.injected", result: withSettings,
 			config: func(c *Config) {
 				c.DefaultProxyConfig.ProxyMetadata = map[string]string{"ISTIO_META_TLS_CLIENT_KEY": "/etc/identity/client/keys/client-key.pem"}
