@@ -93,7 +93,7 @@ func TestOverlaysThroughTheAPIServer(t *testing.T) {
 			StrategicMerge: &runtime.RawExtension{Raw: []byte(`{"spec": {"type": "NodePort"}}`)},
 		})
 		err := env.Client.Update(ctx, got)
-		if err == nil || !strings.Contains(err.Error(), `spec.overlays[1]: Invalid value: "Service istiod-gateway": matches no object meshkeeper renders; its Services are named istiod`) {
+		if err == nil || !strings.Contains(err.Error(), `spec.overlays[1]: Invalid value: "Service istiod-gateway": matches no object meshkeeper renders; its Services are named istio-ingressgateway, istiod`) {
 			t.Fatalf("got %v, want spec.overlays[1] refused", err)
 		}
 		stored := &meshv1alpha1.MeshInstall{}
