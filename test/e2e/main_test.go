@@ -3,7 +3,11 @@
 // nodes, and the operator as a process on the host. Every test gets a fresh
 // cluster with a unique name, deleted when the test ends, also on failure or
 // Ctrl-C, and runs in parallel with the others (they mostly wait on their
-// clusters; `make test-e2e` runs E2E_PARALLEL at a time).
+// clusters; `make test-e2e` runs E2E_PARALLEL at a time). Parallel tests
+// start in the order go test meets them, file by file in name order: the
+// longest tests (the write and memory budgets, minutes of steady state) live
+// in budget_*_test.go so that they start first and the suite's wall time is
+// not their length added to everyone else's.
 package e2e
 
 import (
