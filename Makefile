@@ -130,7 +130,7 @@ test-unit: k8s-tools ## Run the unit and envtest suites (no simulated cluster).
 	go test $(GO_TEST_FLAGS) $$(go list ./... | grep -v /test/e2e)
 
 .PHONY: test-e2e
-E2E_PARALLEL ?= 5
+E2E_PARALLEL ?= 4
 test-e2e: k8s-tools ## Run the end-to-end suite on fresh simulated clusters, E2E_PARALLEL at a time (never cached: it builds the operator).
 	go test $(GO_TEST_FLAGS) -count=1 -v -parallel $(E2E_PARALLEL) -timeout 30m ./test/e2e/
 
