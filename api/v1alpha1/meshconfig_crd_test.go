@@ -2,10 +2,8 @@ package v1alpha1_test
 
 import (
 	"context"
-	"strings"
 	"testing"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
@@ -75,15 +73,10 @@ func TestMeshConfigIsAcceptedAndDefaulted(t *testing.T) {
 }
 
 func TestInvalidMeshConfigIsRefusedNamingTheField(t *testing.T) {
-	ctx := context.Background()
 	meshConfig := func(mc map[string]any) func(map[string]any) {
 		return func(s map[string]any) { s["meshConfig"] = mc }
 	}
-	cases := []struct {
-		name    string
-		mutate  func(spec map[string]any)
-		wantMsg []string
-	}{
+	cases := []refusal{
 		{"provider of no kind", meshConfig(map[string]any{"extensionProviders": []any{map[string]any{"name": "x"}}}),
 			[]string{"spec.meshConfig.extensionProviders[0]", "exactly one of opentelemetry, envoyExtAuthzHttp, envoyExtAuthzGrpc"}},
 		{"provider of two kinds", meshConfig(map[string]any{"extensionProviders": []any{map[string]any{"name": "x",
@@ -126,29 +119,5 @@ func TestInvalidMeshConfigIsRefusedNamingTheField(t *testing.T) {
 		{"enableTracing not a boolean", meshConfig(map[string]any{"enableTracing": "no"}),
 			[]string{"spec.meshConfig.enableTracing"}},
 	}
-	for i, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			u := minimal("invalid-mesh-config-" + strings.ReplaceAll(strings.ToLower(tc.name), " ", "-"))
-			if len(u.GetName()) > 63 {
-				u.SetName(u.GetName()[:60] + string(rune('a'+i%26)))
-			}
-			tc.mutate(u.Object["spec"].(map[string]any))
-			err := env.Client.Create(ctx, u)
-			if err == nil {
-				_ = env.Client.Delete(ctx, u)
-				t.Fatalf("spec was accepted, want it refused")
-			}
-			if !apierrors.IsInvalid(err) && !apierrors.IsBadRequest(err) {
-				t.Fatalf("want an Invalid error, got %v", err)
-			}
-			for _, frag := range tc.wantMsg {
-				if !strings.Contains(err.Error(), frag) {
-					t.Errorf("error %q does not mention %q", err.Error(), frag)
-				}
-			}
-			if err := env.Client.Get(ctx, client.ObjectKey{Name: u.GetName()}, &meshv1alpha1.MeshInstall{}); !apierrors.IsNotFound(err) {
-				t.Errorf("refused object exists anyway: %v", err)
-			}
-		})
-	}
+	expectRefused(t, "invalid-mesh-config-", cases)
 }

@@ -131,12 +131,7 @@ func TestMinimalSpecGetsDocumentedDefaults(t *testing.T) {
 }
 
 func TestInvalidSpecsAreRefusedNamingTheField(t *testing.T) {
-	ctx := context.Background()
-	cases := []struct {
-		name    string
-		mutate  func(spec map[string]any)
-		wantMsg []string // every fragment must appear in the error
-	}{
+	cases := []refusal{
 		{"version not X.Y.Z", func(s map[string]any) { s["version"] = "1.32" }, []string{"spec.version"}},
 		{"version with a v prefix", func(s map[string]any) { s["version"] = "v1.32.0" }, []string{"spec.version"}},
 		{"version missing", func(s map[string]any) { delete(s, "version") }, []string{"spec.version", "Required"}},
@@ -256,9 +251,25 @@ func TestInvalidSpecsAreRefusedNamingTheField(t *testing.T) {
 	if len(cases) < 12 {
 		t.Fatalf("want at least 12 invalid specs, have %d", len(cases))
 	}
+	expectRefused(t, "invalid-", cases)
+}
+
+// refusal is a spec change the CRD must refuse, naming the field.
+type refusal struct {
+	name    string
+	mutate  func(spec map[string]any)
+	wantMsg []string // every fragment must appear in the error
+}
+
+// expectRefused creates, for each case, a minimal MeshInstall changed by
+// it, and checks that the API server refuses it as Invalid with every
+// fragment in the message, and stores nothing.
+func expectRefused(t *testing.T, prefix string, cases []refusal) {
+	t.Helper()
+	ctx := context.Background()
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			u := minimal("invalid-" + strings.ReplaceAll(strings.ToLower(tc.name), " ", "-"))
+			u := minimal(prefix + strings.ReplaceAll(strings.ToLower(tc.name), " ", "-"))
 			if len(u.GetName()) > 63 {
 				u.SetName(u.GetName()[:60] + string(rune('a'+i%26)))
 			}
