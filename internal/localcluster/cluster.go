@@ -8,6 +8,7 @@ package localcluster
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -181,6 +182,32 @@ func (c *Cluster) Logs(component string, lines int) string {
 		all = all[len(all)-lines:]
 	}
 	return strings.Join(all, "\n")
+}
+
+// Components are the processes a cluster is made of, as `kwokctl logs` names them.
+var Components = []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok-controller"}
+
+// SaveLogs writes each component's whole log to dir as <component>.log,
+// for a failed test's artifacts; it goes on past a component whose log
+// cannot be read and returns every error.
+func (c *Cluster) SaveLogs(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	var errs []error
+	for _, component := range Components {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		out, err := c.kwokctl(ctx, "logs", component, "--name", c.Name)
+		cancel()
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if err := os.WriteFile(filepath.Join(dir, component+".log"), out, 0o644); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // RESTConfig is a client configuration for the cluster.

@@ -7,7 +7,9 @@
 // start in the order go test meets them, file by file in name order: the
 // longest tests (the write and memory budgets, minutes of steady state) live
 // in budget_*_test.go so that they start first and the suite's wall time is
-// not their length added to everyone else's.
+// not their length added to everyone else's. A failed test keeps its
+// cluster's logs and a dump of the objects involved in a folder it prints,
+// under E2E_ARTIFACTS_DIR (see saveArtifacts).
 package e2e
 
 import (
@@ -25,12 +27,11 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
+	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
 	"github.com/meshkeeper/meshkeeper/internal/localcluster"
 	"github.com/meshkeeper/meshkeeper/internal/testenv"
 )
@@ -100,7 +101,7 @@ func run(m *testing.M) int {
 
 // newEnv starts a cluster with nodes kwok nodes and the operator (with
 // extra flags), and tears both down when the test ends. On failure it prints
-// the end of the operator's log.
+// the end of the operator's log and keeps the artifacts.
 func newEnv(t *testing.T, nodes int, operatorArgs ...string) *env {
 	t.Helper()
 	return newEnvWith(t, nodes, func(o *localcluster.Operator) { o.ExtraArgs = operatorArgs })
@@ -149,6 +150,7 @@ func newCluster(t *testing.T, nodes int) *env {
 			e.printOperatorLog()
 			e.printIstiodLogs()
 			e.printClusterState()
+			e.saveArtifacts(t)
 		}
 		liveMu.Lock()
 		delete(live, e)
@@ -201,22 +203,12 @@ func printLog(o *localcluster.Operator) {
 }
 
 // printClusterState prints what a failed test's cluster was doing: the
-// control plane's Deployments and pods, and the end of its controllers' logs.
+// mesh's Deployments, ReplicaSets and pods, and the end of its controllers'
+// logs (the whole logs are among the artifacts, see saveArtifacts).
 func (e *env) printClusterState() {
-	ctx := context.Background()
-	var deployments appsv1.DeploymentList
-	if err := e.k8s.List(ctx, &deployments, client.InNamespace("istio-system")); err == nil {
-		for _, d := range deployments.Items {
-			fmt.Fprintf(os.Stderr, "deployment %s: generation %d observed %d, %d/%d updated, %d available, conditions %+v\n",
-				d.Name, d.Generation, d.Status.ObservedGeneration, d.Status.UpdatedReplicas, d.Status.Replicas, d.Status.AvailableReplicas, d.Status.Conditions)
-		}
-	}
-	var pods corev1.PodList
-	if err := e.k8s.List(ctx, &pods, client.InNamespace("istio-system")); err == nil {
-		for _, p := range pods.Items {
-			fmt.Fprintf(os.Stderr, "pod %s: %s on %q, conditions %+v\n", p.Name, p.Status.Phase, p.Spec.NodeName, p.Status.Conditions)
-		}
-	}
+	var mis meshv1alpha1.MeshInstallList
+	_ = e.k8s.List(context.Background(), &mis)
+	e.writeClusterState(os.Stderr, meshNamespaces(mis.Items))
 	for _, component := range []string{"kube-controller-manager", "kube-scheduler", "kwok-controller"} {
 		fmt.Fprintf(os.Stderr, "--- %s ---\n%s\n", component, e.cluster.Logs(component, 15))
 	}
