@@ -134,6 +134,10 @@ E2E_PARALLEL ?= 4
 test-e2e: k8s-tools ## Run the end-to-end suite on fresh simulated clusters, E2E_PARALLEL at a time (never cached: it builds the operator).
 	go test $(GO_TEST_FLAGS) -count=1 -v -parallel $(E2E_PARALLEL) -timeout 30m ./test/e2e/
 
+.PHONY: e2e-stress
+e2e-stress: k8s-tools ## Run the e2e test(s) matching TEST N times (COPIES at once), stop at the first failure and name its artifacts, e.g. TEST=TestCanaryUpgrade N=20 COPIES=3.
+	TEST='$(TEST)' N='$(or $(N),10)' COPIES='$(or $(COPIES),1)' E2E_PARALLEL='$(E2E_PARALLEL)' hack/e2e-stress.sh
+
 .PHONY: demo
 demo: k8s-tools kubectl ## Start a simulated cluster, install Istio with meshkeeper, inject and upgrade, run real istiod and one pod's proxy agent (leaves it running; WEBHOOK_CERTS=cert-manager: webhook certificate from real cert-manager).
 	MESHKEEPER_DEMO_WEBHOOK_CERTS=$(WEBHOOK_CERTS) go run ./hack/demo up
