@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"istio.io/api/annotation"
+	"istio.io/api/label"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/meshkeeper/meshkeeper/internal/inject"
 	"github.com/meshkeeper/meshkeeper/internal/inventory"
+	"github.com/meshkeeper/meshkeeper/internal/webhookconfig"
 )
 
 // keptPodAnnotations are the only pod annotations the operator reads.
@@ -25,11 +27,21 @@ var keptPodAnnotations = []string{
 	inject.AnnotationRevision, inject.AnnotationConfigHash, inject.AnnotationProxyVersion,
 }
 
+// keptPodLabels are the only pod labels the operator reads: those the
+// injector's object selectors select by (TestTrimPodKeepsWhatInjectionSelects
+// checks it), the workload's identity (inject.WorkloadOf), and
+// meshkeeper's own stamps.
+var keptPodLabels = append([]string{
+	label.SidecarInject.Name, label.IoIstioRev.Name, webhookconfig.GatewayLabel,
+	PodRevisionLabel, LabelRevision, LabelMeshInstall,
+}, inject.WorkloadLabels...)
+
 // TrimPod is the cache transform for pods: the operator keeps of a pod only
-// what observe reads (identity and generated name, labels, the annotations
-// above, its controller, host network, phase, and its Ready and PodScheduled
-// conditions), never its containers, volumes or the hundreds of bytes of
-// the sidecar status annotation.
+// what observe reads (identity and generated name, the labels and
+// annotations above, its controller, host network, phase, and its Ready and
+// PodScheduled conditions), never its containers, volumes, other labels or
+// the hundreds of bytes of the sidecar status annotation. Anyone who may
+// create a pod decides its size; what is kept of it is bounded.
 func TrimPod(in any) (any, error) {
 	p, ok := in.(*corev1.Pod)
 	if !ok {
@@ -39,7 +51,7 @@ func TrimPod(in any) (any, error) {
 		TypeMeta: p.TypeMeta,
 		ObjectMeta: metav1.ObjectMeta{
 			Name: p.Name, GenerateName: p.GenerateName, Namespace: p.Namespace, UID: p.UID, ResourceVersion: p.ResourceVersion,
-			Labels: p.Labels, DeletionTimestamp: p.DeletionTimestamp,
+			Labels: keep(p.Labels, keptPodLabels), DeletionTimestamp: p.DeletionTimestamp,
 		},
 		Spec:   corev1.PodSpec{HostNetwork: p.Spec.HostNetwork},
 		Status: corev1.PodStatus{Phase: p.Status.Phase},
@@ -47,17 +59,10 @@ func TrimPod(in any) (any, error) {
 	if ref := metav1.GetControllerOfNoCopy(p); ref != nil {
 		out.OwnerReferences = []metav1.OwnerReference{{APIVersion: ref.APIVersion, Kind: ref.Kind, Name: ref.Name, UID: ref.UID, Controller: ref.Controller}}
 	}
-	if len(p.Annotations) > 0 {
-		kept := map[string]string{}
-		for _, k := range keptPodAnnotations {
-			if v, ok := p.Annotations[k]; ok {
-				if k == annotation.SidecarStatus.Name {
-					v = ""
-				}
-				kept[k] = v
-			}
+	if out.Annotations = keep(p.Annotations, keptPodAnnotations); out.Annotations != nil {
+		if _, ok := out.Annotations[annotation.SidecarStatus.Name]; ok {
+			out.Annotations[annotation.SidecarStatus.Name] = ""
 		}
-		out.Annotations = kept
 	}
 	for _, c := range p.Status.Conditions {
 		switch {
@@ -68,6 +73,20 @@ func TrimPod(in any) (any, error) {
 		}
 	}
 	return out, nil
+}
+
+// keep is the entries of m under keys, nil when there are none.
+func keep(m map[string]string, keys []string) map[string]string {
+	var out map[string]string
+	for _, k := range keys {
+		if v, ok := m[k]; ok {
+			if out == nil {
+				out = make(map[string]string, len(keys))
+			}
+			out[k] = v
+		}
+	}
+	return out
 }
 
 // countDataPlane counts the observed pods against the injector configuration

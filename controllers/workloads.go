@@ -34,22 +34,24 @@ import (
 var keptWorkloadAnnotations = []string{meshv1alpha1.AnnotationRollout, meshv1alpha1.AnnotationRestartedFor, meshv1alpha1.AnnotationRestartedAt}
 
 // TrimWorkload is the cache transform for Deployments, StatefulSets and
-// DaemonSets. meshkeeper's own (istiod, gateways) are kept whole, less their
-// managed fields: the reconciler compares them with what it applies. Users'
-// workloads are kept as the rollout reads them: identity, labels, the
-// rollout annotations, replicas and rollout status; never their pod spec.
+// DaemonSets. meshkeeper's own (istiod, gateways: labelled and controlled
+// by a MeshInstall) are kept whole, less their managed fields: the
+// reconciler compares them with what it applies. Every other workload,
+// labelled or not, is kept as the rollout reads it: identity, the rollout
+// annotations, replicas, update strategy and rollout status; never its
+// labels or pod spec.
 func TrimWorkload(in any) (any, error) {
 	obj, ok := in.(client.Object)
 	if !ok {
 		return in, nil
 	}
 	obj.SetManagedFields(nil)
-	if obj.GetLabels()[LabelManagedBy] == ManagedByValue {
+	if controlledByAMeshInstall(obj) {
 		return obj, nil
 	}
 	meta := metav1.ObjectMeta{
 		Name: obj.GetName(), Namespace: obj.GetNamespace(), UID: obj.GetUID(), ResourceVersion: obj.GetResourceVersion(),
-		Generation: obj.GetGeneration(), Labels: obj.GetLabels(), DeletionTimestamp: obj.GetDeletionTimestamp(),
+		Generation: obj.GetGeneration(), DeletionTimestamp: obj.GetDeletionTimestamp(),
 		Annotations: keepAnnotations(obj.GetAnnotations()),
 	}
 	template := func(t corev1.PodTemplateSpec) corev1.PodTemplateSpec {
@@ -58,7 +60,7 @@ func TrimWorkload(in any) (any, error) {
 	switch o := in.(type) {
 	case *appsv1.Deployment:
 		out := &appsv1.Deployment{TypeMeta: o.TypeMeta, ObjectMeta: meta,
-			Spec: appsv1.DeploymentSpec{Replicas: o.Spec.Replicas, Paused: o.Spec.Paused, Template: template(o.Spec.Template)}, Status: o.Status}
+			Spec: appsv1.DeploymentSpec{Replicas: o.Spec.Replicas, Paused: o.Spec.Paused, Strategy: o.Spec.Strategy, Template: template(o.Spec.Template)}, Status: o.Status}
 		out.Status.Conditions = slices.DeleteFunc(slices.Clone(o.Status.Conditions), func(c appsv1.DeploymentCondition) bool {
 			return c.Type != appsv1.DeploymentProgressing && c.Type != appsv1.DeploymentAvailable && c.Type != appsv1.DeploymentReplicaFailure
 		})
@@ -75,17 +77,15 @@ func TrimWorkload(in any) (any, error) {
 	return in, nil
 }
 
-func keepAnnotations(a map[string]string) map[string]string {
-	var out map[string]string
-	for _, k := range keptWorkloadAnnotations {
-		if v, ok := a[k]; ok {
-			if out == nil {
-				out = map[string]string{}
-			}
-			out[k] = v
-		}
-	}
-	return out
+func keepAnnotations(a map[string]string) map[string]string { return keep(a, keptWorkloadAnnotations) }
+
+// controlledByAMeshInstall says whether a workload is meshkeeper's: its
+// label, and a MeshInstall as its controller (the label alone anyone who
+// may create a Deployment can write).
+func controlledByAMeshInstall(o client.Object) bool {
+	ref := metav1.GetControllerOfNoCopy(o)
+	return o.GetLabels()[LabelManagedBy] == ManagedByValue && ref != nil &&
+		ref.Kind == "MeshInstall" && strings.HasPrefix(ref.APIVersion, meshv1alpha1.GroupVersion.Group+"/")
 }
 
 // workloadPod is what observe keeps of a running pod for the rollout.

@@ -19,11 +19,6 @@ import (
 	"github.com/meshkeeper/meshkeeper/internal/webhookconfig"
 )
 
-// MaxRequestBytes bounds an admission request's body. The API server stores
-// objects up to 3 MiB (etcd's default); a review carries the object and,
-// for updates, the old one.
-const MaxRequestBytes = 6 << 20
-
 // InjectHandler is meshkeeper's sidecar injection webhook: an http.Handler
 // that reads an admission.k8s.io/v1 AdmissionReview of a pod creation,
 // injects the revision's sidecar with inject.Inject and answers with a JSON
@@ -49,10 +44,11 @@ func NewInjectHandler(source ConfigSource, log logr.Logger) *InjectHandler {
 }
 
 // RegisterInjector serves h at /inject and under /inject/ (the path
-// parameters) on the webhook server.
+// parameters) on the webhook server, within InjectorLimits.
 func RegisterInjector(server webhook.Server, h http.Handler) {
-	server.Register(webhookconfig.InjectPath, h)
-	server.Register(webhookconfig.InjectPath+"/", h)
+	bounded := Bounded("injector", h, InjectorLimits)
+	server.Register(webhookconfig.InjectPath, bounded)
+	server.Register(webhookconfig.InjectPath+"/", bounded)
 }
 
 // buffers recycles request and response buffers.

@@ -6,8 +6,11 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"net/http"
 	"slices"
 	"strings"
+
+	"k8s.io/apimachinery/pkg/runtime"
 
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -17,6 +20,7 @@ import (
 	"github.com/meshkeeper/meshkeeper/internal/meshca"
 	"github.com/meshkeeper/meshkeeper/internal/revision"
 	"github.com/meshkeeper/meshkeeper/internal/version"
+	"github.com/meshkeeper/meshkeeper/internal/webhookconfig"
 )
 
 // MeshInstallValidator refuses MeshInstalls the operator would not carry
@@ -29,7 +33,13 @@ type MeshInstallValidator struct {
 
 // SetupWithManager serves the validator at /validate-mesh-meshkeeper-dev-v1alpha1-meshinstall.
 func (v *MeshInstallValidator) SetupWithManager(mgr ctrl.Manager) error {
-	return ctrl.NewWebhookManagedBy(mgr, &meshv1alpha1.MeshInstall{}).WithValidator(v).Complete()
+	mgr.GetWebhookServer().Register(webhookconfig.ValidatePath, v.Handler(mgr.GetScheme()))
+	return nil
+}
+
+// Handler is the validator's admission webhook, within ValidatorLimits.
+func (v *MeshInstallValidator) Handler(scheme *runtime.Scheme) http.Handler {
+	return Bounded("validator", admission.WithValidator[*meshv1alpha1.MeshInstall](scheme, v), ValidatorLimits)
 }
 
 // ValidateCreate refuses a MeshInstall that could not be installed.

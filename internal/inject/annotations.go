@@ -62,6 +62,10 @@ const (
 	labelDeploymentConfig     = "deploymentconfig"
 )
 
+// WorkloadLabels are the pod labels WorkloadOf reads, besides the owner
+// reference: whoever caches pods trimmed keeps them.
+var WorkloadLabels = []string{labelPodTemplateHash, labelRolloutsTemplateHash, labelDeploymentConfig}
+
 // Names from istio.io/api, shortened for readability.
 var (
 	annStatus            = annotation.SidecarStatus.Name

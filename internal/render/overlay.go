@@ -24,6 +24,26 @@ import (
 // overlaysPath is where overlays live in the MeshInstall, for messages.
 var overlaysPath = field.NewPath("spec", "overlays")
 
+// Bounds on what overlays may make of the rendered objects. A MeshInstall
+// is at most ~1.5 MiB (etcd's request limit), so "add" values are bounded
+// by it; "copy" operations are not (each can double a document), and the
+// objects are rendered by the reconciler and, at admission, by the webhook
+// on every replica, so an unbounded patch would take both down.
+const (
+	// MaxOverlayCopyBytes bounds the bytes one overlay's JSON patch may
+	// copy into one object: a few container specs, far more than any
+	// setting needs.
+	MaxOverlayCopyBytes = 256 << 10
+	// MaxObjectBytes caps the JSON size of an object after an overlay: the
+	// API server would refuse a larger one anyway (a ConfigMap holds at
+	// most 1 MiB; etcd stores at most 1.5 MiB).
+	MaxObjectBytes = 1 << 20
+	// MaxOverlayGrowthBytes caps what all overlays together may add to
+	// the objects of one pass, so that many overlays of one MeshInstall
+	// cannot multiply MaxObjectBytes.
+	MaxOverlayGrowthBytes = 2 << 20
+)
+
 // ApplyOverlays returns objs with the overlays applied, in order: patched
 // copies of the objects they target, the others as they are (objs itself
 // is not changed). objs are all the objects of one pass, every revision's
@@ -57,8 +77,9 @@ func ApplyOverlays(overlays []meshv1alpha1.Overlay, objs []client.Object) ([]cli
 		}
 	}
 	var errs field.ErrorList
+	budget := &growthBudget{left: MaxOverlayGrowthBytes}
 	for i, ov := range overlays {
-		if err := applyOverlay(overlaysPath.Index(i), ov, out, rendered); err != nil {
+		if err := applyOverlay(overlaysPath.Index(i), ov, out, rendered, budget); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -69,7 +90,7 @@ func ApplyOverlays(overlays []meshv1alpha1.Overlay, objs []client.Object) ([]cli
 }
 
 // applyOverlay patches, in objs, every object ov targets.
-func applyOverlay(path *field.Path, ov meshv1alpha1.Overlay, objs []client.Object, rendered map[string]bool) *field.Error {
+func applyOverlay(path *field.Path, ov meshv1alpha1.Overlay, objs []client.Object, rendered map[string]bool, budget *growthBudget) *field.Error {
 	t := ov.Target
 	fail := func(format string, args ...any) *field.Error {
 		return field.Invalid(path, targetString(t), fmt.Sprintf(format, args...))
@@ -87,7 +108,7 @@ func applyOverlay(path *field.Path, ov meshv1alpha1.Overlay, objs []client.Objec
 		}
 		rev := o.GetLabels()[LabelRevision]
 		matchedIn[rev] = true
-		patched, err := patchObject(ov, o)
+		patched, err := patchObject(ov, o, budget)
 		if err != nil {
 			return fail("cannot patch %s: %v", objectString(o), err)
 		}
@@ -139,8 +160,22 @@ func ComponentName(name, rev string) string {
 	}
 }
 
+// growthBudget is what the overlays of one pass may still add, in bytes.
+type growthBudget struct{ left int }
+
+// spend charges the growth from before to after bytes, refusing it past
+// the budget.
+func (b *growthBudget) spend(before, after int) error {
+	if grown := after - before; grown > b.left {
+		return fmt.Errorf("the overlays grow the objects meshkeeper renders by more than %d bytes in all", MaxOverlayGrowthBytes)
+	} else if grown > 0 {
+		b.left -= grown
+	}
+	return nil
+}
+
 // patchObject returns a patched copy of o.
-func patchObject(ov meshv1alpha1.Overlay, o client.Object) (client.Object, error) {
+func patchObject(ov meshv1alpha1.Overlay, o client.Object, budget *growthBudget) (client.Object, error) {
 	if o.GetLabels()[LabelInjectionConfig] == "true" {
 		return nil, errors.New("it is meshkeeper's injection configuration, whose hash every injected pod carries; " +
 			"set spec.injection or spec.proxy instead")
@@ -149,6 +184,7 @@ func patchObject(ov meshv1alpha1.Overlay, o client.Object) (client.Object, error
 	if err != nil {
 		return nil, err
 	}
+	size := len(doc)
 	_, typed := o.(*unstructured.Unstructured)
 	typed = !typed
 	switch {
@@ -160,6 +196,12 @@ func patchObject(ov meshv1alpha1.Overlay, o client.Object) (client.Object, error
 		doc, err = applyJSONPatch(ov.JSONPatch, doc)
 	}
 	if err != nil {
+		return nil, err
+	}
+	if len(doc) > MaxObjectBytes {
+		return nil, fmt.Errorf("the result is %d bytes, more than the %d an object may have", len(doc), MaxObjectBytes)
+	}
+	if err := budget.spend(size, len(doc)); err != nil {
 		return nil, err
 	}
 	patched := reflect.New(reflect.TypeOf(o).Elem()).Interface().(client.Object)
@@ -219,7 +261,14 @@ func applyJSONPatch(ops []meshv1alpha1.JSONPatchOperation, doc []byte) ([]byte, 
 	if err != nil {
 		return nil, err
 	}
-	return patch.Apply(doc)
+	opts := jsonpatch.NewApplyOptions()
+	opts.AccumulatedCopySizeLimit = MaxOverlayCopyBytes
+	out, err := patch.ApplyWithOptions(doc, opts)
+	var tooMuch *jsonpatch.AccumulatedCopySizeError
+	if errors.As(err, &tooMuch) {
+		return nil, fmt.Errorf("its copy operations copy more than %d bytes", MaxOverlayCopyBytes)
+	}
+	return out, err
 }
 
 // protectedKey reports whether a label or annotation is one meshkeeper

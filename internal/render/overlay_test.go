@@ -1,9 +1,12 @@
 package render
 
 import (
+	"fmt"
+	goruntime "runtime"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -327,5 +330,83 @@ func TestComponentName(t *testing.T) {
 		if got := ComponentName(c.name, c.rev); got != c.want {
 			t.Errorf("ComponentName(%q, %q) = %q, want %q", c.name, c.rev, got, c.want)
 		}
+	}
+}
+
+// overlayBomb is a JSON patch of n copy operations, each copying istiod's
+// spec into itself, doubling it: 2^n times its size if nothing stops it.
+func overlayBomb(n int) meshv1alpha1.Overlay {
+	ops := make([]meshv1alpha1.JSONPatchOperation, n)
+	for i := range ops {
+		ops[i] = meshv1alpha1.JSONPatchOperation{Op: meshv1alpha1.JSONPatchCopy, From: ptr.To("/spec"), Path: fmt.Sprintf("/spec/bomb%d", i)}
+	}
+	return jsonPatched("Deployment", "istiod", ops...)
+}
+
+// Overlay bomb bounds: refused within these, where the unbounded patch
+// (before MaxOverlayCopyBytes) allocated 2.7 GiB in 11.8 s on 16 doublings.
+const (
+	overlayBombMaxAlloc = 64 << 20
+	overlayBombMaxTime  = 2 * time.Second
+)
+
+func TestApplyOverlaysRefusesACopyBomb(t *testing.T) {
+	objs := canaryObjects(t)
+	goruntime.GC()
+	var before, after goruntime.MemStats
+	goruntime.ReadMemStats(&before)
+	start := time.Now()
+	_, err := ApplyOverlays([]meshv1alpha1.Overlay{overlayBomb(16)}, objs)
+	took := time.Since(start)
+	goruntime.ReadMemStats(&after)
+	allocated := after.TotalAlloc - before.TotalAlloc
+	t.Logf("overlay bomb: refused in %s, %d KiB allocated", took, allocated>>10)
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	for _, w := range []string{"spec.overlays[0]", "Deployment istiod", "copy more than"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("message %q does not say %q", err, w)
+		}
+	}
+	if allocated > overlayBombMaxAlloc {
+		t.Errorf("refusing the bomb allocated %d MiB, want at most %d", allocated>>20, overlayBombMaxAlloc>>20)
+	}
+	if took > overlayBombMaxTime {
+		t.Errorf("refusing the bomb took %s, want at most %s", took, overlayBombMaxTime)
+	}
+}
+
+func TestApplyOverlaysRefusesObjectsPastTheirSize(t *testing.T) {
+	big := `"` + strings.Repeat("x", 200<<10) + `"`
+	grow := func(name string, keys int) meshv1alpha1.Overlay {
+		ops := make([]meshv1alpha1.JSONPatchOperation, keys)
+		for i := range ops {
+			ops[i] = jsonOp(meshv1alpha1.JSONPatchAdd, fmt.Sprintf("/metadata/labels/big%d", i), big)
+		}
+		return jsonPatched("Deployment", name, ops...)
+	}
+	for _, c := range []struct {
+		name     string
+		overlays []meshv1alpha1.Overlay
+		want     string
+	}{{
+		name:     "one object past MaxObjectBytes",
+		overlays: []meshv1alpha1.Overlay{grow("istiod", 6)},
+		want:     "more than the 1048576 an object may have",
+	}, {
+		name:     "all objects together past MaxOverlayGrowthBytes",
+		overlays: []meshv1alpha1.Overlay{grow("istiod", 4), grow("istio-ingressgateway", 4)},
+		want:     "by more than 2097152 bytes in all",
+	}} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := ApplyOverlays(c.overlays, canaryObjects(t))
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			if !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "spec.overlays[") {
+				t.Errorf("message %q does not name the overlay and say %q", err, c.want)
+			}
+		})
 	}
 }
