@@ -219,8 +219,18 @@ func applyJSONPatch(ops []meshv1alpha1.JSONPatchOperation, doc []byte) ([]byte, 
 	if err != nil {
 		return nil, err
 	}
-	return patch.Apply(doc)
+	opts := jsonpatch.NewApplyOptions()
+	opts.AccumulatedCopySizeLimit = maxCopiedBytes
+	return patch.ApplyWithOptions(doc, opts)
 }
+
+// maxCopiedBytes bounds what an overlay's copy operations may add to one
+// object. Unbounded, each copy of a subtree into itself doubles it, and the
+// 32 operations an overlay may hold would grow an 8 KiB Deployment to
+// 32 TiB: one MeshInstall would exhaust the validating webhook's (the
+// operator's) memory. Rendered objects are a few KiB; a legitimate copy (a
+// container, an env list) is far below this.
+const maxCopiedBytes = 256 << 10
 
 // protectedKey reports whether a label or annotation is one meshkeeper
 // finds, prunes and compares its objects by, or istiod reads its revision
