@@ -3,6 +3,7 @@ package webhooks
 import (
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"testing"
 
 	jsonpatch "github.com/evanphx/json-patch/v5"
@@ -15,7 +16,7 @@ import (
 
 // FuzzInjectHandler sends arbitrary AdmissionReviews (seeded with the
 // injector's golden test pods) through the handler. It must never panic nor
-// fail internally; every patch it answers with must apply to the request's
+// fail internally, and answer within callBounded's budget; every patch it answers with must apply to the request's
 // object and give the pod inject.Inject returns; and that pod, sent again,
 // must be admitted unchanged.
 //
@@ -30,7 +31,8 @@ func FuzzInjectHandler(f *testing.F) {
 	h := newTestHandler()
 	cfg := testSource().revisions["default"]
 	f.Fuzz(func(t *testing.T, body []byte) {
-		w := serve(h, "/inject", "application/json", body)
+		var w *httptest.ResponseRecorder
+		callBounded(t, "the injection handler", func() { w = serve(h, "/inject", "application/json", body) })
 		if w.Code == http.StatusInternalServerError {
 			t.Fatalf("internal error: %s", w.Body.String())
 		}

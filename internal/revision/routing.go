@@ -48,7 +48,7 @@ func (r Routing) Data() map[string]string {
 func RoutingFromData(d map[string]string) (Routing, error) {
 	r := Routing{Active: d[routingActive], Canary: d[routingCanary]}
 	if r.Active == "" {
-		return Routing{}, fmt.Errorf("routing names no active revision")
+		return Routing{}, fmt.Errorf("routing: data.%s is empty; it must name the active revision", routingActive)
 	}
 	if t := d[routingTags]; t != "" {
 		r.Tags = strings.Split(t, ",")
@@ -56,7 +56,7 @@ func RoutingFromData(d map[string]string) (Routing, error) {
 	if r.Canary != "" {
 		w, err := strconv.ParseInt(d[routingWeight], 10, 32)
 		if err != nil || w < 0 || w > 100 {
-			return Routing{}, fmt.Errorf("routing: canary weight %q is not a percentage", d[routingWeight])
+			return Routing{}, fmt.Errorf("routing: data.%s %q is not a percentage (0 to 100)", routingWeight, d[routingWeight])
 		}
 		r.Weight = int32(w)
 	}
