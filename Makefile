@@ -44,6 +44,8 @@ export MESHKEEPER_OLM_BIN = $(OLM_BIN)
 export MESHKEEPER_CERT_MANAGER_BIN = $(CERT_MANAGER_BIN)
 export MESHKEEPER_ISTIO_BIN = $(ISTIO_BIN)
 export MESHKEEPER_ISTIO_SRC = $(ISTIO_SRC)
+# Tool builds print a line when they start and end; the compiler's output goes here.
+export BUILD_LOG_DIR ?= $(TOOLS_DIR)/logs
 export OPERATOR_SDK KUSTOMIZE OPM
 
 # The OLM bundle: its version, channels and the images it names.
@@ -139,7 +141,8 @@ e2e-stress: k8s-tools ## Run the e2e test(s) matching TEST N times (COPIES at on
 	TEST='$(TEST)' N='$(or $(N),10)' COPIES='$(or $(COPIES),1)' E2E_PARALLEL='$(E2E_PARALLEL)' hack/e2e-stress.sh
 
 .PHONY: demo
-demo: k8s-tools kubectl ## Start a simulated cluster, install Istio with meshkeeper, inject and upgrade, run real istiod and one pod's proxy agent (leaves it running; WEBHOOK_CERTS=cert-manager: webhook certificate from real cert-manager).
+demo: demo-tools ## Start a simulated cluster, install Istio with meshkeeper, inject and upgrade, run real istiod and one pod's proxy agent (leaves it running; WEBHOOK_CERTS=cert-manager: webhook certificate from real cert-manager).
+	@echo "==> compiling the demo and the operator (go run ./hack/demo) ..."
 	MESHKEEPER_DEMO_WEBHOOK_CERTS=$(WEBHOOK_CERTS) go run ./hack/demo up
 
 .PHONY: demo-down
@@ -210,23 +213,40 @@ deploy: manifests kustomize ## Deploy the operator to the current cluster.
 undeploy: kustomize ## Remove the operator from the current cluster.
 	$(KUSTOMIZE) build config/default | kubectl delete --ignore-not-found -f -
 
-##@ Tools (cached in $(TOOLS_DIR))
+##@ Tools (cached in ~/.cache/meshkeeper or MESHKEEPER_TOOLS_DIR; compiler output in its logs/)
 
+# Builds run side by side (each go build uses every core, but linking and
+# module resolution do not), with no output sync: make would hold back each
+# build's "building ..." line until the build ends.
 .PHONY: k8s-tools
-k8s-tools: ## Build every tool the tests run: the local Kubernetes, kwok, the generators, operator-sdk, opm, OLM, cert-manager and Istio (in parallel; cached).
-	@$(MAKE) -s -j8 --output-sync=line $(K8S_BIN)/kube-apiserver kwok controller-gen kustomize operator-sdk opm olm cert-manager istio
+k8s-tools: ## Build every tool the tests run: the local Kubernetes, kwok, the generators, operator-sdk, opm, OLM, cert-manager and Istio (cached).
+	@$(MAKE) -s -j4 k8s kwok controller-gen kustomize operator-sdk opm olm cert-manager istio
 
-$(K8S_BIN)/kube-apiserver:
-	hack/build-k8s.sh $(K8S_VERSION) $(ETCD_VERSION) $(K8S_BIN)
+# make demo runs the local Kubernetes (and kubectl, for the user), kwok,
+# Istio's istiod and proxy agent, and cert-manager only with
+# WEBHOOK_CERTS=cert-manager; it needs none of the generators nor the OLM tools.
+DEMO_TOOLS = k8s-with-kubectl kwok istio-demo $(if $(filter cert-manager,$(WEBHOOK_CERTS)),cert-manager)
+.PHONY: demo-tools
+demo-tools: ## Build only what make demo runs: the local Kubernetes with kubectl, kwok, istiod and pilot-agent (cert-manager with WEBHOOK_CERTS=cert-manager; cached).
+	@$(MAKE) -s -j3 $(DEMO_TOOLS)
+
+# hack/build-k8s.sh builds, in one go build, those of the named binaries
+# that are missing, and returns at once when none is.
+.PHONY: k8s
+k8s: ## Build the local Kubernetes: etcd, kube-apiserver, kube-controller-manager, kube-scheduler (cached).
+	@hack/build-k8s.sh $(K8S_VERSION) $(ETCD_VERSION) $(K8S_BIN)
+
+.PHONY: k8s-with-kubectl
+k8s-with-kubectl:
+	@hack/build-k8s.sh $(K8S_VERSION) $(ETCD_VERSION) $(K8S_BIN) etcd kube-apiserver kube-controller-manager kube-scheduler kubectl
 
 .PHONY: kubectl
-kubectl: $(K8S_BIN)/kubectl ## Build kubectl of the same Kubernetes version (for exploring the demo cluster; cached).
-$(K8S_BIN)/kubectl: $(K8S_BIN)/kube-apiserver
-	hack/build-k8s.sh $(K8S_VERSION) $(ETCD_VERSION) $(K8S_BIN) kubectl
+kubectl: k8s ## Build kubectl of the same Kubernetes version (for exploring the demo cluster; cached).
+	@hack/build-k8s.sh $(K8S_VERSION) $(ETCD_VERSION) $(K8S_BIN) kubectl
 
 .PHONY: olm-tools
 olm-tools: ## Build operator-sdk, opm (with bundle-validate) and OLM v0 (olm, catalog) from hack/tools/ (in parallel; cached).
-	@$(MAKE) -s -j3 --output-sync=line operator-sdk opm olm
+	@$(MAKE) -s -j3 operator-sdk opm olm
 
 # hack/build-tool.sh returns at once when the tool of the pinned version is built.
 .PHONY: operator-sdk
@@ -248,23 +268,32 @@ cert-manager:
 	@hack/build-tool.sh cert-manager $(CERT_MANAGER_BIN)
 
 # Istio's istiod (pilot-discovery), proxy agent (pilot-agent) and istioctl, run
-# on the host against a simulated cluster by the tests and the demo.
+# on the host against a simulated cluster by the tests and the demo (which
+# needs no istioctl).
 .PHONY: istio
 istio: ## Build Istio's pilot-discovery, pilot-agent and istioctl from hack/tools/istio (cached).
 	@hack/build-tool.sh istio $(ISTIO_BIN)
 
+.PHONY: istio-demo
+istio-demo:
+	@hack/build-tool.sh istio $(ISTIO_BIN) pilot-discovery pilot-agent
+
+# go install: one invocation for both of kwok's commands, so they compile
+# their shared packages once.
 .PHONY: kwok
 kwok: $(KWOK_BIN)/kwokctl
 $(KWOK_BIN)/kwokctl:
-	GOBIN=$(KWOK_BIN) go install sigs.k8s.io/kwok/cmd/kwok@$(KWOK_VERSION)
-	GOBIN=$(KWOK_BIN) go install sigs.k8s.io/kwok/cmd/kwokctl@$(KWOK_VERSION)
+	@GOBIN=$(KWOK_BIN) hack/quietly.sh kwok "kwok (kwok, kwokctl $(KWOK_VERSION))" \
+	  go install -trimpath -ldflags=-s\ -w sigs.k8s.io/kwok/cmd/kwok@$(KWOK_VERSION) sigs.k8s.io/kwok/cmd/kwokctl@$(KWOK_VERSION)
 
 .PHONY: controller-gen
 controller-gen: $(CONTROLLER_GEN)
 $(CONTROLLER_GEN):
-	GOBIN=$(dir $(CONTROLLER_GEN)) go install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_TOOLS_VERSION)
+	@GOBIN=$(dir $(CONTROLLER_GEN)) hack/quietly.sh controller-gen "controller-gen $(CONTROLLER_TOOLS_VERSION)" \
+	  go install -trimpath sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_TOOLS_VERSION)
 
 .PHONY: kustomize
 kustomize: $(KUSTOMIZE)
 $(KUSTOMIZE):
-	GOBIN=$(dir $(KUSTOMIZE)) go install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
+	@GOBIN=$(dir $(KUSTOMIZE)) hack/quietly.sh kustomize "kustomize $(KUSTOMIZE_VERSION)" \
+	  go install -trimpath sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)

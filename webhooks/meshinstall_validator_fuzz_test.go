@@ -122,6 +122,14 @@ func sampleMeshInstall(t testing.TB) *meshv1alpha1.MeshInstall {
 	return mi
 }
 
+// The CRD's enums and patterns for overlays (api/v1alpha1/overlay_types.go).
+var (
+	overlayKinds = []string{"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "ConfigMap", "Service",
+		"Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget", "ValidatingWebhookConfiguration", "PeerAuthentication"}
+	jsonPatchOps = []meshv1alpha1.JSONPatchOp{"add", "remove", "replace", "move", "copy", "test"}
+	jsonPointer  = regexp.MustCompile(`^(/.*)?$`)
+)
+
 // overlaysTheSchemaAdmits decodes spec.overlays as the API server does and
 // keeps only lists the CRD's schema and CEL rules accept: the webhook never
 // sees the others.
@@ -136,13 +144,9 @@ func overlaysTheSchemaAdmits(raw []byte) ([]meshv1alpha1.Overlay, bool) {
 	if len(overlays) > 32 {
 		return nil, false
 	}
-	kinds := []string{"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "ConfigMap", "Service",
-		"Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget", "ValidatingWebhookConfiguration", "PeerAuthentication"}
-	ops := []meshv1alpha1.JSONPatchOp{"add", "remove", "replace", "move", "copy", "test"}
-	pointer := regexp.MustCompile(`^(/.*)?$`)
 	for _, o := range overlays {
 		t := o.Target
-		if !slices.Contains(kinds, t.Kind) || len(t.Name) < 1 || len(t.Name) > 253 || len(t.Namespace) > 63 || len(t.Revision) > 56 {
+		if !slices.Contains(overlayKinds, t.Kind) || len(t.Name) < 1 || len(t.Name) > 253 || len(t.Namespace) > 63 || len(t.Revision) > 56 {
 			return nil, false
 		}
 		if (o.StrategicMerge != nil) == (o.JSONPatch != nil) {
@@ -156,10 +160,10 @@ func overlaysTheSchemaAdmits(raw []byte) ([]meshv1alpha1.Overlay, bool) {
 		}
 		for _, op := range o.JSONPatch {
 			takesFrom := op.Op == "move" || op.Op == "copy"
-			if !slices.Contains(ops, op.Op) || len(op.Path) > 1024 || !pointer.MatchString(op.Path) || takesFrom != (op.From != nil) {
+			if !slices.Contains(jsonPatchOps, op.Op) || len(op.Path) > 1024 || !jsonPointer.MatchString(op.Path) || takesFrom != (op.From != nil) {
 				return nil, false
 			}
-			if op.From != nil && (len(*op.From) > 1024 || !pointer.MatchString(*op.From)) {
+			if op.From != nil && (len(*op.From) > 1024 || !jsonPointer.MatchString(*op.From)) {
 				return nil, false
 			}
 		}

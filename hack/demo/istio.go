@@ -82,11 +82,15 @@ func realIstioStep(ctx context.Context, cl func() client.Client, rc func() *rest
 	}}
 }
 
-// istioHints are the closing hints for Istio's own istioctl, when built.
+// istioHints are the closing hints for Istio's own istioctl, which make demo
+// does not build (make istio does).
 func istioHints() string {
 	bin := os.Getenv("MESHKEEPER_ISTIO_BIN")
 	if bin == "" {
 		return ""
+	}
+	if _, err := os.Stat(filepath.Join(bin, "istioctl")); err != nil {
+		return "  make istio                               # builds Istio's istioctl, to look at the mesh with Istio's own tool\n"
 	}
 	return fmt.Sprintf(`  %[1]s/istioctl version --remote=false   # the Istio the demo's istiod is built from
   %[1]s/istioctl analyze -n demo            # Istio's own checks of the mesh config in the cluster
