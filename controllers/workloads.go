@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"istio.io/api/annotation"
+	"istio.io/api/label"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -34,6 +35,10 @@ import (
 // keptWorkloadAnnotations are the only workload and template annotations the rollout reads.
 var keptWorkloadAnnotations = []string{meshv1alpha1.AnnotationRollout, meshv1alpha1.AnnotationRestart, meshv1alpha1.AnnotationRestartedFor, meshv1alpha1.AnnotationRestartedAt}
 
+// keptTemplateLabels are the pod template labels that say which revision
+// the workload's new pods get (see revisionSelections).
+var keptTemplateLabels = []string{label.IoIstioRev.Name, label.SidecarInject.Name}
+
 // TrimWorkload is the cache transform for Deployments, StatefulSets and
 // DaemonSets. meshkeeper's own (istiod, gateways: labelled and controlled
 // by a MeshInstall) are kept whole, less their managed fields: the
@@ -56,7 +61,8 @@ func TrimWorkload(in any) (any, error) {
 		Annotations: keepAnnotations(obj.GetAnnotations()),
 	}
 	template := func(t corev1.PodTemplateSpec) corev1.PodTemplateSpec {
-		return corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Annotations: keepAnnotations(t.Annotations)}}
+		return corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{
+			Labels: keep(t.Labels, keptTemplateLabels), Annotations: keepAnnotations(t.Annotations)}}
 	}
 	switch o := in.(type) {
 	case *appsv1.Deployment:
@@ -148,6 +154,15 @@ func workloadPodOf(p *corev1.Pod) workloadPod {
 // from the trimmed cache.
 func (r *MeshInstallReconciler) observeWorkloads(ctx context.Context, obs *observation) error {
 	obs.workloads = map[rollout.Key]rollout.Workload{}
+	var templates []templateSelection
+	defer func() {
+		// What still selects each revision, so that none is pruned under it.
+		selections := revisionSelections(obs.namespaces, templates, obs.Routing, obs.controlledNamespaces)
+		for name, rev := range obs.Revisions {
+			rev.SelectedBy = selections[name]
+			obs.Revisions[name] = rev
+		}
+	}()
 	optedOut := func(ns string, a map[string]string) bool {
 		return a[meshv1alpha1.AnnotationRollout] == meshv1alpha1.RolloutDisabled || obs.namespacesOptedOut[ns]
 	}
@@ -168,6 +183,9 @@ func (r *MeshInstallReconciler) observeWorkloads(ctx context.Context, obs *obser
 			w.RestartedFor, w.RestartedAt, w.RolledOut = rs.target, rs.at, false
 		}
 		obs.workloads[w.Key] = w
+		if _, ok := t.Labels[label.IoIstioRev.Name]; ok && !controlledByAMeshInstall(o) {
+			templates = append(templates, templateSelection{workload: w.Key, labels: t.Labels})
+		}
 	}
 	var deployments appsv1.DeploymentList
 	if err := r.List(ctx, &deployments, client.UnsafeDisableDeepCopy); err != nil {
