@@ -57,4 +57,3 @@ func revisionSelections(namespaces map[string]map[string]string, templates []tem
 	}
 	return out
 }
-
