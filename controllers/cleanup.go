@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 
+	"istio.io/api/label"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -126,7 +127,8 @@ func (r *MeshInstallReconciler) prune(ctx context.Context, plan revision.Plan, w
 	return errors.Join(errs...)
 }
 
-// revisionInUse asks the API server whether a running pod is stamped with a revision.
+// revisionInUse asks the API server whether a running pod is stamped with a
+// revision, or a namespace selects it.
 func (r *MeshInstallReconciler) revisionInUse(ctx context.Context, rev string) (bool, error) {
 	var pods metav1.PartialObjectMetadataList
 	pods.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("PodList"))
@@ -138,7 +140,16 @@ func (r *MeshInstallReconciler) revisionInUse(ctx context.Context, rev string) (
 	if err != nil {
 		return false, fmt.Errorf("checking that no pod uses revision %s: %w", rev, err)
 	}
-	return len(pods.Items) > 0, nil
+	if len(pods.Items) > 0 {
+		return true, nil
+	}
+	// Nor a namespace selects it (the plan judged from the cache).
+	var namespaces metav1.PartialObjectMetadataList
+	namespaces.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("NamespaceList"))
+	if err := r.APIReader.List(ctx, &namespaces, client.MatchingLabels{label.IoIstioRev.Name: rev}, client.Limit(1)); err != nil {
+		return false, fmt.Errorf("checking that no namespace selects revision %s: %w", rev, err)
+	}
+	return len(namespaces.Items) > 0, nil
 }
 
 func compareKeys(a, b objectKey) int { return strings.Compare(a.String(), b.String()) }

@@ -10,10 +10,12 @@ import (
 	"time"
 
 	"istio.io/api/annotation"
+	"istio.io/api/label"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
@@ -31,7 +33,11 @@ import (
 // +kubebuilder:rbac:groups=apps,resources=statefulsets;daemonsets,verbs=get;list;watch;patch
 
 // keptWorkloadAnnotations are the only workload and template annotations the rollout reads.
-var keptWorkloadAnnotations = []string{meshv1alpha1.AnnotationRollout, meshv1alpha1.AnnotationRestartedFor, meshv1alpha1.AnnotationRestartedAt}
+var keptWorkloadAnnotations = []string{meshv1alpha1.AnnotationRollout, meshv1alpha1.AnnotationRestart, meshv1alpha1.AnnotationRestartedFor, meshv1alpha1.AnnotationRestartedAt}
+
+// keptTemplateLabels are the pod template labels that say which revision
+// the workload's new pods get (see revisionSelections).
+var keptTemplateLabels = []string{label.IoIstioRev.Name, label.SidecarInject.Name}
 
 // TrimWorkload is the cache transform for Deployments, StatefulSets and
 // DaemonSets. meshkeeper's own (istiod, gateways: labelled and controlled
@@ -55,7 +61,8 @@ func TrimWorkload(in any) (any, error) {
 		Annotations: keepAnnotations(obj.GetAnnotations()),
 	}
 	template := func(t corev1.PodTemplateSpec) corev1.PodTemplateSpec {
-		return corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Annotations: keepAnnotations(t.Annotations)}}
+		return corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{
+			Labels: keep(t.Labels, keptTemplateLabels), Annotations: keepAnnotations(t.Annotations)}}
 	}
 	switch o := in.(type) {
 	case *appsv1.Deployment:
@@ -86,6 +93,34 @@ func controlledByAMeshInstall(o client.Object) bool {
 	ref := metav1.GetControllerOfNoCopy(o)
 	return o.GetLabels()[LabelManagedBy] == ManagedByValue && ref != nil &&
 		ref.Kind == "MeshInstall" && strings.HasPrefix(ref.APIVersion, meshv1alpha1.GroupVersion.Group+"/")
+}
+
+// optIn is how a user lets meshkeeper restart a workload whose restart
+// stops all of its pods at once.
+const optIn = meshv1alpha1.AnnotationRestart + "=" + meshv1alpha1.RestartAllow
+
+// restartAllowed says whether the user opted a workload in to restarts that
+// stop all of its pods at once.
+func restartAllowed(o client.Object) bool {
+	return o.GetAnnotations()[meshv1alpha1.AnnotationRestart] == meshv1alpha1.RestartAllow
+}
+
+// deploymentOutage says why restarting d would stop every one of its pods
+// at once, or "": a broken new proxy would then be an outage until the
+// progress deadline, not a rollout that stalls with the old pods serving.
+func deploymentOutage(d *appsv1.Deployment) string {
+	replicas := ptr.Deref(d.Spec.Replicas, 1)
+	switch s := d.Spec.Strategy; {
+	case s.Type == appsv1.RecreateDeploymentStrategyType:
+		return "Recreate strategy: a restart stops every pod first; annotate " + optIn + " to allow it"
+	case replicas > 0 && s.RollingUpdate != nil && s.RollingUpdate.MaxUnavailable != nil:
+		// The Deployment controller rounds maxUnavailable down.
+		unavailable, err := intstr.GetScaledValueFromIntOrPercent(s.RollingUpdate.MaxUnavailable, int(replicas), false)
+		if err == nil && unavailable >= int(replicas) {
+			return "its rolling update may stop every replica (maxUnavailable); annotate " + optIn + " to allow it"
+		}
+	}
+	return ""
 }
 
 // workloadPod is what observe keeps of a running pod for the rollout.
@@ -119,6 +154,15 @@ func workloadPodOf(p *corev1.Pod) workloadPod {
 // from the trimmed cache.
 func (r *MeshInstallReconciler) observeWorkloads(ctx context.Context, obs *observation) error {
 	obs.workloads = map[rollout.Key]rollout.Workload{}
+	var templates []templateSelection
+	defer func() {
+		// What still selects each revision, so that none is pruned under it.
+		selections := revisionSelections(obs.namespaces, templates, obs.Routing, obs.controlledNamespaces)
+		for name, rev := range obs.Revisions {
+			rev.SelectedBy = selections[name]
+			obs.Revisions[name] = rev
+		}
+	}()
 	optedOut := func(ns string, a map[string]string) bool {
 		return a[meshv1alpha1.AnnotationRollout] == meshv1alpha1.RolloutDisabled || obs.namespacesOptedOut[ns]
 	}
@@ -139,6 +183,9 @@ func (r *MeshInstallReconciler) observeWorkloads(ctx context.Context, obs *obser
 			w.RestartedFor, w.RestartedAt, w.RolledOut = rs.target, rs.at, false
 		}
 		obs.workloads[w.Key] = w
+		if _, ok := t.Labels[label.IoIstioRev.Name]; ok && !controlledByAMeshInstall(o) {
+			templates = append(templates, templateSelection{workload: w.Key, labels: t.Labels})
+		}
 	}
 	var deployments appsv1.DeploymentList
 	if err := r.List(ctx, &deployments, client.UnsafeDisableDeepCopy); err != nil {
@@ -158,6 +205,8 @@ func (r *MeshInstallReconciler) observeWorkloads(ctx context.Context, obs *obser
 		unrestartable := ""
 		if d.Spec.Paused {
 			unrestartable = "paused"
+		} else if !restartAllowed(d) {
+			unrestartable = deploymentOutage(d)
 		}
 		add(rollout.Deployment, d, d.Spec.Template, rolledOut(d), reason, unrestartable)
 	}
@@ -180,6 +229,8 @@ func (r *MeshInstallReconciler) observeWorkloads(ctx context.Context, obs *obser
 			unrestartable = "OnDelete update strategy"
 		case u.RollingUpdate != nil && ptr.Deref(u.RollingUpdate.Partition, 0) > 0:
 			unrestartable = "partitioned update"
+		case want == 1 && !restartAllowed(s):
+			unrestartable = "a single replica: a restart stops it; annotate " + optIn + " to allow it"
 		}
 		add(rollout.StatefulSet, s, s.Spec.Template, done, fmt.Sprintf("%d of %d replicas updated, %d ready", st.UpdatedReplicas, want, st.ReadyReplicas), unrestartable)
 	}

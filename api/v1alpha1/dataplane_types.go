@@ -71,6 +71,13 @@ const (
 	AnnotationRollout = "mesh.meshkeeper.dev/rollout"
 	// RolloutDisabled is AnnotationRollout's opt-out value.
 	RolloutDisabled = "disabled"
+	// AnnotationRestart on a workload, with value "allow", lets meshkeeper
+	// restart a workload whose restart takes all of it down at once (a
+	// Recreate Deployment, a single-replica StatefulSet, a rolling update
+	// that may stop every replica), which it otherwise only reports.
+	AnnotationRestart = "mesh.meshkeeper.dev/restart"
+	// RestartAllow is AnnotationRestart's opt-in value.
+	RestartAllow = "allow"
 	// AnnotationRestartedFor is set on a workload's pod template when
 	// meshkeeper restarts it: the target it restarted it for
 	// (<revision>/<configuration hash>), so the same restart is never made twice.
@@ -132,8 +139,10 @@ type RolloutStatus struct {
 	// +optional
 	Pending []string `json:"pending,omitempty"`
 	// NeedsManualAction are the pods and workloads meshkeeper never
-	// restarts (Jobs, bare pods, opted-out workloads) that run another
-	// proxy than they should (at most 50 listed).
+	// restarts (Jobs, bare pods, opted-out workloads, and workloads whose
+	// restart would stop all of their pods at once, unless annotated
+	// mesh.meshkeeper.dev/restart: allow) that run another proxy than they
+	// should (at most 50 listed).
 	// +listType=atomic
 	// +optional
 	NeedsManualAction []string `json:"needsManualAction,omitempty"`

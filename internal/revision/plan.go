@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -63,6 +64,12 @@ type ObservedRevision struct {
 	Pods int32
 	// PodsReady is true when every running pod injected by this revision is Ready.
 	PodsReady bool
+	// SelectedBy says what would still have new pods injected by this
+	// revision (a namespace's istio.io/rev label, a workload's pod
+	// template), in words: a revision is not pruned while anything selects
+	// it, even with no pod running (a CronJob between runs, a workload
+	// scaled to zero).
+	SelectedBy []string
 }
 
 // Rollout is the state of an istiod Deployment.
@@ -405,7 +412,7 @@ func drain(mi *meshv1alpha1.MeshInstall, obs Observed, p *Plan) {
 			// A revision we cannot describe is still kept until unused.
 			cp, proxy = p.Active.Version, p.Active.ProxyVersion
 		}
-		if o.Pods == 0 && obs.InventoryKnown {
+		if o.Pods == 0 && obs.InventoryKnown && len(o.SelectedBy) == 0 {
 			since, ok := unusedSince[name]
 			if !ok {
 				since = metav1.NewTime(obs.Now)
@@ -422,8 +429,19 @@ func drain(mi *meshv1alpha1.MeshInstall, obs Observed, p *Plan) {
 		if p.Phase == PhaseSteady {
 			p.Phase = PhaseDraining
 			p.Message = fmt.Sprintf("waiting for revision %s to be unused before removing it", name)
+			if len(o.SelectedBy) > 0 {
+				p.Message = fmt.Sprintf("revision %s kept: %s", name, listed(o.SelectedBy, 3))
+			}
 		}
 	}
+}
+
+// listed joins the first n of items, saying how many more there are.
+func listed(items []string, n int) string {
+	if len(items) <= n {
+		return strings.Join(items, "; ")
+	}
+	return fmt.Sprintf("%s; and %d more", strings.Join(items[:n], "; "), len(items)-n)
 }
 
 func minPositive(a, b time.Duration) time.Duration {

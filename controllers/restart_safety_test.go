@@ -1,0 +1,108 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
+	"github.com/meshkeeper/meshkeeper/internal/render"
+)
+
+// outdatedWorkload creates a Deployment in ns with one pod of its current
+// ReplicaSet injected by an older configuration of the default revision,
+// as the rollout finds workloads after an upgrade, and marks it rolled out.
+func outdatedWorkload(t *testing.T, ns string, d *appsv1.Deployment) {
+	t.Helper()
+	ctx := context.Background()
+	d.Namespace = ns
+	d.Spec.Selector = &metav1.LabelSelector{MatchLabels: map[string]string{"app": d.Name}}
+	d.Spec.Template.Labels = map[string]string{"app": d.Name}
+	d.Spec.Template.Spec.Containers = []corev1.Container{{Name: "app", Image: "nginx"}}
+	if err := env.Client.Create(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	makeAvailable(t, ns, d.Name)
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: d.Name + "-5d4f8b7c9-x7k2p", GenerateName: d.Name + "-5d4f8b7c9-",
+			Labels: map[string]string{"app": d.Name, "pod-template-hash": "5d4f8b7c9", PodRevisionLabel: render.DefaultRevision},
+			Annotations: map[string]string{"sidecar.istio.io/status": "{}", "mesh.meshkeeper.dev/revision": render.DefaultRevision,
+				"mesh.meshkeeper.dev/config-hash": "0000", "mesh.meshkeeper.dev/proxy-version": "1.31.4"},
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: d.Name + "-5d4f8b7c9",
+				UID: types.UID("uid-" + ns + "-" + d.Name), Controller: ptr.To(true)}}},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "nginx"}}},
+	}
+	if err := env.Client.Create(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func restartedFor(t *testing.T, ns, name string) string {
+	t.Helper()
+	d := &appsv1.Deployment{}
+	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, d); err != nil {
+		t.Fatal(err)
+	}
+	return d.Spec.Template.Annotations[meshv1alpha1.AnnotationRestartedFor]
+}
+
+func TestAutomaticRolloutReportsRestartsThatWouldStopEveryPod(t *testing.T) {
+	startManager(t, managerOpts{})
+	mi := createSample(t, func(mi *meshv1alpha1.MeshInstall) {
+		mi.Spec.DataPlane.Rollout.Mode = meshv1alpha1.RolloutAutomatic
+		mi.Spec.DataPlane.Rollout.MaxConcurrent = ptr.To(intstr.FromInt32(10))
+	})
+	ctx := context.Background()
+	eventually(t, timeout, "installed", func() error { return allExist(expectedObjects(t, mi, render.DefaultRevision)) })
+	makeAvailable(t, mi.Spec.Namespace, render.IstiodName(render.DefaultRevision))
+
+	ns := fmt.Sprintf("restart-safety-%d", testNamespaceSeq)
+	if err := env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{"istio-injection": "enabled"}}}); err != nil {
+		t.Fatal(err)
+	}
+	recreate := func(name string, annotations map[string]string) *appsv1.Deployment {
+		return &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: annotations},
+			Spec: appsv1.DeploymentSpec{Replicas: ptr.To[int32](2), Strategy: appsv1.DeploymentStrategy{Type: appsv1.RecreateDeploymentStrategyType}}}
+	}
+	allUnavailable := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "all-unavailable"},
+		Spec: appsv1.DeploymentSpec{Replicas: ptr.To[int32](1), Strategy: appsv1.DeploymentStrategy{Type: appsv1.RollingUpdateDeploymentStrategyType,
+			RollingUpdate: &appsv1.RollingUpdateDeployment{MaxSurge: ptr.To(intstr.FromInt32(0)), MaxUnavailable: ptr.To(intstr.FromInt32(1))}}}}
+	outdatedWorkload(t, ns, recreate("recreate", nil))
+	outdatedWorkload(t, ns, allUnavailable)
+	outdatedWorkload(t, ns, recreate("recreate-allowed", map[string]string{meshv1alpha1.AnnotationRestart: meshv1alpha1.RestartAllow}))
+	outdatedWorkload(t, ns, &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "rolling"}, Spec: appsv1.DeploymentSpec{Replicas: ptr.To[int32](2)}})
+
+	eventually(t, timeout, "the rolling and the opted-in Deployments restarted", func() error {
+		for _, name := range []string{"rolling", "recreate-allowed"} {
+			if restartedFor(t, ns, name) == "" {
+				return fmt.Errorf("%s not restarted; data plane %+v, rollout %+v", name, getMI(t, mi.Name).Status.DataPlane, getMI(t, mi.Name).Status.DataPlane.Rollout)
+			}
+		}
+		return nil
+	})
+	want := []string{
+		"Deployment " + ns + "/all-unavailable (its rolling update may stop every replica (maxUnavailable); annotate mesh.meshkeeper.dev/restart=allow to allow it)",
+		"Deployment " + ns + "/recreate (Recreate strategy: a restart stops every pod first; annotate mesh.meshkeeper.dev/restart=allow to allow it)",
+	}
+	eventually(t, timeout, "the Recreate and all-unavailable Deployments reported", func() error {
+		ro := getMI(t, mi.Name).Status.DataPlane.Rollout
+		if ro == nil || !slices.Equal(ro.NeedsManualAction, want) {
+			return fmt.Errorf("rollout status %+v", ro)
+		}
+		return nil
+	})
+	for _, name := range []string{"recreate", "all-unavailable"} {
+		if got := restartedFor(t, ns, name); got != "" {
+			t.Errorf("%s was restarted (for %s): a restart stops all of its pods at once", name, got)
+		}
+	}
+}
