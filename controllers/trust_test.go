@@ -21,6 +21,7 @@ import (
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
 	"github.com/meshkeeper/meshkeeper/internal/inject"
 	"github.com/meshkeeper/meshkeeper/internal/render"
+	"github.com/meshkeeper/meshkeeper/internal/revision"
 	"github.com/meshkeeper/meshkeeper/internal/version"
 )
 
@@ -328,4 +329,108 @@ func TestObjectsOfSomeoneElseAreNotTakenOver(t *testing.T) {
 	if err := unchanged(); err != nil {
 		t.Error(err)
 	}
+}
+
+// TestANewMeshInstallIgnoresTheStampsOfTheOldOne: a MeshInstall is deleted
+// while its workloads keep running with 1.32.0 sidecars, and another is
+// applied at 1.31.4 with the canary strategy. The version asked for is
+// installed and routed to at once: no revision is re-created from the pods'
+// stamps and no canary invented; the old pods are reported and, in
+// Automatic mode, moved.
+func TestANewMeshInstallIgnoresTheStampsOfTheOldOne(t *testing.T) {
+	startManager(t, managerOpts{})
+	ctx := context.Background()
+	canary := func(v string, mode meshv1alpha1.RolloutMode) func(*meshv1alpha1.MeshInstall) {
+		return func(mi *meshv1alpha1.MeshInstall) {
+			mi.Spec.Version = v
+			mi.Spec.UpdateStrategy = meshv1alpha1.UpdateStrategy{Type: meshv1alpha1.UpdateStrategyCanary,
+				Canary: &meshv1alpha1.CanaryStrategy{Steps: []int32{50, 100}, StepInterval: &metav1.Duration{Duration: time.Hour}}}
+			mi.Spec.DataPlane.Rollout.Mode = mode
+		}
+	}
+	old := installReady(t, canary("1.32.0", meshv1alpha1.RolloutManual))
+
+	// A workload injected by the old mesh's revision 1-32-0.
+	apps := fmt.Sprintf("apps-%d", testNamespaceSeq)
+	if err := env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: apps,
+		Labels: map[string]string{"istio-injection": "enabled"}}}); err != nil {
+		t.Fatal(err)
+	}
+	web := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: apps, Name: "web"},
+		Spec: appsv1.DeploymentSpec{
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "web"}},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "nginx"}}}},
+		}}
+	if err := env.Client.Create(ctx, web); err != nil {
+		t.Fatal(err)
+	}
+	makeAvailable(t, apps, web.Name)
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: apps, Name: "web-5d8f7-x1", GenerateName: "web-5d8f7-",
+			Labels: map[string]string{"app": "web", "pod-template-hash": "5d8f7", PodRevisionLabel: "1-32-0"},
+			Annotations: map[string]string{inject.AnnotationRevision: "1-32-0", inject.AnnotationProxyVersion: "1.32.0",
+				inject.AnnotationConfigHash: "0000", "sidecar.istio.io/status": "{}"},
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "web-5d8f7", UID: "rs-uid", Controller: ptr.To(true)}}},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "nginx"}}},
+	}
+	if err := env.Client.Create(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	pod.Status.Phase = corev1.PodRunning
+	pod.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}
+	if err := env.Client.Status().Update(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := env.Client.Delete(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, timeout, "the old MeshInstall gone", func() error {
+		if err := env.Client.Get(ctx, client.ObjectKey{Name: old.Name}, &meshv1alpha1.MeshInstall{}); !apierrors.IsNotFound(err) {
+			return fmt.Errorf("still there (%v)", err)
+		}
+		return nil
+	})
+
+	mi := createSample(t, canary("1.31.4", meshv1alpha1.RolloutAutomatic))
+	noOldRevision := func() error {
+		err := env.Client.Get(ctx, client.ObjectKey{Namespace: mi.Spec.Namespace, Name: render.IstiodName("1-32-0")}, &appsv1.Deployment{})
+		if !apierrors.IsNotFound(err) {
+			return fmt.Errorf("istiod of revision 1-32-0 exists again (%v)", err)
+		}
+		if st := getMI(t, mi.Name).Status; len(st.Revisions) > 1 || st.Canary != nil {
+			return fmt.Errorf("status.revisions = %+v, canary %+v", st.Revisions, st.Canary)
+		}
+		return nil
+	}
+	staysTrue(t, 3*time.Second, "the stamps re-created nothing", noOldRevision)
+	makeAvailable(t, mi.Spec.Namespace, render.IstiodName("1-31-4"))
+	waitCondition(t, mi.Name, meshv1alpha1.ConditionReady, metav1.ConditionTrue, meshv1alpha1.ReasonReconcileSucceeded)
+	if err := noOldRevision(); err != nil {
+		t.Fatal(err)
+	}
+	if got := getMI(t, mi.Name).Status; got.ActiveRevision != "1-31-4" || got.Version != "1.31.4" {
+		t.Errorf("active revision %s at %s, want 1-31-4 at 1.31.4", got.ActiveRevision, got.Version)
+	}
+	routing := &corev1.ConfigMap{}
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: mi.Spec.Namespace, Name: render.RoutingConfigMapName}, routing); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := revision.RoutingFromData(routing.Data); err != nil || r.Active != "1-31-4" || r.Canary != "" {
+		t.Errorf("routing = %+v (%v), want everything on 1-31-4", r, err)
+	}
+	eventually(t, 2*timeout, "the old pod reported and its workload restarted", func() error {
+		if c := condition(t, mi.Name, meshv1alpha1.ConditionDataPlaneUpToDate); c == nil || !strings.Contains(c.Message, "of revision 1-32-0") {
+			return fmt.Errorf("DataPlaneUpToDate = %+v", c)
+		}
+		d := &appsv1.Deployment{}
+		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(web), d); err != nil {
+			return err
+		}
+		if target := d.Spec.Template.Annotations[meshv1alpha1.AnnotationRestartedFor]; !strings.HasPrefix(target, "1-31-4") {
+			return fmt.Errorf("web restarted for %q, want revision 1-31-4", target)
+		}
+		return nil
+	})
 }
