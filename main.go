@@ -14,21 +14,18 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
-	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
@@ -65,6 +62,7 @@ type options struct {
 	leaderElect            bool
 	shutdownTimeout        time.Duration
 	namespace              string
+	meshNamespaces         []string
 	webhookHost            string
 	webhookPort            int
 	certDir                string
@@ -86,7 +84,7 @@ const (
 )
 
 func main() {
-	var o options
+	o := options{meshNamespaces: controllers.DefaultMeshNamespaces}
 	flag.StringVar(&o.metricsAddr, "metrics-bind-address", ":8443", "Address the Prometheus metrics endpoint binds to (:8443 for HTTPS, :8080 with --metrics-secure=false); 0 turns it off.")
 	flag.BoolVar(&o.metricsSecure, "metrics-secure", true, "Serve metrics over HTTPS to authenticated and authorized clients only (TokenReview and SubjectAccessReview, e.g. the metrics-reader ClusterRole). --metrics-secure=false serves plain HTTP to anyone.")
 	flag.StringVar(&o.metricsCertPath, "metrics-cert-path", "", "Directory holding the metrics server's certificate; a self-signed one is generated when empty.")
@@ -96,6 +94,11 @@ func main() {
 	flag.BoolVar(&o.leaderElect, "leader-elect", false, "Elect a leader so that only one replica reconciles at a time (every replica serves webhooks).")
 	flag.DurationVar(&o.shutdownTimeout, "graceful-shutdown-timeout", 30*time.Second, "How long to wait for running work to finish on SIGTERM.")
 	flag.StringVar(&o.namespace, "namespace", envOr("POD_NAMESPACE", "meshkeeper-system"), "Namespace the operator runs in (its Secret and leader election lease live there).")
+	flag.Func("mesh-namespaces", fmt.Sprintf("Comma-separated namespaces a MeshInstall may put its control plane (spec.namespace) and gateways in (default %s). meshkeeper reads and trusts its own objects only there, so that no tenant can steer it from another namespace.", strings.Join(controllers.DefaultMeshNamespaces, ",")),
+		func(v string) error {
+			o.meshNamespaces = strings.Split(v, ",")
+			return nil
+		})
 	flag.StringVar(&o.webhookHost, "webhook-host", "", "Address the webhook server binds to (all addresses when empty).")
 	flag.IntVar(&o.webhookPort, "webhook-port", 9443, "Port of the webhook server.")
 	flag.StringVar(&o.certDir, "webhook-cert-dir", "/tmp/k8s-webhook-server/serving-certs", "Directory the webhook server's certificate is written to and reloaded from.")
@@ -151,7 +154,6 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
-	managed := labels.SelectorFromSet(labels.Set{controllers.LabelManagedBy: controllers.ManagedByValue})
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  scheme,
 		Metrics:                 metrics,
@@ -163,26 +165,7 @@ func run(ctx context.Context, o options) error {
 		// lease over at once is safe and spares the next leader ~15s.
 		LeaderElectionReleaseOnCancel: true,
 		GracefulShutdownTimeout:       &o.shutdownTimeout,
-		Cache: cache.Options{
-			// Only what meshkeeper created is cached; MeshInstalls are the exception.
-			DefaultLabelSelector: managed,
-			ByObject: map[client.Object]cache.ByObject{
-				&meshv1alpha1.MeshInstall{}: {Label: labels.Everything()},
-				// Pods are cached trimmed to what the operator reads (see controllers.TrimPod).
-				&corev1.Pod{}: {Label: labels.Everything(), Transform: controllers.TrimPod},
-				// Users' workloads too, for the data plane rollout; meshkeeper's own are kept whole.
-				&appsv1.Deployment{}:  {Label: labels.Everything(), Transform: controllers.TrimWorkload},
-				&appsv1.StatefulSet{}: {Label: labels.Everything(), Transform: controllers.TrimWorkload},
-				&appsv1.DaemonSet{}:   {Label: labels.Everything(), Transform: controllers.TrimWorkload},
-				&corev1.Namespace{}:   {Label: labels.Everything()},
-				// Nodes are cached trimmed to their kubelet version (see controllers.TrimNode).
-				&corev1.Node{}: {Label: labels.Everything(), Transform: controllers.TrimNode},
-				// The webhook certificate is the only Secret read, and the
-				// operator may read Secrets in its own namespace only.
-				&corev1.Secret{}: {Namespaces: map[string]cache.Config{o.namespace: {}}},
-			},
-			DefaultTransform: cache.TransformStripManagedFields(),
-		},
+		Cache:                         controllers.CacheOptions(o.namespace, o.meshNamespaces),
 		WebhookServer: webhook.NewServer(webhook.Options{
 			Host:    o.webhookHost,
 			Port:    o.webhookPort,
@@ -207,6 +190,7 @@ func run(ctx context.Context, o options) error {
 		APIReader:         mgr.GetAPIReader(),
 		Recorder:          mgr.GetEventRecorder("meshkeeper"),
 		OperatorNamespace: o.namespace,
+		MeshNamespaces:    o.meshNamespaces,
 		WebhookEndpoint:   certSource.Endpoint,
 		Retrigger:         retrigger,
 	}).SetupWithManager(mgr); err != nil {

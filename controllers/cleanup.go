@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -17,11 +18,13 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
+	"github.com/meshkeeper/meshkeeper/internal/ownership"
 	"github.com/meshkeeper/meshkeeper/internal/render"
 	"github.com/meshkeeper/meshkeeper/internal/revision"
 )
@@ -45,8 +48,10 @@ func prunableKinds() []schema.GroupVersionKind {
 // owned lists every object of the MeshInstall from the manager's cache,
 // whose informers already hold each of these kinds. A stale read is safe:
 // an object missing from it is pruned on the next pass, one already gone is
-// NotFound when deleted.
-func (r *MeshInstallReconciler) owned(ctx context.Context, mi *meshv1alpha1.MeshInstall) ([]client.Object, error) {
+// NotFound when deleted. The label only finds candidates: an object is the
+// MeshInstall's when scope says so (its namespaces, its controller
+// reference); a namespace, when it is one of scope's and carries the label.
+func (r *MeshInstallReconciler) owned(ctx context.Context, mi *meshv1alpha1.MeshInstall, scope ownership.Scope) ([]client.Object, error) {
 	var out []client.Object
 	for _, gvk := range prunableKinds() {
 		list, err := r.listFor(gvk)
@@ -62,6 +67,13 @@ func (r *MeshInstallReconciler) owned(ctx context.Context, mi *meshv1alpha1.Mesh
 		}
 		err = meta.EachListItem(list, func(item runtime.Object) error {
 			o := item.(client.Object)
+			if gvk.Kind == "Namespace" && gvk.Group == "" {
+				if !scope.Holds(o.GetName()) {
+					return nil
+				}
+			} else if !scope.Owns(o) {
+				return nil
+			}
 			o.GetObjectKind().SetGroupVersionKind(gvk) // typed list items come without it
 			out = append(out, o)
 			return nil
@@ -157,16 +169,32 @@ func compareKeys(a, b objectKey) int { return strings.Compare(a.String(), b.Stri
 // reconcileDelete removes everything the MeshInstall created except Istio's
 // CRDs (deleting them would delete every VirtualService in the cluster), then
 // lets the MeshInstall go.
+//
+// Namespaces are never deleted, even those it created: users keep their
+// own objects there (ingress TLS Secrets, mesh-wide policies in the root
+// namespace, the cacerts mesh CA), and a namespace being terminated would
+// also refuse the next MeshInstall's objects for a while. Each keeps
+// everything but meshkeeper's labels and annotations, and an event says so.
 func (r *MeshInstallReconciler) reconcileDelete(ctx context.Context, mi *meshv1alpha1.MeshInstall) (ctrl.Result, error) {
 	if !controllerutil.ContainsFinalizer(mi, Finalizer) {
 		return ctrl.Result{}, nil
 	}
-	have, err := r.owned(ctx, mi)
+	scope, err := r.scopeOf(ctx, mi)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	have, err := r.owned(ctx, mi, scope)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
 	var errs []error
+	var kept []string
 	for _, o := range have {
+		if o.GetObjectKind().GroupVersionKind().Kind == "Namespace" {
+			kept = append(kept, o.GetName())
+			errs = append(errs, releaseNamespace(ctx, r.Client, mi, o))
+			continue
+		}
 		errs = append(errs, deleteIfExists(ctx, r.Client, o))
 	}
 	errs = append(errs, r.deleteCertificateAuthority(ctx, mi))
@@ -177,6 +205,71 @@ func (r *MeshInstallReconciler) reconcileDelete(ctx context.Context, mi *meshv1a
 	if err := r.Update(ctx, mi); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	r.event(mi, corev1.EventTypeNormal, "Deleted", "Delete", "removed the control plane; Istio's CRDs are kept")
+	msg := "removed the control plane; Istio's CRDs are kept"
+	if len(kept) > 0 {
+		slices.Sort(kept)
+		msg += fmt.Sprintf("; namespace(s) %s kept, without meshkeeper's labels (meshkeeper never deletes a namespace: it may hold users' objects)",
+			strings.Join(kept, ", "))
+	}
+	r.event(mi, corev1.EventTypeNormal, "Deleted", "Delete", msg)
 	return ctrl.Result{}, nil
+}
+
+// scopeOf is mi's ownership scope, with the namespaces it created.
+func (r *MeshInstallReconciler) scopeOf(ctx context.Context, mi *meshv1alpha1.MeshInstall) (ownership.Scope, error) {
+	list, err := r.listNamespaces(ctx)
+	if err != nil {
+		return ownership.Scope{}, err
+	}
+	var created []string
+	for i := range list.Items {
+		if ownership.CreatedBy(&list.Items[i], mi.UID) {
+			created = append(created, list.Items[i].Name)
+		}
+	}
+	return ownership.Of(mi, created...), nil
+}
+
+// listNamespaces lists every namespace's metadata from the cache, read-only.
+func (r *MeshInstallReconciler) listNamespaces(ctx context.Context) (*metav1.PartialObjectMetadataList, error) {
+	list := &metav1.PartialObjectMetadataList{}
+	list.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("NamespaceList"))
+	if err := r.List(ctx, list, client.UnsafeDisableDeepCopy); err != nil {
+		return nil, fmt.Errorf("listing namespaces: %w", err)
+	}
+	return list, nil
+}
+
+// releaseNamespace takes back what meshkeeper set on a namespace (its
+// labels, its created-by annotation and, from older versions, its owner
+// reference, which would let the garbage collector delete the namespace
+// with the MeshInstall) and nothing else. A merge patch, not an apply: it
+// never creates a namespace that is gone already.
+func releaseNamespace(ctx context.Context, c client.Client, mi *meshv1alpha1.MeshInstall, ns client.Object) error {
+	labels := map[string]any{}
+	for k, v := range ownershipLabels(mi) {
+		if ns.GetLabels()[k] == v {
+			labels[k] = nil
+		}
+	}
+	if ns.GetName() == mi.Spec.Namespace {
+		for k, v := range render.ControlPlaneNamespaceLabels(mi) {
+			if ns.GetLabels()[k] == v {
+				labels[k] = nil
+			}
+		}
+	}
+	meta := map[string]any{"labels": labels, "annotations": map[string]any{ownership.AnnotationCreatedBy: nil}}
+	refs := slices.DeleteFunc(slices.Clone(ns.GetOwnerReferences()), func(ref metav1.OwnerReference) bool { return ref.UID == mi.UID })
+	if len(refs) != len(ns.GetOwnerReferences()) {
+		meta["ownerReferences"] = refs
+	}
+	patch, err := json.Marshal(map[string]any{"metadata": meta})
+	if err != nil {
+		return err
+	}
+	if err := c.Patch(ctx, ns, client.RawPatch(types.MergePatchType, patch)); client.IgnoreNotFound(err) != nil {
+		return fmt.Errorf("releasing namespace %s: %w", ns.GetName(), err)
+	}
+	return nil
 }

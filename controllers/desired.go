@@ -18,6 +18,7 @@ import (
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
 	"github.com/meshkeeper/meshkeeper/internal/meshca"
+	"github.com/meshkeeper/meshkeeper/internal/ownership"
 	"github.com/meshkeeper/meshkeeper/internal/render"
 	"github.com/meshkeeper/meshkeeper/internal/revision"
 	"github.com/meshkeeper/meshkeeper/internal/webhookconfig"
@@ -137,7 +138,12 @@ func sharedObjects(shared []client.Object, routed bool) (identities, rest []clie
 // deleting it garbage-collects them. Istio's CRDs are never owned: deleting
 // the MeshInstall must not delete users' Istio resources.
 func (r *MeshInstallReconciler) own(mi *meshv1alpha1.MeshInstall, o client.Object) error {
-	if _, isCRD := o.(*apiextensionsv1.CustomResourceDefinition); isCRD {
+	switch o.(type) {
+	case *apiextensionsv1.CustomResourceDefinition:
+		return nil
+	case *corev1.Namespace:
+		// Nor namespaces: the garbage collector would delete them, with
+		// users' objects, along with the MeshInstall (see namespacesToApply).
 		return nil
 	}
 	return controllerutil.SetControllerReference(mi, o, r.Scheme())
@@ -246,7 +252,9 @@ func crdsToApply(mi *meshv1alpha1.MeshInstall, obs *observation) ([]client.Objec
 
 // namespacesToApply creates the namespaces the mesh needs when they do not
 // exist, and keeps the labels of those it created. A namespace someone else
-// created is never taken over (nor deleted later).
+// created is never taken over. None is ever deleted (reconcileDelete): one
+// the mesh created is marked with ownership.AnnotationCreatedBy, not an
+// owner reference.
 func namespacesToApply(mi *meshv1alpha1.MeshInstall, obs *observation) []client.Object {
 	names := []string{mi.Spec.Namespace}
 	for _, g := range render.Gateways(mi) {
@@ -263,6 +271,9 @@ func namespacesToApply(mi *meshv1alpha1.MeshInstall, obs *observation) []client.
 		want := &corev1.Namespace{
 			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Namespace"},
 			ObjectMeta: metav1.ObjectMeta{Name: name, Labels: ownershipLabels(mi)},
+		}
+		if _, exists := obs.namespaces[name]; !exists || obs.controlledNamespaces[name] {
+			want.Annotations = map[string]string{ownership.AnnotationCreatedBy: string(mi.UID)}
 		}
 		if name == mi.Spec.Namespace {
 			maps.Copy(want.Labels, render.ControlPlaneNamespaceLabels(mi))

@@ -6,6 +6,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -21,6 +23,7 @@ import (
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
 	"github.com/meshkeeper/meshkeeper/internal/meshca"
+	"github.com/meshkeeper/meshkeeper/internal/ownership"
 	"github.com/meshkeeper/meshkeeper/internal/revision"
 	"github.com/meshkeeper/meshkeeper/internal/webhookconfig"
 )
@@ -38,6 +41,11 @@ type MeshInstallReconciler struct {
 	Recorder events.EventRecorder
 	// OperatorNamespace is where meshkeeper runs; never injected.
 	OperatorNamespace string
+	// MeshNamespaces are the namespaces the manager caches meshkeeper's
+	// objects in (CacheOptions): a MeshInstall whose control plane or
+	// gateways would live elsewhere is refused, since nothing there could
+	// be read back or trusted.
+	MeshNamespaces []string
 	// WebhookEndpoint says how the API server reaches the injector (and its CA bundle).
 	WebhookEndpoint func(context.Context) (webhookconfig.Endpoint, error)
 	// Retrigger asks for a pass over every MeshInstall (e.g. when the webhook CA changed).
@@ -160,6 +168,9 @@ func (r *MeshInstallReconciler) reconcileNormal(ctx context.Context, mi *meshv1a
 	if err := r.checkSingleton(ctx, mi); err != nil {
 		return ctrl.Result{}, classify(st, err)
 	}
+	if err := checkMeshNamespaces(mi, r.MeshNamespaces); err != nil {
+		return ctrl.Result{}, classify(st, err)
+	}
 	obs, err := r.observe(ctx, mi)
 	if err != nil {
 		return ctrl.Result{}, err
@@ -182,6 +193,14 @@ func (r *MeshInstallReconciler) reconcileNormal(ctx context.Context, mi *meshv1a
 	d, err := r.desiredObjects(mi, plan, obs, ca)
 	if err != nil {
 		return ctrl.Result{}, classify(st, err)
+	}
+	existing, err := r.observeExisting(ctx, mi, d, obs)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if refusal := takeoverRefusal(mi, existing); refusal != nil {
+		st.refused(refusal)
+		return ctrl.Result{RequeueAfter: takeoverRetry}, nil
 	}
 	endpoint, err := r.WebhookEndpoint(ctx)
 	if err != nil {
@@ -283,6 +302,24 @@ func (r *MeshInstallReconciler) checkSingleton(ctx context.Context, mi *meshv1al
 			return &revision.Refusal{Reason: meshv1alpha1.ReasonNamespaceConflict, Message: fmt.Sprintf(
 				"MeshInstall %s already manages the mesh of this cluster; only one MeshInstall is supported", o.Name)}
 		}
+	}
+	return nil
+}
+
+// checkMeshNamespaces refuses a MeshInstall that puts its control plane
+// or a gateway in a namespace the operator does not manage meshes in.
+func checkMeshNamespaces(mi *meshv1alpha1.MeshInstall, managed []string) error {
+	for i, ns := range ownership.Namespaces(mi) {
+		if slices.Contains(managed, ns) {
+			continue
+		}
+		field := "spec.namespace"
+		if i > 0 {
+			field = "spec.gateways[].namespace"
+		}
+		return &revision.Refusal{Reason: meshv1alpha1.ReasonNamespaceNotManaged, Message: fmt.Sprintf(
+			"%s: namespace %s is not one the operator manages meshes in (its --mesh-namespaces flag: %s); "+
+				"choose one of those, or add it to the flag", field, ns, strings.Join(managed, ", "))}
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 	"github.com/meshkeeper/meshkeeper/internal/inject"
 	"github.com/meshkeeper/meshkeeper/internal/inventory"
 	"github.com/meshkeeper/meshkeeper/internal/meshca"
+	"github.com/meshkeeper/meshkeeper/internal/ownership"
 	"github.com/meshkeeper/meshkeeper/internal/render"
 	"github.com/meshkeeper/meshkeeper/internal/revision"
 	"github.com/meshkeeper/meshkeeper/internal/rollout"
@@ -32,6 +34,9 @@ type observation struct {
 	revision.Observed
 	// live are the objects the MeshInstall owns, by key, as the cache holds them.
 	live map[objectKey]client.Object
+	// scope is where the MeshInstall's objects may live: only what it
+	// holds, with the MeshInstall's controller reference, is in live.
+	scope ownership.Scope
 	// namespaces maps every namespace to its labels.
 	namespaces map[string]map[string]string
 	// controlledNamespaces are the namespaces the MeshInstall created (its
@@ -62,9 +67,9 @@ type observation struct {
 
 // observe reads what the MeshInstall owns, grouped by revision, where the
 // tags point, Istio's CRDs, the namespaces and the running pods, all from
-// the manager's cache. The set of revisions is
-// the cluster's: every revision with a labelled object, and every revision a
-// running pod is stamped with, whatever status says.
+// the manager's cache. The set of revisions is the cluster's, whatever
+// status says: every revision with an object the MeshInstall owns
+// (ownership.Scope). Pod stamps are counted against those, never added.
 func (r *MeshInstallReconciler) observe(ctx context.Context, mi *meshv1alpha1.MeshInstall) (*observation, error) {
 	obs := &observation{
 		Observed:             revision.Observed{Now: time.Now(), Revisions: map[string]revision.ObservedRevision{}, InventoryKnown: true},
@@ -85,29 +90,28 @@ func (r *MeshInstallReconciler) observe(ctx context.Context, mi *meshv1alpha1.Me
 	if err := r.observeNodes(ctx, obs); err != nil {
 		return nil, err
 	}
-	owned, err := r.owned(ctx, mi)
+	nsList, err := r.listNamespaces(ctx)
 	if err != nil {
 		return nil, err
-	}
-	for _, o := range owned {
-		obs.live[keyOf(o)] = o
-		obs.ownedObject(mi, o)
-	}
-
-	nsList := &metav1.PartialObjectMetadataList{}
-	nsList.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("NamespaceList"))
-	if err := r.List(ctx, nsList, client.UnsafeDisableDeepCopy); err != nil {
-		return nil, fmt.Errorf("listing namespaces: %w", err)
 	}
 	for i := range nsList.Items {
 		ns := &nsList.Items[i]
 		obs.namespaces[ns.Name] = ns.Labels
-		if metav1.IsControlledBy(ns, mi) {
+		if ownership.CreatedBy(ns, mi.UID) {
 			obs.controlledNamespaces[ns.Name] = true
 		}
 		if ns.Annotations[meshv1alpha1.AnnotationRollout] == meshv1alpha1.RolloutDisabled {
 			obs.namespacesOptedOut[ns.Name] = true
 		}
+	}
+	obs.scope = ownership.Of(mi, slices.Collect(maps.Keys(obs.controlledNamespaces))...)
+	owned, err := r.owned(ctx, mi, obs.scope)
+	if err != nil {
+		return nil, err
+	}
+	for _, o := range owned {
+		obs.live[keyOf(o)] = o
+		obs.ownedObject(o)
 	}
 
 	var pods corev1.PodList
@@ -145,12 +149,17 @@ func (r *MeshInstallReconciler) observe(ctx context.Context, mi *meshv1alpha1.Me
 }
 
 // ownedObject files one owned object under its revision, or as the routing
-// or the injector.
-func (obs *observation) ownedObject(mi *meshv1alpha1.MeshInstall, o client.Object) {
+// or the injector. What decides routing and which revisions exist is
+// believed only in the control plane namespace (a gateway namespace may be
+// shared with its users).
+func (obs *observation) ownedObject(o client.Object) {
+	if o.GetNamespace() != "" && !obs.scope.OwnsControlPlane(o) {
+		return
+	}
 	l := o.GetLabels()
 	switch o := o.(type) {
 	case *corev1.ConfigMap:
-		if o.Name == render.RoutingConfigMapName && l[render.LabelRouting] == "true" && o.Namespace == mi.Spec.Namespace {
+		if o.Name == render.RoutingConfigMapName && l[render.LabelRouting] == "true" {
 			if routing, err := revision.RoutingFromData(o.Data); err == nil {
 				obs.Routing = &routing
 			}
@@ -200,12 +209,11 @@ func (obs *observation) pod(mi *meshv1alpha1.MeshInstall, p *corev1.Pod, istiodP
 	}
 	name, stamped := p.Labels[PodRevisionLabel]
 	rev, known := obs.Revisions[name]
-	// Anyone who may create a pod can write the stamp: a name meshkeeper
-	// would never give a revision is not one to re-create (the pod is still counted).
-	if stamped && (known || revision.PlausibleName(name, p.Annotations[inject.AnnotationProxyVersion])) {
-		if !known {
-			rev.PodsReady = true
-		}
+	// Anyone who may create a pod can write the stamp, and pods outlive
+	// their MeshInstall: a stamp is a report, counted against a revision
+	// whose own objects exist, never a reason to create one. A pod of a
+	// revision that is gone is counted as outdated (countDataPlane).
+	if stamped && known {
 		rev.Pods++
 		if c := podCondition(p, corev1.PodReady); c == nil || c.Status != corev1.ConditionTrue {
 			rev.PodsReady = false

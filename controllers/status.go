@@ -2,6 +2,8 @@ package controllers
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -251,9 +253,23 @@ func (s *statusBuilder) dataPlane() metav1.Condition {
 		c.Message = fmt.Sprintf("%d pods should have a sidecar but have none; restart their workloads%s", s.inv.Uninjected, unmanaged)
 	case s.inv.Outdated > 0:
 		c.Status, c.Reason = metav1.ConditionFalse, meshv1alpha1.ReasonOutdatedPods
-		c.Message = fmt.Sprintf("%d pods run an older proxy or injection configuration; restart their workloads to update%s", s.inv.Outdated, unmanaged)
+		c.Message = fmt.Sprintf("%d pods run an older proxy or injection configuration; restart their workloads to update%s%s",
+			s.inv.Outdated, unmanaged, goneRevisions(s.inv.Gone))
 	}
 	return c
+}
+
+// goneRevisions names the revisions that injected running pods but no
+// longer exist (their objects are gone), with how many pods each.
+func goneRevisions(gone map[string]int32) string {
+	if len(gone) == 0 {
+		return ""
+	}
+	var parts []string
+	for _, rev := range slices.Sorted(maps.Keys(gone)) {
+		parts = append(parts, fmt.Sprintf("%d of revision %s", gone[rev], rev))
+	}
+	return "; pods of revisions that no longer exist: " + strings.Join(parts, ", ")
 }
 
 func (s *statusBuilder) failed() bool { return s.outcome != nil && len(s.outcome.failures) > 0 }

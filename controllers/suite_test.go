@@ -8,20 +8,15 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
-	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
 	"github.com/meshkeeper/meshkeeper/internal/testenv"
 	"github.com/meshkeeper/meshkeeper/internal/webhookconfig"
 )
@@ -56,25 +51,17 @@ type managerOpts struct {
 }
 
 // startManager runs the MeshInstall reconciler against the test API server
-// until the test ends, configured like main.go (label-filtered cache).
+// until the test ends, configured like main.go (CacheOptions). It reserves
+// the control plane namespace of the test's MeshInstall (createSample), the
+// one namespace, with meshkeeper-system, it manages meshes in.
 func startManager(t *testing.T, o managerOpts) *MeshInstallReconciler {
 	t.Helper()
-	managed := labels.SelectorFromSet(labels.Set{LabelManagedBy: ManagedByValue})
+	testNamespaceSeq++
+	meshNamespaces := []string{controlPlaneNamespace()}
 	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
-		Scheme:  env.Scheme,
-		Metrics: metricsserver.Options{BindAddress: "0"},
-		Cache: cache.Options{
-			DefaultLabelSelector: managed,
-			ByObject: map[client.Object]cache.ByObject{
-				&meshv1alpha1.MeshInstall{}: {Label: labels.Everything()},
-				&corev1.Pod{}:               {Label: labels.Everything(), Transform: TrimPod},
-				&appsv1.Deployment{}:        {Label: labels.Everything(), Transform: TrimWorkload},
-				&appsv1.StatefulSet{}:       {Label: labels.Everything(), Transform: TrimWorkload},
-				&appsv1.DaemonSet{}:         {Label: labels.Everything(), Transform: TrimWorkload},
-				&corev1.Namespace{}:         {Label: labels.Everything()},
-				&corev1.Node{}:              {Label: labels.Everything(), Transform: TrimNode},
-			},
-		},
+		Scheme:     env.Scheme,
+		Metrics:    metricsserver.Options{BindAddress: "0"},
+		Cache:      CacheOptions("meshkeeper-system", meshNamespaces),
 		Controller: ctrlConfigForTests(),
 	})
 	if err != nil {
@@ -94,6 +81,7 @@ func startManager(t *testing.T, o managerOpts) *MeshInstallReconciler {
 		APIReader:         mgr.GetAPIReader(),
 		Recorder:          events.EventRecorder(mgr.GetEventRecorder("meshkeeper-test")),
 		OperatorNamespace: "meshkeeper-system",
+		MeshNamespaces:    meshNamespaces,
 		WebhookEndpoint:   testEndpoint,
 		// What is not watched of the mesh CA is polled; tests need not wait 30s.
 		CertificateAuthorityPoll: time.Second,

@@ -15,7 +15,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
+	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
 	"github.com/meshkeeper/meshkeeper/internal/inject"
+	"github.com/meshkeeper/meshkeeper/internal/ownership"
 	"github.com/meshkeeper/meshkeeper/internal/render"
 	"github.com/meshkeeper/meshkeeper/internal/revision"
 )
@@ -55,12 +57,16 @@ func NewRevisionSource(ctx context.Context, c cache.Cache) (*RevisionSource, err
 		UpdateFunc: func(any, any) { s.rebuild(ctx) },
 		DeleteFunc: func(any) { s.rebuild(ctx) },
 	}
-	inf, err := c.GetInformer(ctx, &corev1.ConfigMap{})
-	if err != nil {
-		return nil, err
-	}
-	if _, err := inf.AddEventHandler(handler); err != nil {
-		return nil, err
+	// Which ConfigMaps are believed follows the MeshInstalls (their UIDs
+	// and namespaces), so a change to either rebuilds.
+	for _, obj := range []client.Object{&corev1.ConfigMap{}, &meshv1alpha1.MeshInstall{}} {
+		inf, err := c.GetInformer(ctx, obj)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := inf.AddEventHandler(handler); err != nil {
+			return nil, err
+		}
 	}
 	go func() {
 		if c.WaitForCacheSync(ctx) && s.rebuild(ctx) {
@@ -109,6 +115,11 @@ func (s *RevisionSource) rebuild(ctx context.Context) bool {
 	old := s.snapshot.Load()
 	next := &snapshot{revisions: map[string]parsed{}, tags: map[string]revision.Routing{}}
 
+	trusted, err := s.trustedConfigMaps(ctx)
+	if err != nil {
+		log.FromContext(ctx).Error(err, "listing MeshInstalls")
+		return false
+	}
 	var cms corev1.ConfigMapList
 	if err := s.reader.List(ctx, &cms, client.MatchingLabels{render.LabelInjectionConfig: "true"}); err != nil {
 		log.FromContext(ctx).Error(err, "listing injection configurations")
@@ -116,6 +127,9 @@ func (s *RevisionSource) rebuild(ctx context.Context) bool {
 	}
 	for i := range cms.Items {
 		cm := &cms.Items[i]
+		if !trusted(cm) {
+			continue
+		}
 		rev := cm.Labels[render.LabelRevision]
 		raw := cm.Data[render.InjectionConfigKey]
 		if prev, ok := old.revisions[rev]; ok && prev.raw == raw {
@@ -141,7 +155,7 @@ func (s *RevisionSource) rebuild(ctx context.Context) bool {
 	}
 	for i := range routes.Items {
 		cm := &routes.Items[i]
-		if !cm.DeletionTimestamp.IsZero() {
+		if !cm.DeletionTimestamp.IsZero() || !trusted(cm) {
 			continue
 		}
 		r, err := revision.RoutingFromData(cm.Data)
@@ -155,4 +169,28 @@ func (s *RevisionSource) rebuild(ctx context.Context) bool {
 	}
 	s.snapshot.Store(next)
 	return true
+}
+
+// trustedConfigMaps returns the trust rule the injector applies: a
+// ConfigMap decides injection or routing only when it is a MeshInstall's
+// own, in its control plane namespace with its controller reference
+// (ownership.Scope). The labels only find candidates: anyone who may create
+// a ConfigMap in their namespace can copy them.
+func (s *RevisionSource) trustedConfigMaps(ctx context.Context) (func(*corev1.ConfigMap) bool, error) {
+	var list meshv1alpha1.MeshInstallList
+	if err := s.reader.List(ctx, &list); err != nil {
+		return nil, err
+	}
+	scopes := make([]ownership.Scope, 0, len(list.Items))
+	for i := range list.Items {
+		scopes = append(scopes, ownership.Of(&list.Items[i]))
+	}
+	return func(cm *corev1.ConfigMap) bool {
+		for _, scope := range scopes {
+			if scope.OwnsControlPlane(cm) {
+				return true
+			}
+		}
+		return false
+	}, nil
 }

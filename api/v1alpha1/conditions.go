@@ -79,3 +79,14 @@ const (
 	// not change without AnnotationAllowCertificateAuthorityChange.
 	ReasonCertificateAuthorityChangeRefused = "CertificateAuthorityChangeRefused"
 )
+
+// Reasons of the trust rule: meshkeeper reads its objects only where it
+// manages the namespace, and never writes over an object it did not create.
+const (
+	// ReasonNamespaceNotManaged: spec.namespace or a gateway's namespace is
+	// not one the operator was deployed to manage meshes in (--mesh-namespaces).
+	ReasonNamespaceNotManaged = "NamespaceNotManaged"
+	// ReasonObjectNotOwned: an object meshkeeper would create already
+	// exists and is not this MeshInstall's; it is never written over.
+	ReasonObjectNotOwned = "ObjectNotOwned"
+)

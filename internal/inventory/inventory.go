@@ -36,6 +36,11 @@ type Result struct {
 	// only deleting and recreating them updates them.
 	Unmanaged int32
 	Revisions map[string]RevisionCount
+	// Gone counts, by revision, the pods injected by a revision that no
+	// longer exists (outdated too): after a MeshInstall was deleted and
+	// another applied, or stamped by hand. They are reported, never a
+	// reason to bring the revision back.
+	Gone map[string]int32
 }
 
 // Count counts pods. namespaces maps a namespace name to its labels;
@@ -50,10 +55,18 @@ func Count(pods []Pod, namespaces map[string]map[string]string, matcher *webhook
 			r.Injected++
 			c := r.Revisions[rev]
 			c.Pods++
-			if h, ok := currentHash[rev]; ok && h == p.Annotations[inject.AnnotationConfigHash] {
+			h, exists := currentHash[rev]
+			switch {
+			case exists && h == p.Annotations[inject.AnnotationConfigHash]:
 				c.UpToDate++
 				r.UpToDate++
-			} else {
+			case !exists:
+				if r.Gone == nil {
+					r.Gone = map[string]int32{}
+				}
+				r.Gone[rev]++
+				r.outdated(p)
+			default:
 				r.outdated(p)
 			}
 			r.Revisions[rev] = c

@@ -1,6 +1,7 @@
 package inventory
 
 import (
+	"maps"
 	"testing"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
@@ -74,7 +75,7 @@ func TestCount(t *testing.T) {
 		{
 			name: "a pod of a revision that no longer exists is outdated",
 			pods: []Pod{pod("shop", stamped("gone", "h9"))},
-			want: Result{Injected: 1, Outdated: 1, Revisions: map[string]RevisionCount{"gone": {Pods: 1}}},
+			want: Result{Injected: 1, Outdated: 1, Revisions: map[string]RevisionCount{"gone": {Pods: 1}}, Gone: map[string]int32{"gone": 1}},
 		},
 		{
 			name: "a pod the webhook would inject but that has no sidecar",
@@ -104,6 +105,9 @@ func TestCount(t *testing.T) {
 			if got.Injected != tc.want.Injected || got.UpToDate != tc.want.UpToDate || got.Outdated != tc.want.Outdated ||
 				got.Uninjected != tc.want.Uninjected || got.Unmanaged != tc.want.Unmanaged || len(got.Revisions) != len(tc.want.Revisions) {
 				t.Errorf("counts = %+v, want %+v", got, tc.want)
+			}
+			if !maps.Equal(got.Gone, tc.want.Gone) {
+				t.Errorf("gone = %v, want %v", got.Gone, tc.want.Gone)
 			}
 			for rev, want := range tc.want.Revisions {
 				if got.Revisions[rev] != want {

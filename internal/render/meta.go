@@ -17,6 +17,9 @@ func namespace(mi *meshv1alpha1.MeshInstall) string {
 	return cmp.Or(mi.Spec.Namespace, defaultNamespace)
 }
 
+// ControlPlaneNamespace is where mi's control plane runs: spec.namespace, defaulted.
+func ControlPlaneNamespace(mi *meshv1alpha1.MeshInstall) string { return namespace(mi) }
+
 // typeMeta is set on every object: server-side apply needs apiVersion and kind.
 func typeMeta(gv schema.GroupVersion, kind string) metav1.TypeMeta {
 	return metav1.TypeMeta{APIVersion: gv.String(), Kind: kind}

@@ -4,8 +4,8 @@
 // Decide, and carries out the one plan it returns.
 //
 // The cluster is the planner's memory: the revisions that exist come from
-// labelled objects and pod stamps, and where the tags point from the routing
-// kept beside the control plane. Status only refines timings (when a canary
+// the MeshInstall's own objects (pod stamps only count their pods), and
+// where the tags point from the routing kept beside the control plane. Status only refines timings (when a canary
 // turned healthy, when a revision was first seen unused); when it is
 // missing, the planner waits as if those clocks had just started.
 package revision
@@ -36,7 +36,7 @@ type Observed struct {
 	// Now is the time of the observation.
 	Now time.Time
 	// Revisions are every revision the cluster holds, by name: those with
-	// objects labelled for them and those running pods are stamped with.
+	// objects the MeshInstall owns (pod stamps never add one: they only count).
 	Revisions map[string]ObservedRevision
 	// Routing is where the tags point, as kept in the cluster; nil when
 	// nothing has been routed yet.

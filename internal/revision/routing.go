@@ -5,8 +5,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-
-	"github.com/meshkeeper/meshkeeper/internal/version"
 )
 
 // Routing is where the revision tags send new pods: to the active revision,
@@ -77,16 +75,4 @@ func (r *Routing) Target(namespace, workload string) string {
 		return r.Canary
 	}
 	return r.Active
-}
-
-// PlausibleName reports whether a revision name seen only on a pod's stamp
-// (its objects gone) is one meshkeeper could have given a revision: the
-// default revision, or a supported version's revision name matching the
-// proxy version the pod is stamped with.
-func PlausibleName(name, proxyVersion string) bool {
-	if name == DefaultRevision {
-		return true
-	}
-	v, err := version.Parse(proxyVersion)
-	return err == nil && v.Revision() == name
 }

@@ -2,7 +2,9 @@ package integration_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -10,6 +12,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
 	"github.com/meshkeeper/meshkeeper/internal/render"
@@ -34,6 +38,11 @@ func TestRevisionSourceFollowsTheCluster(t *testing.T) {
 	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: mi.Spec.Namespace}}); err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatal(err)
 	}
+	// The MeshInstall owns its ConfigMaps, as the operator makes them.
+	if err := c.Create(ctx, mi); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Delete(context.Background(), mi) })
 	configMaps := map[string]*corev1.ConfigMap{}
 	for rev, v := range map[string]string{stableRev: "1.31.4", canaryRev: "1.32.0"} {
 		r, err := render.NewRevision(rev, v)
@@ -52,6 +61,7 @@ func TestRevisionSourceFollowsTheCluster(t *testing.T) {
 		if configMaps[rev] == nil {
 			t.Fatalf("revision %s renders no injection ConfigMap", rev)
 		}
+		owned(t, mi, configMaps[rev])
 		if err := c.Create(ctx, configMaps[rev]); err != nil {
 			t.Fatal(err)
 		}
@@ -106,10 +116,6 @@ func TestRevisionSourceFollowsTheCluster(t *testing.T) {
 	}
 
 	// A status naming an active revision routes nothing: only the routing in the cluster does.
-	if err := c.Create(ctx, mi); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Delete(context.Background(), mi) })
 	mi.Status = meshv1alpha1.MeshInstallStatus{ActiveRevision: stableRev, Version: "1.31.4"}
 	if err := c.Status().Update(ctx, mi); err != nil {
 		t.Fatal(err)
@@ -120,6 +126,7 @@ func TestRevisionSourceFollowsTheCluster(t *testing.T) {
 	}
 
 	routing := render.RoutingConfigMap(mi, revision.Routing{Tags: []string{"default", "prod"}, Active: stableRev, Canary: canaryRev, Weight: 50}.Data())
+	owned(t, mi, routing)
 	if err := c.Create(ctx, routing); err != nil {
 		t.Fatal(err)
 	}
@@ -164,4 +171,127 @@ func TestRevisionSourceFollowsTheCluster(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// owned gives obj mi's controller reference, as the operator does.
+func owned(t *testing.T, mi *meshv1alpha1.MeshInstall, obj client.Object) {
+	t.Helper()
+	if err := controllerutil.SetControllerReference(mi, obj, env.Scheme); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRevisionSourceBelievesOnlyTheMeshInstallsOwn forges what a tenant who
+// may only create ConfigMaps in their own namespace can: injection and
+// routing ConfigMaps with meshkeeper's labels, even with the MeshInstall's
+// controller reference copied, and an unowned one in the control plane
+// namespace. None of them changes what is injected.
+func TestRevisionSourceBelievesOnlyTheMeshInstallsOwn(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c := env.Client
+	mi := meshInstall("trusting", "1.31.4")
+	mi.Spec.Namespace = "istio-system-trust"
+	for _, ns := range []string{mi.Spec.Namespace, "tenant"} {
+		if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil && !apierrors.IsAlreadyExists(err) {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Create(ctx, mi); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Delete(context.Background(), mi) })
+	create := func(cm *corev1.ConfigMap) {
+		t.Helper()
+		if err := c.Create(ctx, cm); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Delete(context.Background(), cm) })
+	}
+	injection := func(rev, v, ns, image string) *corev1.ConfigMap {
+		r, err := render.NewRevision(rev, v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		objs, err := render.ControlPlane(mi, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range objs {
+			if cm, ok := o.(*corev1.ConfigMap); ok && cm.Labels[render.LabelInjectionConfig] == "true" {
+				cm.Namespace = ns
+				if image != "" {
+					cfg := map[string]any{}
+					if err := json.Unmarshal([]byte(cm.Data[render.InjectionConfigKey]), &cfg); err != nil {
+						t.Fatal(err)
+					}
+					cfg["proxyImage"] = image
+					raw, _ := json.Marshal(cfg)
+					cm.Data[render.InjectionConfigKey] = string(raw)
+				}
+				return cm
+			}
+		}
+		t.Fatalf("revision %s renders no injection ConfigMap", rev)
+		return nil
+	}
+	real := injection(stableRev, "1.31.4", mi.Spec.Namespace, "")
+	owned(t, mi, real)
+	create(real)
+	routing := render.RoutingConfigMap(mi, revision.Routing{Tags: []string{"default"}, Active: stableRev}.Data())
+	owned(t, mi, routing)
+	create(routing)
+
+	// The tenant's copies: the active revision with their image, another
+	// revision, and routing that sends the default tag to it, all with the
+	// MeshInstall's controller reference; and an unowned one beside the real ones.
+	for _, cm := range []*corev1.ConfigMap{
+		injection(stableRev, "1.31.4", "tenant", "evil/proxy:1"),
+		injection("1-30-0", "1.30.0", "tenant", "evil/proxy:2"),
+	} {
+		cm.Name += "-" + cm.Labels[render.LabelRevision] + "-forged"
+		owned(t, mi, cm)
+		create(cm)
+	}
+	forgedRouting := render.RoutingConfigMap(mi, revision.Routing{Tags: []string{"default", "evil"}, Active: "1-30-0"}.Data())
+	forgedRouting.Namespace = "tenant"
+	owned(t, mi, forgedRouting)
+	create(forgedRouting)
+	unowned := injection("1-30-8", "1.30.8", mi.Spec.Namespace, "evil/proxy:3")
+	unowned.Name += "-unowned"
+	create(unowned)
+
+	informers, err := cache.New(env.Config, cache.Options{Scheme: env.Scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	source, err := webhooks.NewRevisionSource(ctx, informers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = informers.Start(ctx) }()
+	if !informers.WaitForCacheSync(ctx) {
+		t.Fatal("cache did not sync")
+	}
+	testenv.Eventually(t, 10*time.Second, 20*time.Millisecond, "ready once loaded", func() error { return source.Ready(nil) })
+	w := webhooks.Workload{Namespace: "shop", Name: "app"}
+	testenv.Eventually(t, 10*time.Second, 20*time.Millisecond, "the real routing is served", func() error {
+		_, err := source.Resolve(webhooks.Target{Tag: "default"}, w)
+		return err
+	})
+	// Many reads: with two ConfigMaps claiming one revision, map order would decide.
+	for i := 0; i < 50; i++ {
+		cfg, err := source.Resolve(webhooks.Target{Tag: "default"}, w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.Revision != stableRev || strings.HasPrefix(cfg.ProxyImage, "evil/") {
+			t.Fatalf("the default tag resolves to revision %s with image %s, want %s with the real image", cfg.Revision, cfg.ProxyImage, stableRev)
+		}
+	}
+	for _, target := range []webhooks.Target{{Revision: "1-30-0"}, {Revision: "1-30-8"}, {Tag: "evil"}} {
+		if cfg, err := source.Resolve(target, w); err == nil {
+			t.Errorf("%+v resolves to a forged configuration (image %s)", target, cfg.ProxyImage)
+		}
+	}
 }
