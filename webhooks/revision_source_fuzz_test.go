@@ -9,6 +9,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -57,7 +58,7 @@ func FuzzRevisionSource(f *testing.F) {
 		routingData := map[string]string{"active": active, "canary": canary, "canaryWeight": weight, "tags": tags}
 		routing := render.RoutingConfigMap(&meshv1alpha1.MeshInstall{}, routingData)
 
-		s := &RevisionSource{reader: configMaps{good, injection, routing}}
+		s := &RevisionSource{reader: ownedConfigMaps(good, injection, routing)}
 		s.snapshot.Store(&snapshot{})
 		var loaded bool
 		callBounded(t, "loading the ConfigMaps", func() { loaded = s.rebuild(ctx) })
@@ -170,7 +171,28 @@ func renderedInjectionConfigMap(t testing.TB, name, v string) *corev1.ConfigMap 
 	return nil
 }
 
-// configMaps is a cache holding these ConfigMaps.
+// fuzzMeshInstall owns the ConfigMaps the fuzzer loads: the injector
+// believes only a MeshInstall's own ConfigMaps, in its namespace.
+var fuzzMeshInstall = &meshv1alpha1.MeshInstall{
+	ObjectMeta: metav1.ObjectMeta{Name: "mesh", UID: "fuzz-mesh-uid"},
+	Spec:       meshv1alpha1.MeshInstallSpec{Namespace: "istio-system"},
+}
+
+// ownedConfigMaps is a cache holding fuzzMeshInstall and these ConfigMaps,
+// moved to its namespace with its controller reference.
+func ownedConfigMaps(cms ...*corev1.ConfigMap) configMaps {
+	owner := true
+	for _, cm := range cms {
+		cm.Namespace = "istio-system"
+		cm.OwnerReferences = []metav1.OwnerReference{{
+			APIVersion: meshv1alpha1.GroupVersion.String(), Kind: "MeshInstall",
+			Name: fuzzMeshInstall.Name, UID: fuzzMeshInstall.UID, Controller: &owner,
+		}}
+	}
+	return configMaps(cms)
+}
+
+// configMaps is a cache holding fuzzMeshInstall and these ConfigMaps.
 type configMaps []*corev1.ConfigMap
 
 func (c configMaps) Get(_ context.Context, key client.ObjectKey, _ client.Object, _ ...client.GetOption) error {
@@ -178,6 +200,10 @@ func (c configMaps) Get(_ context.Context, key client.ObjectKey, _ client.Object
 }
 
 func (c configMaps) List(_ context.Context, list client.ObjectList, opts ...client.ListOption) error {
+	if mis, ok := list.(*meshv1alpha1.MeshInstallList); ok {
+		mis.Items = []meshv1alpha1.MeshInstall{*fuzzMeshInstall.DeepCopy()}
+		return nil
+	}
 	out, ok := list.(*corev1.ConfigMapList)
 	if !ok {
 		return fmt.Errorf("configMaps lists ConfigMaps, not %T", list)
