@@ -251,6 +251,10 @@ func (s *statusBuilder) dataPlane() metav1.Condition {
 	case s.inv.Uninjected > 0:
 		c.Status, c.Reason = metav1.ConditionFalse, meshv1alpha1.ReasonUninjectedPods
 		c.Message = fmt.Sprintf("%d pods should have a sidecar but have none; restart their workloads%s", s.inv.Uninjected, unmanaged)
+		if s.inv.Outdated > 0 {
+			// The outdated are still named: one problem does not hide the other.
+			c.Message += fmt.Sprintf("; %d pods run an older proxy or injection configuration%s", s.inv.Outdated, goneRevisions(s.inv.Gone))
+		}
 	case s.inv.Outdated > 0:
 		c.Status, c.Reason = metav1.ConditionFalse, meshv1alpha1.ReasonOutdatedPods
 		c.Message = fmt.Sprintf("%d pods run an older proxy or injection configuration; restart their workloads to update%s%s",

@@ -429,7 +429,7 @@ func TestANewMeshInstallIgnoresTheStampsOfTheOldOne(t *testing.T) {
 			return err
 		}
 		if target := d.Spec.Template.Annotations[meshv1alpha1.AnnotationRestartedFor]; !strings.HasPrefix(target, "1-31-4") {
-			return fmt.Errorf("web restarted for %q, want revision 1-31-4", target)
+			return fmt.Errorf("web restarted for %q, want revision 1-31-4; rollout %+v", target, getMI(t, mi.Name).Status.DataPlane.Rollout)
 		}
 		return nil
 	})
