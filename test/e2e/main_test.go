@@ -146,6 +146,7 @@ func newCluster(t *testing.T, nodes int) *env {
 	live[e] = true
 	liveMu.Unlock()
 	t.Cleanup(func() {
+		e.reportRestarts(t)
 		if t.Failed() {
 			e.printOperatorLog()
 			e.printIstiodLogs()
@@ -164,6 +165,29 @@ func newCluster(t *testing.T, nodes int) *env {
 		t.Fatal(err)
 	}
 	return e
+}
+
+// reportRestarts logs what the harness started again during the test, as
+// a kubelet would have: cluster components that exited, and operators that
+// exited on their own. An operator's exit other than a lost leadership
+// (which a stalled API server causes, and after which a replica exits by
+// design) is a crash, and fails the test.
+func (e *env) reportRestarts(t *testing.T) {
+	for _, r := range e.cluster.Restarts() {
+		t.Logf("cluster %s: %s", e.cluster.Name, r)
+	}
+	for _, o := range append([]*localcluster.Operator{e.operator}, e.replicas...) {
+		if o == nil {
+			continue
+		}
+		for _, exit := range o.Exits() {
+			if strings.Contains(exit.LastLog, "leader election lost") {
+				t.Logf("operator %s %s", o.Dir, exit)
+			} else {
+				t.Errorf("operator %s %s", o.Dir, exit)
+			}
+		}
+	}
 }
 
 func (e *env) teardown() {
