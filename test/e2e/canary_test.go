@@ -38,6 +38,7 @@ func workloadName(i int) string { return fmt.Sprintf("w-%02d", i) }
 // step, after first aborting a canary; pruning waits for the old revision to
 // be unused, and a completed Job's pod does not count.
 func TestCanaryUpgrade(t *testing.T) {
+	runsLong(t, 105*time.Second)
 	t.Parallel()
 	e := newEnv(t, 3)
 	ctx := context.Background()
