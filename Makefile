@@ -134,7 +134,7 @@ test-unit: k8s-tools ## Run the unit and envtest suites (no simulated cluster).
 .PHONY: test-e2e
 E2E_PARALLEL ?= 4
 test-e2e: k8s-tools ## Run the end-to-end suite on fresh simulated clusters, E2E_PARALLEL at a time (never cached: it builds the operator).
-	go test $(GO_TEST_FLAGS) -count=1 -v -parallel $(E2E_PARALLEL) -timeout 30m ./test/e2e/
+	E2E_PARALLEL=$(E2E_PARALLEL) go test $(GO_TEST_FLAGS) -count=1 -v -parallel 64 -timeout 30m ./test/e2e/
 
 .PHONY: e2e-stress
 e2e-stress: k8s-tools ## Run the e2e test(s) matching TEST N times (COPIES at once), stop at the first failure and name its artifacts, e.g. TEST=TestCanaryUpgrade N=20 COPIES=3.

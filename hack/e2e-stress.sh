@@ -24,13 +24,13 @@ pids=()
 # its clusters on SIGINT. Wait for them so none is left behind.
 trap 'kill -INT "${pids[@]}" 2>/dev/null; wait; exit 130' INT TERM
 
-echo "e2e-stress: $TEST, $N rounds of $COPIES, -parallel $PARALLEL; logs in $out, artifacts of failures in $E2E_ARTIFACTS_DIR"
+echo "e2e-stress: $TEST, $N rounds of $COPIES, E2E_PARALLEL $PARALLEL; logs in $out, artifacts of failures in $E2E_ARTIFACTS_DIR"
 total_start=$(date +%s)
 for ((i = 1; i <= N; i++)); do
 	start=$(date +%s)
 	pids=()
 	for ((c = 1; c <= COPIES; c++)); do
-		(cd "$root/test/e2e" && exec "$bin" -test.run "$TEST" -test.v -test.count 1 -test.parallel "$PARALLEL" -test.timeout 30m) \
+		(cd "$root/test/e2e" && E2E_PARALLEL=$PARALLEL exec "$bin" -test.run "$TEST" -test.v -test.count 1 -test.parallel 64 -test.timeout 30m) \
 			>"$out/run-$i-$c.log" 2>&1 &
 		pids+=($!)
 	done

@@ -8,8 +8,10 @@ package localcluster
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -58,6 +60,10 @@ type Cluster struct {
 	// Kubeconfig is the path of a kubeconfig for the cluster (admin).
 	Kubeconfig string
 	tools      Tools
+	// controllerManagerPort and schedulerPort are their secure ports.
+	controllerManagerPort, schedulerPort int
+	// supervisor restarts exited components (nil for an attached cluster).
+	supervisor *supervisor
 }
 
 // UniqueName returns a cluster name no other run on this machine uses.
@@ -65,21 +71,38 @@ func UniqueName(prefix string) string {
 	return prefix + "-" + strconv.Itoa(os.Getpid()) + "-" + strconv.FormatInt(time.Now().UnixNano()%100000, 10)
 }
 
-// creating serialises cluster creation: kwokctl picks its ports when it
-// creates a cluster, as the highest ones free at that moment, so two
-// creations at once, or one while another cluster's components have not
-// bound theirs yet, can pick the same ones.
+// creating serialises cluster creation on this process, so that clusters
+// do not all boot at once.
 var creating sync.Mutex
 
 // Create starts a cluster with the given number of kwok nodes; the
 // kubeconfig is written to dir (the user's ~/.kube/config is left alone).
 // Clusters may be created from several goroutines; they are made one at a time.
+//
+// Every component listens on a port the host picks, as for the operator:
+// kwokctl's own choice is the highest port free at that moment, which two
+// creations at once (two test processes: `make test` runs the unit and e2e
+// suites side by side) pick alike.
+//
+// The controller manager and the scheduler exit when the API server stalls
+// for 10 s (as on a busy 2-core machine running four clusters): an elected
+// one when it misses a lease renewal, a starting one when the API server is
+// not healthy in time. Nothing restarted them (no kubelet here), and the
+// cluster silently stopped creating ReplicaSets and scheduling pods for the
+// rest of the test. So they run without leader election (each is the
+// cluster's only instance: there is nothing to elect), and a supervisor
+// starts any component that exits again, as the kubelet would (Restarts
+// lists them).
 func Create(ctx context.Context, tools Tools, name, dir string, nodes int) (*Cluster, error) {
 	creating.Lock()
 	defer creating.Unlock()
 	c := &Cluster{Name: name, Kubeconfig: filepath.Join(dir, name+".kubeconfig"), tools: tools}
+	config, err := c.writeConfig(filepath.Join(dir, name+".kwokctl.yaml"))
+	if err != nil {
+		return nil, err
+	}
 	bin := func(n string) string { return filepath.Join(tools.K8sBin, n) }
-	_, err := c.kwokctl(ctx, "create", "cluster", "--name", name, "--runtime", "binary",
+	_, err = c.kwokctl(ctx, "create", "cluster", "--name", name, "--runtime", "binary", "--config", config,
 		"--kubeconfig", c.Kubeconfig, "--timeout", "2m",
 		"--etcd-binary", bin("etcd"),
 		"--kube-apiserver-binary", bin("kube-apiserver"),
@@ -96,16 +119,43 @@ func Create(ctx context.Context, tools Tools, name, dir string, nodes int) (*Clu
 		return nil, err
 	}
 	// kwokctl returns once the API server answers; the other components may
-	// still be starting, with ports the next creation would see as free.
+	// still be starting.
 	if err := c.waitComponents(ctx, nodes); err != nil {
 		_ = c.Delete()
 		return nil, err
 	}
+	c.supervise()
 	return c, nil
 }
 
-// waitComponents waits until the controller manager and the scheduler have
-// taken their leases (they serve by then) and kwok has made every node Ready.
+// writeConfig writes the cluster's kwokctl configuration to path: host
+// ports for every component, and no leader election (see Create).
+func (c *Cluster) writeConfig(path string) (string, error) {
+	ports, err := freePorts(6)
+	if err != nil {
+		return "", err
+	}
+	c.controllerManagerPort, c.schedulerPort = ports[4], ports[5]
+	noLeaderElection := func(component string) string {
+		return fmt.Sprintf("- name: %s\n  extraArgs:\n  - key: leader-elect\n    value: \"false\"\n", component)
+	}
+	config := fmt.Sprintf(`apiVersion: config.kwok.x-k8s.io/v1alpha1
+kind: KwokctlConfiguration
+options:
+  etcdPeerPort: %d
+  etcdPort: %d
+  kubeApiserverPort: %d
+  kwokControllerPort: %d
+  kubeControllerManagerPort: %d
+  kubeSchedulerPort: %d
+componentsPatches:
+%s%s`, ports[0], ports[1], ports[2], ports[3], ports[4], ports[5],
+		noLeaderElection("kube-controller-manager"), noLeaderElection("kube-scheduler"))
+	return path, os.WriteFile(path, []byte(config), 0o644)
+}
+
+// waitComponents waits until the controller manager and the scheduler
+// serve their health endpoints and kwok has made every node Ready.
 func (c *Cluster) waitComponents(ctx context.Context, nodes int) error {
 	cfg, err := c.RESTConfig()
 	if err != nil {
@@ -132,9 +182,9 @@ func (c *Cluster) waitComponents(ctx context.Context, nodes int) error {
 }
 
 func (c *Cluster) componentsNotUp(ctx context.Context, cs kubernetes.Interface, nodes int) string {
-	for _, lease := range []string{"kube-controller-manager", "kube-scheduler"} {
-		if _, err := cs.CoordinationV1().Leases("kube-system").Get(ctx, lease, metav1.GetOptions{}); err != nil {
-			return lease + " has no lease yet"
+	for component, port := range map[string]int{"kube-controller-manager": c.controllerManagerPort, "kube-scheduler": c.schedulerPort} {
+		if err := healthy(ctx, port); err != nil {
+			return component + " not healthy yet: " + err.Error()
 		}
 	}
 	list, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
@@ -155,6 +205,27 @@ func (c *Cluster) componentsNotUp(ctx context.Context, cs kubernetes.Interface, 
 	return ""
 }
 
+// healthy asks a component's /healthz on its secure port (kwokctl lets
+// anyone read it; the serving certificate is self-signed).
+func healthy(ctx context.Context, port int) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://127.0.0.1:"+strconv.Itoa(port)+"/healthz", nil)
+	if err != nil {
+		return err
+	}
+	insecure := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} //nolint:gosec // a health probe, not trust
+	resp, err := insecure.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("/healthz: %s", resp.Status)
+	}
+	return nil
+}
+
 // Attach returns a handle on a cluster created earlier (by the demo).
 func Attach(tools Tools, name, kubeconfig string) *Cluster {
 	return &Cluster{Name: name, Kubeconfig: kubeconfig, tools: tools}
@@ -162,6 +233,7 @@ func Attach(tools Tools, name, kubeconfig string) *Cluster {
 
 // Delete stops the cluster and removes its state.
 func (c *Cluster) Delete() error {
+	c.supervisor.stop()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	_, err := c.kwokctl(ctx, "delete", "cluster", "--name", c.Name, "--kubeconfig", c.Kubeconfig)

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -39,8 +40,13 @@ type Operator struct {
 
 	metrics metricsAccess
 
+	mu   sync.Mutex
+	args []string
 	cmd  *exec.Cmd
-	done chan struct{} // closed when the process has exited
+	done chan struct{} // closed when cmd has exited
+	// stopping is set by Stop and Kill: the exit is wanted, no restart.
+	stopping bool
+	exits    []Exit
 }
 
 // NewOperator picks free ports for an operator process.
@@ -59,16 +65,17 @@ func (o *Operator) LogPath() string { return filepath.Join(o.Dir, "operator.log"
 // WebhookURL is the base URL of its webhook server.
 func (o *Operator) WebhookURL() string { return "https://127.0.0.1:" + strconv.Itoa(o.WebhookPort) }
 
-// Start launches the operator and waits until it reports ready.
+// Start launches the operator and waits until it reports ready. From then
+// on, when the operator exits without being asked to (Stop, Kill), it is
+// started again after a second, as the kubelet restarts a pod's container:
+// an elected replica exits when a stalled API server makes it miss a lease
+// renewal, and a cluster's operator would otherwise be gone for the rest of
+// the test. Exits lists those exits.
 func (o *Operator) Start(ctx context.Context) error {
 	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
 		return err
 	}
 	metricsArgs, err := o.metrics.serve(o.InsecureMetrics, filepath.Join(o.Dir, "metrics-certs"))
-	if err != nil {
-		return err
-	}
-	logFile, err := os.OpenFile(o.LogPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
 	}
@@ -84,19 +91,84 @@ func (o *Operator) Start(ctx context.Context) error {
 		"--health-probe-bind-address", "127.0.0.1:" + strconv.Itoa(o.ProbePort),
 		"--zap-devel",
 	}, metricsArgs...)
-	args = append(args, o.ExtraArgs...)
-	o.cmd = exec.Command(o.Binary, args...)
-	o.cmd.Stdout, o.cmd.Stderr = logFile, logFile
+	o.mu.Lock()
+	o.args = append(args, o.ExtraArgs...)
+	o.stopping = false
+	err = o.launch()
+	o.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	return o.WaitReady(ctx, 2*time.Minute)
+}
+
+// restartDelay is how long an operator that exited on its own stays down.
+const restartDelay = time.Second
+
+// launch starts a process with o.args; o.mu is held.
+func (o *Operator) launch() error {
+	logFile, err := os.OpenFile(o.LogPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(o.Binary, o.args...)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
 	// Its own process group, so a demo's terminal Ctrl-C does not stop it.
-	o.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := o.cmd.Start(); err != nil {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
 		logFile.Close()
 		return err
 	}
 	done := make(chan struct{})
-	o.done = done
-	go func() { _ = o.cmd.Wait(); logFile.Close(); close(done) }()
-	return o.WaitReady(ctx, 2*time.Minute)
+	o.cmd, o.done = cmd, done
+	go func() {
+		_ = cmd.Wait()
+		logFile.Close()
+		close(done)
+		o.restartUnlessStopped(cmd)
+	}()
+	return nil
+}
+
+// restartUnlessStopped records an exit nobody asked for and starts the
+// operator again.
+func (o *Operator) restartUnlessStopped(cmd *exec.Cmd) {
+	o.mu.Lock()
+	if o.stopping || o.cmd != cmd {
+		o.mu.Unlock()
+		return
+	}
+	o.exits = append(o.exits, Exit{At: time.Now(), State: cmd.ProcessState.String(), LastLog: tail(o.LogPath(), 5)})
+	o.mu.Unlock()
+	time.Sleep(restartDelay)
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.stopping || o.cmd != cmd {
+		return
+	}
+	if err := o.launch(); err != nil {
+		o.exits = append(o.exits, Exit{At: time.Now(), State: "not restarted: " + err.Error()})
+	}
+}
+
+// Exit is an exit of the operator that neither Stop nor Kill asked for.
+type Exit struct {
+	At time.Time
+	// State is how it exited (exit status, signal).
+	State string
+	// LastLog is the end of its log: why it exited.
+	LastLog string
+}
+
+func (e Exit) String() string {
+	return fmt.Sprintf("exited on its own at %s (%s); its last lines:\n%s", e.At.UTC().Format("15:04:05"), e.State, e.LastLog)
+}
+
+// Exits are the exits nobody asked for, each followed by a restart.
+func (o *Operator) Exits() []Exit {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return append([]Exit(nil), o.exits...)
 }
 
 func (o *Operator) advertisedURL() string {
@@ -108,6 +180,8 @@ func (o *Operator) advertisedURL() string {
 
 // PID is the operator's process id (0 when not started).
 func (o *Operator) PID() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
 	if o.cmd == nil || o.cmd.Process == nil {
 		return 0
 	}
@@ -119,8 +193,8 @@ func (o *Operator) WaitReady(ctx context.Context, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	url := "http://127.0.0.1:" + strconv.Itoa(o.ProbePort) + "/readyz"
 	for time.Now().Before(deadline) {
-		if o.exited() {
-			return fmt.Errorf("operator exited (%s); see %s", o.cmd.ProcessState, o.LogPath())
+		if cmd, exited := o.current(); exited {
+			return fmt.Errorf("operator exited (%s); see %s", cmd.ProcessState, o.LogPath())
 		}
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		if resp, err := http.DefaultClient.Do(req); err == nil {
@@ -147,38 +221,60 @@ func (o *Operator) webhookServing() bool {
 	return true
 }
 
-// Kill stops the operator abruptly (SIGKILL), as a crash would.
+// Kill stops the operator abruptly (SIGKILL), as a crash would; it stays
+// down until Start.
 func (o *Operator) Kill() error {
-	if o.cmd == nil || o.exited() {
+	cmd, done := o.stop()
+	if cmd == nil {
 		return nil
 	}
-	_ = o.cmd.Process.Kill()
-	<-o.done
+	_ = cmd.Process.Kill()
+	<-done
 	return nil
 }
 
 // Stop stops the operator gracefully (SIGTERM) and reports an unclean exit.
 func (o *Operator) Stop() error {
-	if o.cmd == nil || o.exited() {
+	cmd, done := o.stop()
+	if cmd == nil {
 		return nil
 	}
-	_ = o.cmd.Process.Signal(syscall.SIGTERM)
+	_ = cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case <-o.done:
+	case <-done:
 	case <-time.After(45 * time.Second):
-		_ = o.cmd.Process.Kill()
-		<-o.done
+		_ = cmd.Process.Kill()
+		<-done
 		return fmt.Errorf("operator did not stop within 45s of SIGTERM; killed")
 	}
-	if !o.cmd.ProcessState.Success() {
-		return fmt.Errorf("operator exited uncleanly on SIGTERM: %s; see %s", o.cmd.ProcessState, o.LogPath())
+	if !cmd.ProcessState.Success() {
+		return fmt.Errorf("operator exited uncleanly on SIGTERM: %s; see %s", cmd.ProcessState, o.LogPath())
 	}
 	return nil
 }
 
-func (o *Operator) exited() bool {
+// stop marks the operator as stopped on purpose (no restart) and returns
+// its running process; nil when none runs.
+func (o *Operator) stop() (*exec.Cmd, chan struct{}) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.stopping = true
+	if o.cmd == nil || closed(o.done) {
+		return nil, nil
+	}
+	return o.cmd, o.done
+}
+
+// current is the latest process and whether it has exited.
+func (o *Operator) current() (*exec.Cmd, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.cmd, o.cmd != nil && closed(o.done)
+}
+
+func closed(ch chan struct{}) bool {
 	select {
-	case <-o.done:
+	case <-ch:
 		return true
 	default:
 		return false

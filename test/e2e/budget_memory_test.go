@@ -26,6 +26,7 @@ const (
 // caches both trimmed to what it reads, so the difference must stay within
 // 100 MiB.
 func TestOperatorMemoryStaysFlatWithPods(t *testing.T) {
+	runsLong(t, 145*time.Second)
 	t.Parallel()
 	e := newEnv(t, 1)
 	ctx := context.Background()

@@ -29,6 +29,7 @@ const (
 // burst of 1,000 pod creations. Leader election is off, so every write
 // counted is the controllers' own.
 func TestQuietClusterCostsNoWrites(t *testing.T) {
+	runsLong(t, 150*time.Second)
 	t.Parallel()
 	// Plain HTTP metrics: authenticating a scrape costs the operator a
 	// TokenReview (a POST), which the write budgets would count.

@@ -36,8 +36,11 @@ func workloadName(i int) string { return fmt.Sprintf("w-%02d", i) }
 
 // TestCanaryUpgrade moves 20 workloads from one minor to the next, step by
 // step, after first aborting a canary; pruning waits for the old revision to
-// be unused, and a completed Job's pod does not count.
+// be unused, and a completed Job's pod does not count. istiod carries a
+// spec.overlays patch on every revision throughout, and a patch that does
+// not apply is refused (see overlays_test.go).
 func TestCanaryUpgrade(t *testing.T) {
+	runsLong(t, 105*time.Second)
 	t.Parallel()
 	e := newEnv(t, 3)
 	ctx := context.Background()
@@ -52,6 +55,7 @@ func TestCanaryUpgrade(t *testing.T) {
 		},
 		InactiveRevisionDeletionGracePeriod: &metav1.Duration{Duration: pruneGrace},
 	}
+	mi.Spec.Overlays = istiodOverlay()
 	name := mi.Name
 	want := proxyWant{trustDomain: "cluster.local", strictMTLS: true}
 	// One workload the 10% step moves to the canary and one it leaves,
@@ -77,7 +81,11 @@ func TestCanaryUpgrade(t *testing.T) {
 			if got := e.waitReady(t, name, installTimeout); got.Status.ActiveRevision != stableRev {
 				t.Fatalf("active revision %q, want %s", got.Status.ActiveRevision, stableRev)
 			}
+			e.checkOverlaid(t, stableRev)
 			stableIstiod = e.startIstiod(t, stableRev)
+		}},
+		{"an overlay that does not apply is refused with the webhook's message, and nothing changes", func(t *testing.T) {
+			e.checkBadOverlayRefused(t, name, stableRev)
 		}},
 		{"20 workloads and a Job are injected by the stable revision", func(t *testing.T) {
 			e.ensureNamespace(t, appsNS, map[string]string{"istio-injection": "enabled"})
@@ -128,6 +136,7 @@ func TestCanaryUpgrade(t *testing.T) {
 			e.waitAssignment(t, expectedAt(10))
 			e.restartAll(t) // restarted pods keep their side
 			e.waitAssignment(t, expectedAt(10))
+			e.checkOverlaid(t, stableRev, canaryRev)
 		}},
 		{"a canary-assigned pod is served by the canary's real istiod, the others by the stable one", func(t *testing.T) {
 			e.startIstiod(t, canaryRev)
@@ -169,6 +178,7 @@ func TestCanaryUpgrade(t *testing.T) {
 			if got.Status.Version != canaryVer || len(got.Status.Revisions) != 1 {
 				t.Errorf("status = %+v", got.Status)
 			}
+			e.checkOverlaid(t, canaryRev)
 		}},
 		{"after pruning no pod points at the removed revision, and a moved pod works with the new istiod", func(t *testing.T) {
 			e.stopIstiod(stableIstiod) // its Deployment is gone

@@ -24,6 +24,7 @@ import (
 // TestMeshLifecycle is one user's story, step by step; each step builds on
 // the previous one, so the first failure stops the story.
 func TestMeshLifecycle(t *testing.T) {
+	runsLong(t, 85*time.Second)
 	t.Parallel()
 	// Short-lived serving certificates: they rotate every 20s during the whole story.
 	e := newEnv(t, 2, "--webhook-cert-validity=30s")

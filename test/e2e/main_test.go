@@ -3,11 +3,9 @@
 // nodes, and the operator as a process on the host. Every test gets a fresh
 // cluster with a unique name, deleted when the test ends, also on failure or
 // Ctrl-C, and runs in parallel with the others (they mostly wait on their
-// clusters; `make test-e2e` runs E2E_PARALLEL at a time). Parallel tests
-// start in the order go test meets them, file by file in name order: the
-// longest tests (the write and memory budgets, minutes of steady state) live
-// in budget_*_test.go so that they start first and the suite's wall time is
-// not their length added to everyone else's. A failed test keeps its
+// clusters): E2E_PARALLEL clusters at a time, the longest tests first (see
+// clusterSlots), so that the suite's wall time is not their length added to
+// everyone else's. A failed test keeps its
 // cluster's logs and a dump of the objects involved in a folder it prints,
 // under E2E_ARTIFACTS_DIR (see saveArtifacts).
 package e2e
@@ -112,6 +110,7 @@ func newEnvWith(t *testing.T, nodes int, configure func(*localcluster.Operator))
 	t.Helper()
 	ctx := context.Background()
 	dir := filepath.Join(workDir, strings.ReplaceAll(t.Name(), "/", "_"))
+	clusterSlots.acquire(t) // before the clock starts: newCluster would wait for it
 	start := time.Now()
 	e := newCluster(t, nodes)
 	cluster := e.cluster
@@ -137,6 +136,7 @@ func newEnvWith(t *testing.T, nodes int, configure func(*localcluster.Operator))
 // without the operator or its CRD, and deletes it when the test ends.
 func newCluster(t *testing.T, nodes int) *env {
 	t.Helper()
+	clusterSlots.acquire(t)
 	cluster, err := localcluster.Create(context.Background(), tools, localcluster.UniqueName("mk-e2e"), workDir, nodes)
 	if err != nil {
 		t.Fatal(err)
@@ -146,6 +146,7 @@ func newCluster(t *testing.T, nodes int) *env {
 	live[e] = true
 	liveMu.Unlock()
 	t.Cleanup(func() {
+		e.reportRestarts(t)
 		if t.Failed() {
 			e.printOperatorLog()
 			e.printIstiodLogs()
@@ -164,6 +165,29 @@ func newCluster(t *testing.T, nodes int) *env {
 		t.Fatal(err)
 	}
 	return e
+}
+
+// reportRestarts logs what the harness started again during the test, as
+// a kubelet would have: cluster components that exited, and operators that
+// exited on their own. An operator's exit other than a lost leadership
+// (which a stalled API server causes, and after which a replica exits by
+// design) is a crash, and fails the test.
+func (e *env) reportRestarts(t *testing.T) {
+	for _, r := range e.cluster.Restarts() {
+		t.Logf("cluster %s: %s", e.cluster.Name, r)
+	}
+	for _, o := range append([]*localcluster.Operator{e.operator}, e.replicas...) {
+		if o == nil {
+			continue
+		}
+		for _, exit := range o.Exits() {
+			if strings.Contains(exit.LastLog, "leader election lost") {
+				t.Logf("operator %s %s", o.Dir, exit)
+			} else {
+				t.Errorf("operator %s %s", o.Dir, exit)
+			}
+		}
+	}
 }
 
 func (e *env) teardown() {

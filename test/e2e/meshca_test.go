@@ -38,6 +38,7 @@ const caPoll = 90 * time.Second
 // operator started, and the issuer after the MeshInstall; each step builds
 // on the previous one.
 func TestMeshCAFromCertManager(t *testing.T) {
+	runsLong(t, 90*time.Second)
 	t.Parallel()
 	e := newEnv(t, 1)
 	ctx := context.Background()

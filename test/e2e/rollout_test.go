@@ -170,6 +170,7 @@ func (e *env) waitPodsOn(t *testing.T, namespace string, apps []string, want str
 // most 3 at a time, each once, also across an operator crash; an opted-out
 // workload and a bare pod are left alone and reported.
 func TestInPlaceUpgradeRollsTheDataPlane(t *testing.T) {
+	runsLong(t, 70*time.Second)
 	t.Parallel()
 	e := newEnv(t, 3)
 	ctx := context.Background()
@@ -400,6 +401,7 @@ func TestLeakedPodsAreRepaired(t *testing.T) {
 // an abort moves them back, and a canary run to the end moves everything
 // and prunes the old revision, with no manual restart.
 func TestCanaryStepsMoveTheirWorkloads(t *testing.T) {
+	runsLong(t, 100*time.Second)
 	t.Parallel()
 	e := newEnv(t, 3)
 	ctx := context.Background()

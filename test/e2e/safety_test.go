@@ -40,6 +40,7 @@ func unschedulable(mi *meshv1alpha1.MeshInstall) {
 // revision's istiod is deleted by hand: no revision may be pruned while in
 // use, and the end state is that of an uninterrupted canary.
 func TestCanaryNeverRoutesToAnIstiodThatCannotServe(t *testing.T) {
+	runsLong(t, 140*time.Second)
 	t.Parallel()
 	e := newEnv(t, 3)
 	ctx := context.Background()
