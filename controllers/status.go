@@ -250,7 +250,7 @@ func (s *statusBuilder) dataPlane() metav1.Condition {
 		c.Status, c.Reason, c.Message = metav1.ConditionUnknown, meshv1alpha1.ReasonInventoryUnavailable, "pods could not be listed"
 	case s.inv.Uninjected > 0:
 		c.Status, c.Reason = metav1.ConditionFalse, meshv1alpha1.ReasonUninjectedPods
-		c.Message = fmt.Sprintf("%d pods should have a sidecar but have none; restart their workloads%s", s.inv.Uninjected, unmanaged)
+		c.Message = fmt.Sprintf("%d pods should have a sidecar but have none; restart their workloads%s%s", s.inv.Uninjected, unmanaged, goneRevisions(s.inv.Gone))
 	case s.inv.Outdated > 0:
 		c.Status, c.Reason = metav1.ConditionFalse, meshv1alpha1.ReasonOutdatedPods
 		c.Message = fmt.Sprintf("%d pods run an older proxy or injection configuration; restart their workloads to update%s%s",
