@@ -99,7 +99,7 @@ func TestATenantCannotSteerTheMesh(t *testing.T) {
 	// What a tenant can put on its objects: every label, and the MeshInstall's
 	// controller reference (as if its UID had leaked).
 	forged := func(name, rev, v string, extra map[string]string) metav1.ObjectMeta {
-		labels := map[string]string{"app.kubernetes.io/managed-by": "meshkeeper", render.LabelMeshInstall: mi.Name,
+		labels := map[string]string{render.LabelManagedBy: render.ManagedBy, render.LabelMeshInstall: mi.Name,
 			render.LabelRevision: rev, render.LabelVersion: v}
 		for k, val := range extra {
 			labels[k] = val
@@ -122,12 +122,25 @@ func TestATenantCannotSteerTheMesh(t *testing.T) {
 	forgedRouting.ObjectMeta = forged(render.RoutingConfigMapName, "", "", forgedRouting.Labels)
 	delete(forgedRouting.Labels, render.LabelRevision)
 	objects := []client.Object{
-		&corev1.ConfigMap{ObjectMeta: forged(real.Name, active, mi.Spec.Version, injection), Data: withImage(active, "evil/proxy:1")},
 		&corev1.ConfigMap{ObjectMeta: forged(real.Name+"-1-30-0", "1-30-0", "1.30.0", injection), Data: withImage("1-30-0", "evil/proxy:2")},
-		forgedRouting,
 		&appsv1.Deployment{ObjectMeta: forged(render.IstiodName("1-30-0"), "1-30-0", "1.30.0", nil),
 			Spec: appsv1.DeploymentSpec{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "forged"}},
 				Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "forged"}}, Spec: podSpec()}}},
+	}
+	// Several copies each of the active revision's configuration and of the
+	// routing: were they believed, the real ones would rarely win. These
+	// carry only the labels the injector reads (and meshkeeper's cache
+	// selects), not the MeshInstall's (which would have the operator prune
+	// them, as its own).
+	for i := range 4 {
+		objects = append(objects, &corev1.ConfigMap{
+			ObjectMeta: metav1.ObjectMeta{Namespace: tenantNS, Name: fmt.Sprintf("%s-%d", real.Name, i),
+				Labels: map[string]string{render.LabelManagedBy: render.ManagedBy, render.LabelInjectionConfig: "true", render.LabelRevision: active}},
+			Data: withImage(active, "evil/proxy:1")})
+		objects = append(objects, &corev1.ConfigMap{
+			ObjectMeta: metav1.ObjectMeta{Namespace: tenantNS, Name: fmt.Sprintf("%s-%d", render.RoutingConfigMapName, i),
+				Labels: map[string]string{render.LabelManagedBy: render.ManagedBy, render.LabelRouting: "true"}},
+			Data: forgedRouting.Data})
 	}
 	// Pending for good (no node matches), stamped by a revision that does not exist.
 	for i := range 15 {
