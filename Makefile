@@ -210,8 +210,9 @@ deploy: manifests kustomize ## Deploy the operator to the current cluster.
 	$(KUSTOMIZE) build config/default | kubectl apply --server-side -f -
 
 .PHONY: undeploy
-undeploy: kustomize ## Remove the operator from the current cluster.
-	$(KUSTOMIZE) build config/default | kubectl delete --ignore-not-found -f -
+undeploy: kustomize ## Remove the operator from the current cluster (its namespace is kept: see config/undeploy).
+	$(KUSTOMIZE) build config/undeploy | kubectl delete --ignore-not-found -f -
+	@echo "namespace meshkeeper-system is kept: meshkeeper never deletes a namespace that may hold what it did not make"
 
 ##@ Tools (cached in ~/.cache/meshkeeper or MESHKEEPER_TOOLS_DIR; compiler output in its logs/)
 

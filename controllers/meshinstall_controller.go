@@ -75,9 +75,10 @@ type MeshInstallReconciler struct {
 // Owner references with blockOwnerDeletion need update on the owner's
 // finalizers where the OwnerReferencesPermissionEnforcement admission plugin runs (OpenShift).
 // +kubebuilder:rbac:groups=mesh.meshkeeper.dev,resources=meshinstalls/finalizers,verbs=update
-// Namespaces: the control plane's and gateways' are created and, with the
-// MeshInstall, deleted; every namespace's labels select injection.
-// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch;create;patch;delete
+// Namespaces: the control plane's and gateways' are created, and labelled
+// (patch); never deleted, since they may hold users' objects. Every
+// namespace's labels select injection.
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch;create;patch
 // The control plane and gateways: istiod's mesh and injection ConfigMaps,
 // Services, ServiceAccounts, Deployments, PodDisruptionBudgets and HPAs.
 // +kubebuilder:rbac:groups="",resources=configmaps;services;serviceaccounts,verbs=get;list;watch;create;patch;delete
@@ -168,7 +169,7 @@ func (r *MeshInstallReconciler) reconcileNormal(ctx context.Context, mi *meshv1a
 	if err := r.checkSingleton(ctx, mi); err != nil {
 		return ctrl.Result{}, classify(st, err)
 	}
-	if err := checkMeshNamespaces(mi, r.MeshNamespaces); err != nil {
+	if err := checkMeshNamespaces(mi, r.MeshNamespaces, r.OperatorNamespace); err != nil {
 		return ctrl.Result{}, classify(st, err)
 	}
 	obs, err := r.observe(ctx, mi)
@@ -307,19 +308,23 @@ func (r *MeshInstallReconciler) checkSingleton(ctx context.Context, mi *meshv1al
 }
 
 // checkMeshNamespaces refuses a MeshInstall that puts its control plane
-// or a gateway in a namespace the operator does not manage meshes in.
-func checkMeshNamespaces(mi *meshv1alpha1.MeshInstall, managed []string) error {
+// or a gateway in a namespace the operator does not manage meshes in, or
+// in the operator's own (removed with the operator by make undeploy).
+func checkMeshNamespaces(mi *meshv1alpha1.MeshInstall, managed []string, operatorNamespace string) error {
 	for i, ns := range ownership.Namespaces(mi) {
-		if slices.Contains(managed, ns) {
-			continue
-		}
 		field := "spec.namespace"
 		if i > 0 {
 			field = "spec.gateways[].namespace"
 		}
-		return &revision.Refusal{Reason: meshv1alpha1.ReasonNamespaceNotManaged, Message: fmt.Sprintf(
-			"%s: namespace %s is not one the operator manages meshes in (its --mesh-namespaces flag: %s); "+
-				"choose one of those, or add it to the flag", field, ns, strings.Join(managed, ", "))}
+		switch {
+		case ns == operatorNamespace:
+			return &revision.Refusal{Reason: meshv1alpha1.ReasonNamespaceNotManaged, Message: fmt.Sprintf(
+				"%s: namespace %s is the operator's own; the mesh needs a namespace of its own", field, ns)}
+		case !slices.Contains(managed, ns):
+			return &revision.Refusal{Reason: meshv1alpha1.ReasonNamespaceNotManaged, Message: fmt.Sprintf(
+				"%s: namespace %s is not one the operator manages meshes in (its --mesh-namespaces flag: %s); "+
+					"choose one of those, or add it to the flag", field, ns, strings.Join(managed, ", "))}
+		}
 	}
 	return nil
 }

@@ -32,7 +32,12 @@ const takeoverRetry = time.Minute
 // applied and not cached yet is read once and found to be its own.
 func (r *MeshInstallReconciler) observeExisting(ctx context.Context, mi *meshv1alpha1.MeshInstall, d *desired, obs *observation) (map[objectKey]*metav1.PartialObjectMetadata, error) {
 	keys := map[objectKey]bool{{gvk: injectorGVK, name: webhookconfig.InjectorName}: true}
-	for _, o := range slices.Concat(d.base, d.certificateAuthority, slices.Concat(d.revisions...), d.shared) {
+	candidates := slices.Concat(d.base, slices.Concat(d.revisions...), d.shared)
+	if obs.ca.Certificate == nil {
+		// The mesh CA's Certificate is observed apart (observeCertificateAuthority): ours when it is there.
+		candidates = append(candidates, d.certificateAuthority...)
+	}
+	for _, o := range candidates {
 		switch o.GetObjectKind().GroupVersionKind().Kind {
 		case "Namespace", "CustomResourceDefinition":
 			// Namespaces: namespacesToApply takes none over. CRDs are Istio's, shared by every install.
