@@ -81,7 +81,7 @@ func keep(m map[string]string, keys []string) map[string]string {
 	for _, k := range keys {
 		if v, ok := m[k]; ok {
 			if out == nil {
-				out = make(map[string]string, len(keys))
+				out = map[string]string{}
 			}
 			out[k] = v
 		}

@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -47,6 +48,36 @@ func outdatedWorkload(t *testing.T, ns string, d *appsv1.Deployment) {
 	}
 }
 
+// outdatedStatefulSet creates a rolled-out StatefulSet in ns whose one pod
+// an older configuration of the default revision injected.
+func outdatedStatefulSet(t *testing.T, ns, name string, replicas int32) {
+	t.Helper()
+	ctx := context.Background()
+	s := &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: appsv1.StatefulSetSpec{
+		Replicas: ptr.To(replicas), Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": name}},
+		Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": name}},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "nginx"}}}}}}
+	if err := env.Client.Create(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	s.Status = appsv1.StatefulSetStatus{ObservedGeneration: s.Generation, Replicas: replicas, ReadyReplicas: replicas, UpdatedReplicas: replicas,
+		AvailableReplicas: replicas, CurrentRevision: name + "-1", UpdateRevision: name + "-1"}
+	if err := env.Client.Status().Update(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name + "-0", GenerateName: name + "-",
+			Labels: map[string]string{"app": name, PodRevisionLabel: render.DefaultRevision},
+			Annotations: map[string]string{"sidecar.istio.io/status": "{}", "mesh.meshkeeper.dev/revision": render.DefaultRevision,
+				"mesh.meshkeeper.dev/config-hash": "0000", "mesh.meshkeeper.dev/proxy-version": "1.31.4"},
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "StatefulSet", Name: name, UID: s.UID, Controller: ptr.To(true)}}},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "nginx"}}},
+	}
+	if err := env.Client.Create(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func restartedFor(t *testing.T, ns, name string) string {
 	t.Helper()
 	d := &appsv1.Deployment{}
@@ -54,6 +85,15 @@ func restartedFor(t *testing.T, ns, name string) string {
 		t.Fatal(err)
 	}
 	return d.Spec.Template.Annotations[meshv1alpha1.AnnotationRestartedFor]
+}
+
+func statefulSetRestartedFor(t *testing.T, ns, name string) string {
+	t.Helper()
+	s := &appsv1.StatefulSet{}
+	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, s); err != nil {
+		t.Fatal(err)
+	}
+	return s.Spec.Template.Annotations[meshv1alpha1.AnnotationRestartedFor]
 }
 
 func TestAutomaticRolloutReportsRestartsThatWouldStopEveryPod(t *testing.T) {
@@ -74,6 +114,7 @@ func TestAutomaticRolloutReportsRestartsThatWouldStopEveryPod(t *testing.T) {
 	// progress forever and hold the rollout's slots in later tests.
 	t.Cleanup(func() {
 		_ = env.Client.DeleteAllOf(context.Background(), &appsv1.Deployment{}, client.InNamespace(ns))
+		_ = env.Client.DeleteAllOf(context.Background(), &appsv1.StatefulSet{}, client.InNamespace(ns))
 		_ = env.Client.DeleteAllOf(context.Background(), &corev1.Pod{}, client.InNamespace(ns), client.GracePeriodSeconds(0))
 	})
 	recreate := func(name string, annotations map[string]string) *appsv1.Deployment {
@@ -87,8 +128,13 @@ func TestAutomaticRolloutReportsRestartsThatWouldStopEveryPod(t *testing.T) {
 	outdatedWorkload(t, ns, allUnavailable)
 	outdatedWorkload(t, ns, recreate("recreate-allowed", map[string]string{meshv1alpha1.AnnotationRestart: meshv1alpha1.RestartAllow}))
 	outdatedWorkload(t, ns, &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "rolling"}, Spec: appsv1.DeploymentSpec{Replicas: ptr.To[int32](2)}})
+	outdatedStatefulSet(t, ns, "single", 1)
+	outdatedStatefulSet(t, ns, "pair", 2)
 
 	eventually(t, timeout, "the rolling and the opted-in Deployments restarted", func() error {
+		if statefulSetRestartedFor(t, ns, "pair") == "" {
+			return errors.New("StatefulSet pair not restarted")
+		}
 		for _, name := range []string{"rolling", "recreate-allowed"} {
 			if restartedFor(t, ns, name) == "" {
 				return fmt.Errorf("%s not restarted; data plane %+v, rollout %+v", name, getMI(t, mi.Name).Status.DataPlane, getMI(t, mi.Name).Status.DataPlane.Rollout)
@@ -99,19 +145,15 @@ func TestAutomaticRolloutReportsRestartsThatWouldStopEveryPod(t *testing.T) {
 	want := []string{
 		"Deployment " + ns + "/all-unavailable (its rolling update may stop every replica (maxUnavailable); annotate mesh.meshkeeper.dev/restart=allow to allow it)",
 		"Deployment " + ns + "/recreate (Recreate strategy: a restart stops every pod first; annotate mesh.meshkeeper.dev/restart=allow to allow it)",
+		"StatefulSet " + ns + "/single (a single replica: a restart stops it; annotate mesh.meshkeeper.dev/restart=allow to allow it)",
 	}
-	eventually(t, timeout, "the Recreate and all-unavailable Deployments reported", func() error {
+	eventually(t, timeout, "the Recreate and all-unavailable Deployments and the single-replica StatefulSet reported", func() error {
 		ro := getMI(t, mi.Name).Status.DataPlane.Rollout
 		if ro == nil {
-			return fmt.Errorf("no rollout status")
+			return errors.New("no rollout status")
 		}
-		// Other tests of the suite leave pods in other namespaces behind.
-		var ours []string
-		for _, entry := range ro.NeedsManualAction {
-			if strings.Contains(entry, " "+ns+"/") {
-				ours = append(ours, entry)
-			}
-		}
+		// Other tests' pods of this shared API server are listed too.
+		ours := slices.DeleteFunc(slices.Clone(ro.NeedsManualAction), func(s string) bool { return !strings.Contains(s, " "+ns+"/") })
 		if !slices.Equal(ours, want) {
 			return fmt.Errorf("rollout status %+v", ro)
 		}
@@ -121,5 +163,8 @@ func TestAutomaticRolloutReportsRestartsThatWouldStopEveryPod(t *testing.T) {
 		if got := restartedFor(t, ns, name); got != "" {
 			t.Errorf("%s was restarted (for %s): a restart stops all of its pods at once", name, got)
 		}
+	}
+	if got := statefulSetRestartedFor(t, ns, "single"); got != "" {
+		t.Errorf("the single-replica StatefulSet was restarted (for %s)", got)
 	}
 }

@@ -28,7 +28,11 @@ import (
 
 // Bounds a hostile request must be answered within, by either webhook.
 const (
+	// hostileMaxTime bounds a refusal (they take milliseconds).
 	hostileMaxTime = 2 * time.Second
+	// servedMaxTime bounds a request served in full: a pod of 320,000
+	// labels is decoded and injected in ~0.5 s on a 2-core machine.
+	servedMaxTime = 5 * time.Second
 	// hostileMaxHeapGrowth bounds the heap one request may take while it
 	// is served: the per-request share of the memory limit (see Limits and
 	// config/manager). The worst is a pod of tiny labels up to
@@ -183,8 +187,12 @@ func TestWebhooksBoundHostileRequests(t *testing.T) {
 			if c.refused && !refusal(resp.StatusCode, answer) {
 				t.Errorf("HTTP %d %.200s: not refused", resp.StatusCode, answer)
 			}
-			if took > hostileMaxTime {
-				t.Errorf("answered in %s, want at most %s", took, hostileMaxTime)
+			limit := servedMaxTime
+			if c.refused {
+				limit = hostileMaxTime
+			}
+			if took > limit {
+				t.Errorf("answered in %s, want at most %s", took, limit)
 			}
 			if grown > hostileMaxHeapGrowth {
 				t.Errorf("the heap grew by %d MiB, want at most %d MiB", grown>>20, hostileMaxHeapGrowth>>20)

@@ -247,6 +247,14 @@ func TestInvalidSpecsAreRefusedNamingTheField(t *testing.T) {
 		{"unknown proxy variant", func(s map[string]any) { s["proxy"] = map[string]any{"variant": "alpine"} }, []string{"spec.proxy.variant", "Unsupported value"}},
 		{"unknown proxy pull policy", func(s map[string]any) { s["proxy"] = map[string]any{"imagePullPolicy": "Sometimes"} }, []string{"spec.proxy.imagePullPolicy", "Unsupported value"}},
 		{"pilot priority class not a name", func(s map[string]any) { s["pilot"] = map[string]any{"priorityClassName": "Critical!"} }, []string{"spec.pilot.priorityClassName"}},
+		{"overlay of a ClusterRole", func(s map[string]any) {
+			s["overlays"] = []any{map[string]any{"target": map[string]any{"kind": "ClusterRole", "name": "istiod-clusterrole-istio-system"},
+				"strategicMerge": map[string]any{"rules": []any{map[string]any{"apiGroups": []any{"*"}, "resources": []any{"*"}, "verbs": []any{"*"}}}}}}
+		}, []string{"spec.overlays[0].target.kind", "Unsupported value", `"ClusterRole"`}},
+		{"overlay of the validator's webhook configuration", func(s map[string]any) {
+			s["overlays"] = []any{map[string]any{"target": map[string]any{"kind": "ValidatingWebhookConfiguration", "name": "istio-validator-istio-system"},
+				"jsonPatch": []any{map[string]any{"op": "add", "path": "/webhooks/0/clientConfig/url", "value": "https://elsewhere.example.com"}}}}
+		}, []string{"spec.overlays[0].target.kind", "Unsupported value"}},
 	}
 	if len(cases) < 12 {
 		t.Fatalf("want at least 12 invalid specs, have %d", len(cases))

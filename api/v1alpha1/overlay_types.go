@@ -52,15 +52,16 @@ type Overlay struct {
 // OverlayTarget names a rendered object. Name is the name the object has in
 // the in-place (default) revision, which is Istio's name for it: istiod (its
 // Deployment, Service, ServiceAccount, HPA, PodDisruptionBudget), istio (the
-// mesh config ConfigMap), istiod-clusterrole-<namespace>,
-// istio-validator-<namespace>, a gateway's name. The same component of a
+// mesh config ConfigMap), a gateway's name. The same component of a
 // canary revision <rev> carries the revision after the component's name
-// (istiod-<rev>, istio-<rev>, istio-validator-<rev>-<namespace>), and the
+// (istiod-<rev>, istio-<rev>), and the
 // target matches it too: an overlay follows the control plane through
 // in-place and canary upgrades. Set revision to patch one revision only.
 type OverlayTarget struct {
-	// Kind of the object.
-	// +kubebuilder:validation:Enum=ServiceAccount;ClusterRole;ClusterRoleBinding;Role;RoleBinding;ConfigMap;Service;Deployment;HorizontalPodAutoscaler;PodDisruptionBudget;ValidatingWebhookConfiguration;PeerAuthentication
+	// Kind of the object. RBAC objects and webhook configurations cannot
+	// be patched: that would make writing a MeshInstall a way to grant
+	// permissions or redirect admission requests.
+	// +kubebuilder:validation:Enum=ServiceAccount;ConfigMap;Service;Deployment;HorizontalPodAutoscaler;PodDisruptionBudget;PeerAuthentication
 	Kind string `json:"kind"`
 
 	// Name of the object in the in-place revision (see the target's description).

@@ -89,11 +89,26 @@ func ApplyOverlays(overlays []meshv1alpha1.Overlay, objs []client.Object) ([]cli
 	return out, nil
 }
 
+// privilegedKinds are the kinds overlays may not patch: RBAC objects, whose
+// patch would grant istiod (and whoever holds its token) more than
+// meshkeeper renders, and webhook configurations, whose patch would send
+// the API server's admission requests elsewhere. Writing a MeshInstall
+// should not amount to cluster-admin.
+var privilegedKinds = map[string]bool{
+	"ClusterRole": true, "ClusterRoleBinding": true, "Role": true, "RoleBinding": true,
+	"MutatingWebhookConfiguration": true, "ValidatingWebhookConfiguration": true,
+}
+
 // applyOverlay patches, in objs, every object ov targets.
 func applyOverlay(path *field.Path, ov meshv1alpha1.Overlay, objs []client.Object, rendered map[string]bool, budget *growthBudget) *field.Error {
 	t := ov.Target
 	fail := func(format string, args ...any) *field.Error {
 		return field.Invalid(path, targetString(t), fmt.Sprintf(format, args...))
+	}
+	if privilegedKinds[t.Kind] {
+		return field.Forbidden(path.Child("target", "kind"), fmt.Sprintf("overlays may not patch a %s: RBAC objects and webhook "+
+			"configurations would let a MeshInstall grant permissions or redirect admission requests; "+
+			"grant istiod more with a Role and binding of your own for its ServiceAccount", t.Kind))
 	}
 	if err := validateJSONPatch(path.Child("jsonPatch"), ov.JSONPatch); err != nil {
 		return err

@@ -135,12 +135,11 @@ func TestApplyOverlaysTargets(t *testing.T) {
 	pinned.Target.Revision = "1-32-0"
 	gone := strategic("Deployment", "istiod", `{"metadata": {"annotations": {"example.com/gone": "yes"}}}`)
 	gone.Target.Revision = "1-30-8"
-	validator := strategic("ValidatingWebhookConfiguration", "istio-validator-istio-system", annotate)
 	mtls := strategic("PeerAuthentication", "default", `{"spec": {"portLevelMtls": {"8080": {"mode": "PERMISSIVE"}}}}`)
 	gateway := strategic("Service", "istio-ingressgateway", `{"spec": {"externalTrafficPolicy": "Local"}}`)
 	gateway.Target.Namespace = "istio-system"
 
-	got, err := ApplyOverlays([]meshv1alpha1.Overlay{pinned, gone, validator, mtls, gateway}, objs)
+	got, err := ApplyOverlays([]meshv1alpha1.Overlay{pinned, gone, mtls, gateway}, objs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,12 +150,6 @@ func TestApplyOverlaysTargets(t *testing.T) {
 	for _, o := range got {
 		if _, ok := o.GetAnnotations()["example.com/gone"]; ok {
 			t.Errorf("%s: patched by an overlay of a revision that is not rendered", objectString(o))
-		}
-		if o.GetObjectKind().GroupVersionKind().Kind == "ValidatingWebhookConfiguration" {
-			want := strings.HasPrefix(o.GetName(), "istio-validator-")
-			if patched(o) != want {
-				t.Errorf("%s: patched=%v, want %v (the validator of every revision, not the default validator)", o.GetName(), patched(o), want)
-			}
 		}
 	}
 	pa := find[*unstructured.Unstructured](t, got, PeerAuthenticationName)
@@ -245,6 +238,18 @@ func TestApplyOverlaysRefusals(t *testing.T) {
 		name:    "injection configuration",
 		overlay: strategic("ConfigMap", "meshkeeper-injector", `{"data": {"config.json": "{}"}}`),
 		want:    []string{"cannot patch ConfigMap istio-system/meshkeeper-injector", "injection configuration"},
+	}, {
+		name:    "ClusterRole",
+		overlay: jsonPatched("ClusterRole", "istiod-clusterrole-istio-system", jsonOp(meshv1alpha1.JSONPatchAdd, "/rules/-", `{"apiGroups":["*"],"resources":["*"],"verbs":["*"]}`)),
+		want:    []string{"spec.overlays[1].target.kind: Forbidden: overlays may not patch a ClusterRole"},
+	}, {
+		name:    "RoleBinding",
+		overlay: strategic("RoleBinding", "istiod", `{"subjects": [{"kind": "ServiceAccount", "name": "tenant", "namespace": "tenant"}]}`),
+		want:    []string{"spec.overlays[1].target.kind: Forbidden: overlays may not patch a RoleBinding"},
+	}, {
+		name:    "validator's URL",
+		overlay: jsonPatched("ValidatingWebhookConfiguration", "istio-validator-istio-system", jsonOp(meshv1alpha1.JSONPatchAdd, "/webhooks/0/clientConfig/url", `"https://elsewhere.example.com"`)),
+		want:    []string{"spec.overlays[1].target.kind: Forbidden: overlays may not patch a ValidatingWebhookConfiguration"},
 	}, {
 		name:    "missing in one revision",
 		overlay: strategic("HorizontalPodAutoscaler", "istiod", `{"spec": {"maxReplicas": 7}}`),

@@ -345,3 +345,37 @@ func sortedKeys(m map[key][]string) []key {
 	slices.SortFunc(keys, key.compare)
 	return keys
 }
+
+// TestMeshInstallWritersAreChosen checks that no role config/rbac ships
+// lets anyone write MeshInstalls by aggregation into the cluster's admin,
+// edit or view roles: writing one is cluster-admin-equivalent (it chooses
+// the images istiod and the proxies run), so it is granted on purpose.
+func TestMeshInstallWritersAreChosen(t *testing.T) {
+	objs, err := readDir(rbacDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writes := []string{"create", "update", "patch", "delete", "deletecollection", "*"}
+	for _, o := range objs {
+		r, ok := o.(*rbacv1.ClusterRole)
+		if !ok {
+			continue
+		}
+		var aggregated []string
+		for l, v := range r.Labels {
+			if strings.HasPrefix(l, "rbac.authorization.k8s.io/aggregate-to-") && v == "true" {
+				aggregated = append(aggregated, strings.TrimPrefix(l, "rbac.authorization.k8s.io/aggregate-to-"))
+			}
+		}
+		if len(aggregated) == 0 {
+			continue
+		}
+		for _, rule := range r.Rules {
+			if (slices.Contains(rule.APIGroups, "mesh.meshkeeper.dev") || slices.Contains(rule.APIGroups, "*")) &&
+				(slices.Contains(rule.Resources, "meshinstalls") || slices.Contains(rule.Resources, "*")) &&
+				slices.ContainsFunc(rule.Verbs, func(v string) bool { return slices.Contains(writes, v) }) {
+				t.Errorf("ClusterRole %s grants %v on MeshInstalls and is aggregated into %v: whoever holds those roles could run any image as istiod", r.Name, rule.Verbs, aggregated)
+			}
+		}
+	}
+}
