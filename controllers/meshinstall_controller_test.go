@@ -398,17 +398,14 @@ func istiodImage(t *testing.T, mi *meshv1alpha1.MeshInstall) (*appsv1.Deployment
 func TestInPlaceMinorUpgrade(t *testing.T) {
 	startManager(t, managerOpts{})
 	mi := createSample(t, nil) // 1.31.4
-	ctx := context.Background()
 	eventually(t, timeout, "installed", func() error { return allExist(expectedObjects(t, mi, render.DefaultRevision)) })
 	makeAvailable(t, mi.Spec.Namespace, render.IstiodName(render.DefaultRevision))
 	waitCondition(t, mi.Name, meshv1alpha1.ConditionReady, metav1.ConditionTrue, "")
 	before, _ := istiodImage(t, mi)
 
-	got := getMI(t, mi.Name)
-	got.Spec.Version = "1.32.0"
-	if err := env.Client.Update(ctx, got); err != nil {
-		t.Fatal(err)
-	}
+	updateMI(t, mi.Name, func(got *meshv1alpha1.MeshInstall) {
+		got.Spec.Version = "1.32.0"
+	})
 	eventually(t, timeout, "istiod rolled to 1.32.0", func() error {
 		_, img := istiodImage(t, mi)
 		if !strings.HasSuffix(img, ":1.32.0") {
@@ -439,7 +436,6 @@ func TestInPlaceMinorUpgrade(t *testing.T) {
 func TestRefusedUpgradeAppliesNothing(t *testing.T) {
 	startManager(t, managerOpts{})
 	mi := createSample(t, func(mi *meshv1alpha1.MeshInstall) { mi.Spec.Version = "1.30.8" })
-	ctx := context.Background()
 	eventually(t, timeout, "installed", func() error { return allExist(expectedObjects(t, mi, render.DefaultRevision)) })
 	makeAvailable(t, mi.Spec.Namespace, render.IstiodName(render.DefaultRevision))
 	waitCondition(t, mi.Name, meshv1alpha1.ConditionReady, metav1.ConditionTrue, "")
@@ -447,11 +443,9 @@ func TestRefusedUpgradeAppliesNothing(t *testing.T) {
 
 	// Without the validating webhook in front (this suite runs none), the
 	// reconciler is the last line: it refuses and applies nothing.
-	got := getMI(t, mi.Name)
-	got.Spec.Version = "1.32.0"
-	if err := env.Client.Update(ctx, got); err != nil {
-		t.Fatal(err)
-	}
+	updateMI(t, mi.Name, func(got *meshv1alpha1.MeshInstall) {
+		got.Spec.Version = "1.32.0"
+	})
 	waitCondition(t, mi.Name, meshv1alpha1.ConditionStalled, metav1.ConditionTrue, meshv1alpha1.ReasonVersionSkewTooLarge)
 	c := condition(t, mi.Name, meshv1alpha1.ConditionStalled)
 	if !strings.Contains(c.Message, "skips more than 1 minor version") {
@@ -477,11 +471,9 @@ func TestSuspendStopsAllWrites(t *testing.T) {
 	ctx := context.Background()
 	eventually(t, timeout, "installed", func() error { return allExist(expectedObjects(t, mi, render.DefaultRevision)) })
 
-	got := getMI(t, mi.Name)
-	got.Spec.Suspend = true
-	if err := env.Client.Update(ctx, got); err != nil {
-		t.Fatal(err)
-	}
+	updateMI(t, mi.Name, func(got *meshv1alpha1.MeshInstall) {
+		got.Spec.Suspend = true
+	})
 	waitCondition(t, mi.Name, meshv1alpha1.ConditionReconciling, metav1.ConditionFalse, meshv1alpha1.ReasonSuspended)
 	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: mi.Spec.Namespace, Name: render.MeshConfigMapName(render.DefaultRevision)}}
 	if err := env.Client.Delete(ctx, cm); err != nil {
@@ -492,11 +484,9 @@ func TestSuspendStopsAllWrites(t *testing.T) {
 		t.Fatalf("a suspended MeshInstall restored its ConfigMap (err=%v)", err)
 	}
 
-	got = getMI(t, mi.Name)
-	got.Spec.Suspend = false
-	if err := env.Client.Update(ctx, got); err != nil {
-		t.Fatal(err)
-	}
+	updateMI(t, mi.Name, func(got *meshv1alpha1.MeshInstall) {
+		got.Spec.Suspend = false
+	})
 	eventually(t, timeout, "resumed and restored", func() error {
 		return env.Client.Get(ctx, client.ObjectKeyFromObject(cm), &corev1.ConfigMap{})
 	})
@@ -505,21 +495,18 @@ func TestSuspendStopsAllWrites(t *testing.T) {
 func TestRemovedPartsArePruned(t *testing.T) {
 	startManager(t, managerOpts{})
 	mi := createSample(t, nil)
-	ctx := context.Background()
 	makeAvailable(t, mi.Spec.Namespace, render.IstiodName(render.DefaultRevision))
 	waitCondition(t, mi.Name, meshv1alpha1.ConditionReady, metav1.ConditionTrue, meshv1alpha1.ReasonReconcileSucceeded)
 	before := expectedObjects(t, mi, render.DefaultRevision)
 	before = append(before, gatewayDeployments(t, mi)...)
 	eventually(t, timeout, "installed with its gateway and mTLS policy", func() error { return allExist(before) })
 
-	got := getMI(t, mi.Name)
-	got.Spec.Gateways = nil // with the minimal profile: no gateway at all
-	got.Spec.Profile = meshv1alpha1.ProfileMinimal
-	got.Spec.Security.MTLS = ""
-	if err := env.Client.Update(ctx, got); err != nil {
-		t.Fatal(err)
-	}
-	after := expectedObjects(t, got, render.DefaultRevision)
+	updateMI(t, mi.Name, func(got *meshv1alpha1.MeshInstall) {
+		got.Spec.Gateways = nil // with the minimal profile: no gateway at all
+		got.Spec.Profile = meshv1alpha1.ProfileMinimal
+		got.Spec.Security.MTLS = ""
+	})
+	after := expectedObjects(t, getMI(t, mi.Name), render.DefaultRevision)
 	kept := map[objectKey]bool{}
 	for _, o := range after {
 		kept[keyOf(o)] = true
@@ -787,11 +774,9 @@ func TestAPassThatChangesNothingWritesNothing(t *testing.T) {
 	settled := w.settle(t, 2*time.Second)
 
 	for i := range 3 {
-		got := getMI(t, mi.Name)
-		got.Annotations = map[string]string{"example.com/touched": strconv.Itoa(i)}
-		if err := env.Client.Update(ctx, got); err != nil {
-			t.Fatal(err)
-		}
+		updateMI(t, mi.Name, func(got *meshv1alpha1.MeshInstall) {
+			got.Annotations = map[string]string{"example.com/touched": strconv.Itoa(i)}
+		})
 		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "churn-" + strconv.Itoa(i)},
 			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "nginx"}}}}
 		if err := env.Client.Create(ctx, p); err != nil {
@@ -908,11 +893,9 @@ func TestAPromotionHeldByAFailedObjectMovesNothing(t *testing.T) {
 	makeAvailable(t, ns, render.IstiodName("1-31-4"))
 	waitCondition(t, mi.Name, meshv1alpha1.ConditionReady, metav1.ConditionTrue, meshv1alpha1.ReasonReconcileSucceeded)
 
-	got := getMI(t, mi.Name)
-	got.Spec.Version = "1.32.0"
-	if err := env.Client.Update(ctx, got); err != nil {
-		t.Fatal(err)
-	}
+	updateMI(t, mi.Name, func(got *meshv1alpha1.MeshInstall) {
+		got.Spec.Version = "1.32.0"
+	})
 	eventually(t, timeout, "istiod of 1-32-0 applied", func() error {
 		return env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: render.IstiodName("1-32-0")}, &appsv1.Deployment{})
 	})

@@ -41,11 +41,9 @@ func TestAnOverlayThatStopsApplyingAppliesNothing(t *testing.T) {
 		t.Fatalf("istiod's pod annotation example.com/pinned = %q, want the overlay's 1.31.4", got)
 	}
 
-	got := getMI(t, mi.Name)
-	got.Spec.Version = "1.32.0"
-	if err := env.Client.Update(ctx, got); err != nil {
-		t.Fatal(err)
-	}
+	updateMI(t, mi.Name, func(got *meshv1alpha1.MeshInstall) {
+		got.Spec.Version = "1.32.0"
+	})
 	waitCondition(t, mi.Name, meshv1alpha1.ConditionStalled, metav1.ConditionTrue, meshv1alpha1.ReasonOverlayNotApplicable)
 	c := condition(t, mi.Name, meshv1alpha1.ConditionStalled)
 	for _, want := range []string{`spec.overlays[0]: Invalid value: "Deployment istiod"`, "cannot patch Deployment " + mi.Spec.Namespace + "/istiod"} {

@@ -43,11 +43,9 @@ func TestARevisionANamespaceSelectsIsNotPruned(t *testing.T) {
 	if err := env.Client.Create(ctx, holder); err != nil {
 		t.Fatal(err)
 	}
-	got := getMI(t, mi.Name)
-	got.Spec.Version = "1.32.0"
-	if err := env.Client.Update(ctx, got); err != nil {
-		t.Fatal(err)
-	}
+	updateMI(t, mi.Name, func(got *meshv1alpha1.MeshInstall) {
+		got.Spec.Version = "1.32.0"
+	})
 	eventually(t, timeout, "istiod of 1-32-0 applied", func() error {
 		return env.Client.Get(ctx, client.ObjectKey{Namespace: cp, Name: canary}, &appsv1.Deployment{})
 	})

@@ -60,11 +60,9 @@ func TestRevisionTagConfigurationsFollowTheSpec(t *testing.T) {
 	}
 	eventually(t, timeout, "default and prod configured", onActive(webhookconfig.DefaultTag, "prod"))
 
-	got := getMI(t, mi.Name)
-	got.Spec.RevisionTags = []string{"stable"}
-	if err := env.Client.Update(ctx, got); err != nil {
-		t.Fatal(err)
-	}
+	updateMI(t, mi.Name, func(got *meshv1alpha1.MeshInstall) {
+		got.Spec.RevisionTags = []string{"stable"}
+	})
 	eventually(t, timeout, "stable configured", onActive(webhookconfig.DefaultTag, "stable"))
 	eventually(t, timeout, "prod pruned", gone("prod"))
 
