@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
@@ -146,6 +147,15 @@ func node() *corev1.Node {
 			Addresses:  []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "172.18.0.4"}, {Type: corev1.NodeHostName, Address: "worker-17"}}}}
 }
 
+func namespaceMetadata() *metav1.PartialObjectMetadata {
+	return &metav1.PartialObjectMetadata{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Namespace"},
+		ObjectMeta: metav1.ObjectMeta{Name: "shop", UID: "2c4b1e7c-9a3f-2d4e-8b9c-1a7d6e5f4a3b", ResourceVersion: "123456789",
+			Labels:      map[string]string{"kubernetes.io/metadata.name": "shop", "istio.io/rev": "1-32-0", "team": "payments"},
+			Annotations: map[string]string{"scheduler.alpha.kubernetes.io/node-selector": "pool=apps"},
+			ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubectl", Operation: metav1.ManagedFieldsOperationApply,
+				FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:metadata":{"f:labels":{"f:istio.io/rev":{},"f:team":{}}}}`)}}}}}
+}
+
 // retainedBytes is the heap n decoded copies of obj hold once trim (nil:
 // none) has run on each: what an informer keeps per object, less its
 // store's index entry.
@@ -191,6 +201,7 @@ var cacheBudget = map[string]int{
 	"StatefulSet":              3 << 10,
 	"DaemonSet":                3 << 10,
 	"Node":                     1 << 10,
+	"Namespace":                2 << 10,
 }
 
 func TestCachedBytesPerObject(t *testing.T) {
@@ -207,6 +218,9 @@ func TestCachedBytesPerObject(t *testing.T) {
 		{"StatefulSet", appStatefulSet(), TrimWorkload, 2000},
 		{"DaemonSet", appDaemonSet(), TrimWorkload, 2000},
 		{"Node", node(), TrimNode, 2000},
+		// Metadata only, as the inventory watches them; whole but for managed
+		// fields (only cluster-wide roles may label a namespace).
+		{"Namespace", namespaceMetadata(), cache.TransformStripManagedFields(), 2000},
 	} {
 		t.Run(c.kind, func(t *testing.T) {
 			whole := retainedBytes(t, c.obj, nil, c.n)

@@ -195,7 +195,10 @@ func TestInPlaceUpgradeRollsTheDataPlane(t *testing.T) {
 		}
 		apps, want = append(apps, name), append(want, "Deployment "+ns+"/"+name)
 	}
-	for _, o := range []client.Object{statefulSet(ns, "db"), daemonSet(ns, "agent")} {
+	// A single-replica StatefulSet's restart stops it: meshkeeper restarts it only when opted in.
+	db := statefulSet(ns, "db")
+	db.Annotations = map[string]string{meshv1alpha1.AnnotationRestart: meshv1alpha1.RestartAllow}
+	for _, o := range []client.Object{db, daemonSet(ns, "agent")} {
 		if err := e.k8s.Create(ctx, o); err != nil {
 			t.Fatal(err)
 		}
