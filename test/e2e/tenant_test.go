@@ -207,3 +207,52 @@ func proxyImage(p *corev1.Pod) string {
 	}
 	return ""
 }
+
+// tenantBulk is how much a tenant labels like meshkeeper's objects in the
+// memory test: 48 ConfigMaps of 1000 KiB (under etcd's request limit).
+const (
+	tenantBulkObjects = 48
+	tenantBulkSize    = 1000 << 10
+	// tenantBulkBudget is what the operator's resident memory may grow by
+	// meanwhile (GC and allocator noise): far less than the 47 MiB a cache
+	// holding them would take.
+	tenantBulkBudget = 16 << 20
+)
+
+// TestATenantsLabelledObjectsAreNotHeldInMemory: ConfigMaps a tenant
+// labels like meshkeeper's, 47 MiB of them, do not grow the operator's
+// memory: its cache holds meshkeeper's objects only in the namespaces it
+// manages meshes in.
+func TestATenantsLabelledObjectsAreNotHeldInMemory(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 1)
+	ctx := context.Background()
+	mi := sample(t)
+	mi.Spec.Gateways = nil
+	mi.Spec.Profile = meshv1alpha1.ProfileMinimal // the control plane only
+	if err := e.k8s.Create(ctx, mi); err != nil {
+		t.Fatal(err)
+	}
+	e.waitReady(t, mi.Name, installTimeout)
+	tenant := e.tenantClient(t)
+	time.Sleep(5 * time.Second) // let start-up garbage be collected
+	before := e.rss(t)
+	for i := range tenantBulkObjects {
+		cm := &corev1.ConfigMap{
+			ObjectMeta: metav1.ObjectMeta{Namespace: tenantNS, Name: fmt.Sprintf("bulk-%02d", i),
+				Labels: map[string]string{render.LabelManagedBy: render.ManagedBy, render.LabelMeshInstall: mi.Name}},
+			Data: map[string]string{"blob": strings.Repeat(string(rune('a'+i%26)), tenantBulkSize)},
+		}
+		if err := tenant.Create(ctx, cm); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(10 * time.Second)
+	after := e.rss(t)
+	t.Logf("operator resident memory: %.1f MiB before, %.1f MiB after a tenant created %d labelled ConfigMaps of %d KiB (+%.1f MiB, budget %d MiB)",
+		mib(before), mib(after), tenantBulkObjects, tenantBulkSize>>10, mib(after-before), tenantBulkBudget>>20)
+	if after-before > tenantBulkBudget {
+		t.Errorf("the operator grew by %.1f MiB for a tenant's labelled ConfigMaps; budget %d MiB", mib(after-before), tenantBulkBudget>>20)
+	}
+	e.waitReady(t, mi.Name, 10*time.Second)
+}
