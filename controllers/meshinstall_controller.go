@@ -6,8 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -169,7 +167,7 @@ func (r *MeshInstallReconciler) reconcileNormal(ctx context.Context, mi *meshv1a
 	if err := r.checkSingleton(ctx, mi); err != nil {
 		return ctrl.Result{}, classify(st, err)
 	}
-	if err := checkMeshNamespaces(mi, r.MeshNamespaces, r.OperatorNamespace); err != nil {
+	if err := ownership.CheckNamespaces(mi, r.MeshNamespaces, r.OperatorNamespace); err != nil {
 		return ctrl.Result{}, classify(st, err)
 	}
 	obs, err := r.observe(ctx, mi)
@@ -302,28 +300,6 @@ func (r *MeshInstallReconciler) checkSingleton(ctx context.Context, mi *meshv1al
 			(o.CreationTimestamp.Equal(&mi.CreationTimestamp) && o.Name < mi.Name) {
 			return &revision.Refusal{Reason: meshv1alpha1.ReasonNamespaceConflict, Message: fmt.Sprintf(
 				"MeshInstall %s already manages the mesh of this cluster; only one MeshInstall is supported", o.Name)}
-		}
-	}
-	return nil
-}
-
-// checkMeshNamespaces refuses a MeshInstall that puts its control plane
-// or a gateway in a namespace the operator does not manage meshes in, or
-// in the operator's own (removed with the operator by make undeploy).
-func checkMeshNamespaces(mi *meshv1alpha1.MeshInstall, managed []string, operatorNamespace string) error {
-	for i, ns := range ownership.Namespaces(mi) {
-		field := "spec.namespace"
-		if i > 0 {
-			field = "spec.gateways[].namespace"
-		}
-		switch {
-		case ns == operatorNamespace:
-			return &revision.Refusal{Reason: meshv1alpha1.ReasonNamespaceNotManaged, Message: fmt.Sprintf(
-				"%s: namespace %s is the operator's own; the mesh needs a namespace of its own", field, ns)}
-		case !slices.Contains(managed, ns):
-			return &revision.Refusal{Reason: meshv1alpha1.ReasonNamespaceNotManaged, Message: fmt.Sprintf(
-				"%s: namespace %s is not one the operator manages meshes in (its --mesh-namespaces flag: %s); "+
-					"choose one of those, or add it to the flag", field, ns, strings.Join(managed, ", "))}
 		}
 	}
 	return nil

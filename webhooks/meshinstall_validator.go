@@ -18,6 +18,7 @@ import (
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
 	"github.com/meshkeeper/meshkeeper/internal/meshca"
+	"github.com/meshkeeper/meshkeeper/internal/ownership"
 	"github.com/meshkeeper/meshkeeper/internal/revision"
 	"github.com/meshkeeper/meshkeeper/internal/version"
 	"github.com/meshkeeper/meshkeeper/internal/webhookconfig"
@@ -26,9 +27,16 @@ import (
 // MeshInstallValidator refuses MeshInstalls the operator would not carry
 // out: unsupported versions, version jumps and downgrades Istio forbids,
 // strategy changes during a canary, a change of CA on a running mesh, a
-// second MeshInstall.
+// second MeshInstall, a control plane or gateway outside the namespaces the
+// operator manages meshes in.
 type MeshInstallValidator struct {
 	Reader client.Reader
+	// MeshNamespaces and OperatorNamespace are the operator's
+	// --mesh-namespaces and its own namespace (ownership.CheckNamespaces).
+	// Without MeshNamespaces the namespaces are not checked at admission;
+	// the reconciler still refuses them.
+	MeshNamespaces    []string
+	OperatorNamespace string
 }
 
 // SetupWithManager serves the validator at /validate-mesh-meshkeeper-dev-v1alpha1-meshinstall.
@@ -48,7 +56,19 @@ func (v *MeshInstallValidator) ValidateCreate(ctx context.Context, mi *meshv1alp
 	if err := v.Reader.List(ctx, &list); err != nil {
 		return nil, err
 	}
-	return nil, revision.ValidateCreate(mi, list.Items)
+	if err := revision.ValidateCreate(mi, list.Items); err != nil {
+		return nil, err
+	}
+	return nil, v.checkNamespaces(mi)
+}
+
+// checkNamespaces refuses a control plane or gateway namespace the
+// operator does not manage meshes in (see MeshNamespaces).
+func (v *MeshInstallValidator) checkNamespaces(mi *meshv1alpha1.MeshInstall) error {
+	if len(v.MeshNamespaces) == 0 {
+		return nil
+	}
+	return ownership.CheckNamespaces(mi, v.MeshNamespaces, v.OperatorNamespace)
 }
 
 // ValidateUpdate refuses a spec change that breaks an upgrade rule or
@@ -59,6 +79,9 @@ func (v *MeshInstallValidator) ValidateUpdate(_ context.Context, old, updated *m
 		return nil, err
 	}
 	if err := meshca.ValidateUpdate(old, updated); err != nil {
+		return nil, err
+	}
+	if err := v.checkNamespaces(updated); err != nil {
 		return nil, err
 	}
 	return append(upgradeWarnings(old, updated), meshca.Warnings(old, updated)...), nil

@@ -9,13 +9,16 @@
 package ownership
 
 import (
+	"fmt"
 	"slices"
+	"strings"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
 	"github.com/meshkeeper/meshkeeper/internal/render"
+	"github.com/meshkeeper/meshkeeper/internal/revision"
 )
 
 // AnnotationCreatedBy is set on a namespace meshkeeper created, to the UID
@@ -99,4 +102,28 @@ func CreatedBy(ns metav1.Object, uid types.UID) bool {
 		return false
 	}
 	return ns.GetAnnotations()[AnnotationCreatedBy] == string(uid) || ControlledBy(ns, uid)
+}
+
+// CheckNamespaces refuses a MeshInstall that puts its control plane
+// or a gateway in a namespace the operator does not manage meshes in, or
+// in the operator's own (removed with the operator by make undeploy). The
+// reconciler and the MeshInstall validator both ask it: refused at
+// admission, and never carried out by an operator whose flags changed since.
+func CheckNamespaces(mi *meshv1alpha1.MeshInstall, managed []string, operatorNamespace string) error {
+	for i, ns := range Namespaces(mi) {
+		field := "spec.namespace"
+		if i > 0 {
+			field = "spec.gateways[].namespace"
+		}
+		switch {
+		case ns == operatorNamespace:
+			return &revision.Refusal{Reason: meshv1alpha1.ReasonNamespaceNotManaged, Message: fmt.Sprintf(
+				"%s: namespace %s is the operator's own; the mesh needs a namespace of its own", field, ns)}
+		case !slices.Contains(managed, ns):
+			return &revision.Refusal{Reason: meshv1alpha1.ReasonNamespaceNotManaged, Message: fmt.Sprintf(
+				"%s: namespace %s is not one the operator manages meshes in (its --mesh-namespaces flag: %s); "+
+					"choose one of those, or add it to the flag", field, ns, strings.Join(managed, ", "))}
+		}
+	}
+	return nil
 }

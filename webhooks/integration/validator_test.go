@@ -72,6 +72,26 @@ func TestValidatorThroughTheAPIServer(t *testing.T) {
 		}
 	})
 
+	t.Run("a control plane or gateway outside the operator's mesh namespaces is refused, naming the field", func(t *testing.T) {
+		for field, mutate := range map[string]func(*meshv1alpha1.MeshInstall){
+			"spec.namespace: namespace shop is not one the operator manages meshes in": func(mi *meshv1alpha1.MeshInstall) { mi.Spec.Namespace = "shop" },
+			"spec.gateways[].namespace: namespace shop is not one": func(mi *meshv1alpha1.MeshInstall) {
+				mi.Spec.Gateways = []meshv1alpha1.GatewaySpec{{Name: "ingress", Namespace: "shop"}}
+			},
+			"spec.namespace: namespace meshkeeper-system is the operator's own": func(mi *meshv1alpha1.MeshInstall) { mi.Spec.Namespace = "meshkeeper-system" },
+		} {
+			bad := meshInstall("elsewhere", "1.31.4")
+			mutate(bad)
+			err := env.Client.Create(ctx, bad)
+			if err == nil || !strings.Contains(err.Error(), field) {
+				t.Errorf("got %v, want %q", err, field)
+			}
+			if err == nil {
+				_ = env.Client.Delete(ctx, bad)
+			}
+		}
+	})
+
 	mi := meshInstall("default", "1.30.8")
 	if err := env.Client.Create(ctx, mi); err != nil {
 		t.Fatalf("a valid MeshInstall was refused: %v", err)

@@ -1,4 +1,4 @@
-package controllers
+package ownership
 
 import (
 	"errors"
@@ -9,7 +9,7 @@ import (
 	"github.com/meshkeeper/meshkeeper/internal/revision"
 )
 
-func TestCheckMeshNamespaces(t *testing.T) {
+func TestCheckNamespaces(t *testing.T) {
 	managed := []string{"istio-system", "istio-ingress"}
 	for _, tc := range []struct {
 		name      string
@@ -26,7 +26,7 @@ func TestCheckMeshNamespaces(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			mi := &meshv1alpha1.MeshInstall{Spec: meshv1alpha1.MeshInstallSpec{Namespace: tc.namespace,
 				Gateways: []meshv1alpha1.GatewaySpec{{Name: "gw", Namespace: tc.gateway}}}}
-			err := checkMeshNamespaces(mi, append(managed, "meshkeeper-system"), "meshkeeper-system")
+			err := CheckNamespaces(mi, append(managed, "meshkeeper-system"), "meshkeeper-system")
 			var refusal *revision.Refusal
 			switch {
 			case tc.refused == "" && err != nil:
