@@ -155,7 +155,8 @@ componentsPatches:
 }
 
 // waitComponents waits until the controller manager and the scheduler
-// serve their health endpoints and kwok has made every node Ready.
+// serve their health endpoints, the controller manager runs its
+// controllers, and kwok has made every node Ready.
 func (c *Cluster) waitComponents(ctx context.Context, nodes int) error {
 	cfg, err := c.RESTConfig()
 	if err != nil {
@@ -186,6 +187,13 @@ func (c *Cluster) componentsNotUp(ctx context.Context, cs kubernetes.Interface, 
 		if err := healthy(ctx, port); err != nil {
 			return component + " not healthy yet: " + err.Error()
 		}
+	}
+	// The controller manager serves before it runs its controllers, and
+	// exits if the API server is not healthy soon enough to start them (a
+	// fresh one bootstrapping its roles on a busy machine): the ConfigMap
+	// its root CA publisher writes says they run.
+	if _, err := cs.CoreV1().ConfigMaps("default").Get(ctx, "kube-root-ca.crt", metav1.GetOptions{}); err != nil {
+		return "kube-controller-manager's controllers not running yet: " + err.Error()
 	}
 	list, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
 	if err != nil {
