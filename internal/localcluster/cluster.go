@@ -114,6 +114,8 @@ func Create(ctx context.Context, tools Tools, name, dir string, nodes int) (*Clu
 		_ = c.Delete()
 		return nil, err
 	}
+	// From now on: the controller manager may exit while it starts.
+	c.supervise()
 	if _, err := c.kwokctl(ctx, "scale", "node", "--replicas", strconv.Itoa(nodes), "--name", name); err != nil {
 		_ = c.Delete()
 		return nil, err
@@ -124,7 +126,6 @@ func Create(ctx context.Context, tools Tools, name, dir string, nodes int) (*Clu
 		_ = c.Delete()
 		return nil, err
 	}
-	c.supervise()
 	return c, nil
 }
 
@@ -179,7 +180,7 @@ func (c *Cluster) waitComponents(ctx context.Context, nodes int) error {
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-	return fmt.Errorf("cluster %s: %s after 2m", c.Name, last)
+	return fmt.Errorf("cluster %s: %s after 2m; restarts: %v", c.Name, last, c.Restarts())
 }
 
 func (c *Cluster) componentsNotUp(ctx context.Context, cs kubernetes.Interface, nodes int) string {
