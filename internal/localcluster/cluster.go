@@ -114,6 +114,8 @@ func Create(ctx context.Context, tools Tools, name, dir string, nodes int) (*Clu
 		_ = c.Delete()
 		return nil, err
 	}
+	// From now on: the controller manager may exit while it starts.
+	c.supervise()
 	if _, err := c.kwokctl(ctx, "scale", "node", "--replicas", strconv.Itoa(nodes), "--name", name); err != nil {
 		_ = c.Delete()
 		return nil, err
@@ -124,7 +126,6 @@ func Create(ctx context.Context, tools Tools, name, dir string, nodes int) (*Clu
 		_ = c.Delete()
 		return nil, err
 	}
-	c.supervise()
 	return c, nil
 }
 
@@ -155,7 +156,8 @@ componentsPatches:
 }
 
 // waitComponents waits until the controller manager and the scheduler
-// serve their health endpoints and kwok has made every node Ready.
+// serve their health endpoints, the controller manager runs its
+// controllers, and kwok has made every node Ready.
 func (c *Cluster) waitComponents(ctx context.Context, nodes int) error {
 	cfg, err := c.RESTConfig()
 	if err != nil {
@@ -178,7 +180,7 @@ func (c *Cluster) waitComponents(ctx context.Context, nodes int) error {
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-	return fmt.Errorf("cluster %s: %s after 2m", c.Name, last)
+	return fmt.Errorf("cluster %s: %s after 2m; restarts: %v", c.Name, last, c.Restarts())
 }
 
 func (c *Cluster) componentsNotUp(ctx context.Context, cs kubernetes.Interface, nodes int) string {
@@ -186,6 +188,13 @@ func (c *Cluster) componentsNotUp(ctx context.Context, cs kubernetes.Interface, 
 		if err := healthy(ctx, port); err != nil {
 			return component + " not healthy yet: " + err.Error()
 		}
+	}
+	// The controller manager serves before it runs its controllers, and
+	// exits if the API server is not healthy soon enough to start them (a
+	// fresh one bootstrapping its roles on a busy machine): the ConfigMap
+	// its root CA publisher writes says they run.
+	if _, err := cs.CoreV1().ConfigMaps("default").Get(ctx, "kube-root-ca.crt", metav1.GetOptions{}); err != nil {
+		return "kube-controller-manager's controllers not running yet: " + err.Error()
 	}
 	list, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
 	if err != nil {

@@ -46,7 +46,9 @@ type Operator struct {
 	done chan struct{} // closed when cmd has exited
 	// stopping is set by Stop and Kill: the exit is wanted, no restart.
 	stopping bool
-	exits    []Exit
+	// started is set once Start saw it ready: exits before are Start's errors.
+	started bool
+	exits   []Exit
 }
 
 // NewOperator picks free ports for an operator process.
@@ -93,13 +95,19 @@ func (o *Operator) Start(ctx context.Context) error {
 	}, metricsArgs...)
 	o.mu.Lock()
 	o.args = append(args, o.ExtraArgs...)
-	o.stopping = false
+	o.stopping, o.started = false, false
 	err = o.launch()
 	o.mu.Unlock()
 	if err != nil {
 		return err
 	}
-	return o.WaitReady(ctx, 2*time.Minute)
+	// An operator that does not start (it may refuse to, by design) stays
+	// down: only an exit after a good start is a pod the kubelet restarts.
+	err = o.WaitReady(ctx, 2*time.Minute)
+	o.mu.Lock()
+	o.started = err == nil
+	o.mu.Unlock()
+	return err
 }
 
 // restartDelay is how long an operator that exited on its own stays down.
@@ -134,7 +142,7 @@ func (o *Operator) launch() error {
 // operator again.
 func (o *Operator) restartUnlessStopped(cmd *exec.Cmd) {
 	o.mu.Lock()
-	if o.stopping || o.cmd != cmd {
+	if o.stopping || !o.started || o.cmd != cmd {
 		o.mu.Unlock()
 		return
 	}
