@@ -5,6 +5,7 @@ import (
 	"slices"
 
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/tools/cache"
@@ -48,7 +49,10 @@ func CacheOptions(operatorNamespace string, meshNamespaces []string) ctrlcache.O
 			&appsv1.Deployment{}:  {Namespaces: everywhere, Label: labels.Everything(), Transform: workloads},
 			&appsv1.StatefulSet{}: {Namespaces: everywhere, Label: labels.Everything(), Transform: workloads},
 			&appsv1.DaemonSet{}:   {Namespaces: everywhere, Label: labels.Everything(), Transform: workloads},
-			&corev1.Namespace{}:   {Label: labels.Everything()},
+			// CronJobs and Jobs only for the revision their template names (see TrimJob).
+			&batchv1.CronJob{}:  {Namespaces: everywhere, Label: labels.Everything(), Transform: TrimJob},
+			&batchv1.Job{}:      {Namespaces: everywhere, Label: labels.Everything(), Transform: TrimJob},
+			&corev1.Namespace{}: {Label: labels.Everything()},
 			// Nodes are cached trimmed to their kubelet version (see TrimNode).
 			&corev1.Node{}: {Label: labels.Everything(), Transform: TrimNode},
 			// The webhook certificate is the only Secret read, and the

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -134,6 +135,21 @@ func appDaemonSet() *appsv1.DaemonSet {
 		Status: appsv1.DaemonSetStatus{ObservedGeneration: 7, DesiredNumberScheduled: 3, UpdatedNumberScheduled: 3, NumberAvailable: 3, NumberReady: 3}}
 }
 
+func appJob() *batchv1.Job {
+	d := appDeployment(appLabels())
+	return &batchv1.Job{TypeMeta: metav1.TypeMeta{APIVersion: "batch/v1", Kind: "Job"}, ObjectMeta: d.ObjectMeta,
+		Spec: batchv1.JobSpec{Completions: ptr.To[int32](1), Template: d.Spec.Template},
+		Status: batchv1.JobStatus{Active: 1, StartTime: &metav1.Time{}, Ready: ptr.To[int32](1),
+			Conditions: []batchv1.JobCondition{{Type: batchv1.JobSuccessCriteriaMet, Status: corev1.ConditionTrue, Reason: "CompletionsReached", Message: "Reached expected number of succeeded pods"}}}}
+}
+
+func appCronJob() *batchv1.CronJob {
+	j := appJob()
+	return &batchv1.CronJob{TypeMeta: metav1.TypeMeta{APIVersion: "batch/v1", Kind: "CronJob"}, ObjectMeta: j.ObjectMeta,
+		Spec:   batchv1.CronJobSpec{Schedule: "0 3 * * *", JobTemplate: batchv1.JobTemplateSpec{Spec: j.Spec}},
+		Status: batchv1.CronJobStatus{Active: []corev1.ObjectReference{{Kind: "Job", Namespace: "shop", Name: "checkout-29412345"}}}}
+}
+
 func node() *corev1.Node {
 	images := make([]corev1.ContainerImage, 50)
 	for i := range images {
@@ -200,6 +216,8 @@ var cacheBudget = map[string]int{
 	"Deployment, forged label": 3 << 10,
 	"StatefulSet":              3 << 10,
 	"DaemonSet":                3 << 10,
+	"CronJob":                  2 << 10,
+	"Job":                      2 << 10,
 	"Node":                     1 << 10,
 	"Namespace":                2 << 10,
 }
@@ -217,6 +235,8 @@ func TestCachedBytesPerObject(t *testing.T) {
 		{"Deployment, forged label", forgedOwn(hugeLabels()), TrimWorkload, 20},
 		{"StatefulSet", appStatefulSet(), TrimWorkload, 2000},
 		{"DaemonSet", appDaemonSet(), TrimWorkload, 2000},
+		{"CronJob", appCronJob(), TrimJob, 2000},
+		{"Job", appJob(), TrimJob, 2000},
 		{"Node", node(), TrimNode, 2000},
 		// Metadata only, as the inventory watches them; whole but for managed
 		// fields (only cluster-wide roles may label a namespace).

@@ -151,7 +151,7 @@ func workloadPodOf(p *corev1.Pod) workloadPod {
 }
 
 // observeWorkloads reads the users' Deployments, StatefulSets and DaemonSets
-// from the trimmed cache.
+// from the trimmed cache, and what CronJobs and Jobs select.
 func (r *MeshInstallReconciler) observeWorkloads(ctx context.Context, obs *observation) error {
 	obs.workloads = map[rollout.Key]rollout.Workload{}
 	var templates []templateSelection
@@ -183,8 +183,8 @@ func (r *MeshInstallReconciler) observeWorkloads(ctx context.Context, obs *obser
 			w.RestartedFor, w.RestartedAt, w.RolledOut = rs.target, rs.at, false
 		}
 		obs.workloads[w.Key] = w
-		if _, ok := t.Labels[label.IoIstioRev.Name]; ok && !controlledByAMeshInstall(o) {
-			templates = append(templates, templateSelection{workload: w.Key, labels: t.Labels})
+		if !controlledByAMeshInstall(o) {
+			templates = appendSelection(templates, w.Key, t.Labels)
 		}
 	}
 	var deployments appsv1.DeploymentList
@@ -248,7 +248,9 @@ func (r *MeshInstallReconciler) observeWorkloads(ctx context.Context, obs *obser
 		}
 		add(rollout.DaemonSet, d, d.Spec.Template, done, fmt.Sprintf("%d of %d pods updated, %d available", st.UpdatedNumberScheduled, st.DesiredNumberScheduled, st.NumberAvailable), unrestartable)
 	}
-	return nil
+	jobs, err := r.jobTemplates(ctx)
+	templates = append(templates, jobs...)
+	return err
 }
 
 // rolloutInput says, for each running pod, what it runs and what it
