@@ -72,7 +72,7 @@ var permissions = []permission{
 	{"apps", "daemonsets", read + " patch", cluster, "a data plane rollout reads users' DaemonSets and restarts them"},
 	{"batch", "cronjobs", read, cluster, "a revision is not pruned while a CronJob's pod template names it (its next run would be injected by it)"},
 	{"batch", "jobs", read, cluster, "a revision is not pruned while an unfinished Job's pod template names it"},
-	{"policy", "poddisruptionbudgets", owned, cluster, "istiod's and the gateways' PodDisruptionBudgets"},
+	{"policy", "poddisruptionbudgets", owned, cluster, "istiod's and the gateways' PodDisruptionBudgets; users' are read so that no restart takes a workload below its budget"},
 	{"autoscaling", "horizontalpodautoscalers", owned, cluster, "istiod's and the gateways' autoscalers"},
 	{"", "pods", read, cluster, "the data plane inventory counts every pod; a revision is pruned only when no running pod uses it"},
 	{"", "nodes", read, cluster,
