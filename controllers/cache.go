@@ -5,7 +5,9 @@ import (
 	"slices"
 
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/tools/cache"
 	ctrlcache "sigs.k8s.io/controller-runtime/pkg/cache"
@@ -35,7 +37,7 @@ func CacheOptions(operatorNamespace string, meshNamespaces []string) ctrlcache.O
 		scoped[ns] = ctrlcache.Config{}
 	}
 	everywhere := map[string]ctrlcache.Config{ctrlcache.AllNamespaces: {}}
-	workloads := trimWorkloadOutside(scoped)
+	workloads, budgets := trimOutside(scoped, TrimWorkload), trimOutside(scoped, TrimBudget)
 	return ctrlcache.Options{
 		// Only what meshkeeper created is cached; MeshInstalls are the exception.
 		DefaultLabelSelector: managed,
@@ -48,7 +50,13 @@ func CacheOptions(operatorNamespace string, meshNamespaces []string) ctrlcache.O
 			&appsv1.Deployment{}:  {Namespaces: everywhere, Label: labels.Everything(), Transform: workloads},
 			&appsv1.StatefulSet{}: {Namespaces: everywhere, Label: labels.Everything(), Transform: workloads},
 			&appsv1.DaemonSet{}:   {Namespaces: everywhere, Label: labels.Everything(), Transform: workloads},
-			&corev1.Namespace{}:   {Label: labels.Everything()},
+			// CronJobs and Jobs only for the revision their template names (see TrimJob).
+			&batchv1.CronJob{}: {Namespaces: everywhere, Label: labels.Everything(), Transform: TrimJob},
+			&batchv1.Job{}:     {Namespaces: everywhere, Label: labels.Everything(), Transform: TrimJob},
+			// PodDisruptionBudgets: meshkeeper's own whole, users' for the
+			// rollout's restart safety (see TrimBudget).
+			&policyv1.PodDisruptionBudget{}: {Namespaces: everywhere, Label: labels.Everything(), Transform: budgets},
+			&corev1.Namespace{}:             {Label: labels.Everything()},
 			// Nodes are cached trimmed to their kubelet version (see TrimNode).
 			&corev1.Node{}: {Label: labels.Everything(), Transform: TrimNode},
 			// The webhook certificate is the only Secret read, and the
@@ -59,12 +67,12 @@ func CacheOptions(operatorNamespace string, meshNamespaces []string) ctrlcache.O
 	}
 }
 
-// trimWorkloadOutside trims users' workloads (TrimWorkload), and takes
-// meshkeeper's labels off any workload outside the namespaces meshkeeper
-// may own objects in: there they prove nothing, and a tenant's Deployment
-// labelled like meshkeeper's is cached, counted and rolled as the user
-// workload it is, never kept whole.
-func trimWorkloadOutside(scoped map[string]ctrlcache.Config) cache.TransformFunc {
+// trimOutside trims users' workloads (TrimWorkload) or budgets
+// (TrimBudget), and takes meshkeeper's labels off any object outside the
+// namespaces meshkeeper may own objects in: there they prove nothing, and
+// a tenant's Deployment labelled like meshkeeper's is cached, counted and
+// rolled as the user workload it is, never kept whole.
+func trimOutside(scoped map[string]ctrlcache.Config, trim cache.TransformFunc) cache.TransformFunc {
 	namespaces := slices.Collect(maps.Keys(scoped))
 	return func(in any) (any, error) {
 		if obj, ok := in.(client.Object); ok && !slices.Contains(namespaces, obj.GetNamespace()) {
@@ -72,6 +80,6 @@ func trimWorkloadOutside(scoped map[string]ctrlcache.Config) cache.TransformFunc
 				delete(l, LabelManagedBy)
 			}
 		}
-		return TrimWorkload(in)
+		return trim(in)
 	}
 }

@@ -10,9 +10,12 @@ import (
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -134,6 +137,55 @@ func appDaemonSet() *appsv1.DaemonSet {
 		Status: appsv1.DaemonSetStatus{ObservedGeneration: 7, DesiredNumberScheduled: 3, UpdatedNumberScheduled: 3, NumberAvailable: 3, NumberReady: 3}}
 }
 
+func appJob() *batchv1.Job {
+	d := appDeployment(appLabels())
+	return &batchv1.Job{TypeMeta: metav1.TypeMeta{APIVersion: "batch/v1", Kind: "Job"}, ObjectMeta: d.ObjectMeta,
+		Spec: batchv1.JobSpec{Completions: ptr.To[int32](1), Template: d.Spec.Template},
+		Status: batchv1.JobStatus{Active: 1, StartTime: &metav1.Time{}, Ready: ptr.To[int32](1),
+			Conditions: []batchv1.JobCondition{{Type: batchv1.JobSuccessCriteriaMet, Status: corev1.ConditionTrue, Reason: "CompletionsReached", Message: "Reached expected number of succeeded pods"}}}}
+}
+
+func appCronJob() *batchv1.CronJob {
+	j := appJob()
+	return &batchv1.CronJob{TypeMeta: metav1.TypeMeta{APIVersion: "batch/v1", Kind: "CronJob"}, ObjectMeta: j.ObjectMeta,
+		Spec:   batchv1.CronJobSpec{Schedule: "0 3 * * *", JobTemplate: batchv1.JobTemplateSpec{Spec: j.Spec}},
+		Status: batchv1.CronJobStatus{Active: []corev1.ObjectReference{{Kind: "Job", Namespace: "shop", Name: "checkout-29412345"}}}}
+}
+
+// boundLabels are a template's labels just within maxCachedLabelBytes:
+// the most a user's workload keeps of them.
+func boundLabels() map[string]string {
+	l := appLabels()
+	size := 0
+	for k, v := range l {
+		size += len(k) + len(v)
+	}
+	for i := 0; ; i++ {
+		k := fmt.Sprintf("tenant.example.com/l%05d", i)
+		if size+len(k)+10 > maxCachedLabelBytes {
+			break
+		}
+		l[k] = strings.Repeat("x", 10)
+		size += len(k) + 10
+	}
+	return l
+}
+
+func appPDB() *policyv1.PodDisruptionBudget {
+	d := appDeployment(appLabels())
+	return &policyv1.PodDisruptionBudget{TypeMeta: metav1.TypeMeta{APIVersion: "policy/v1", Kind: "PodDisruptionBudget"}, ObjectMeta: d.ObjectMeta,
+		Spec: policyv1.PodDisruptionBudgetSpec{MinAvailable: ptr.To(intstr.FromString("50%")), Selector: d.Spec.Selector},
+		Status: policyv1.PodDisruptionBudgetStatus{ObservedGeneration: 7, DisruptionsAllowed: 1, CurrentHealthy: 3, DesiredHealthy: 2, ExpectedPods: 3,
+			DisruptedPods: map[string]metav1.Time{"checkout-5d4f8b7c9-x7k2p": {}},
+			Conditions:    []metav1.Condition{{Type: policyv1.DisruptionAllowedCondition, Status: metav1.ConditionTrue, Reason: policyv1.SufficientPodsReason}}}}
+}
+
+func hugeSelector() *policyv1.PodDisruptionBudget {
+	p := appPDB()
+	p.Spec.Selector = &metav1.LabelSelector{MatchLabels: hugeLabels()}
+	return p
+}
+
 func node() *corev1.Node {
 	images := make([]corev1.ContainerImage, 50)
 	for i := range images {
@@ -194,14 +246,19 @@ func retainedBytes(t *testing.T, obj client.Object, trim func(any) (any, error),
 // cacheBudget is the most a cached object of each kind may cost, trimmed:
 // the figures the memory limit is derived from.
 var cacheBudget = map[string]int{
-	"Pod":                      3 << 10,
-	"Pod, 1 MiB of labels":     3 << 10,
-	"Deployment":               3 << 10,
-	"Deployment, forged label": 3 << 10,
-	"StatefulSet":              3 << 10,
-	"DaemonSet":                3 << 10,
-	"Node":                     1 << 10,
-	"Namespace":                2 << 10,
+	"Pod":                                 3 << 10,
+	"Pod, 1 MiB of labels":                3 << 10,
+	"Deployment":                          4 << 10,
+	"Deployment, forged label":            4 << 10,
+	"Deployment, labels at the bound":     12 << 10,
+	"StatefulSet":                         4 << 10,
+	"DaemonSet":                           4 << 10,
+	"PodDisruptionBudget":                 2 << 10,
+	"PodDisruptionBudget, 1 MiB selector": 2 << 10,
+	"CronJob":                             2 << 10,
+	"Job":                                 2 << 10,
+	"Node":                                1 << 10,
+	"Namespace":                           2 << 10,
 }
 
 func TestCachedBytesPerObject(t *testing.T) {
@@ -215,8 +272,13 @@ func TestCachedBytesPerObject(t *testing.T) {
 		{"Pod, 1 MiB of labels", appPod(hugeLabels()), TrimPod, 20},
 		{"Deployment", appDeployment(appLabels()), TrimWorkload, 2000},
 		{"Deployment, forged label", forgedOwn(hugeLabels()), TrimWorkload, 20},
+		{"Deployment, labels at the bound", appDeployment(boundLabels()), TrimWorkload, 2000},
 		{"StatefulSet", appStatefulSet(), TrimWorkload, 2000},
 		{"DaemonSet", appDaemonSet(), TrimWorkload, 2000},
+		{"CronJob", appCronJob(), TrimJob, 2000},
+		{"Job", appJob(), TrimJob, 2000},
+		{"PodDisruptionBudget", appPDB(), TrimBudget, 2000},
+		{"PodDisruptionBudget, 1 MiB selector", hugeSelector(), TrimBudget, 20},
 		{"Node", node(), TrimNode, 2000},
 		// Metadata only, as the inventory watches them; whole but for managed
 		// fields (only cluster-wide roles may label a namespace).

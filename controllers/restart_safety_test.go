@@ -10,6 +10,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -194,5 +195,72 @@ func TestDeploymentOutage(t *testing.T) {
 				t.Errorf("deploymentOutage = %q, want outage %v (%s)", got, c.outage, c.because)
 			}
 		})
+	}
+}
+
+// TestAutomaticRolloutReportsRestartsBelowABudget: a Deployment of four
+// replicas rolls one pod at a time (maxUnavailable 25%, rounded down);
+// under a PodDisruptionBudget with minAvailable 4 that one pod is more
+// than the budget allows, so it is reported, not restarted. Under a budget
+// that allows one, or opted in, it is restarted.
+func TestAutomaticRolloutReportsRestartsBelowABudget(t *testing.T) {
+	startManager(t, managerOpts{})
+	mi := createSample(t, func(mi *meshv1alpha1.MeshInstall) {
+		mi.Spec.DataPlane.Rollout.Mode = meshv1alpha1.RolloutAutomatic
+		mi.Spec.DataPlane.Rollout.MaxConcurrent = ptr.To(intstr.FromInt32(10))
+	})
+	ctx := context.Background()
+	eventually(t, timeout, "installed", func() error { return allExist(expectedObjects(t, mi, render.DefaultRevision)) })
+	makeAvailable(t, mi.Spec.Namespace, render.IstiodName(render.DefaultRevision))
+
+	ns := fmt.Sprintf("budgets-%d", testNamespaceSeq)
+	if err := env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{"istio-injection": "enabled"}}}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = env.Client.DeleteAllOf(context.Background(), &appsv1.Deployment{}, client.InNamespace(ns))
+		_ = env.Client.DeleteAllOf(context.Background(), &corev1.Pod{}, client.InNamespace(ns), client.GracePeriodSeconds(0))
+	})
+	budget := func(name string, minAvailable, maxUnavailable *intstr.IntOrString) {
+		p := &policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+			Spec: policyv1.PodDisruptionBudgetSpec{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": name}},
+				MinAvailable: minAvailable, MaxUnavailable: maxUnavailable}}
+		if err := env.Client.Create(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	four := func(name string, annotations map[string]string) *appsv1.Deployment {
+		return &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: annotations}, Spec: appsv1.DeploymentSpec{Replicas: ptr.To[int32](4)}}
+	}
+	budget("guarded", ptr.To(intstr.FromInt32(4)), nil)
+	budget("tolerant", nil, ptr.To(intstr.FromInt32(1)))
+	budget("guarded-allowed", ptr.To(intstr.FromInt32(4)), nil)
+	outdatedWorkload(t, ns, four("guarded", nil))
+	outdatedWorkload(t, ns, four("tolerant", nil))
+	outdatedWorkload(t, ns, four("guarded-allowed", map[string]string{meshv1alpha1.AnnotationRestart: meshv1alpha1.RestartAllow}))
+
+	eventually(t, timeout, "the Deployments the budgets allow restarted", func() error {
+		for _, name := range []string{"tolerant", "guarded-allowed"} {
+			if restartedFor(t, ns, name) == "" {
+				return fmt.Errorf("%s not restarted; rollout %+v", name, getMI(t, mi.Name).Status.DataPlane.Rollout)
+			}
+		}
+		return nil
+	})
+	want := []string{"Deployment " + ns + "/guarded (a restart may take it below PodDisruptionBudget " + ns + "/guarded: it allows 0 unavailable, " +
+		"the rollout takes up to 1; annotate mesh.meshkeeper.dev/restart=allow to allow it)"}
+	eventually(t, timeout, "the guarded Deployment reported", func() error {
+		ro := getMI(t, mi.Name).Status.DataPlane.Rollout
+		if ro == nil {
+			return errors.New("no rollout status")
+		}
+		ours := slices.DeleteFunc(slices.Clone(ro.NeedsManualAction), func(s string) bool { return !strings.Contains(s, " "+ns+"/") })
+		if !slices.Equal(ours, want) {
+			return fmt.Errorf("rollout status %+v", ro)
+		}
+		return nil
+	})
+	if got := restartedFor(t, ns, "guarded"); got != "" {
+		t.Errorf("guarded was restarted (for %s): its budget allows no pod down", got)
 	}
 }

@@ -19,11 +19,20 @@ type templateSelection struct {
 	labels   map[string]string
 }
 
+// appendSelection adds a workload whose pod template names a revision.
+func appendSelection(s []templateSelection, w rollout.Key, labels map[string]string) []templateSelection {
+	if _, ok := labels[label.IoIstioRev.Name]; !ok {
+		return s
+	}
+	return append(s, templateSelection{workload: w, labels: labels})
+}
+
 // revisionSelections says, by revision, what would still have new pods
 // injected by it, as the injector selects (namespace labels first, a pod's
 // own istio.io/rev only in a namespace with neither istio-injection nor
 // istio.io/rev): namespaces labelled istio.io/rev=<revision>, or a tag
-// that routes to it, and workload templates labelled so. The control
+// that routes to it, and workload templates (CronJobs' and unfinished
+// Jobs' too) labelled so. The control
 // plane's own namespace is never injected but for gateways, which follow
 // the active revision: the namespaces meshkeeper controls are left out.
 func revisionSelections(namespaces map[string]map[string]string, templates []templateSelection, routing *revision.Routing, controlled map[string]bool) map[string][]string {

@@ -7,6 +7,7 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -69,8 +70,9 @@ func (r *MeshInstallReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	// The data plane inventory follows pods (cached trimmed, see TrimPod) and
 	// namespaces (metadata only); their events only recount it.
 	b = b.Watches(&corev1.Pod{}, r.podEvents()).WatchesMetadata(&corev1.Namespace{}, r.podEvents())
-	// The data plane rollout follows users' workloads (cached trimmed, see TrimWorkload).
-	for _, w := range []client.Object{&appsv1.Deployment{}, &appsv1.StatefulSet{}, &appsv1.DaemonSet{}} {
+	// The data plane rollout follows users' workloads (cached trimmed, see
+	// TrimWorkload), and pruning what CronJobs and Jobs select (see TrimJob).
+	for _, w := range []client.Object{&appsv1.Deployment{}, &appsv1.StatefulSet{}, &appsv1.DaemonSet{}, &batchv1.CronJob{}, &batchv1.Job{}} {
 		b = b.Watches(w, r.workloadEvents())
 	}
 	// spec.injection.nativeSidecars Auto follows the nodes' kubelets (cached trimmed, see TrimNode).

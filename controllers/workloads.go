@@ -36,7 +36,9 @@ import (
 var keptWorkloadAnnotations = []string{meshv1alpha1.AnnotationRollout, meshv1alpha1.AnnotationRestart, meshv1alpha1.AnnotationRestartedFor, meshv1alpha1.AnnotationRestartedAt}
 
 // keptTemplateLabels are the pod template labels that say which revision
-// the workload's new pods get (see revisionSelections).
+// the workload's new pods get (see revisionSelections). Users' workloads
+// keep all their template labels, up to maxCachedLabelBytes, for the
+// PodDisruptionBudgets that select them (see budgetBreach).
 var keptTemplateLabels = []string{label.IoIstioRev.Name, label.SidecarInject.Name}
 
 // TrimWorkload is the cache transform for Deployments, StatefulSets and
@@ -44,8 +46,9 @@ var keptTemplateLabels = []string{label.IoIstioRev.Name, label.SidecarInject.Nam
 // by a MeshInstall) are kept whole, less their managed fields: the
 // reconciler compares them with what it applies. Every other workload,
 // labelled or not, is kept as the rollout reads it: identity, the rollout
-// annotations, replicas, update strategy and rollout status; never its
-// labels or pod spec.
+// annotations, replicas, update strategy, rollout status and its pod
+// template's labels (bounded, see boundedLabels); never its own labels or
+// pod spec.
 func TrimWorkload(in any) (any, error) {
 	obj, ok := in.(client.Object)
 	if !ok {
@@ -62,7 +65,7 @@ func TrimWorkload(in any) (any, error) {
 	}
 	template := func(t corev1.PodTemplateSpec) corev1.PodTemplateSpec {
 		return corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{
-			Labels: keep(t.Labels, keptTemplateLabels), Annotations: keepAnnotations(t.Annotations)}}
+			Labels: boundedLabels(t.Labels), Annotations: keepAnnotations(t.Annotations)}}
 	}
 	switch o := in.(type) {
 	case *appsv1.Deployment:
@@ -151,7 +154,7 @@ func workloadPodOf(p *corev1.Pod) workloadPod {
 }
 
 // observeWorkloads reads the users' Deployments, StatefulSets and DaemonSets
-// from the trimmed cache.
+// from the trimmed cache, and what CronJobs and Jobs select.
 func (r *MeshInstallReconciler) observeWorkloads(ctx context.Context, obs *observation) error {
 	obs.workloads = map[rollout.Key]rollout.Workload{}
 	var templates []templateSelection
@@ -183,9 +186,13 @@ func (r *MeshInstallReconciler) observeWorkloads(ctx context.Context, obs *obser
 			w.RestartedFor, w.RestartedAt, w.RolledOut = rs.target, rs.at, false
 		}
 		obs.workloads[w.Key] = w
-		if _, ok := t.Labels[label.IoIstioRev.Name]; ok && !controlledByAMeshInstall(o) {
-			templates = append(templates, templateSelection{workload: w.Key, labels: t.Labels})
+		if !controlledByAMeshInstall(o) {
+			templates = appendSelection(templates, w.Key, t.Labels)
 		}
+	}
+	budgets, err := r.budgetsByNamespace(ctx)
+	if err != nil {
+		return err
 	}
 	var deployments appsv1.DeploymentList
 	if err := r.List(ctx, &deployments, client.UnsafeDisableDeepCopy); err != nil {
@@ -207,6 +214,9 @@ func (r *MeshInstallReconciler) observeWorkloads(ctx context.Context, obs *obser
 			unrestartable = "paused"
 		} else if !restartAllowed(d) {
 			unrestartable = deploymentOutage(d)
+			if unrestartable == "" {
+				unrestartable = budgetBreach(d.Spec.Template.Labels, ptr.Deref(d.Spec.Replicas, 1), deploymentTakes(d), budgets[d.Namespace])
+			}
 		}
 		add(rollout.Deployment, d, d.Spec.Template, rolledOut(d), reason, unrestartable)
 	}
@@ -231,6 +241,8 @@ func (r *MeshInstallReconciler) observeWorkloads(ctx context.Context, obs *obser
 			unrestartable = "partitioned update"
 		case want == 1 && !restartAllowed(s):
 			unrestartable = "a single replica: a restart stops it; annotate " + optIn + " to allow it"
+		case !restartAllowed(s):
+			unrestartable = budgetBreach(s.Spec.Template.Labels, want, statefulSetTakes(s), budgets[s.Namespace])
 		}
 		add(rollout.StatefulSet, s, s.Spec.Template, done, fmt.Sprintf("%d of %d replicas updated, %d ready", st.UpdatedReplicas, want, st.ReadyReplicas), unrestartable)
 	}
@@ -245,10 +257,14 @@ func (r *MeshInstallReconciler) observeWorkloads(ctx context.Context, obs *obser
 		unrestartable := ""
 		if d.Spec.UpdateStrategy.Type == appsv1.OnDeleteDaemonSetStrategyType {
 			unrestartable = "OnDelete update strategy"
+		} else if !restartAllowed(d) {
+			unrestartable = budgetBreach(d.Spec.Template.Labels, st.DesiredNumberScheduled, daemonSetTakes(d), budgets[d.Namespace])
 		}
 		add(rollout.DaemonSet, d, d.Spec.Template, done, fmt.Sprintf("%d of %d pods updated, %d available", st.UpdatedNumberScheduled, st.DesiredNumberScheduled, st.NumberAvailable), unrestartable)
 	}
-	return nil
+	jobs, err := r.jobTemplates(ctx)
+	templates = append(templates, jobs...)
+	return err
 }
 
 // rolloutInput says, for each running pod, what it runs and what it
