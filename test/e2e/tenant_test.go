@@ -71,7 +71,8 @@ func (e *env) tenantClient(t *testing.T) client.Client {
 // configuration with the tenant's proxy image, another revision's, routing
 // that sends the default tag to it, an istiod Deployment for it, and
 // Pending pods stamped by it. Injection stays as it was on 20 pods created
-// afterwards, no istiod is created, and the MeshInstall stays Ready.
+// afterwards, no istiod is created, no workload is restarted (Automatic
+// mode), and the MeshInstall stays Ready.
 func TestATenantCannotSteerTheMesh(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, 2)
@@ -79,11 +80,31 @@ func TestATenantCannotSteerTheMesh(t *testing.T) {
 	mi := sample(t)
 	mi.Spec.Gateways = nil
 	mi.Spec.Profile = meshv1alpha1.ProfileMinimal // the control plane only
+	// Automatic: were a forged configuration (another config hash) believed,
+	// the operator would restart every workload onto it.
+	mi.Spec.DataPlane.Rollout.Mode = meshv1alpha1.RolloutAutomatic
 	if err := e.k8s.Create(ctx, mi); err != nil {
 		t.Fatal(err)
 	}
 	mi = e.waitReady(t, mi.Name, installTimeout)
 	active := mi.Status.ActiveRevision
+	e.ensureNamespace(t, "shop", map[string]string{"istio-injection": "enabled"})
+	web := app("shop", "web", 2)
+	if err := e.k8s.Create(ctx, web); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, time.Minute, "web's pods injected and ready", func() error {
+		pods := e.podsOf(t, "shop", "web")
+		if len(pods) != 2 {
+			return fmt.Errorf("%d pods", len(pods))
+		}
+		for _, p := range pods {
+			if !hasSidecar(&p) || !podReady(&p) {
+				return fmt.Errorf("pod %s: sidecar %t, ready %t", p.Name, hasSidecar(&p), podReady(&p))
+			}
+		}
+		return nil
+	})
 
 	var configs corev1.ConfigMapList
 	if err := e.k8s.List(ctx, &configs, client.InNamespace(mi.Spec.Namespace), client.MatchingLabels{render.LabelInjectionConfig: "true"}); err != nil || len(configs.Items) != 1 {
@@ -157,7 +178,6 @@ func TestATenantCannotSteerTheMesh(t *testing.T) {
 	// Time for the operator to act on them, were it to believe them.
 	time.Sleep(15 * time.Second)
 
-	e.ensureNamespace(t, "shop", map[string]string{"istio-injection": "enabled"})
 	refused, wrong := 0, 0
 	for i := range 20 {
 		p := barePod("shop", fmt.Sprintf("after-%d", i), nil)
@@ -183,6 +203,12 @@ func TestATenantCannotSteerTheMesh(t *testing.T) {
 		if strings.HasPrefix(d.Name, "istiod") && d.Name != render.IstiodName(active) {
 			t.Errorf("Deployment %s/%s was created", d.Namespace, d.Name)
 		}
+	}
+	if err := e.k8s.Get(ctx, client.ObjectKeyFromObject(web), web); err != nil {
+		t.Fatal(err)
+	}
+	if rf := web.Spec.Template.Annotations[meshv1alpha1.AnnotationRestartedFor]; rf != "" {
+		t.Errorf("Deployment shop/web was restarted (for %s): the forged configuration was believed", rf)
 	}
 	got := e.getMeshInstall(t, mi.Name)
 	if len(got.Status.Revisions) != 1 || got.Status.ActiveRevision != active {
