@@ -11,6 +11,8 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -79,7 +81,7 @@ var creating sync.Mutex
 // kubeconfig is written to dir (the user's ~/.kube/config is left alone).
 // Clusters may be created from several goroutines; they are made one at a time.
 //
-// Every component listens on a port the host picks, as for the operator:
+// Every component listens on a port picked at random (componentPorts):
 // kwokctl's own choice is the highest port free at that moment, which two
 // creations at once (two test processes: `make test` runs the unit and e2e
 // suites side by side) pick alike.
@@ -132,7 +134,7 @@ func Create(ctx context.Context, tools Tools, name, dir string, nodes int) (*Clu
 // writeConfig writes the cluster's kwokctl configuration to path: host
 // ports for every component, and no leader election (see Create).
 func (c *Cluster) writeConfig(path string) (string, error) {
-	ports, err := freePorts(6)
+	ports, err := componentPorts(6)
 	if err != nil {
 		return "", err
 	}
@@ -153,6 +155,35 @@ componentsPatches:
 %s%s`, ports[0], ports[1], ports[2], ports[3], ports[4], ports[5],
 		noLeaderElection("kube-controller-manager"), noLeaderElection("kube-scheduler"))
 	return path, os.WriteFile(path, []byte(config), 0o644)
+}
+
+// componentPorts picks n free ports for a cluster's components at random
+// below the kernel's ephemeral range (32768 up): a port the host handed
+// out and released (freePorts) can be any process's next outgoing
+// connection's before the component binds it, and was (kwok-controller:
+// "address already in use"); kwokctl's own choice, the highest free port,
+// is the same for two processes creating clusters at once.
+func componentPorts(n int) ([]int, error) {
+	const low, high = 10000, 32000
+	seen := map[int]bool{}
+	var ports []int
+	for tries := 0; len(ports) < n; tries++ {
+		if tries > 1000 {
+			return nil, fmt.Errorf("no %d free ports in [%d, %d)", n, low, high)
+		}
+		p := low + rand.IntN(high-low)
+		if seen[p] {
+			continue
+		}
+		seen[p] = true
+		l, err := net.Listen("tcp", "0.0.0.0:"+strconv.Itoa(p))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		ports = append(ports, p)
+	}
+	return ports, nil
 }
 
 // waitComponents waits until the controller manager and the scheduler
