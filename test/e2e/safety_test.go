@@ -460,8 +460,24 @@ func TestOperatorRestartRefusesNoPod(t *testing.T) {
 		if err := e.operator.Start(ctx); err != nil {
 			t.Fatal(err)
 		}
+		// The window lasts until enough pods were created in it (at least
+		// 3 s): on a busy machine each creation takes longer, and a fixed
+		// window held too few to check (16 under load ~40).
 		from := time.Now()
-		time.Sleep(3 * time.Second)
+		for deadline := from.Add(time.Minute); time.Now().Before(deadline); {
+			time.Sleep(500 * time.Millisecond)
+			mu.Lock()
+			in := 0
+			for _, a := range attempts {
+				if !a.start.Before(from) {
+					in++
+				}
+			}
+			mu.Unlock()
+			if in >= 15 && time.Since(from) >= 3*time.Second {
+				break
+			}
+		}
 		served = append(served, window{from: from, to: time.Now()})
 	}
 	close(stop)
