@@ -97,27 +97,37 @@ func statefulSetRestartedFor(t *testing.T, ns, name string) string {
 	return s.Spec.Template.Annotations[meshv1alpha1.AnnotationRestartedFor]
 }
 
-func TestAutomaticRolloutReportsRestartsThatWouldStopEveryPod(t *testing.T) {
+// automaticMeshAndNamespace installs a MeshInstall in Automatic rollout
+// mode with an available istiod, and a meshed namespace named after prefix
+// whose workloads and pods are removed after the test: envtest runs no
+// controllers, so what a test leaves would stay in progress forever and
+// hold the rollout's slots in later tests.
+func automaticMeshAndNamespace(t *testing.T, prefix string) (*meshv1alpha1.MeshInstall, string) {
+	t.Helper()
 	startManager(t, managerOpts{})
 	mi := createSample(t, func(mi *meshv1alpha1.MeshInstall) {
 		mi.Spec.DataPlane.Rollout.Mode = meshv1alpha1.RolloutAutomatic
 		mi.Spec.DataPlane.Rollout.MaxConcurrent = ptr.To(intstr.FromInt32(10))
 	})
-	ctx := context.Background()
 	eventually(t, timeout, "installed", func() error { return allExist(expectedObjects(t, mi, render.DefaultRevision)) })
 	makeAvailable(t, mi.Spec.Namespace, render.IstiodName(render.DefaultRevision))
 
-	ns := fmt.Sprintf("restart-safety-%d", testNamespaceSeq)
+	ctx := context.Background()
+	ns := fmt.Sprintf("%s-%d", prefix, testNamespaceSeq)
 	if err := env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{"istio-injection": "enabled"}}}); err != nil {
 		t.Fatal(err)
 	}
-	// envtest runs no controllers: what this test leaves would stay in
-	// progress forever and hold the rollout's slots in later tests.
 	t.Cleanup(func() {
-		_ = env.Client.DeleteAllOf(context.Background(), &appsv1.Deployment{}, client.InNamespace(ns))
-		_ = env.Client.DeleteAllOf(context.Background(), &appsv1.StatefulSet{}, client.InNamespace(ns))
-		_ = env.Client.DeleteAllOf(context.Background(), &corev1.Pod{}, client.InNamespace(ns), client.GracePeriodSeconds(0))
+		for _, kind := range []client.Object{&appsv1.Deployment{}, &appsv1.StatefulSet{}} {
+			_ = env.Client.DeleteAllOf(ctx, kind, client.InNamespace(ns))
+		}
+		_ = env.Client.DeleteAllOf(ctx, &corev1.Pod{}, client.InNamespace(ns), client.GracePeriodSeconds(0))
 	})
+	return mi, ns
+}
+
+func TestAutomaticRolloutReportsRestartsThatWouldStopEveryPod(t *testing.T) {
+	mi, ns := automaticMeshAndNamespace(t, "restart-safety")
 	recreate := func(name string, annotations map[string]string) *appsv1.Deployment {
 		return &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: annotations},
 			Spec: appsv1.DeploymentSpec{Replicas: ptr.To[int32](2), Strategy: appsv1.DeploymentStrategy{Type: appsv1.RecreateDeploymentStrategyType}}}
@@ -204,23 +214,8 @@ func TestDeploymentOutage(t *testing.T) {
 // than the budget allows, so it is reported, not restarted. Under a budget
 // that allows one, or opted in, it is restarted.
 func TestAutomaticRolloutReportsRestartsBelowABudget(t *testing.T) {
-	startManager(t, managerOpts{})
-	mi := createSample(t, func(mi *meshv1alpha1.MeshInstall) {
-		mi.Spec.DataPlane.Rollout.Mode = meshv1alpha1.RolloutAutomatic
-		mi.Spec.DataPlane.Rollout.MaxConcurrent = ptr.To(intstr.FromInt32(10))
-	})
+	mi, ns := automaticMeshAndNamespace(t, "budgets")
 	ctx := context.Background()
-	eventually(t, timeout, "installed", func() error { return allExist(expectedObjects(t, mi, render.DefaultRevision)) })
-	makeAvailable(t, mi.Spec.Namespace, render.IstiodName(render.DefaultRevision))
-
-	ns := fmt.Sprintf("budgets-%d", testNamespaceSeq)
-	if err := env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{"istio-injection": "enabled"}}}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = env.Client.DeleteAllOf(context.Background(), &appsv1.Deployment{}, client.InNamespace(ns))
-		_ = env.Client.DeleteAllOf(context.Background(), &corev1.Pod{}, client.InNamespace(ns), client.GracePeriodSeconds(0))
-	})
 	budget := func(name string, minAvailable, maxUnavailable *intstr.IntOrString) {
 		p := &policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
 			Spec: policyv1.PodDisruptionBudgetSpec{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": name}},
