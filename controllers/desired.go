@@ -99,12 +99,7 @@ func (r *MeshInstallReconciler) desiredObjects(mi *meshv1alpha1.MeshInstall, pla
 // runs with, and the shared objects following active, with spec.overlays
 // applied; an overlay that does not apply refuses the whole pass.
 func renderPass(mi *meshv1alpha1.MeshInstall, plan revision.Plan, active revision.Planned, ca meshca.Decision, nodesWithoutNativeSidecars bool) (perRevision [][]client.Object, shared []client.Object, err error) {
-	revisions := make([]render.Revision, len(plan.Revisions))
-	for i, p := range plan.Revisions {
-		revisions[i] = render.Revision{Name: p.Name, Version: p.Version, ProxyVersion: p.ProxyVersion, CertificateAuthority: ca.IstiodCA,
-			NodesWithoutNativeSidecars: nodesWithoutNativeSidecars}
-	}
-	perRevision, shared, err = render.Pass(mi, revisions, render.Revision{Name: active.Name, Version: active.ProxyVersion})
+	perRevision, shared, err = revision.Render(mi, plan, active, ca.IstiodCA, nodesWithoutNativeSidecars)
 	if err != nil {
 		return nil, nil, renderRefusal(err)
 	}

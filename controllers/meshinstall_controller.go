@@ -284,25 +284,13 @@ func classify(st *statusBuilder, err error) error {
 	return err
 }
 
-// checkSingleton refuses a second MeshInstall: one control plane, one
-// injector per cluster. The oldest one wins.
+// checkSingleton refuses a second MeshInstall (revision.CheckSingleton).
 func (r *MeshInstallReconciler) checkSingleton(ctx context.Context, mi *meshv1alpha1.MeshInstall) error {
 	var all meshv1alpha1.MeshInstallList
 	if err := r.List(ctx, &all); err != nil {
 		return err
 	}
-	for i := range all.Items {
-		o := &all.Items[i]
-		if o.Name == mi.Name || !o.DeletionTimestamp.IsZero() {
-			continue
-		}
-		if o.CreationTimestamp.Before(&mi.CreationTimestamp) ||
-			(o.CreationTimestamp.Equal(&mi.CreationTimestamp) && o.Name < mi.Name) {
-			return &revision.Refusal{Reason: meshv1alpha1.ReasonNamespaceConflict, Message: fmt.Sprintf(
-				"MeshInstall %s already manages the mesh of this cluster; only one MeshInstall is supported", o.Name)}
-		}
-	}
-	return nil
+	return revision.CheckSingleton(mi, all.Items)
 }
 
 // patchStatus writes status when it changed, with optimistic locking.
