@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
+	"github.com/meshkeeper/meshkeeper/internal/render"
 )
 
 // DefaultMeshNamespaces are the namespaces the operator manages meshes in
@@ -31,7 +32,7 @@ var DefaultMeshNamespaces = []string{"istio-system", "istio-ingress", "istio-egr
 // owner reference (internal/ownership). Pods, users' workloads, namespaces
 // and nodes are read cluster-wide, trimmed to what the operator reads.
 func CacheOptions(operatorNamespace string, meshNamespaces []string) ctrlcache.Options {
-	managed := labels.SelectorFromSet(labels.Set{LabelManagedBy: ManagedByValue})
+	managed := labels.SelectorFromSet(labels.Set{render.LabelManagedBy: render.ManagedBy})
 	scoped := map[string]ctrlcache.Config{operatorNamespace: {}}
 	for _, ns := range meshNamespaces {
 		scoped[ns] = ctrlcache.Config{}
@@ -76,8 +77,8 @@ func trimOutside(scoped map[string]ctrlcache.Config, trim cache.TransformFunc) c
 	namespaces := slices.Collect(maps.Keys(scoped))
 	return func(in any) (any, error) {
 		if obj, ok := in.(client.Object); ok && !slices.Contains(namespaces, obj.GetNamespace()) {
-			if l := obj.GetLabels(); l[LabelManagedBy] != "" {
-				delete(l, LabelManagedBy)
+			if l := obj.GetLabels(); l[render.LabelManagedBy] != "" {
+				delete(l, render.LabelManagedBy)
 			}
 		}
 		return trim(in)

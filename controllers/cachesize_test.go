@@ -22,6 +22,7 @@ import (
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
 	"github.com/meshkeeper/meshkeeper/internal/inject"
+	"github.com/meshkeeper/meshkeeper/internal/render"
 	"github.com/meshkeeper/meshkeeper/internal/webhookconfig"
 )
 
@@ -64,7 +65,7 @@ func appLabels() map[string]string {
 		"app": "checkout", "version": "v3", "app.kubernetes.io/name": "checkout", "app.kubernetes.io/part-of": "shop",
 		"app.kubernetes.io/component": "api", "team": "payments", "pod-template-hash": "5d4f8b7c9",
 		"security.istio.io/tlsMode": "istio", "service.istio.io/canonical-name": "checkout",
-		"service.istio.io/canonical-revision": "v3", PodRevisionLabel: "1-32-0",
+		"service.istio.io/canonical-revision": "v3", inject.LabelInjectedBy: "1-32-0",
 	}
 }
 
@@ -118,7 +119,7 @@ func appDeployment(labels map[string]string) *appsv1.Deployment {
 // forgedOwn is a Deployment labelled as meshkeeper's, by anyone who may create one.
 func forgedOwn(labels map[string]string) *appsv1.Deployment {
 	d := appDeployment(labels)
-	d.Labels[LabelManagedBy] = ManagedByValue
+	d.Labels[render.LabelManagedBy] = render.ManagedBy
 	return d
 }
 

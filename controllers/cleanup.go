@@ -24,6 +24,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
+	"github.com/meshkeeper/meshkeeper/internal/inject"
 	"github.com/meshkeeper/meshkeeper/internal/ownership"
 	"github.com/meshkeeper/meshkeeper/internal/render"
 	"github.com/meshkeeper/meshkeeper/internal/revision"
@@ -58,7 +59,7 @@ func (r *MeshInstallReconciler) owned(ctx context.Context, mi *meshv1alpha1.Mesh
 		if err != nil {
 			return nil, err
 		}
-		err = r.List(ctx, list, client.MatchingLabels{LabelMeshInstall: mi.Name})
+		err = r.List(ctx, list, client.MatchingLabels{render.LabelMeshInstall: mi.Name})
 		if meta.IsNoMatchError(err) || apierrors.IsNotFound(err) {
 			continue // e.g. Istio's CRDs are not installed yet, or one was just deleted
 		}
@@ -130,7 +131,7 @@ func (r *MeshInstallReconciler) prune(ctx context.Context, plan revision.Plan, w
 			// Namespaces are kept while the MeshInstall lives: they may hold users' objects.
 			continue
 		}
-		if rev, ok := o.GetLabels()[LabelRevision]; ok && !kept[rev] && !unused[rev] {
+		if rev, ok := o.GetLabels()[render.LabelRevision]; ok && !kept[rev] && !unused[rev] {
 			continue
 		}
 		ctrl.LoggerFrom(ctx).Info("pruning", "object", key.String())
@@ -144,7 +145,7 @@ func (r *MeshInstallReconciler) prune(ctx context.Context, plan revision.Plan, w
 func (r *MeshInstallReconciler) revisionInUse(ctx context.Context, rev string) (bool, error) {
 	var pods metav1.PartialObjectMetadataList
 	pods.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("PodList"))
-	err := r.APIReader.List(ctx, &pods, client.MatchingLabels{PodRevisionLabel: rev}, client.Limit(1),
+	err := r.APIReader.List(ctx, &pods, client.MatchingLabels{inject.LabelInjectedBy: rev}, client.Limit(1),
 		client.MatchingFieldsSelector{Selector: fields.AndSelectors(
 			fields.OneTermNotEqualSelector("status.phase", string(corev1.PodSucceeded)),
 			fields.OneTermNotEqualSelector("status.phase", string(corev1.PodFailed)),

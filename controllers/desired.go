@@ -210,7 +210,7 @@ func renderRefusal(err error) error {
 // the cache, watches and pruning. The renderer puts them on everything it
 // renders; the reconciler adds them to what it builds itself.
 func ownershipLabels(mi *meshv1alpha1.MeshInstall) map[string]string {
-	return map[string]string{LabelManagedBy: ManagedByValue, LabelMeshInstall: mi.Name}
+	return map[string]string{render.LabelManagedBy: render.ManagedBy, render.LabelMeshInstall: mi.Name}
 }
 
 // crdsToApply returns Istio's CRDs that are missing or differ from the ones
@@ -232,7 +232,7 @@ func crdsToApply(mi *meshv1alpha1.MeshInstall, obs *observation) ([]client.Objec
 		if l == nil {
 			l = map[string]string{}
 		}
-		l[LabelManagedBy] = ManagedByValue
+		l[render.LabelManagedBy] = render.ManagedBy
 		crd.SetLabels(l)
 		a := crd.GetAnnotations()
 		if a == nil {
@@ -260,7 +260,7 @@ func namespacesToApply(mi *meshv1alpha1.MeshInstall, obs *observation) []client.
 	slices.Sort(names)
 	var out []client.Object
 	for _, name := range slices.Compact(names) {
-		if l, exists := obs.namespaces[name]; exists && l[LabelMeshInstall] != mi.Name && !obs.controlledNamespaces[name] {
+		if l, exists := obs.namespaces[name]; exists && l[render.LabelMeshInstall] != mi.Name && !obs.controlledNamespaces[name] {
 			continue
 		}
 		want := &corev1.Namespace{

@@ -31,9 +31,9 @@ func untrustedRevisions(plan revision.Plan, obs *observation, endpoint webhookco
 	}
 	for _, p := range plan.Revisions {
 		path := webhookconfig.TargetPath("rev", p.Name)
-		if p.Name == webhookconfig.DefaultTag {
+		if p.Name == revision.DefaultTag {
 			// The in-place revision has no entries of its own: the default tag's serve it.
-			path = webhookconfig.TargetPath("tag", webhookconfig.DefaultTag)
+			path = webhookconfig.TargetPath("tag", revision.DefaultTag)
 		}
 		if !obs.matcher.Trusts(path, endpoint.ServingCA) {
 			out[p.Name] = true

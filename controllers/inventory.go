@@ -18,7 +18,7 @@ import (
 
 	"github.com/meshkeeper/meshkeeper/internal/inject"
 	"github.com/meshkeeper/meshkeeper/internal/inventory"
-	"github.com/meshkeeper/meshkeeper/internal/webhookconfig"
+	"github.com/meshkeeper/meshkeeper/internal/render"
 )
 
 // keptPodAnnotations are the only pod annotations the operator reads.
@@ -32,8 +32,8 @@ var keptPodAnnotations = []string{
 // checks it), the workload's identity (inject.WorkloadOf), and
 // meshkeeper's own stamps.
 var keptPodLabels = append([]string{
-	label.SidecarInject.Name, label.IoIstioRev.Name, webhookconfig.GatewayLabel,
-	PodRevisionLabel, LabelRevision, LabelMeshInstall,
+	label.SidecarInject.Name, label.IoIstioRev.Name, render.LabelGateway,
+	inject.LabelInjectedBy, render.LabelRevision, render.LabelMeshInstall,
 }, inject.WorkloadLabels...)
 
 // TrimPod is the cache transform for pods: the operator keeps of a pod only
@@ -116,7 +116,7 @@ func (r *MeshInstallReconciler) podEvents() handler.EventHandler {
 // rollout reads (meshkeeper's own Deployments trigger full passes instead).
 func (r *MeshInstallReconciler) workloadEvents() handler.EventHandler {
 	return r.recountOn(func(a, b client.Object) bool {
-		return b.GetLabels()[LabelManagedBy] != ManagedByValue && workloadChanged(a, b)
+		return b.GetLabels()[render.LabelManagedBy] != render.ManagedBy && workloadChanged(a, b)
 	})
 }
 

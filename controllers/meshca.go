@@ -114,7 +114,7 @@ func (r *MeshInstallReconciler) certManagerInstalled() (bool, error) {
 func istiodCertificateAuthority(obs *observation) (exists bool, ca string) {
 	for key, o := range obs.live {
 		d, ok := o.(*appsv1.Deployment)
-		rev, labelled := o.GetLabels()[LabelRevision]
+		rev, labelled := o.GetLabels()[render.LabelRevision]
 		if !ok || !labelled || key.name != render.IstiodName(rev) {
 			continue
 		}

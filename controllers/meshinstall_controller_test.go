@@ -24,7 +24,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
+	"github.com/meshkeeper/meshkeeper/internal/inject"
 	"github.com/meshkeeper/meshkeeper/internal/render"
+	"github.com/meshkeeper/meshkeeper/internal/revision"
 	"github.com/meshkeeper/meshkeeper/internal/testenv"
 	"github.com/meshkeeper/meshkeeper/internal/version"
 	"github.com/meshkeeper/meshkeeper/internal/webhookconfig"
@@ -272,7 +274,7 @@ func TestDriftIsRepaired(t *testing.T) {
 	})
 	t.Run("deleted ClusterRole", func(t *testing.T) {
 		var roles rbacv1.ClusterRoleList
-		if err := env.Client.List(ctx, &roles, client.MatchingLabels{LabelMeshInstall: mi.Name}); err != nil || len(roles.Items) == 0 {
+		if err := env.Client.List(ctx, &roles, client.MatchingLabels{render.LabelMeshInstall: mi.Name}); err != nil || len(roles.Items) == 0 {
 			t.Fatalf("no ClusterRoles (%v)", err)
 		}
 		victim := roles.Items[0]
@@ -292,7 +294,7 @@ func TestDriftIsRepaired(t *testing.T) {
 	})
 	t.Run("a rule added to a ClusterRole", func(t *testing.T) {
 		var roles rbacv1.ClusterRoleList
-		if err := env.Client.List(ctx, &roles, client.MatchingLabels{LabelMeshInstall: mi.Name}); err != nil || len(roles.Items) == 0 {
+		if err := env.Client.List(ctx, &roles, client.MatchingLabels{render.LabelMeshInstall: mi.Name}); err != nil || len(roles.Items) == 0 {
 			t.Fatalf("no ClusterRoles (%v)", err)
 		}
 		victim := roles.Items[0]
@@ -357,7 +359,7 @@ func TestDriftIsRepaired(t *testing.T) {
 	})
 	t.Run("deleted Istio validating webhook configuration", func(t *testing.T) {
 		var vwcs admissionregistrationv1.ValidatingWebhookConfigurationList
-		if err := env.Client.List(ctx, &vwcs, client.MatchingLabels{LabelMeshInstall: mi.Name}); err != nil || len(vwcs.Items) == 0 {
+		if err := env.Client.List(ctx, &vwcs, client.MatchingLabels{render.LabelMeshInstall: mi.Name}); err != nil || len(vwcs.Items) == 0 {
 			t.Fatalf("no Istio validator (%v)", err)
 		}
 		victim := vwcs.Items[0]
@@ -549,7 +551,7 @@ func TestDeleteRemovesEverythingButIstioCRDs(t *testing.T) {
 	want := expectedObjects(t, mi, render.DefaultRevision)
 	eventually(t, timeout, "installed", func() error { return allExist(want) })
 	ns := &corev1.Namespace{}
-	if err := env.Client.Get(ctx, client.ObjectKey{Name: mi.Spec.Namespace}, ns); err != nil || ns.Labels[LabelMeshInstall] != mi.Name {
+	if err := env.Client.Get(ctx, client.ObjectKey{Name: mi.Spec.Namespace}, ns); err != nil || ns.Labels[render.LabelMeshInstall] != mi.Name {
 		t.Fatalf("the operator did not create namespace %s (%v, labels %v)", mi.Spec.Namespace, err, ns.Labels)
 	}
 	// It created the namespace, and keeps it (TestDeleteKeepsNamespacesWithUsersObjects).
@@ -644,7 +646,7 @@ func TestDataPlaneInventory(t *testing.T) {
 
 	// A pod someone stamped with a name meshkeeper never gives a revision.
 	forged := pod("forged", map[string]string{"sidecar.istio.io/status": "{}", "mesh.meshkeeper.dev/revision": "not-a-revision", "mesh.meshkeeper.dev/config-hash": "0000"})
-	forged.Labels = map[string]string{PodRevisionLabel: "not-a-revision"}
+	forged.Labels = map[string]string{inject.LabelInjectedBy: "not-a-revision"}
 	for _, p := range []*corev1.Pod{
 		pod("current", map[string]string{"sidecar.istio.io/status": "{}", "mesh.meshkeeper.dev/revision": "default", "mesh.meshkeeper.dev/config-hash": cfg.Hash()}),
 		owned(pod("outdated", map[string]string{"sidecar.istio.io/status": "{}", "mesh.meshkeeper.dev/revision": "default", "mesh.meshkeeper.dev/config-hash": "0000"})),
@@ -663,7 +665,7 @@ func TestDataPlaneInventory(t *testing.T) {
 	}
 	// Stamped only once it has finished (a pod cannot be created Succeeded):
 	// it was never a running pod of that revision.
-	finished.Labels = map[string]string{PodRevisionLabel: "1-30-8"}
+	finished.Labels = map[string]string{inject.LabelInjectedBy: "1-30-8"}
 	if err := env.Client.Update(ctx, finished); err != nil {
 		t.Fatal(err)
 	}
@@ -917,7 +919,7 @@ func TestAPromotionHeldByAFailedObjectMovesNothing(t *testing.T) {
 	// What istioctl tag list and istiod read of the default tag.
 	taggedTo := func() string {
 		mwc := &admissionregistrationv1.MutatingWebhookConfiguration{}
-		if err := env.Client.Get(ctx, client.ObjectKey{Name: webhookconfig.TagConfigurationName(webhookconfig.DefaultTag, ns)}, mwc); err != nil {
+		if err := env.Client.Get(ctx, client.ObjectKey{Name: webhookconfig.TagConfigurationName(revision.DefaultTag, ns)}, mwc); err != nil {
 			t.Fatal(err)
 		}
 		return mwc.Labels["istio.io/rev"]

@@ -81,7 +81,7 @@ func (r *MeshInstallReconciler) observe(ctx context.Context, mi *meshv1alpha1.Me
 		crdHashes:            map[string]string{},
 	}
 	var crds apiextensionsv1.CustomResourceDefinitionList
-	if err := r.List(ctx, &crds, client.MatchingLabels{LabelManagedBy: ManagedByValue}); err != nil {
+	if err := r.List(ctx, &crds, client.MatchingLabels{render.LabelManagedBy: render.ManagedBy}); err != nil {
 		return nil, fmt.Errorf("listing CRDs: %w", err)
 	}
 	for _, crd := range crds.Items {
@@ -171,7 +171,7 @@ func (obs *observation) ownedObject(o client.Object) {
 		}
 		return
 	}
-	name, ok := l[LabelRevision]
+	name, ok := l[render.LabelRevision]
 	if !ok {
 		return
 	}
@@ -180,14 +180,14 @@ func (obs *observation) ownedObject(o client.Object) {
 	case *appsv1.Deployment:
 		if o.Name == render.IstiodName(name) {
 			rev.Istiod = rolloutOf(o)
-			rev.ControlPlaneVersion = l[LabelVersion]
+			rev.ControlPlaneVersion = l[render.LabelVersion]
 		}
 	case *corev1.ConfigMap:
 		if l[render.LabelInjectionConfig] == "true" {
-			rev.ProxyVersion = l[LabelVersion]
-			obs.configHash[name] = o.Annotations[render.AnnotationConfigHash]
+			rev.ProxyVersion = l[render.LabelVersion]
+			obs.configHash[name] = o.Annotations[inject.AnnotationConfigHash]
 		} else if rev.ControlPlaneVersion == "" {
-			rev.ControlPlaneVersion = l[LabelVersion] // istiod itself may be gone
+			rev.ControlPlaneVersion = l[render.LabelVersion] // istiod itself may be gone
 		}
 	}
 	rev.PodsReady = true
@@ -201,13 +201,13 @@ func (obs *observation) pod(mi *meshv1alpha1.MeshInstall, p *corev1.Pod, istiodP
 	if p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
 		return
 	}
-	if rev, ok := p.Labels[LabelRevision]; ok && p.Namespace == mi.Spec.Namespace && p.Labels[LabelMeshInstall] == mi.Name {
+	if rev, ok := p.Labels[render.LabelRevision]; ok && p.Namespace == mi.Spec.Namespace && p.Labels[render.LabelMeshInstall] == mi.Name {
 		// An istiod pod (gateways are shared and carry no revision label).
 		if c := podCondition(p, corev1.PodScheduled); c != nil && c.Status == corev1.ConditionFalse {
 			istiodPods[rev] = strings.TrimSpace(c.Reason + ": " + c.Message)
 		}
 	}
-	name, stamped := p.Labels[PodRevisionLabel]
+	name, stamped := p.Labels[inject.LabelInjectedBy]
 	rev, known := obs.Revisions[name]
 	// Anyone who may create a pod can write the stamp, and pods outlive
 	// their MeshInstall: a stamp is a report, counted against a revision

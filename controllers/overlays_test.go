@@ -59,7 +59,7 @@ func TestAnOverlayThatStopsApplyingAppliesNothing(t *testing.T) {
 	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: mi.Spec.Namespace, Name: render.MeshConfigMapName(render.DefaultRevision)}, meshConfig); err != nil {
 		t.Fatal(err)
 	}
-	if v := meshConfig.Labels[LabelVersion]; v != "1.31.4" {
+	if v := meshConfig.Labels[render.LabelVersion]; v != "1.31.4" {
 		t.Errorf("the mesh ConfigMap was applied for %s although the pass was refused", v)
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
+	"github.com/meshkeeper/meshkeeper/internal/inject"
 	"github.com/meshkeeper/meshkeeper/internal/render"
 )
 
@@ -37,7 +38,7 @@ func outdatedWorkload(t *testing.T, ns string, d *appsv1.Deployment) {
 	makeAvailable(t, ns, d.Name)
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: d.Name + "-5d4f8b7c9-x7k2p", GenerateName: d.Name + "-5d4f8b7c9-",
-			Labels: map[string]string{"app": d.Name, "pod-template-hash": "5d4f8b7c9", PodRevisionLabel: render.DefaultRevision},
+			Labels: map[string]string{"app": d.Name, "pod-template-hash": "5d4f8b7c9", inject.LabelInjectedBy: render.DefaultRevision},
 			Annotations: map[string]string{"sidecar.istio.io/status": "{}", "mesh.meshkeeper.dev/revision": render.DefaultRevision,
 				"mesh.meshkeeper.dev/config-hash": "0000", "mesh.meshkeeper.dev/proxy-version": "1.31.4"},
 			OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: d.Name + "-5d4f8b7c9",
@@ -68,7 +69,7 @@ func outdatedStatefulSet(t *testing.T, ns, name string, replicas int32) {
 	}
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name + "-0", GenerateName: name + "-",
-			Labels: map[string]string{"app": name, PodRevisionLabel: render.DefaultRevision},
+			Labels: map[string]string{"app": name, inject.LabelInjectedBy: render.DefaultRevision},
 			Annotations: map[string]string{"sidecar.istio.io/status": "{}", "mesh.meshkeeper.dev/revision": render.DefaultRevision,
 				"mesh.meshkeeper.dev/config-hash": "0000", "mesh.meshkeeper.dev/proxy-version": "1.31.4"},
 			OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "StatefulSet", Name: name, UID: s.UID, Controller: ptr.To(true)}}},

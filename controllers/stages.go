@@ -10,6 +10,7 @@ import (
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
 	"github.com/meshkeeper/meshkeeper/internal/meshca"
+	"github.com/meshkeeper/meshkeeper/internal/render"
 	"github.com/meshkeeper/meshkeeper/internal/revision"
 	"github.com/meshkeeper/meshkeeper/internal/webhookconfig"
 )
@@ -82,7 +83,7 @@ func (r *MeshInstallReconciler) applyStages(ctx context.Context, mi *meshv1alpha
 				_, err = applyIfChanged(ctx, r.Client, obj, live)
 			}
 			if err != nil {
-				out.failures = append(out.failures, applyFailure{revision: obj.GetLabels()[LabelRevision], err: err})
+				out.failures = append(out.failures, applyFailure{revision: obj.GetLabels()[render.LabelRevision], err: err})
 			}
 		}
 	}

@@ -13,6 +13,7 @@ import (
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
 	"github.com/meshkeeper/meshkeeper/internal/render"
+	"github.com/meshkeeper/meshkeeper/internal/revision"
 	"github.com/meshkeeper/meshkeeper/internal/webhookconfig"
 )
 
@@ -58,12 +59,12 @@ func TestRevisionTagConfigurationsFollowTheSpec(t *testing.T) {
 			return nil
 		}
 	}
-	eventually(t, timeout, "default and prod configured", onActive(webhookconfig.DefaultTag, "prod"))
+	eventually(t, timeout, "default and prod configured", onActive(revision.DefaultTag, "prod"))
 
 	updateMI(t, mi.Name, func(got *meshv1alpha1.MeshInstall) {
 		got.Spec.RevisionTags = []string{"stable"}
 	})
-	eventually(t, timeout, "stable configured", onActive(webhookconfig.DefaultTag, "stable"))
+	eventually(t, timeout, "stable configured", onActive(revision.DefaultTag, "stable"))
 	eventually(t, timeout, "prod pruned", gone("prod"))
 
 	stable, err := tagConfig("stable")

@@ -59,7 +59,7 @@ func tenantNamespace(t *testing.T) string {
 // can put on an object: every meshkeeper label, and a controller reference.
 func forgedMeta(mi *meshv1alpha1.MeshInstall, ns, name, rev, v string) metav1.ObjectMeta {
 	return metav1.ObjectMeta{Namespace: ns, Name: name,
-		Labels: map[string]string{LabelManagedBy: ManagedByValue, LabelMeshInstall: mi.Name, LabelRevision: rev, LabelVersion: v},
+		Labels: map[string]string{render.LabelManagedBy: render.ManagedBy, render.LabelMeshInstall: mi.Name, render.LabelRevision: rev, render.LabelVersion: v},
 		OwnerReferences: []metav1.OwnerReference{{APIVersion: meshv1alpha1.GroupVersion.String(), Kind: "MeshInstall",
 			Name: mi.Name, UID: mi.UID, Controller: ptr.To(true)}},
 	}
@@ -141,7 +141,7 @@ func TestForgedControlPlaneObjectsInATenantNamespaceAreNotBelieved(t *testing.T)
 	forgedConfig := &corev1.ConfigMap{ObjectMeta: forgedMeta(mi, tenant, "istio-sidecar-injector-1-30-0", "1-30-0", "1.30.0"),
 		Data: map[string]string{render.InjectionConfigKey: `{"revision":"1-30-0","proxyImage":"evil/proxy"}`}}
 	forgedConfig.Labels[render.LabelInjectionConfig] = "true"
-	forgedConfig.Annotations = map[string]string{render.AnnotationConfigHash: "forged"}
+	forgedConfig.Annotations = map[string]string{inject.AnnotationConfigHash: "forged"}
 	forgedIstiod := &appsv1.Deployment{ObjectMeta: forgedMeta(mi, tenant, render.IstiodName("1-30-0"), "1-30-0", "1.30.0"),
 		Spec: appsv1.DeploymentSpec{
 			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "forged"}},
@@ -176,7 +176,7 @@ func TestAForgedStampedPodCreatesNoRevision(t *testing.T) {
 	// Pending (envtest schedules nothing), stamped by a revision that never existed here.
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: tenant, Name: "summoner",
-			Labels: map[string]string{PodRevisionLabel: "1-30-1"},
+			Labels: map[string]string{inject.LabelInjectedBy: "1-30-1"},
 			Annotations: map[string]string{inject.AnnotationRevision: "1-30-1", inject.AnnotationProxyVersion: "1.30.1",
 				inject.AnnotationConfigHash: "0000", "sidecar.istio.io/status": "{}"}},
 		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "nginx"}}},
@@ -246,7 +246,7 @@ func TestDeleteKeepsNamespacesWithUsersObjects(t *testing.T) {
 	if err := env.Client.Get(ctx, client.ObjectKey{Name: ns}, got); err != nil || !got.DeletionTimestamp.IsZero() {
 		t.Fatalf("namespace %s was deleted with the MeshInstall (%v)", ns, err)
 	}
-	if _, ok := got.Labels[LabelMeshInstall]; ok || len(got.OwnerReferences) > 0 {
+	if _, ok := got.Labels[render.LabelMeshInstall]; ok || len(got.OwnerReferences) > 0 {
 		t.Errorf("namespace %s still carries meshkeeper's marks: labels %v, owners %v", ns, got.Labels, got.OwnerReferences)
 	}
 	for _, o := range []client.Object{secret, vs} {
@@ -305,7 +305,7 @@ func TestObjectsOfSomeoneElseAreNotTakenOver(t *testing.T) {
 			if err != nil {
 				return fmt.Errorf("the user's %s: %w", keyOf(o), err)
 			}
-			if got.GetLabels()[LabelManagedBy] != "" || len(got.GetOwnerReferences()) > 0 || len(got.GetManagedFields()) != 1 {
+			if got.GetLabels()[render.LabelManagedBy] != "" || len(got.GetOwnerReferences()) > 0 || len(got.GetManagedFields()) != 1 {
 				return fmt.Errorf("the user's %s was written to: labels %v, owners %v, managers %d",
 					keyOf(o), got.GetLabels(), got.GetOwnerReferences(), len(got.GetManagedFields()))
 			}
@@ -368,7 +368,7 @@ func TestANewMeshInstallIgnoresTheStampsOfTheOldOne(t *testing.T) {
 	makeAvailable(t, apps, web.Name)
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: apps, Name: "web-5d8f7-x1", GenerateName: "web-5d8f7-",
-			Labels: map[string]string{"app": "web", "pod-template-hash": "5d8f7", PodRevisionLabel: "1-32-0"},
+			Labels: map[string]string{"app": "web", "pod-template-hash": "5d8f7", inject.LabelInjectedBy: "1-32-0"},
 			Annotations: map[string]string{inject.AnnotationRevision: "1-32-0", inject.AnnotationProxyVersion: "1.32.0",
 				inject.AnnotationConfigHash: "0000", "sidecar.istio.io/status": "{}"},
 			OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "web-5d8f7", UID: "rs-uid", Controller: ptr.To(true)}}},

@@ -31,6 +31,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/meshkeeper/meshkeeper/internal/certs"
+	"github.com/meshkeeper/meshkeeper/internal/render"
 	"github.com/meshkeeper/meshkeeper/internal/webhookconfig"
 )
 
@@ -155,7 +156,7 @@ func (r *CertManagerWebhookReconciler) applyValidator(ctx context.Context) error
 	r.mu.RLock()
 	endpoint := r.endpointWith(r.servingCA)
 	r.mu.RUnlock()
-	validator := webhookconfig.ValidatorConfiguration(endpoint, map[string]string{LabelManagedBy: ManagedByValue})
+	validator := webhookconfig.ValidatorConfiguration(endpoint, map[string]string{render.LabelManagedBy: render.ManagedBy})
 	live := &admissionregistrationv1.ValidatingWebhookConfiguration{}
 	var current client.Object = live
 	if err := r.Client.Get(ctx, client.ObjectKeyFromObject(validator), live); err != nil {
@@ -372,7 +373,7 @@ func (r *CertManagerWebhookReconciler) applyCertificate(ctx context.Context, c c
 // meshkeeper's label so the manager's cache (which holds only what
 // meshkeeper manages) sees it.
 func (r *CertManagerWebhookReconciler) certificate() *cmapi.Certificate {
-	managed := map[string]string{LabelManagedBy: ManagedByValue}
+	managed := map[string]string{render.LabelManagedBy: render.ManagedBy}
 	ips := make([]string, 0, len(r.Hosts.IPs))
 	for _, ip := range r.Hosts.IPs {
 		ips = append(ips, ip.String())

@@ -29,6 +29,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/meshkeeper/meshkeeper/internal/certs"
+	"github.com/meshkeeper/meshkeeper/internal/render"
 	"github.com/meshkeeper/meshkeeper/internal/revision"
 	"github.com/meshkeeper/meshkeeper/internal/testenv"
 	"github.com/meshkeeper/meshkeeper/internal/webhookconfig"
@@ -212,7 +213,7 @@ func TestCertManagerWebhookCertificateIsServedOnceTrusted(t *testing.T) {
 	crt := &cmapi.Certificate{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "webhook"}}
 	eventually(t, timeout, "the Certificate applied", func() error { return c.Get(ctx, client.ObjectKeyFromObject(crt), crt) })
 	if got := crt.Spec; got.SecretName != "webhook" || got.IssuerRef != r.IssuerRef || len(got.IPAddresses) != 1 || got.IPAddresses[0] != "127.0.0.1" ||
-		len(got.Usages) != 3 || got.SecretTemplate == nil || got.SecretTemplate.Labels[LabelManagedBy] != ManagedByValue {
+		len(got.Usages) != 3 || got.SecretTemplate == nil || got.SecretTemplate.Labels[render.LabelManagedBy] != render.ManagedBy {
 		t.Errorf("Certificate spec %+v: want secret webhook, the issuer, 127.0.0.1, server auth usages, meshkeeper's label on the Secret", got)
 	}
 	first := issueWebhookSecret(t, ns.Name, nil)
@@ -434,7 +435,7 @@ func TestNoWorkloadIsRoutedToAnEntryCAInjectorHasNotFilled(t *testing.T) {
 		})
 	}
 	// The in-place revision is served by the default tag's entries.
-	inPlace := revision.Plan{Revisions: []revision.Planned{{Name: webhookconfig.DefaultTag}}}
+	inPlace := revision.Plan{Revisions: []revision.Planned{{Name: revision.DefaultTag}}}
 	if got := untrustedRevisions(inPlace, &observation{matcher: injector(filled)}, cm); len(got) != 0 {
 		t.Errorf("the in-place revision is held with its tag's entries filled: %v", got)
 	}

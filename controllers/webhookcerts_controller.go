@@ -27,6 +27,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/meshkeeper/meshkeeper/internal/certs"
+	"github.com/meshkeeper/meshkeeper/internal/render"
 	"github.com/meshkeeper/meshkeeper/internal/webhookconfig"
 )
 
@@ -95,7 +96,7 @@ func (r *WebhookCertReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	validator := webhookconfig.ValidatorConfiguration(r.endpointWith(bundle.CACert), map[string]string{LabelManagedBy: ManagedByValue})
+	validator := webhookconfig.ValidatorConfiguration(r.endpointWith(bundle.CACert), map[string]string{render.LabelManagedBy: render.ManagedBy})
 	live := &admissionregistrationv1.ValidatingWebhookConfiguration{}
 	var current client.Object = live
 	if err := r.Client.Get(ctx, client.ObjectKeyFromObject(validator), live); err != nil {
@@ -192,7 +193,7 @@ func (r *WebhookCertReconciler) ensure(ctx context.Context, c client.Client) (bu
 		if !exists {
 			secret = &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: r.Namespace, Name: r.SecretName}}
 		}
-		secret.Labels = map[string]string{LabelManagedBy: ManagedByValue}
+		secret.Labels = map[string]string{render.LabelManagedBy: render.ManagedBy}
 		secret.Type = corev1.SecretTypeOpaque
 		secret.Data = bundle.Data()
 		if exists {

@@ -22,6 +22,7 @@ import (
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
 	"github.com/meshkeeper/meshkeeper/internal/inject"
+	"github.com/meshkeeper/meshkeeper/internal/render"
 	"github.com/meshkeeper/meshkeeper/internal/revision"
 	"github.com/meshkeeper/meshkeeper/internal/rollout"
 	"github.com/meshkeeper/meshkeeper/internal/webhookconfig"
@@ -94,7 +95,7 @@ func keepAnnotations(a map[string]string) map[string]string { return keep(a, kep
 // may create a Deployment can write).
 func controlledByAMeshInstall(o client.Object) bool {
 	ref := metav1.GetControllerOfNoCopy(o)
-	return o.GetLabels()[LabelManagedBy] == ManagedByValue && ref != nil &&
+	return o.GetLabels()[render.LabelManagedBy] == render.ManagedBy && ref != nil &&
 		ref.Kind == "MeshInstall" && strings.HasPrefix(ref.APIVersion, meshv1alpha1.GroupVersion.Group+"/")
 }
 

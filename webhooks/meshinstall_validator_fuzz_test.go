@@ -88,8 +88,8 @@ func FuzzMeshInstallValidator(f *testing.F) {
 		old := base.DeepCopy()
 		old.Spec.Version, old.Spec.UpdateStrategy.Type = from, strategy
 		old.Status = meshv1alpha1.MeshInstallStatus{
-			ActiveRevision: revision.DefaultRevision, Version: from,
-			Revisions: []meshv1alpha1.RevisionStatus{{Name: revision.DefaultRevision, Version: from, Role: meshv1alpha1.RevisionActive, Ready: true}},
+			ActiveRevision: render.DefaultRevision, Version: from,
+			Revisions: []meshv1alpha1.RevisionStatus{{Name: render.DefaultRevision, Version: from, Role: meshv1alpha1.RevisionActive, Ready: true}},
 		}
 		updated := old.DeepCopy()
 		updated.Spec.Version, updated.Spec.Overlays = to, overlays

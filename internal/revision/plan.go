@@ -21,14 +21,13 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
+	"github.com/meshkeeper/meshkeeper/internal/render"
 	"github.com/meshkeeper/meshkeeper/internal/version"
 )
 
-// DefaultRevision is the name of the revision installed with the InPlace
-// strategy; its istiod is named plain "istiod".
-const DefaultRevision = "default"
-
-// DefaultTag is the tag istio-injection=enabled selects; it always follows the active revision.
+// DefaultTag is the tag istio-injection=enabled, and the pod label
+// sidecar.istio.io/inject=true in an unlabelled namespace, select; it
+// always follows the active revision.
 const DefaultTag = "default"
 
 // Observed is what the reconciler saw in the cluster this pass.
@@ -263,7 +262,7 @@ func currentRouting(mi *meshv1alpha1.MeshInstall, obs Observed) *Routing {
 // it only once its istiod is available: until then, as with Istio's own
 // injector, pods cannot be injected (the webhook's failurePolicy decides).
 func install(mi *meshv1alpha1.MeshInstall, obs Observed, desired version.Version) Plan {
-	name := DefaultRevision
+	name := render.DefaultRevision
 	if mi.Spec.UpdateStrategy.Type == meshv1alpha1.UpdateStrategyCanary {
 		name = desired.Revision()
 	}

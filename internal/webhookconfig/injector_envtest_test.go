@@ -16,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/meshkeeper/meshkeeper/internal/render"
 	"github.com/meshkeeper/meshkeeper/internal/testenv"
 	"github.com/meshkeeper/meshkeeper/internal/webhookconfig"
 )
@@ -119,7 +120,7 @@ func TestInjectorSelectionThroughTheAPIServer(t *testing.T) {
 		{name: "kube-system is never injected", namespace: "kube-system", nsLabels: labels{"istio-injection": "enabled"}, want: ""},
 		{name: "control plane namespace is never injected", namespace: "istio-system", nsLabels: labels{"istio-injection": "enabled"}, want: ""},
 		{name: "operator namespace is never injected", namespace: "meshkeeper-system", nsLabels: labels{"istio.io/rev": "prod"}, want: ""},
-		{name: "gateway in the control plane namespace is injected", namespace: "istio-system", podLabels: labels{webhookconfig.GatewayLabel: "ingress", "sidecar.istio.io/inject": "true"}, want: "/inject/tag/default"},
+		{name: "gateway in the control plane namespace is injected", namespace: "istio-system", podLabels: labels{render.LabelGateway: "ingress", "sidecar.istio.io/inject": "true"}, want: "/inject/tag/default"},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -17,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
+	"github.com/meshkeeper/meshkeeper/internal/revision"
 	"github.com/meshkeeper/meshkeeper/internal/webhookconfig"
 )
 
@@ -194,7 +195,7 @@ func TestIstioctlSeesMeshkeeperTags(t *testing.T) {
 		if err := e.operator.Stop(); err != nil {
 			t.Fatal(err)
 		}
-		for _, tag := range []string{webhookconfig.DefaultTag, "prod"} {
+		for _, tag := range []string{revision.DefaultTag, "prod"} {
 			mwc := &admissionregistrationv1.MutatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: webhookconfig.TagConfigurationName(tag, mi.Spec.Namespace)}}
 			if err := e.k8s.Delete(ctx, mwc); err != nil {
 				t.Fatal(err)
