@@ -22,6 +22,7 @@ import (
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
 	"github.com/meshkeeper/meshkeeper/internal/meshca"
 	"github.com/meshkeeper/meshkeeper/internal/ownership"
+	"github.com/meshkeeper/meshkeeper/internal/requeue"
 	"github.com/meshkeeper/meshkeeper/internal/revision"
 	"github.com/meshkeeper/meshkeeper/internal/webhookconfig"
 )
@@ -231,14 +232,7 @@ func (r *MeshInstallReconciler) reconcileNormal(ctx context.Context, mi *meshv1a
 	if err := errors.Join(outcome.err(), pruneErr, rollErr); err != nil {
 		return ctrl.Result{}, err
 	}
-	return ctrl.Result{RequeueAfter: minPositive(minPositive(plan.RequeueAfter, roll.RequeueAfter), r.caPoll(ca))}, nil
-}
-
-func minPositive(a, b time.Duration) time.Duration {
-	if a <= 0 || (b > 0 && b < a) {
-		return b
-	}
-	return a
+	return ctrl.Result{RequeueAfter: requeue.Sooner(plan.RequeueAfter, roll.RequeueAfter, r.caPoll(ca))}, nil
 }
 
 // reconcileInventory recounts the data plane from one observation, and
@@ -261,7 +255,7 @@ func (r *MeshInstallReconciler) reconcileInventory(ctx context.Context, mi *mesh
 	st.counted(countDataPlane(obs))
 	roll, err := r.rollWorkloads(ctx, mi, obs, obs.Routing)
 	st.rolled(roll)
-	return ctrl.Result{RequeueAfter: minPositive(plan.RequeueAfter, roll.RequeueAfter)}, err
+	return ctrl.Result{RequeueAfter: requeue.Sooner(plan.RequeueAfter, roll.RequeueAfter)}, err
 }
 
 // requestFullPass enqueues a full pass of mi.

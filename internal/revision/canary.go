@@ -7,6 +7,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
+	"github.com/meshkeeper/meshkeeper/internal/requeue"
 	"github.com/meshkeeper/meshkeeper/internal/version"
 )
 
@@ -130,7 +131,7 @@ func continueCanary(mi *meshv1alpha1.MeshInstall, obs Observed, routing *Routing
 		if !available {
 			waitFor(p, name, o, "%s", p.Message)
 		}
-		p.RequeueAfter = minPositive(p.RequeueAfter, waitPoll)
+		p.RequeueAfter = requeue.Sooner(p.RequeueAfter, waitPoll)
 	default:
 		c.HealthySince = healthySinceOf(remembered, true, now)
 		p.Message = fmt.Sprintf("canary %s at %d%%", name, weight)

@@ -22,6 +22,7 @@ import (
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
 	"github.com/meshkeeper/meshkeeper/internal/render"
+	"github.com/meshkeeper/meshkeeper/internal/requeue"
 	"github.com/meshkeeper/meshkeeper/internal/version"
 )
 
@@ -293,7 +294,7 @@ func steady(obs Observed, p *Plan) {
 	if o.Istiod != nil && o.Istiod.Reason != "" {
 		p.Message += ": " + o.Istiod.Reason
 	}
-	p.RequeueAfter = minPositive(p.RequeueAfter, waitPoll)
+	p.RequeueAfter = requeue.Sooner(p.RequeueAfter, waitPoll)
 }
 
 // upgradeInPlace rolls the active revision's istiod to desired; its
@@ -337,7 +338,7 @@ func waitFor(p *Plan, rev string, o ObservedRevision, format string, args ...any
 		p.Message = fmt.Sprintf("istiod of revision %s is not available within spec.updateStrategy.progressDeadline; nothing moves to it until it is fixed or spec.version is set back. %s",
 			rev, p.Message)
 	}
-	p.RequeueAfter = minPositive(p.RequeueAfter, waitPoll)
+	p.RequeueAfter = requeue.Sooner(p.RequeueAfter, waitPoll)
 }
 
 // versionsOf returns what a revision's istiod runs and what it injects, from
@@ -422,7 +423,7 @@ func drain(mi *meshv1alpha1.MeshInstall, obs Observed, p *Plan) {
 				continue
 			}
 			p.UnusedSince[name] = since
-			p.RequeueAfter = minPositive(p.RequeueAfter, grace-idle)
+			p.RequeueAfter = requeue.Sooner(p.RequeueAfter, grace-idle)
 		}
 		p.Revisions = append(p.Revisions, Planned{Name: name, Version: cp, ProxyVersion: proxy, Role: meshv1alpha1.RevisionDraining})
 		if p.Phase == PhaseSteady {
@@ -441,11 +442,4 @@ func listed(items []string, n int) string {
 		return strings.Join(items, "; ")
 	}
 	return fmt.Sprintf("%s; and %d more", strings.Join(items[:n], "; "), len(items)-n)
-}
-
-func minPositive(a, b time.Duration) time.Duration {
-	if a <= 0 || (b > 0 && b < a) {
-		return b
-	}
-	return a
 }
