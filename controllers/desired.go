@@ -19,6 +19,7 @@ import (
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
 	"github.com/meshkeeper/meshkeeper/internal/meshca"
 	"github.com/meshkeeper/meshkeeper/internal/ownership"
+	"github.com/meshkeeper/meshkeeper/internal/refusal"
 	"github.com/meshkeeper/meshkeeper/internal/render"
 	"github.com/meshkeeper/meshkeeper/internal/revision"
 	"github.com/meshkeeper/meshkeeper/internal/webhookconfig"
@@ -201,7 +202,7 @@ func (r *MeshInstallReconciler) tagsFor(mi *meshv1alpha1.MeshInstall, routing *r
 func renderRefusal(err error) error {
 	var invalid *render.InvalidError
 	if errors.As(err, &invalid) {
-		return &revision.Refusal{Reason: invalid.Reason, Message: invalid.Error()}
+		return &refusal.Error{Reason: invalid.Reason, Message: invalid.Error()}
 	}
 	return err
 }

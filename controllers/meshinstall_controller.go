@@ -22,6 +22,7 @@ import (
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
 	"github.com/meshkeeper/meshkeeper/internal/meshca"
 	"github.com/meshkeeper/meshkeeper/internal/ownership"
+	"github.com/meshkeeper/meshkeeper/internal/refusal"
 	"github.com/meshkeeper/meshkeeper/internal/requeue"
 	"github.com/meshkeeper/meshkeeper/internal/revision"
 	"github.com/meshkeeper/meshkeeper/internal/webhookconfig"
@@ -198,8 +199,8 @@ func (r *MeshInstallReconciler) reconcileNormal(ctx context.Context, mi *meshv1a
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	if refusal := takeoverRefusal(mi, existing); refusal != nil {
-		st.refused(refusal)
+	if refused := takeoverRefusal(mi, existing); refused != nil {
+		st.refused(refused)
 		return ctrl.Result{RequeueAfter: takeoverRetry}, nil
 	}
 	endpoint, err := r.WebhookEndpoint(ctx)
@@ -270,10 +271,10 @@ func (r *MeshInstallReconciler) requestFullPass(mi *meshv1alpha1.MeshInstall) {
 // a person) stalls the MeshInstall without hot retries; anything else is
 // transient and retried with backoff.
 func classify(st *statusBuilder, err error) error {
-	var refusal *revision.Refusal
-	if errors.As(err, &refusal) {
-		st.refused(refusal)
-		return reconcile.TerminalError(refusal)
+	var refused *refusal.Error
+	if errors.As(err, &refused) {
+		st.refused(refused)
+		return reconcile.TerminalError(refused)
 	}
 	return err
 }

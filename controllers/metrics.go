@@ -9,7 +9,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
-	"github.com/meshkeeper/meshkeeper/internal/revision"
+	"github.com/meshkeeper/meshkeeper/internal/refusal"
 )
 
 var (
@@ -89,9 +89,9 @@ func recordMetrics(mi *meshv1alpha1.MeshInstall, err error) {
 	canaryWeightGauge.WithLabelValues(mi.Name).Set(weight)
 	if err != nil {
 		reason := "Transient"
-		var refusal *revision.Refusal
-		if errors.As(err, &refusal) {
-			reason = refusal.Reason
+		var refused *refusal.Error
+		if errors.As(err, &refused) {
+			reason = refused.Reason
 		} else if c := meta.FindStatusCondition(mi.Status.Conditions, meshv1alpha1.ConditionReady); c != nil && c.Reason == meshv1alpha1.ReasonApplyFailed {
 			reason = meshv1alpha1.ReasonApplyFailed
 		}

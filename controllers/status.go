@@ -13,6 +13,7 @@ import (
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
 	"github.com/meshkeeper/meshkeeper/internal/inventory"
 	"github.com/meshkeeper/meshkeeper/internal/meshca"
+	"github.com/meshkeeper/meshkeeper/internal/refusal"
 	"github.com/meshkeeper/meshkeeper/internal/revision"
 	"github.com/meshkeeper/meshkeeper/internal/rollout"
 )
@@ -27,7 +28,7 @@ type statusBuilder struct {
 	// recountOnly is a pass from pod or namespace events: it writes the
 	// counts, or, when it handed over to a full pass, nothing at all.
 	recountOnly bool
-	refusal     *revision.Refusal
+	refusal     *refusal.Error
 	plan        *revision.Plan
 	obs         *observation
 	// outcome is what the staged apply did; nil in a pass that only recounts the data plane.
@@ -46,7 +47,7 @@ func newStatusBuilder(mi *meshv1alpha1.MeshInstall, now time.Time) *statusBuilde
 
 func (s *statusBuilder) suspended() { s.suspend = true }
 
-func (s *statusBuilder) refused(r *revision.Refusal) { s.refusal = r }
+func (s *statusBuilder) refused(r *refusal.Error) { s.refusal = r }
 
 // observed records the plan and the observation it was made from.
 func (s *statusBuilder) observed(p revision.Plan, obs *observation) { s.plan, s.obs = &p, obs }

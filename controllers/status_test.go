@@ -12,6 +12,7 @@ import (
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
 	"github.com/meshkeeper/meshkeeper/internal/inventory"
+	"github.com/meshkeeper/meshkeeper/internal/refusal"
 	"github.com/meshkeeper/meshkeeper/internal/revision"
 	"github.com/meshkeeper/meshkeeper/internal/version"
 )
@@ -166,7 +167,7 @@ func TestConditions(t *testing.T) {
 		{
 			name: "a refused spec is judged: Stalled at this generation",
 			setup: []func(*statusBuilder){func(s *statusBuilder) {
-				s.refused(&revision.Refusal{Reason: meshv1alpha1.ReasonVersionSkewTooLarge, Message: "spec.version: skips"})
+				s.refused(&refusal.Error{Reason: meshv1alpha1.ReasonVersionSkewTooLarge, Message: "spec.version: skips"})
 			}},
 			want: map[string]want{
 				meshv1alpha1.ConditionStalled:     {metav1.ConditionTrue, meshv1alpha1.ReasonVersionSkewTooLarge, "spec.version"},

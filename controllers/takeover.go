@@ -15,7 +15,7 @@ import (
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
 	"github.com/meshkeeper/meshkeeper/internal/ownership"
-	"github.com/meshkeeper/meshkeeper/internal/revision"
+	"github.com/meshkeeper/meshkeeper/internal/refusal"
 	"github.com/meshkeeper/meshkeeper/internal/webhookconfig"
 )
 
@@ -71,7 +71,7 @@ func (r *MeshInstallReconciler) observeExisting(ctx context.Context, mi *meshv1a
 // not the MeshInstall's: it exists, and its controller reference does not
 // name this MeshInstall. Nothing is applied, and since the object is not
 // the MeshInstall's, nothing ever deletes it.
-func takeoverRefusal(mi *meshv1alpha1.MeshInstall, existing map[objectKey]*metav1.PartialObjectMetadata) *revision.Refusal {
+func takeoverRefusal(mi *meshv1alpha1.MeshInstall, existing map[objectKey]*metav1.PartialObjectMetadata) *refusal.Error {
 	var theirs []string
 	for _, key := range slices.SortedFunc(maps.Keys(existing), compareKeys) {
 		o := existing[key]
@@ -90,7 +90,7 @@ func takeoverRefusal(mi *meshv1alpha1.MeshInstall, existing map[objectKey]*metav
 	if len(theirs) == 0 {
 		return nil
 	}
-	return &revision.Refusal{Reason: meshv1alpha1.ReasonObjectNotOwned, Message: fmt.Sprintf(
+	return &refusal.Error{Reason: meshv1alpha1.ReasonObjectNotOwned, Message: fmt.Sprintf(
 		"%s already exist(s) and is not this MeshInstall's: meshkeeper never writes over an object it did not create, "+
 			"so nothing was applied; remove or rename it (or, for a gateway, choose another name or namespace)",
 		strings.Join(theirs, ", "))}

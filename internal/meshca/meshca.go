@@ -23,8 +23,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
+	"github.com/meshkeeper/meshkeeper/internal/refusal"
 	"github.com/meshkeeper/meshkeeper/internal/render"
-	"github.com/meshkeeper/meshkeeper/internal/revision"
 )
 
 // Observed is what one pass found of the mesh CA.
@@ -95,13 +95,13 @@ type Decision struct {
 }
 
 // Decide says what to do about the mesh CA of mi given obs. It refuses
-// (*revision.Refusal) a change of CA on a running mesh without
+// (*refusal.Error) a change of CA on a running mesh without
 // AnnotationAllowCertificateAuthorityChange.
 func Decide(mi *meshv1alpha1.MeshInstall, obs Observed) (Decision, error) {
 	want := render.CertificateAuthorityOf(mi)
 	live := obs.IstiodCA
 	if obs.Running && obs.IstiodExists && want != live && !changeAllowed(mi) {
-		return Decision{}, &revision.Refusal{Reason: meshv1alpha1.ReasonCertificateAuthorityChangeRefused, Message: ChangeRefusal(mi, live, want)}
+		return Decision{}, &refusal.Error{Reason: meshv1alpha1.ReasonCertificateAuthorityChangeRefused, Message: ChangeRefusal(mi, live, want)}
 	}
 	if want == "" {
 		return Decision{DeleteCertificate: obs.Certificate != nil}, nil

@@ -12,8 +12,8 @@ import (
 	"k8s.io/utils/ptr"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
+	"github.com/meshkeeper/meshkeeper/internal/refusal"
 	"github.com/meshkeeper/meshkeeper/internal/render"
-	"github.com/meshkeeper/meshkeeper/internal/revision"
 )
 
 var expiry = metav1.NewTime(time.Date(2027, 1, 2, 3, 4, 5, 0, time.UTC))
@@ -206,8 +206,8 @@ func TestTheCAOfARunningMeshDoesNotChange(t *testing.T) {
 					}
 				}
 			}
-			var refusal *revision.Refusal
-			if tc.refused && (!errors.As(reconciler, &refusal) || refusal.Reason != meshv1alpha1.ReasonCertificateAuthorityChangeRefused) {
+			var refused *refusal.Error
+			if tc.refused && (!errors.As(reconciler, &refused) || refused.Reason != meshv1alpha1.ReasonCertificateAuthorityChangeRefused) {
 				t.Errorf("reconciler: %v is not a refusal with reason %s", reconciler, meshv1alpha1.ReasonCertificateAuthorityChangeRefused)
 			}
 		})

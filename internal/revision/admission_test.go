@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
+	"github.com/meshkeeper/meshkeeper/internal/refusal"
 )
 
 func TestValidateCreate(t *testing.T) {
@@ -198,9 +199,9 @@ func TestCheckSingleton(t *testing.T) {
 			if tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
 				t.Fatalf("got %v, want an error containing %q", err, tc.wantErr)
 			}
-			var refusal *Refusal
-			if tc.wantErr != "" && !errors.As(err, &refusal) {
-				t.Fatalf("got %T, want a Refusal (the reconciler stalls on it)", err)
+			var refused *refusal.Error
+			if tc.wantErr != "" && !errors.As(err, &refused) {
+				t.Fatalf("got %T, want a refusal.Error (the reconciler stalls on it)", err)
 			}
 		})
 	}

@@ -21,6 +21,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
+	"github.com/meshkeeper/meshkeeper/internal/refusal"
 	"github.com/meshkeeper/meshkeeper/internal/render"
 	"github.com/meshkeeper/meshkeeper/internal/requeue"
 	"github.com/meshkeeper/meshkeeper/internal/version"
@@ -148,19 +149,6 @@ type Plan struct {
 	RequeueAfter time.Duration
 }
 
-// Refusal is a spec the operator will not carry out; Reason is one of the
-// api/v1alpha1 Reason* constants. The reconciler reports it as Stalled.
-type Refusal struct {
-	Reason  string
-	Message string
-}
-
-func (r *Refusal) Error() string { return r.Message }
-
-func refuse(reason, format string, args ...any) *Refusal {
-	return &Refusal{Reason: reason, Message: fmt.Sprintf(format, args...)}
-}
-
 // waitPoll is how often a wait for an istiod or for pods looks again.
 const waitPoll = 10 * time.Second
 
@@ -169,7 +157,7 @@ const waitPoll = 10 * time.Second
 func Decide(mi *meshv1alpha1.MeshInstall, obs Observed) (Plan, error) {
 	desired, err := version.Parse(mi.Spec.Version)
 	if err != nil {
-		return Plan{}, refuse(meshv1alpha1.ReasonUnsupportedVersion, "spec.version: %v", err)
+		return Plan{}, refusal.Newf(meshv1alpha1.ReasonUnsupportedVersion, "spec.version: %v", err)
 	}
 	routing := currentRouting(mi, obs)
 	if routing == nil {
@@ -199,7 +187,7 @@ func Decide(mi *meshv1alpha1.MeshInstall, obs Observed) (Plan, error) {
 			return Plan{}, err
 		}
 	case mi.Spec.UpdateStrategy.Type == meshv1alpha1.UpdateStrategyCanary && desired.Compare(proxy) != 0:
-		return Plan{}, refuse(meshv1alpha1.ReasonStrategyChangeRejected,
+		return Plan{}, refusal.Newf(meshv1alpha1.ReasonStrategyChangeRejected,
 			"spec.updateStrategy.type: revision %s is being upgraded in place from %s to %s; let it finish, or set spec.version back to %s, before starting a canary",
 			routing.Active, proxy, cp, proxy)
 	default:
@@ -357,14 +345,14 @@ func versionsOf(mi *meshv1alpha1.MeshInstall, obs Observed, name string) (cp, pr
 	// version, which may be ahead.
 	proxyS := cmp.Or(o.ProxyVersion, knownProxy, o.PodVersion, cpS)
 	if cpS == "" {
-		return version.Version{}, version.Version{}, refuse(meshv1alpha1.ReasonUnsupportedVersion,
+		return version.Version{}, version.Version{}, refusal.Newf(meshv1alpha1.ReasonUnsupportedVersion,
 			"revision %s: the cluster does not say which Istio version it runs", name)
 	}
 	if cp, err = version.Parse(cpS); err == nil {
 		proxy, err = version.Parse(proxyS)
 	}
 	if err != nil {
-		return version.Version{}, version.Version{}, refuse(meshv1alpha1.ReasonUnsupportedVersion,
+		return version.Version{}, version.Version{}, refusal.Newf(meshv1alpha1.ReasonUnsupportedVersion,
 			"revision %s runs a version this operator does not support: %v", name, err)
 	}
 	return cp, proxy, nil
@@ -372,7 +360,7 @@ func versionsOf(mi *meshv1alpha1.MeshInstall, obs Observed, name string) (cp, pr
 
 func refusalFromSkew(err error) error {
 	if skew, ok := err.(*version.SkewError); ok {
-		return &Refusal{Reason: skew.Rule, Message: skew.Message}
+		return &refusal.Error{Reason: skew.Rule, Message: skew.Message}
 	}
 	return err
 }

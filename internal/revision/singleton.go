@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
+	"github.com/meshkeeper/meshkeeper/internal/refusal"
 )
 
 // CheckSingleton refuses mi unless it is the MeshInstall that manages the
@@ -16,7 +17,7 @@ func CheckSingleton(mi *meshv1alpha1.MeshInstall, stored []meshv1alpha1.MeshInst
 	if m == nil || m.Name == mi.Name {
 		return nil
 	}
-	return &Refusal{Reason: meshv1alpha1.ReasonNamespaceConflict, Message: fmt.Sprintf(
+	return &refusal.Error{Reason: meshv1alpha1.ReasonNamespaceConflict, Message: fmt.Sprintf(
 		"MeshInstall %s already manages the mesh of this cluster; only one MeshInstall is supported", m.Name)}
 }
 
