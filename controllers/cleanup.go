@@ -24,6 +24,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
+	"github.com/meshkeeper/meshkeeper/internal/apply"
 	"github.com/meshkeeper/meshkeeper/internal/inject"
 	"github.com/meshkeeper/meshkeeper/internal/ownership"
 	"github.com/meshkeeper/meshkeeper/internal/render"
@@ -113,7 +114,7 @@ func (r *MeshInstallReconciler) listFor(gvk schema.GroupVersionKind) (client.Obj
 // field was unset. A revision's objects go only once the API server itself
 // (not the cache) confirms that no running pod uses it; the objects of a
 // revision neither kept nor pruned are never touched.
-func (r *MeshInstallReconciler) prune(ctx context.Context, plan revision.Plan, want map[objectKey]bool, obs *observation) error {
+func (r *MeshInstallReconciler) prune(ctx context.Context, plan revision.Plan, want map[apply.Key]bool, obs *observation) error {
 	kept := revisionNames(plan)
 	unused := map[string]bool{}
 	var errs []error
@@ -127,7 +128,7 @@ func (r *MeshInstallReconciler) prune(ctx context.Context, plan revision.Plan, w
 	}
 	for _, key := range slices.SortedFunc(maps.Keys(obs.live), compareKeys) {
 		o := obs.live[key]
-		if want[key] || key.gvk.Kind == "Namespace" {
+		if want[key] || key.GVK.Kind == "Namespace" {
 			// Namespaces are kept while the MeshInstall lives: they may hold users' objects.
 			continue
 		}
@@ -135,7 +136,7 @@ func (r *MeshInstallReconciler) prune(ctx context.Context, plan revision.Plan, w
 			continue
 		}
 		ctrl.LoggerFrom(ctx).Info("pruning", "object", key.String())
-		errs = append(errs, deleteIfExists(ctx, r.Client, o))
+		errs = append(errs, apply.DeleteIfExists(ctx, r.Client, o))
 	}
 	return errors.Join(errs...)
 }
@@ -165,7 +166,7 @@ func (r *MeshInstallReconciler) revisionInUse(ctx context.Context, rev string) (
 	return len(namespaces.Items) > 0, nil
 }
 
-func compareKeys(a, b objectKey) int { return strings.Compare(a.String(), b.String()) }
+func compareKeys(a, b apply.Key) int { return strings.Compare(a.String(), b.String()) }
 
 // reconcileDelete removes everything the MeshInstall created except Istio's
 // CRDs (deleting them would delete every VirtualService in the cluster), then
@@ -196,7 +197,7 @@ func (r *MeshInstallReconciler) reconcileDelete(ctx context.Context, mi *meshv1a
 			errs = append(errs, releaseNamespace(ctx, r.Client, mi, o))
 			continue
 		}
-		errs = append(errs, deleteIfExists(ctx, r.Client, o))
+		errs = append(errs, apply.DeleteIfExists(ctx, r.Client, o))
 	}
 	errs = append(errs, r.deleteCertificateAuthority(ctx, mi))
 	if err := errors.Join(errs...); err != nil {

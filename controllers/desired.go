@@ -1,9 +1,6 @@
 package controllers
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"maps"
 	"slices"
@@ -17,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
+	"github.com/meshkeeper/meshkeeper/internal/apply"
 	"github.com/meshkeeper/meshkeeper/internal/meshca"
 	"github.com/meshkeeper/meshkeeper/internal/ownership"
 	"github.com/meshkeeper/meshkeeper/internal/refusal"
@@ -224,7 +222,7 @@ func crdsToApply(mi *meshv1alpha1.MeshInstall, obs *observation) ([]client.Objec
 	}
 	var out []client.Object
 	for _, crd := range crds {
-		hash := specHash(crd.Spec)
+		hash := apply.SpecHash(crd.Spec)
 		if applied, ok := obs.crdHashes[crd.Name]; ok && applied == hash {
 			continue
 		}
@@ -277,12 +275,6 @@ func namespacesToApply(mi *meshv1alpha1.MeshInstall, obs *observation) []client.
 		out = append(out, want)
 	}
 	return out
-}
-
-func specHash(v any) string {
-	raw, _ := json.Marshal(v)
-	sum := sha256.Sum256(raw)
-	return hex.EncodeToString(sum[:8])
 }
 
 // AnnotationSpecHash records the hash of the spec meshkeeper last applied to an Istio CRD.

@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/meshkeeper/meshkeeper/internal/apply"
 	"github.com/meshkeeper/meshkeeper/internal/revision"
 	"github.com/meshkeeper/meshkeeper/internal/webhookconfig"
 )
@@ -85,8 +86,8 @@ func removeDroppedEntries(ctx context.Context, c client.Client, live, desired *a
 	}
 	target := &admissionregistrationv1.MutatingWebhookConfiguration{}
 	target.Name = live.Name
-	if err := c.Patch(ctx, target, client.RawPatch(types.StrategicMergePatchType, patch), FieldOwner); err != nil {
-		return fmt.Errorf("removing %d entries of %s: %w", len(drop), keyOf(desired), err)
+	if err := c.Patch(ctx, target, client.RawPatch(types.StrategicMergePatchType, patch), apply.FieldOwner); err != nil {
+		return fmt.Errorf("removing %d entries of %s: %w", len(drop), apply.KeyOf(desired), err)
 	}
 	return nil
 }

@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
+	"github.com/meshkeeper/meshkeeper/internal/apply"
 	"github.com/meshkeeper/meshkeeper/internal/meshca"
 	"github.com/meshkeeper/meshkeeper/internal/render"
 )
@@ -115,7 +116,7 @@ func istiodCertificateAuthority(obs *observation) (exists bool, ca string) {
 	for key, o := range obs.live {
 		d, ok := o.(*appsv1.Deployment)
 		rev, labelled := o.GetLabels()[render.LabelRevision]
-		if !ok || !labelled || key.name != render.IstiodName(rev) {
+		if !ok || !labelled || key.Name != render.IstiodName(rev) {
 			continue
 		}
 		if !exists || (obs.Routing != nil && rev == obs.Routing.Active) {
@@ -135,12 +136,12 @@ func (r *MeshInstallReconciler) applyCertificateAuthority(ctx context.Context, d
 		if live != nil {
 			liveObj = live
 		}
-		if _, err := applyIfChanged(ctx, r.Client, d.Certificate, liveObj); err != nil {
+		if _, err := apply.IfChanged(ctx, r.Client, d.Certificate, liveObj); err != nil {
 			out.failures = append(out.failures, applyFailure{err: err})
 		}
 	case d.DeleteCertificate && live != nil:
 		ctrl.LoggerFrom(ctx).Info("pruning", "object", "Certificate "+live.Namespace+"/"+live.Name)
-		if err := deleteIfExists(ctx, r.Client, live); err != nil {
+		if err := apply.DeleteIfExists(ctx, r.Client, live); err != nil {
 			out.failures = append(out.failures, applyFailure{err: err})
 		}
 	}
@@ -161,7 +162,7 @@ func (r *MeshInstallReconciler) reconcileCertificateAuthorityFirst(ctx context.C
 			if err := r.own(mi, ns); err != nil {
 				return ctrl.Result{}, err
 			}
-			if _, err := applyIfChanged(ctx, r.Client, ns, nil); err != nil {
+			if _, err := apply.IfChanged(ctx, r.Client, ns, nil); err != nil {
 				out.failures = append(out.failures, applyFailure{err: err})
 			}
 		}
@@ -203,7 +204,7 @@ func (r *MeshInstallReconciler) deleteCertificateAuthority(ctx context.Context, 
 	}
 	cert := &cmapi.Certificate{ObjectMeta: metav1.ObjectMeta{Namespace: mi.Spec.Namespace, Name: render.CACertificateName}}
 	cert.SetGroupVersionKind(cmapi.SchemeGroupVersion.WithKind(cmapi.CertificateKind))
-	err := deleteIfExists(ctx, r.Client, cert)
+	err := apply.DeleteIfExists(ctx, r.Client, cert)
 	if meta.IsNoMatchError(err) {
 		return nil // cert-manager is gone, and its Certificates with it
 	}

@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
+	"github.com/meshkeeper/meshkeeper/internal/apply"
 	"github.com/meshkeeper/meshkeeper/internal/meshca"
 	"github.com/meshkeeper/meshkeeper/internal/ownership"
 	"github.com/meshkeeper/meshkeeper/internal/refusal"
@@ -216,13 +217,13 @@ func (r *MeshInstallReconciler) reconcileNormal(ctx context.Context, mi *meshv1a
 	var pruneErr error
 	if outcome.injectorApplied && outcome.routing.Equal(plan.Routing) {
 		// Only once neither the injector nor the routing sends pods to what is pruned.
-		want := map[objectKey]bool{}
+		want := map[apply.Key]bool{}
 		for _, o := range d.all() {
-			want[keyOf(o)] = true
+			want[apply.KeyOf(o)] = true
 		}
-		want[objectKey{gvk: injectorGVK, name: webhookconfig.InjectorName}] = true
+		want[apply.Key{GVK: injectorGVK, Name: webhookconfig.InjectorName}] = true
 		for _, o := range outcome.tags {
-			want[keyOf(o)] = true
+			want[apply.KeyOf(o)] = true
 		}
 		pruneErr = r.prune(ctx, plan, want, obs)
 	}

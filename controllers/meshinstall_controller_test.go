@@ -24,6 +24,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
+	"github.com/meshkeeper/meshkeeper/internal/apply"
 	"github.com/meshkeeper/meshkeeper/internal/inject"
 	"github.com/meshkeeper/meshkeeper/internal/render"
 	"github.com/meshkeeper/meshkeeper/internal/revision"
@@ -133,7 +134,7 @@ func allExist(objs []client.Object) error {
 	var missing []string
 	for _, o := range objs {
 		if _, err := live(o); err != nil {
-			missing = append(missing, keyOf(o).String()+": "+err.Error())
+			missing = append(missing, apply.KeyOf(o).String()+": "+err.Error())
 		}
 	}
 	if len(missing) > 0 {
@@ -509,13 +510,13 @@ func TestRemovedPartsArePruned(t *testing.T) {
 		got.Spec.Security.MTLS = ""
 	})
 	after := expectedObjects(t, getMI(t, mi.Name), render.DefaultRevision)
-	kept := map[objectKey]bool{}
+	kept := map[apply.Key]bool{}
 	for _, o := range after {
-		kept[keyOf(o)] = true
+		kept[apply.KeyOf(o)] = true
 	}
 	var removed []client.Object
 	for _, o := range before {
-		if !kept[keyOf(o)] {
+		if !kept[apply.KeyOf(o)] {
 			removed = append(removed, o)
 		}
 	}
@@ -532,9 +533,9 @@ func TestRemovedPartsArePruned(t *testing.T) {
 			switch {
 			case apierrors.IsNotFound(err):
 			case err != nil:
-				return fmt.Errorf("%s: %w", keyOf(o), err)
+				return fmt.Errorf("%s: %w", apply.KeyOf(o), err)
 			default:
-				return fmt.Errorf("%s still exists", keyOf(o))
+				return fmt.Errorf("%s still exists", apply.KeyOf(o))
 			}
 		}
 		return nil
@@ -565,9 +566,9 @@ func TestDeleteRemovesEverythingButIstioCRDs(t *testing.T) {
 			switch {
 			case apierrors.IsNotFound(err):
 			case err != nil:
-				return fmt.Errorf("%s: %w", keyOf(o), err)
+				return fmt.Errorf("%s: %w", apply.KeyOf(o), err)
 			case got.GetDeletionTimestamp().IsZero():
-				return fmt.Errorf("%s still exists", keyOf(o))
+				return fmt.Errorf("%s still exists", apply.KeyOf(o))
 			}
 		}
 		err := env.Client.Get(ctx, client.ObjectKey{Name: webhookconfig.InjectorName}, &admissionregistrationv1.MutatingWebhookConfiguration{})

@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
+	"github.com/meshkeeper/meshkeeper/internal/apply"
 	"github.com/meshkeeper/meshkeeper/internal/inject"
 	"github.com/meshkeeper/meshkeeper/internal/inventory"
 	"github.com/meshkeeper/meshkeeper/internal/meshca"
@@ -33,7 +34,7 @@ import (
 type observation struct {
 	revision.Observed
 	// live are the objects the MeshInstall owns, by key, as the cache holds them.
-	live map[objectKey]client.Object
+	live map[apply.Key]client.Object
 	// scope is where the MeshInstall's objects may live: only what it
 	// holds, with the MeshInstall's controller reference, is in live.
 	scope ownership.Scope
@@ -73,7 +74,7 @@ type observation struct {
 func (r *MeshInstallReconciler) observe(ctx context.Context, mi *meshv1alpha1.MeshInstall) (*observation, error) {
 	obs := &observation{
 		Observed:             revision.Observed{Now: time.Now(), Revisions: map[string]revision.ObservedRevision{}, InventoryKnown: true},
-		live:                 map[objectKey]client.Object{},
+		live:                 map[apply.Key]client.Object{},
 		namespaces:           map[string]map[string]string{},
 		controlledNamespaces: map[string]bool{},
 		namespacesOptedOut:   map[string]bool{},
@@ -110,7 +111,7 @@ func (r *MeshInstallReconciler) observe(ctx context.Context, mi *meshv1alpha1.Me
 		return nil, err
 	}
 	for _, o := range owned {
-		obs.live[keyOf(o)] = o
+		obs.live[apply.KeyOf(o)] = o
 		obs.ownedObject(o)
 	}
 

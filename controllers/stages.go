@@ -9,6 +9,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
+	"github.com/meshkeeper/meshkeeper/internal/apply"
 	"github.com/meshkeeper/meshkeeper/internal/meshca"
 	"github.com/meshkeeper/meshkeeper/internal/render"
 	"github.com/meshkeeper/meshkeeper/internal/revision"
@@ -74,13 +75,13 @@ func (r *MeshInstallReconciler) applyStages(ctx context.Context, mi *meshv1alpha
 	var out applyOutcome
 	applyAll := func(objs []client.Object) {
 		for _, obj := range objs {
-			live, exists := obs.live[keyOf(obj)]
+			live, exists := obs.live[apply.KeyOf(obj)]
 			if !exists {
 				live = nil
 			}
 			err := r.createFailOpen(ctx, obj, exists)
 			if err == nil {
-				_, err = applyIfChanged(ctx, r.Client, obj, live)
+				_, err = apply.IfChanged(ctx, r.Client, obj, live)
 			}
 			if err != nil {
 				out.failures = append(out.failures, applyFailure{revision: obj.GetLabels()[render.LabelRevision], err: err})

@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
+	"github.com/meshkeeper/meshkeeper/internal/apply"
 	"github.com/meshkeeper/meshkeeper/internal/ownership"
 	"github.com/meshkeeper/meshkeeper/internal/refusal"
 	"github.com/meshkeeper/meshkeeper/internal/webhookconfig"
@@ -30,8 +31,8 @@ const takeoverRetry = time.Minute
 // later prune would delete it, so the plan refuses them (takeoverRefusal).
 // Objects the MeshInstall owns are in obs.live and cost no read; one just
 // applied and not cached yet is read once and found to be its own.
-func (r *MeshInstallReconciler) observeExisting(ctx context.Context, mi *meshv1alpha1.MeshInstall, d *desired, obs *observation) (map[objectKey]*metav1.PartialObjectMetadata, error) {
-	keys := map[objectKey]bool{{gvk: injectorGVK, name: webhookconfig.InjectorName}: true}
+func (r *MeshInstallReconciler) observeExisting(ctx context.Context, mi *meshv1alpha1.MeshInstall, d *desired, obs *observation) (map[apply.Key]*metav1.PartialObjectMetadata, error) {
+	keys := map[apply.Key]bool{{GVK: injectorGVK, Name: webhookconfig.InjectorName}: true}
 	candidates := slices.Concat(d.base, slices.Concat(d.revisions...), d.shared)
 	if obs.ca.Certificate == nil {
 		// The mesh CA's Certificate is observed apart (observeCertificateAuthority): ours when it is there.
@@ -43,19 +44,19 @@ func (r *MeshInstallReconciler) observeExisting(ctx context.Context, mi *meshv1a
 			// Namespaces: namespacesToApply takes none over. CRDs are Istio's, shared by every install.
 			continue
 		}
-		keys[keyOf(o)] = true
+		keys[apply.KeyOf(o)] = true
 	}
 	if d.routing != nil {
-		keys[keyOf(d.routing)] = true
+		keys[apply.KeyOf(d.routing)] = true
 	}
-	existing := map[objectKey]*metav1.PartialObjectMetadata{}
+	existing := map[apply.Key]*metav1.PartialObjectMetadata{}
 	for _, key := range slices.SortedFunc(maps.Keys(keys), compareKeys) {
 		if _, ours := obs.live[key]; ours {
 			continue
 		}
 		o := &metav1.PartialObjectMetadata{}
-		o.SetGroupVersionKind(key.gvk)
-		err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: key.namespace, Name: key.name}, o)
+		o.SetGroupVersionKind(key.GVK)
+		err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: key.Namespace, Name: key.Name}, o)
 		switch {
 		case apierrors.IsNotFound(err) || meta.IsNoMatchError(err):
 			continue // nothing there (or not even its kind yet): created by the apply
@@ -71,7 +72,7 @@ func (r *MeshInstallReconciler) observeExisting(ctx context.Context, mi *meshv1a
 // not the MeshInstall's: it exists, and its controller reference does not
 // name this MeshInstall. Nothing is applied, and since the object is not
 // the MeshInstall's, nothing ever deletes it.
-func takeoverRefusal(mi *meshv1alpha1.MeshInstall, existing map[objectKey]*metav1.PartialObjectMetadata) *refusal.Error {
+func takeoverRefusal(mi *meshv1alpha1.MeshInstall, existing map[apply.Key]*metav1.PartialObjectMetadata) *refusal.Error {
 	var theirs []string
 	for _, key := range slices.SortedFunc(maps.Keys(existing), compareKeys) {
 		o := existing[key]

@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
+	"github.com/meshkeeper/meshkeeper/internal/apply"
 	"github.com/meshkeeper/meshkeeper/internal/inject"
 	"github.com/meshkeeper/meshkeeper/internal/render"
 	"github.com/meshkeeper/meshkeeper/internal/revision"
@@ -237,7 +238,7 @@ func TestDeleteKeepsNamespacesWithUsersObjects(t *testing.T) {
 		for _, o := range ours {
 			got, err := live(o)
 			if err == nil && got.GetDeletionTimestamp().IsZero() {
-				return fmt.Errorf("%s still exists", keyOf(o))
+				return fmt.Errorf("%s still exists", apply.KeyOf(o))
 			}
 		}
 		return nil
@@ -251,7 +252,7 @@ func TestDeleteKeepsNamespacesWithUsersObjects(t *testing.T) {
 	}
 	for _, o := range []client.Object{secret, vs} {
 		if _, err := live(o); err != nil {
-			t.Errorf("the user's %s is gone: %v", keyOf(o), err)
+			t.Errorf("the user's %s is gone: %v", apply.KeyOf(o), err)
 		}
 	}
 
@@ -303,11 +304,11 @@ func TestObjectsOfSomeoneElseAreNotTakenOver(t *testing.T) {
 		for _, o := range theirs {
 			got, err := live(o)
 			if err != nil {
-				return fmt.Errorf("the user's %s: %w", keyOf(o), err)
+				return fmt.Errorf("the user's %s: %w", apply.KeyOf(o), err)
 			}
 			if got.GetLabels()[render.LabelManagedBy] != "" || len(got.GetOwnerReferences()) > 0 || len(got.GetManagedFields()) != 1 {
 				return fmt.Errorf("the user's %s was written to: labels %v, owners %v, managers %d",
-					keyOf(o), got.GetLabels(), got.GetOwnerReferences(), len(got.GetManagedFields()))
+					apply.KeyOf(o), got.GetLabels(), got.GetOwnerReferences(), len(got.GetManagedFields()))
 			}
 		}
 		return nil

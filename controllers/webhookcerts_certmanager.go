@@ -30,6 +30,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
+	"github.com/meshkeeper/meshkeeper/internal/apply"
 	"github.com/meshkeeper/meshkeeper/internal/certs"
 	"github.com/meshkeeper/meshkeeper/internal/render"
 	"github.com/meshkeeper/meshkeeper/internal/webhookconfig"
@@ -165,7 +166,7 @@ func (r *CertManagerWebhookReconciler) applyValidator(ctx context.Context) error
 		}
 		current = nil
 	}
-	_, err := applyIfChanged(ctx, r.Client, validator, current)
+	_, err := apply.IfChanged(ctx, r.Client, validator, current)
 	return err
 }
 
@@ -352,7 +353,7 @@ func (r *CertManagerWebhookReconciler) applyCertificate(ctx context.Context, c c
 		}
 		current = nil
 	}
-	if _, err := applyIfChanged(ctx, c, want, current); err != nil {
+	if _, err := apply.IfChanged(ctx, c, want, current); err != nil {
 		if meta.IsNoMatchError(err) {
 			return notInstalled(err), nil
 		}

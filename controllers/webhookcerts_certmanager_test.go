@@ -28,6 +28,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	"github.com/meshkeeper/meshkeeper/internal/apply"
 	"github.com/meshkeeper/meshkeeper/internal/certs"
 	"github.com/meshkeeper/meshkeeper/internal/render"
 	"github.com/meshkeeper/meshkeeper/internal/revision"
@@ -282,7 +283,7 @@ func TestCertManagerWebhookCertificateIsServedOnceTrusted(t *testing.T) {
 		t.Fatalf("meshkeeper's pass changed cainjector's caBundle to %q", vwc.Webhooks[0].ClientConfig.CABundle)
 	}
 	for _, f := range vwc.ManagedFields {
-		if f.Manager == string(FieldOwner) && f.FieldsV1 != nil && strings.Contains(string(f.FieldsV1.Raw), "caBundle") {
+		if f.Manager == string(apply.FieldOwner) && f.FieldsV1 != nil && strings.Contains(string(f.FieldsV1.Raw), "caBundle") {
 			t.Errorf("meshkeeper owns a caBundle of the validator: %s", f.FieldsV1.Raw)
 		}
 	}
@@ -341,7 +342,7 @@ func TestInjectorEntriesCAInjectorCoOwnsAreRemoved(t *testing.T) {
 		return mwc
 	}
 	both := render("1-31-0", "1-32-0")
-	if _, err := applyIfChanged(ctx, c, both, nil); err != nil {
+	if _, err := apply.IfChanged(ctx, c, both, nil); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = c.Delete(ctx, both) })
@@ -359,13 +360,13 @@ func TestInjectorEntriesCAInjectorCoOwnsAreRemoved(t *testing.T) {
 	}
 
 	pruned := render("1-32-0")
-	if _, err := applyIfChanged(ctx, c, pruned, live); !apierrors.IsInvalid(err) {
+	if _, err := apply.IfChanged(ctx, c, pruned, live); !apierrors.IsInvalid(err) {
 		t.Fatalf("applying without the removed entries: %v; the API server no longer refuses it, and removeDroppedEntries may go", err)
 	}
 	if err := removeDroppedEntries(ctx, c, live, pruned); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := applyIfChanged(ctx, c, pruned, live); err != nil {
+	if _, err := apply.IfChanged(ctx, c, pruned, live); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.Get(ctx, client.ObjectKeyFromObject(both), live); err != nil {

@@ -26,6 +26,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
+	"github.com/meshkeeper/meshkeeper/internal/apply"
 	"github.com/meshkeeper/meshkeeper/internal/certs"
 	"github.com/meshkeeper/meshkeeper/internal/render"
 	"github.com/meshkeeper/meshkeeper/internal/webhookconfig"
@@ -105,7 +106,7 @@ func (r *WebhookCertReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (
 		}
 		current = nil
 	}
-	if _, err := applyIfChanged(ctx, r.Client, validator, current); err != nil {
+	if _, err := apply.IfChanged(ctx, r.Client, validator, current); err != nil {
 		return ctrl.Result{}, err
 	}
 	if waiting {
