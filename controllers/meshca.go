@@ -8,15 +8,14 @@ import (
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
 	"github.com/meshkeeper/meshkeeper/internal/apply"
+	"github.com/meshkeeper/meshkeeper/internal/certmanager"
 	"github.com/meshkeeper/meshkeeper/internal/meshca"
 	"github.com/meshkeeper/meshkeeper/internal/render"
 )
@@ -46,9 +45,6 @@ func (r *MeshInstallReconciler) caPoll(d meshca.Decision) time.Duration {
 	return DefaultCertificateAuthorityPoll
 }
 
-// certificateGroupKind is cert-manager's Certificate, whose CRD says whether cert-manager is installed.
-var certificateGroupKind = schema.GroupKind{Group: cmapi.SchemeGroupVersion.Group, Kind: cmapi.CertificateKind}
-
 // observeCertificateAuthority adds to obs what the pass needs of the mesh
 // CA: the CA istiod runs with, and, when the spec asks for cert-manager's CA
 // or a Certificate of ours may be left to delete, whether cert-manager is
@@ -62,7 +58,7 @@ func (r *MeshInstallReconciler) observeCertificateAuthority(ctx context.Context,
 	if want == "" && mi.Status.CertificateAuthority == nil {
 		return nil // istiod's own CA, and no Certificate of ours to clean up
 	}
-	installed, err := r.certManagerInstalled()
+	installed, err := certmanager.Served(r.RESTMapper())
 	if err != nil || !installed {
 		return err
 	}
@@ -83,31 +79,19 @@ func (r *MeshInstallReconciler) observeCertificateAuthority(ctx context.Context,
 		return nil
 	}
 	ref := mi.Spec.Security.CertificateAuthority.IssuerRef
-	var issuer cmapi.GenericIssuer = &cmapi.ClusterIssuer{}
-	key := client.ObjectKey{Name: ref.Name}
+	namespace := "" // a ClusterIssuer
 	if ref.Kind == meshv1alpha1.IssuerKindIssuer {
-		issuer, key.Namespace = &cmapi.Issuer{}, mi.Spec.Namespace
+		namespace = mi.Spec.Namespace
 	}
-	switch err := r.APIReader.Get(ctx, key, issuer); {
+	switch issuer, err := certmanager.ReadIssuer(ctx, r.APIReader, namespace, ref.Name); {
 	case err == nil:
-		obs.ca.Issuer = meshca.IssuerOf(*issuer.GetStatus())
-	case meta.IsNoMatchError(err):
+		obs.ca.Issuer = issuer
+	case certmanager.NotServed(err):
 		obs.ca.CertManagerInstalled = false // only part of cert-manager's CRDs are served
-	case !apierrors.IsNotFound(err):
+	default:
 		return fmt.Errorf("reading %s %s: %w", ref.Kind, ref.Name, err)
 	}
 	return nil
-}
-
-// certManagerInstalled asks the API server (through the manager's REST
-// mapper, which looks again for a group it does not know) whether
-// cert-manager's Certificate CRD is served.
-func (r *MeshInstallReconciler) certManagerInstalled() (bool, error) {
-	_, err := r.RESTMapper().RESTMapping(certificateGroupKind, cmapi.SchemeGroupVersion.Version)
-	if meta.IsNoMatchError(err) {
-		return false, nil
-	}
-	return err == nil, err
 }
 
 // istiodCertificateAuthority says whether an istiod Deployment exists and
@@ -205,7 +189,7 @@ func (r *MeshInstallReconciler) deleteCertificateAuthority(ctx context.Context, 
 	cert := &cmapi.Certificate{ObjectMeta: metav1.ObjectMeta{Namespace: mi.Spec.Namespace, Name: render.CACertificateName}}
 	cert.SetGroupVersionKind(cmapi.SchemeGroupVersion.WithKind(cmapi.CertificateKind))
 	err := apply.DeleteIfExists(ctx, r.Client, cert)
-	if meta.IsNoMatchError(err) {
+	if certmanager.NotServed(err) {
 		return nil // cert-manager is gone, and its Certificates with it
 	}
 	return err

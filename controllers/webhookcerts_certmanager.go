@@ -16,7 +16,6 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/workqueue"
@@ -31,6 +30,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/meshkeeper/meshkeeper/internal/apply"
+	"github.com/meshkeeper/meshkeeper/internal/certmanager"
 	"github.com/meshkeeper/meshkeeper/internal/certs"
 	"github.com/meshkeeper/meshkeeper/internal/render"
 	"github.com/meshkeeper/meshkeeper/internal/webhookconfig"
@@ -299,39 +299,29 @@ func (r *CertManagerWebhookReconciler) issuerNotReady(ctx context.Context, reade
 	if group != "" && group != cmapi.SchemeGroupVersion.Group {
 		return "", nil
 	}
-	var (
-		obj   client.Object
-		conds *[]cmapi.IssuerCondition
-		name  string
-	)
+	var namespace, name string // a ClusterIssuer has no namespace
 	switch r.IssuerRef.Kind {
 	case cmapi.ClusterIssuerKind:
-		ci := &cmapi.ClusterIssuer{ObjectMeta: metav1.ObjectMeta{Name: r.IssuerRef.Name}}
-		obj, conds, name = ci, &ci.Status.Conditions, "ClusterIssuer "+r.IssuerRef.Name
+		name = "ClusterIssuer " + r.IssuerRef.Name
 	case "", cmapi.IssuerKind:
-		i := &cmapi.Issuer{ObjectMeta: metav1.ObjectMeta{Namespace: r.Namespace, Name: r.IssuerRef.Name}}
-		obj, conds, name = i, &i.Status.Conditions, "Issuer "+r.Namespace+"/"+r.IssuerRef.Name
+		namespace, name = r.Namespace, "Issuer "+r.Namespace+"/"+r.IssuerRef.Name
 	default:
 		return "", fmt.Errorf("issuer kind %q: want Issuer or ClusterIssuer", r.IssuerRef.Kind)
 	}
-	if err := reader.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
-		switch {
-		case meta.IsNoMatchError(err):
-			return notInstalled(err), nil
-		case apierrors.IsNotFound(err):
-			return fmt.Sprintf("the %s (cert-manager.io) of the webhook certificate does not exist", name), nil
-		}
+	issuer, err := certmanager.ReadIssuer(ctx, reader, namespace, r.IssuerRef.Name)
+	switch {
+	case certmanager.NotServed(err):
+		return notInstalled(err), nil
+	case err != nil:
 		return "", fmt.Errorf("reading the %s: %w", name, err)
+	case issuer == nil:
+		return fmt.Sprintf("the %s (cert-manager.io) of the webhook certificate does not exist", name), nil
+	case issuer.Ready:
+		return "", nil
+	case !issuer.HasReadyCondition:
+		return fmt.Sprintf("the %s of the webhook certificate is not Ready yet (no Ready condition)", name), nil
 	}
-	for _, c := range *conds {
-		if c.Type == cmapi.IssuerConditionReady {
-			if c.Status == cmmeta.ConditionTrue {
-				return "", nil
-			}
-			return fmt.Sprintf("the %s of the webhook certificate is not Ready: %s: %s", name, c.Reason, c.Message), nil
-		}
-	}
-	return fmt.Sprintf("the %s of the webhook certificate is not Ready yet (no Ready condition)", name), nil
+	return fmt.Sprintf("the %s of the webhook certificate is not Ready: %s: %s", name, issuer.Reason, issuer.Message), nil
 }
 
 func notInstalled(err error) string {
@@ -346,7 +336,7 @@ func (r *CertManagerWebhookReconciler) applyCertificate(ctx context.Context, c c
 	var current client.Object = live
 	if err := reader.Get(ctx, client.ObjectKeyFromObject(want), live); err != nil {
 		switch {
-		case meta.IsNoMatchError(err):
+		case certmanager.NotServed(err):
 			return notInstalled(err), nil
 		case !apierrors.IsNotFound(err):
 			return "", fmt.Errorf("reading the webhook Certificate: %w", err)
@@ -354,7 +344,7 @@ func (r *CertManagerWebhookReconciler) applyCertificate(ctx context.Context, c c
 		current = nil
 	}
 	if _, err := apply.IfChanged(ctx, c, want, current); err != nil {
-		if meta.IsNoMatchError(err) {
+		if certmanager.NotServed(err) {
 			return notInstalled(err), nil
 		}
 		return "", err

@@ -12,6 +12,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
+	"github.com/meshkeeper/meshkeeper/internal/certmanager"
 	"github.com/meshkeeper/meshkeeper/internal/refusal"
 	"github.com/meshkeeper/meshkeeper/internal/render"
 )
@@ -67,7 +68,7 @@ func certificate(kind, name string, ready bool, judged int64) *cmapi.Certificate
 	}
 }
 
-func readyIssuer() *Issuer { return &Issuer{Ready: true} }
+func readyIssuer() *certmanager.Issuer { return &certmanager.Issuer{Ready: true} }
 
 func TestDecide(t *testing.T) {
 	cases := []struct {
@@ -96,7 +97,7 @@ func TestDecide(t *testing.T) {
 			hold: true, needsPerson: true, reason: meshv1alpha1.ReasonIssuerNotFound, requeue: true,
 			message: "Issuer istio-system/ca (spec.security.certificateAuthority.issuerRef) does not exist"},
 		{name: "an issuer not Ready is waited for", mi: meshInstall(issuedBy("ClusterIssuer", "root")),
-			obs:  Observed{CertManagerInstalled: true, Issuer: &Issuer{Message: "secret root-ca not found"}},
+			obs:  Observed{CertManagerInstalled: true, Issuer: &certmanager.Issuer{Message: "secret root-ca not found"}},
 			hold: true, reason: meshv1alpha1.ReasonIssuerNotReady, requeue: true, message: "is not Ready: secret root-ca not found"},
 		{name: "fresh install applies the Certificate and waits for it", mi: meshInstall(issuedBy("ClusterIssuer", "root")),
 			obs:   Observed{CertManagerInstalled: true, Issuer: readyIssuer()},
