@@ -37,8 +37,8 @@ import (
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
 	"github.com/meshkeeper/meshkeeper/controllers"
+	"github.com/meshkeeper/meshkeeper/controllers/webhookcert"
 	"github.com/meshkeeper/meshkeeper/internal/certs"
-	"github.com/meshkeeper/meshkeeper/internal/webhookconfig"
 	"github.com/meshkeeper/meshkeeper/webhooks"
 )
 
@@ -277,26 +277,17 @@ func setupInjector(ctx context.Context, mgr ctrl.Manager) (*webhooks.RevisionSou
 	return source, nil
 }
 
-// webhookCertificates provides the webhook server's certificate and tells
-// the MeshInstall controller how the API server reaches the webhooks.
-type webhookCertificates interface {
-	// Bootstrap puts a certificate on disk before the webhook server starts.
-	Bootstrap(ctx context.Context, c client.Client) error
-	Endpoint(ctx context.Context) (webhookconfig.Endpoint, error)
-	SetupWithManager(mgr ctrl.Manager) error
-}
-
 // newWebhookCertificates makes the certificate controller of
 // --webhook-cert-provider; onCABundleChange asks the MeshInstall controller
 // for a pass when the CA to trust changed.
-func newWebhookCertificates(o options, onCABundleChange func()) (webhookCertificates, error) {
+func newWebhookCertificates(o options, onCABundleChange func()) (webhookcert.Provider, error) {
 	where, err := webhookAddress(o)
 	if err != nil {
 		return nil, err
 	}
 	switch o.certProvider {
 	case certProviderSelfManaged:
-		return &controllers.WebhookCertReconciler{
+		return &webhookcert.SelfManagedReconciler{
 			Namespace: o.namespace, SecretName: o.certSecret, CertDir: o.certDir,
 			Lifetimes: certs.Lifetimes{CA: certs.DefaultLifetimes.CA, Serving: o.certValidity},
 			Hosts:     where.hosts, Service: where.service, URL: where.url,
@@ -309,7 +300,7 @@ func newWebhookCertificates(o options, onCABundleChange func()) (webhookCertific
 		if k := o.certIssuer.Kind; o.certIssuer.Group == cmapi.SchemeGroupVersion.Group && k != cmapi.IssuerKind && k != cmapi.ClusterIssuerKind {
 			return nil, fmt.Errorf("--webhook-cert-issuer-kind %q: want %s or %s", k, cmapi.IssuerKind, cmapi.ClusterIssuerKind)
 		}
-		return &controllers.CertManagerWebhookReconciler{
+		return &webhookcert.CertManagerReconciler{
 			Namespace: o.namespace, CertificateName: o.certificateName, IssuerRef: o.certIssuer,
 			Duration: o.certValidity, CertDir: o.certDir, Wait: o.certWait,
 			Hosts: where.hosts, Service: where.service, URL: where.url,

@@ -67,7 +67,7 @@ type MeshInstallReconciler struct {
 // through the manager's cache (get, list, watch). Rendered objects are
 // applied with server-side apply (patch, and create when the object is new)
 // and pruned (delete); nothing rendered is ever written with update.
-// webhookcerts_controller.go and workloads.go hold the rest; test/rbac lists
+// controllers/webhookcert and workloads.go hold the rest; test/rbac lists
 // the result with the reason for each permission.
 //
 // MeshInstalls: the finalizer is added and removed with update, status is a merge patch.

@@ -72,3 +72,8 @@ func ReadIssuer(ctx context.Context, reader client.Reader, namespace, name strin
 	}
 	return IssuerOf(*issuer.GetStatus()), nil
 }
+
+// CAInjectorFieldOwner is the field manager cert-manager's cainjector
+// writes caBundles with: it co-owns every webhook entry it filled, which is
+// why meshkeeper removes entries by name before applying without them.
+const CAInjectorFieldOwner = client.FieldOwner("cert-manager-cainjector")

@@ -1,4 +1,4 @@
-package controllers
+package webhookcert
 
 import (
 	"bytes"
@@ -32,12 +32,12 @@ import (
 	"github.com/meshkeeper/meshkeeper/internal/webhookconfig"
 )
 
-// WebhookCertReconciler keeps the webhook server's certificate: it issues a
+// SelfManagedReconciler keeps the webhook server's certificate: it issues a
 // CA and serving certificate into a Secret, renews them well before expiry,
 // writes them where the webhook server's certwatcher reloads them without a
 // restart, and puts the CA bundle into the webhook configurations. It runs on
 // every replica (each serves webhooks), not only the leader.
-type WebhookCertReconciler struct {
+type SelfManagedReconciler struct {
 	Client client.Client
 	// Namespace and SecretName locate the certificate Secret.
 	Namespace, SecretName string
@@ -59,7 +59,7 @@ type WebhookCertReconciler struct {
 }
 
 // Endpoint returns how the API server reaches the webhook server, with the current CA bundle.
-func (r *WebhookCertReconciler) Endpoint(context.Context) (webhookconfig.Endpoint, error) {
+func (r *SelfManagedReconciler) Endpoint(context.Context) (webhookconfig.Endpoint, error) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	if len(r.caBundle) == 0 {
@@ -82,7 +82,7 @@ func (r *WebhookCertReconciler) Endpoint(context.Context) (webhookconfig.Endpoin
 // Bootstrap makes sure a valid certificate is on disk before the webhook
 // server starts (its certwatcher needs the files to exist). It uses a client
 // that works before the manager's cache has started.
-func (r *WebhookCertReconciler) Bootstrap(ctx context.Context, c client.Client) error {
+func (r *SelfManagedReconciler) Bootstrap(ctx context.Context, c client.Client) error {
 	// Replicas starting together race to create the Secret; the loser reads the winner's.
 	raced := func(err error) bool { return apierrors.IsAlreadyExists(err) || apierrors.IsConflict(err) }
 	return retry.OnError(retry.DefaultRetry, raced, func() error {
@@ -92,7 +92,7 @@ func (r *WebhookCertReconciler) Bootstrap(ctx context.Context, c client.Client) 
 }
 
 // Reconcile renews what is due and publishes the result.
-func (r *WebhookCertReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result, error) {
+func (r *SelfManagedReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result, error) {
 	bundle, waiting, err := r.ensure(ctx, r.Client)
 	if err != nil {
 		return ctrl.Result{}, err
@@ -121,7 +121,7 @@ func (r *WebhookCertReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (
 // CA in the webhook configurations (their changes also trigger a look).
 const caPropagationPoll = 5 * time.Second
 
-func (r *WebhookCertReconciler) endpointWith(ca []byte) webhookconfig.Endpoint {
+func (r *SelfManagedReconciler) endpointWith(ca []byte) webhookconfig.Endpoint {
 	return webhookconfig.Endpoint{Service: r.Service, URL: r.URL, CABundle: ca}
 }
 
@@ -132,7 +132,7 @@ func (r *WebhookCertReconciler) endpointWith(ca []byte) webhookconfig.Endpoint {
 // promoted, and signs a serving certificate, only once every webhook
 // configuration meshkeeper manages trusts it. waiting reports that the
 // second step is pending.
-func (r *WebhookCertReconciler) ensure(ctx context.Context, c client.Client) (bundle *certs.Bundle, waiting bool, err error) {
+func (r *SelfManagedReconciler) ensure(ctx context.Context, c client.Client) (bundle *certs.Bundle, waiting bool, err error) {
 	secret := &corev1.Secret{}
 	err = c.Get(ctx, types.NamespacedName{Namespace: r.Namespace, Name: r.SecretName}, secret)
 	exists := err == nil
@@ -277,7 +277,7 @@ func writeCertFiles(dir string, files map[string][]byte) error {
 
 // SetupWithManager runs the reconciler on every replica: at start, when the
 // Secret or a webhook configuration changes, and when renewal is due.
-func (r *WebhookCertReconciler) SetupWithManager(mgr ctrl.Manager) error {
+func (r *SelfManagedReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Client == nil {
 		r.Client = mgr.GetClient()
 	}

@@ -1,4 +1,4 @@
-package controllers
+package webhookcert
 
 import (
 	"bytes"
@@ -36,7 +36,7 @@ import (
 	"github.com/meshkeeper/meshkeeper/internal/webhookconfig"
 )
 
-// CertManagerWebhookReconciler takes the webhook server's certificate from
+// CertManagerReconciler takes the webhook server's certificate from
 // cert-manager instead of the operator's own CA: it applies a Certificate
 // for the webhook's Service (or, outside the cluster, the host of its URL)
 // issued by the configured issuer, serves the Secret cert-manager writes
@@ -46,7 +46,7 @@ import (
 // served only once every webhook configuration meshkeeper manages trusts its
 // CA: cainjector appends a renewed CA to the bundles, and until it has, the
 // previous certificate (still valid) is served. It runs on every replica.
-type CertManagerWebhookReconciler struct {
+type CertManagerReconciler struct {
 	// Client reads the Secret and the webhook configurations (the manager's
 	// cache once SetupWithManager ran) and applies.
 	Client client.Client
@@ -78,14 +78,14 @@ type CertManagerWebhookReconciler struct {
 // RBAC: the Certificate is read and applied; the issuer is read to say
 // whether it exists and is Ready (both uncached, so no list or watch). The
 // Secret cert-manager writes is read as the self-managed one is
-// (webhookcerts_controller.go). The mesh CA's needs (meshca.go) hold these.
+// (selfmanaged.go). The mesh CA's needs (controllers/meshca.go) hold these.
 // +kubebuilder:rbac:groups=cert-manager.io,resources=certificates,verbs=get;create;patch
 // +kubebuilder:rbac:groups=cert-manager.io,resources=issuers;clusterissuers,verbs=get
 
 // Endpoint says how the API server reaches the webhook server: the
 // configurations name the Certificate for cainjector, and ServingCA is the
 // CA of what is served now.
-func (r *CertManagerWebhookReconciler) Endpoint(context.Context) (webhookconfig.Endpoint, error) {
+func (r *CertManagerReconciler) Endpoint(context.Context) (webhookconfig.Endpoint, error) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	if len(r.servingCA) == 0 {
@@ -94,11 +94,11 @@ func (r *CertManagerWebhookReconciler) Endpoint(context.Context) (webhookconfig.
 	return r.endpointWith(bytes.Clone(r.servingCA)), nil
 }
 
-func (r *CertManagerWebhookReconciler) endpointWith(servingCA []byte) webhookconfig.Endpoint {
+func (r *CertManagerReconciler) endpointWith(servingCA []byte) webhookconfig.Endpoint {
 	return webhookconfig.Endpoint{Service: r.Service, URL: r.URL, InjectCAFrom: r.certificateRef(), ServingCA: servingCA}
 }
 
-func (r *CertManagerWebhookReconciler) certificateRef() string {
+func (r *CertManagerReconciler) certificateRef() string {
 	return r.Namespace + "/" + r.CertificateName
 }
 
@@ -107,7 +107,7 @@ func (r *CertManagerWebhookReconciler) certificateRef() string {
 // applies nothing while the issuer is missing or not Ready, and fails
 // naming what is missing: cert-manager itself, the issuer, or the issued
 // certificate. c works before the manager's cache has started.
-func (r *CertManagerWebhookReconciler) Bootstrap(ctx context.Context, c client.Client) error {
+func (r *CertManagerReconciler) Bootstrap(ctx context.Context, c client.Client) error {
 	log := ctrl.LoggerFrom(ctx).WithValues("certificate", r.certificateRef())
 	deadline := time.Now().Add(r.Wait)
 	var last string
@@ -136,7 +136,7 @@ func (r *CertManagerWebhookReconciler) Bootstrap(ctx context.Context, c client.C
 
 // Reconcile applies the Certificate and the validator, and serves what
 // cert-manager issued once it is trusted.
-func (r *CertManagerWebhookReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result, error) {
+func (r *CertManagerReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result, error) {
 	waiting, err := r.ensure(ctx, r.Client, r.APIReader)
 	if err != nil {
 		return ctrl.Result{}, err
@@ -153,7 +153,7 @@ func (r *CertManagerWebhookReconciler) Reconcile(ctx context.Context, _ ctrl.Req
 	return ctrl.Result{}, nil
 }
 
-func (r *CertManagerWebhookReconciler) applyValidator(ctx context.Context) error {
+func (r *CertManagerReconciler) applyValidator(ctx context.Context) error {
 	r.mu.RLock()
 	endpoint := r.endpointWith(r.servingCA)
 	r.mu.RUnlock()
@@ -173,7 +173,7 @@ func (r *CertManagerWebhookReconciler) applyValidator(ctx context.Context) error
 // ensure checks the issuer, applies the Certificate, and serves the
 // certificate of its Secret when it may. It returns why it waits ("" when
 // nothing is pending); err is an API error worth retrying.
-func (r *CertManagerWebhookReconciler) ensure(ctx context.Context, c client.Client, reader client.Reader) (waiting string, err error) {
+func (r *CertManagerReconciler) ensure(ctx context.Context, c client.Client, reader client.Reader) (waiting string, err error) {
 	if why, err := r.issuerNotReady(ctx, reader); err != nil {
 		return "", err
 	} else if why != "" {
@@ -226,7 +226,7 @@ func (r *CertManagerWebhookReconciler) ensure(ctx context.Context, c client.Clie
 // holds the CA of the served certificate, which cainjector puts there a
 // moment after the validator is written. Before, the API server could not
 // call this replica's webhooks; a missing cainjector shows here.
-func (r *CertManagerWebhookReconciler) CAInjected(req *http.Request) error {
+func (r *CertManagerReconciler) CAInjected(req *http.Request) error {
 	r.mu.RLock()
 	ca := r.servingCA
 	r.mu.RUnlock()
@@ -243,7 +243,7 @@ func (r *CertManagerWebhookReconciler) CAInjected(req *http.Request) error {
 }
 
 // serving reports whether a usable certificate is on disk and published.
-func (r *CertManagerWebhookReconciler) serving() bool {
+func (r *CertManagerReconciler) serving() bool {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	return len(r.servingCA) > 0
@@ -294,7 +294,7 @@ func chooseServed(current, issued servedFiles, trusted bool, hosts certs.Hosts, 
 
 // issuerNotReady says why the issuer cannot sign ("" when it can, or when
 // it is not one of cert-manager's own kinds, whose readiness is not read).
-func (r *CertManagerWebhookReconciler) issuerNotReady(ctx context.Context, reader client.Reader) (string, error) {
+func (r *CertManagerReconciler) issuerNotReady(ctx context.Context, reader client.Reader) (string, error) {
 	group := r.IssuerRef.Group
 	if group != "" && group != cmapi.SchemeGroupVersion.Group {
 		return "", nil
@@ -330,7 +330,7 @@ func notInstalled(err error) string {
 
 // applyCertificate applies the Certificate when it differs from the one in
 // the cluster, and says why it is not Ready ("" when it is).
-func (r *CertManagerWebhookReconciler) applyCertificate(ctx context.Context, c client.Client, reader client.Reader) (string, error) {
+func (r *CertManagerReconciler) applyCertificate(ctx context.Context, c client.Client, reader client.Reader) (string, error) {
 	want := r.certificate()
 	live := &cmapi.Certificate{}
 	var current client.Object = live
@@ -363,7 +363,7 @@ func (r *CertManagerWebhookReconciler) applyCertificate(ctx context.Context, c c
 // certificate is the webhook server's Certificate: its Secret carries
 // meshkeeper's label so the manager's cache (which holds only what
 // meshkeeper manages) sees it.
-func (r *CertManagerWebhookReconciler) certificate() *cmapi.Certificate {
+func (r *CertManagerReconciler) certificate() *cmapi.Certificate {
 	managed := map[string]string{render.LabelManagedBy: render.ManagedBy}
 	ips := make([]string, 0, len(r.Hosts.IPs))
 	for _, ip := range r.Hosts.IPs {
@@ -394,7 +394,7 @@ func (r *CertManagerWebhookReconciler) certificate() *cmapi.Certificate {
 // SetupWithManager runs the reconciler on every replica: at start, when
 // the Secret or a webhook configuration changes (cainjector filled a
 // bundle), and while something is pending.
-func (r *CertManagerWebhookReconciler) SetupWithManager(mgr ctrl.Manager) error {
+func (r *CertManagerReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Client == nil {
 		r.Client = mgr.GetClient()
 	}

@@ -1,4 +1,4 @@
-package controllers
+package webhookcert
 
 import (
 	"context"
@@ -60,7 +60,7 @@ func TestCARotationNeverServesAnUntrustedCertificate(t *testing.T) {
 	})
 
 	dir := t.TempDir()
-	r := &WebhookCertReconciler{Client: c, Namespace: ns.Name, SecretName: secret.Name, CertDir: dir,
+	r := &SelfManagedReconciler{Client: c, Namespace: ns.Name, SecretName: secret.Name, CertDir: dir,
 		Hosts: hosts, URL: "https://127.0.0.1:1", Lifetimes: life}
 	servedEverywhere := func(step string) *x509.Certificate {
 		t.Helper()
