@@ -36,7 +36,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
-	"github.com/meshkeeper/meshkeeper/controllers"
+	"github.com/meshkeeper/meshkeeper/controllers/meshinstall"
 	"github.com/meshkeeper/meshkeeper/controllers/webhookcert"
 	"github.com/meshkeeper/meshkeeper/internal/certs"
 	"github.com/meshkeeper/meshkeeper/webhooks"
@@ -84,7 +84,7 @@ const (
 )
 
 func main() {
-	o := options{meshNamespaces: controllers.DefaultMeshNamespaces}
+	o := options{meshNamespaces: meshinstall.DefaultMeshNamespaces}
 	flag.StringVar(&o.metricsAddr, "metrics-bind-address", ":8443", "Address the Prometheus metrics endpoint binds to (:8443 for HTTPS, :8080 with --metrics-secure=false); 0 turns it off.")
 	flag.BoolVar(&o.metricsSecure, "metrics-secure", true, "Serve metrics over HTTPS to authenticated and authorized clients only (TokenReview and SubjectAccessReview, e.g. the metrics-reader ClusterRole). --metrics-secure=false serves plain HTTP to anyone.")
 	flag.StringVar(&o.metricsCertPath, "metrics-cert-path", "", "Directory holding the metrics server's certificate; a self-signed one is generated when empty.")
@@ -94,7 +94,7 @@ func main() {
 	flag.BoolVar(&o.leaderElect, "leader-elect", false, "Elect a leader so that only one replica reconciles at a time (every replica serves webhooks).")
 	flag.DurationVar(&o.shutdownTimeout, "graceful-shutdown-timeout", 30*time.Second, "How long to wait for running work to finish on SIGTERM.")
 	flag.StringVar(&o.namespace, "namespace", envOr("POD_NAMESPACE", "meshkeeper-system"), "Namespace the operator runs in (its Secret and leader election lease live there).")
-	flag.Func("mesh-namespaces", fmt.Sprintf("Comma-separated namespaces a MeshInstall may put its control plane (spec.namespace) and gateways in (default %s). meshkeeper reads and trusts its own objects only there, so that no tenant can steer it from another namespace.", strings.Join(controllers.DefaultMeshNamespaces, ",")),
+	flag.Func("mesh-namespaces", fmt.Sprintf("Comma-separated namespaces a MeshInstall may put its control plane (spec.namespace) and gateways in (default %s). meshkeeper reads and trusts its own objects only there, so that no tenant can steer it from another namespace.", strings.Join(meshinstall.DefaultMeshNamespaces, ",")),
 		func(v string) error {
 			o.meshNamespaces = strings.Split(v, ",")
 			return nil
@@ -165,7 +165,7 @@ func run(ctx context.Context, o options) error {
 		// lease over at once is safe and spares the next leader ~15s.
 		LeaderElectionReleaseOnCancel: true,
 		GracefulShutdownTimeout:       &o.shutdownTimeout,
-		Cache:                         controllers.CacheOptions(o.namespace, o.meshNamespaces),
+		Cache:                         meshinstall.CacheOptions(o.namespace, o.meshNamespaces),
 		WebhookServer: webhook.NewServer(webhook.Options{
 			Host:    o.webhookHost,
 			Port:    o.webhookPort,
@@ -185,7 +185,7 @@ func run(ctx context.Context, o options) error {
 	if err := certSource.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the webhook certificate controller: %w", err)
 	}
-	if err := (&controllers.MeshInstallReconciler{
+	if err := (&meshinstall.Reconciler{
 		Client:            mgr.GetClient(),
 		APIReader:         mgr.GetAPIReader(),
 		Recorder:          mgr.GetEventRecorder("meshkeeper"),

@@ -75,7 +75,7 @@ func (r *SelfManagedReconciler) Endpoint(context.Context) (webhookconfig.Endpoin
 // +kubebuilder:rbac:groups="",namespace=system,resources=secrets,verbs=get;list;watch;create;update
 // The validator's ValidatingWebhookConfiguration is applied with the CA
 // bundle, and both webhook configurations are read to know where the CA is
-// trusted (the rules are meshinstall_controller.go's).
+// trusted (the rules are controllers/meshinstall/controller.go's).
 // +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=validatingwebhookconfigurations,verbs=get;list;watch;create;patch
 // +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations,verbs=get;list;watch
 

@@ -56,7 +56,7 @@ type permission struct {
 
 // permissions are everything the operator's ServiceAccount holds.
 var permissions = []permission{
-	// The MeshInstall reconciler (controllers/meshinstall_controller.go).
+	// The MeshInstall reconciler (controllers/meshinstall/controller.go).
 	{"mesh.meshkeeper.dev", "meshinstalls", read + " update", cluster,
 		"the reconciler and the validating webhook read MeshInstalls; the finalizer is added and removed with update"},
 	{"mesh.meshkeeper.dev", "meshinstalls/status", "patch", cluster, "status is written as a merge patch"},
