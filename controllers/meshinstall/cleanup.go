@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"strings"
 
@@ -109,13 +108,13 @@ func (r *Reconciler) listFor(gvk schema.GroupVersionKind) (client.ObjectList, er
 	return list, nil
 }
 
-// prune deletes what the MeshInstall owns but no longer wants: the objects of
-// a revision the plan prunes, a removed gateway, a PeerAuthentication whose
-// field was unset. A revision's objects go only once the API server itself
-// (not the cache) confirms that no running pod uses it; the objects of a
-// revision neither kept nor pruned are never touched.
+// prune deletes what the MeshInstall owns but no longer wants
+// (pruneSelection). A revision's objects go only once the API server
+// itself (not the cache) confirms that no running pod uses it: that read is
+// the one a pass makes after applying, since it must follow the apply that
+// took the revision out of the injector and the routing, or a pod created
+// in between would be left without its control plane.
 func (r *Reconciler) prune(ctx context.Context, plan revision.Plan, want map[apply.Key]bool, obs *observation) error {
-	kept := revisionNames(plan)
 	unused := map[string]bool{}
 	var errs []error
 	for _, rev := range plan.Prune {
@@ -126,16 +125,8 @@ func (r *Reconciler) prune(ctx context.Context, plan revision.Plan, want map[app
 		}
 		unused[rev] = !inUse
 	}
-	for _, key := range slices.SortedFunc(maps.Keys(obs.live), compareKeys) {
-		o := obs.live[key]
-		if want[key] || key.GVK.Kind == "Namespace" {
-			// Namespaces are kept while the MeshInstall lives: they may hold users' objects.
-			continue
-		}
-		if rev, ok := o.GetLabels()[render.LabelRevision]; ok && !kept[rev] && !unused[rev] {
-			continue
-		}
-		ctrl.LoggerFrom(ctx).Info("pruning", "object", key.String())
+	for _, o := range pruneSelection(plan, want, obs, unused) {
+		ctrl.LoggerFrom(ctx).Info("pruning", "object", apply.KeyOf(o).String())
 		errs = append(errs, apply.DeleteIfExists(ctx, r.Client, o))
 	}
 	return errors.Join(errs...)

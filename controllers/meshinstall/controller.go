@@ -18,7 +18,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
-	"github.com/meshkeeper/meshkeeper/internal/apply"
 	"github.com/meshkeeper/meshkeeper/internal/meshca"
 	"github.com/meshkeeper/meshkeeper/internal/ownership"
 	"github.com/meshkeeper/meshkeeper/internal/refusal"
@@ -171,14 +170,11 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, mi *meshv1alpha1.MeshI
 	if err := ownership.CheckNamespaces(mi, r.MeshNamespaces, r.OperatorNamespace); err != nil {
 		return ctrl.Result{}, classify(st, err)
 	}
-	obs, err := r.observe(ctx, mi)
+	obs, err := r.gather(ctx, mi)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	if err := r.observeCertificateAuthority(ctx, mi, obs); err != nil {
-		return ctrl.Result{}, err
-	}
-	plan, err := revision.Decide(mi, obs.Observed)
+	plan, decidedRollout, err := decide(mi, obs)
 	if err != nil {
 		return ctrl.Result{}, classify(st, err)
 	}
@@ -202,12 +198,12 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, mi *meshv1alpha1.MeshI
 		st.refused(refused)
 		return ctrl.Result{RequeueAfter: takeoverRetry}, nil
 	}
-	endpoint, err := r.WebhookEndpoint(ctx)
-	if err != nil {
-		return ctrl.Result{}, fmt.Errorf("webhook endpoint: %w", err)
+	if obs.endpointErr != nil {
+		return ctrl.Result{}, fmt.Errorf("webhook endpoint: %w", obs.endpointErr)
 	}
 	st.observed(plan, obs)
-	outcome := r.applyStages(ctx, mi, plan, d, obs, endpoint, ca)
+	outcome := r.applyRevisions(ctx, d, obs, ca)
+	r.applyRouting(ctx, plan, d, r.routingStage(mi, plan, d, obs, outcome.failedRevisions()), obs, &outcome)
 	st.applied(outcome)
 	if err := r.watches.ensure(ctx, d.all()); err != nil {
 		log.FromContext(ctx).Error(err, "watching rendered kinds; drift of them is corrected on the next resync")
@@ -215,19 +211,11 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, mi *meshv1alpha1.MeshI
 	var pruneErr error
 	if outcome.injectorApplied && outcome.routing.Equal(plan.Routing) {
 		// Only once neither the injector nor the routing sends pods to what is pruned.
-		want := map[apply.Key]bool{}
-		for _, o := range d.all() {
-			want[apply.KeyOf(o)] = true
-		}
-		want[apply.Key{GVK: injectorGVK, Name: webhookconfig.InjectorName}] = true
-		for _, o := range outcome.tags {
-			want[apply.KeyOf(o)] = true
-		}
-		pruneErr = r.prune(ctx, plan, want, obs)
+		pruneErr = r.prune(ctx, plan, wanted(d, outcome.tags), obs)
 	}
 	st.counted(countDataPlane(obs))
 	// Workloads move onto what the routing now in the cluster sends them to.
-	roll, rollErr := r.rollWorkloads(ctx, mi, obs, outcome.routing)
+	roll, rollErr := r.restartWorkloads(ctx, mi, obs, rolloutFor(mi, obs, decidedRollout, outcome.routing))
 	st.rolled(roll)
 	if err := errors.Join(outcome.err(), pruneErr, rollErr); err != nil {
 		return ctrl.Result{}, err
@@ -246,14 +234,14 @@ func (r *Reconciler) reconcileInventory(ctx context.Context, mi *meshv1alpha1.Me
 		r.requestFullPass(mi)
 		return ctrl.Result{}, nil
 	}
-	plan, err := revision.Decide(mi, obs.Observed)
+	plan, decidedRollout, err := decide(mi, obs)
 	if err != nil || !settled(mi, plan, obs) {
 		r.requestFullPass(mi)
 		return ctrl.Result{}, nil
 	}
 	st.observed(plan, obs)
 	st.counted(countDataPlane(obs))
-	roll, err := r.rollWorkloads(ctx, mi, obs, obs.Routing)
+	roll, err := r.restartWorkloads(ctx, mi, obs, rolloutFor(mi, obs, decidedRollout, obs.Routing))
 	st.rolled(roll)
 	return ctrl.Result{RequeueAfter: requeue.Sooner(plan.RequeueAfter, roll.RequeueAfter)}, err
 }

@@ -1,15 +1,27 @@
 // Package meshinstall holds the MeshInstall reconciler: a thin shell that
-// observes the cluster, calls the pure packages under internal/ and applies
-// their result. A pass reads top-down:
+// gathers facts from the cluster, plans with the pure packages under
+// internal/, applies the plan and reports. reconcileNormal reads top-down:
 //
 //   - controller.go: Reconcile's skeleton (get, finalizer, suspend,
-//     deferred status, delete or a normal pass), SetupWithManager's watches
-//     (setup.go) and the RBAC the reconciler needs;
-//   - observe.go: the one gatherer, every fact the pass needs, from the
-//     manager's cache (cache.go says what it holds) and the few live reads;
-//   - desired.go: what the pass applies, rendered purely from the plans
-//     (revision.Decide, meshca.Decide, rollout.Decide) and the observation;
-//   - stages.go, apply.go: the staged server-side apply of that (through
-//     internal/apply), cleanup.go the prune and the delete;
+//     deferred status, delete or a pass), the pass itself, and the RBAC the
+//     reconciler needs; setup.go its watches;
+//   - observe.go: gather, the one gatherer: every fact the pass needs, from
+//     the manager's cache (cache.go says what it holds), the mesh CA's
+//     issuer (read live) and the webhook endpoint;
+//   - plan.go: pure: decide (revision.Decide, with the data plane rollout
+//     for the routing observed), desiredObjects (everything the pass
+//     applies, rendered), routingStage (what the last stages apply, from
+//     which revisions failed in the first), pruneSelection, rolloutFor,
+//     and settled, which says when a recount needs no full pass;
+//   - apply.go: applyRevisions and applyRouting execute the plan stage by
+//     stage through internal/apply, reading nothing and deciding nothing;
+//     meshca.go applies the mesh CA, workloads.go restarts workloads,
+//     cleanup.go prunes and deletes;
 //   - status.go, events.go, metrics.go: the report, built from the pass's facts.
+//
+// Two reads stay outside gather, each where its answer must be fresh:
+// takeover.go asks the API server, by name, about the objects the plan
+// would create that the cache does not hold as the MeshInstall's; prune
+// asks it whether a revision is still used, after the apply that took the
+// revision out of the injector and the routing.
 package meshinstall

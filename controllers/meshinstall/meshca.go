@@ -2,16 +2,12 @@ package meshinstall
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
-	appsv1 "k8s.io/api/apps/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
 	"github.com/meshkeeper/meshkeeper/internal/apply"
@@ -43,71 +39,6 @@ func (r *Reconciler) caPoll(d meshca.Decision) time.Duration {
 		return r.CertificateAuthorityPoll
 	}
 	return DefaultCertificateAuthorityPoll
-}
-
-// observeCertificateAuthority adds to obs what the pass needs of the mesh
-// CA: the CA istiod runs with, and, when the spec asks for cert-manager's CA
-// or a Certificate of ours may be left to delete, whether cert-manager is
-// installed, the Certificate and the issuer. cert-manager may be installed
-// after the operator started: its CRDs are looked for on every such pass,
-// and the Certificate is watched from the first pass that finds them.
-func (r *Reconciler) observeCertificateAuthority(ctx context.Context, mi *meshv1alpha1.MeshInstall, obs *observation) error {
-	obs.ca = meshca.Observed{Running: obs.Routing != nil}
-	obs.ca.IstiodExists, obs.ca.IstiodCA = istiodCertificateAuthority(obs)
-	want := render.CertificateAuthorityOf(mi)
-	if want == "" && mi.Status.CertificateAuthority == nil {
-		return nil // istiod's own CA, and no Certificate of ours to clean up
-	}
-	installed, err := certmanager.Served(r.RESTMapper())
-	if err != nil || !installed {
-		return err
-	}
-	obs.ca.CertManagerInstalled = true
-	if err := r.watches.ensureKind(&cmapi.Certificate{}); err != nil {
-		log.FromContext(ctx).Error(err, "watching cert-manager Certificates; their status is read again on the next pass")
-	}
-	cert := &cmapi.Certificate{}
-	switch err := r.Get(ctx, client.ObjectKey{Namespace: mi.Spec.Namespace, Name: render.CACertificateName}, cert); {
-	case err == nil:
-		if metav1.IsControlledBy(cert, mi) {
-			obs.ca.Certificate = cert
-		}
-	case !apierrors.IsNotFound(err):
-		return fmt.Errorf("reading the mesh CA Certificate: %w", err)
-	}
-	if want == "" {
-		return nil
-	}
-	ref := mi.Spec.Security.CertificateAuthority.IssuerRef
-	namespace := "" // a ClusterIssuer
-	if ref.Kind == meshv1alpha1.IssuerKindIssuer {
-		namespace = mi.Spec.Namespace
-	}
-	switch issuer, err := certmanager.ReadIssuer(ctx, r.APIReader, namespace, ref.Name); {
-	case err == nil:
-		obs.ca.Issuer = issuer
-	case certmanager.NotServed(err):
-		obs.ca.CertManagerInstalled = false // only part of cert-manager's CRDs are served
-	default:
-		return fmt.Errorf("reading %s %s: %w", ref.Kind, ref.Name, err)
-	}
-	return nil
-}
-
-// istiodCertificateAuthority says whether an istiod Deployment exists and
-// which CA it runs with: the active revision's, else any revision's.
-func istiodCertificateAuthority(obs *observation) (exists bool, ca string) {
-	for key, o := range obs.live {
-		d, ok := o.(*appsv1.Deployment)
-		rev, labelled := o.GetLabels()[render.LabelRevision]
-		if !ok || !labelled || key.Name != render.IstiodName(rev) {
-			continue
-		}
-		if !exists || (obs.Routing != nil && rev == obs.Routing.Active) {
-			exists, ca = true, d.Spec.Template.Annotations[render.AnnotationCertificateAuthority]
-		}
-	}
-	return exists, ca
 }
 
 // applyCertificateAuthority applies or deletes the mesh CA Certificate as

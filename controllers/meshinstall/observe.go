@@ -9,16 +9,19 @@ import (
 	"time"
 
 	"github.com/Masterminds/semver/v3"
+	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
 	"github.com/meshkeeper/meshkeeper/internal/apply"
+	"github.com/meshkeeper/meshkeeper/internal/certmanager"
 	"github.com/meshkeeper/meshkeeper/internal/inject"
 	"github.com/meshkeeper/meshkeeper/internal/inventory"
 	"github.com/meshkeeper/meshkeeper/internal/meshca"
@@ -61,6 +64,11 @@ type observation struct {
 	namespacesOptedOut map[string]bool
 	// ca is the mesh CA, observed by full passes only (observeCertificateAuthority).
 	ca meshca.Observed
+	// endpoint is how the API server reaches the webhooks, and the CA it
+	// trusts them with; endpointErr says why it is not known yet. Full
+	// passes only.
+	endpoint    webhookconfig.Endpoint
+	endpointErr error
 	// nodesWithoutNativeSidecars: some node's kubelet cannot run native
 	// sidecars (observeNodes), which decides spec.injection.nativeSidecars Auto.
 	nodesWithoutNativeSidecars bool
@@ -141,12 +149,88 @@ func (r *Reconciler) observe(ctx context.Context, mi *meshv1alpha1.MeshInstall) 
 	if err := r.observeWorkloads(ctx, obs); err != nil {
 		return nil, err
 	}
-	// The canary's step is not healthy while workloads assigned to it wait
-	// or roll (only Automatic rollouts move them).
-	if c := obs.Routing; c != nil && c.Canary != "" && c.Weight > 0 && mi.Spec.DataPlane.Rollout.Mode == meshv1alpha1.RolloutAutomatic {
-		obs.CanaryWorkloadsPending = rollout.Decide(rolloutInput(mi, obs, obs.Routing)).CanaryPending
-	}
 	return obs, nil
+}
+
+// gather is the one gatherer of a full pass: observe's facts from the
+// manager's cache, the mesh CA with its issuer (read live), and where the
+// API server reaches the webhooks. The recount pass needs observe's facts
+// only.
+func (r *Reconciler) gather(ctx context.Context, mi *meshv1alpha1.MeshInstall) (*observation, error) {
+	obs, err := r.observe(ctx, mi)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.observeCertificateAuthority(ctx, mi, obs); err != nil {
+		return nil, err
+	}
+	obs.endpoint, obs.endpointErr = r.WebhookEndpoint(ctx)
+	return obs, nil
+}
+
+// observeCertificateAuthority adds to obs what the pass needs of the mesh
+// CA: the CA istiod runs with, and, when the spec asks for cert-manager's CA
+// or a Certificate of ours may be left to delete, whether cert-manager is
+// installed, the Certificate and the issuer. cert-manager may be installed
+// after the operator started: its CRDs are looked for on every such pass,
+// and the Certificate is watched from the first pass that finds them.
+func (r *Reconciler) observeCertificateAuthority(ctx context.Context, mi *meshv1alpha1.MeshInstall, obs *observation) error {
+	obs.ca = meshca.Observed{Running: obs.Routing != nil}
+	obs.ca.IstiodExists, obs.ca.IstiodCA = istiodCertificateAuthority(obs)
+	want := render.CertificateAuthorityOf(mi)
+	if want == "" && mi.Status.CertificateAuthority == nil {
+		return nil // istiod's own CA, and no Certificate of ours to clean up
+	}
+	installed, err := certmanager.Served(r.RESTMapper())
+	if err != nil || !installed {
+		return err
+	}
+	obs.ca.CertManagerInstalled = true
+	if err := r.watches.ensureKind(&cmapi.Certificate{}); err != nil {
+		log.FromContext(ctx).Error(err, "watching cert-manager Certificates; their status is read again on the next pass")
+	}
+	cert := &cmapi.Certificate{}
+	switch err := r.Get(ctx, client.ObjectKey{Namespace: mi.Spec.Namespace, Name: render.CACertificateName}, cert); {
+	case err == nil:
+		if metav1.IsControlledBy(cert, mi) {
+			obs.ca.Certificate = cert
+		}
+	case !apierrors.IsNotFound(err):
+		return fmt.Errorf("reading the mesh CA Certificate: %w", err)
+	}
+	if want == "" {
+		return nil
+	}
+	ref := mi.Spec.Security.CertificateAuthority.IssuerRef
+	namespace := "" // a ClusterIssuer
+	if ref.Kind == meshv1alpha1.IssuerKindIssuer {
+		namespace = mi.Spec.Namespace
+	}
+	switch issuer, err := certmanager.ReadIssuer(ctx, r.APIReader, namespace, ref.Name); {
+	case err == nil:
+		obs.ca.Issuer = issuer
+	case certmanager.NotServed(err):
+		obs.ca.CertManagerInstalled = false // only part of cert-manager's CRDs are served
+	default:
+		return fmt.Errorf("reading %s %s: %w", ref.Kind, ref.Name, err)
+	}
+	return nil
+}
+
+// istiodCertificateAuthority says whether an istiod Deployment exists and
+// which CA it runs with: the active revision's, else any revision's.
+func istiodCertificateAuthority(obs *observation) (exists bool, ca string) {
+	for key, o := range obs.live {
+		d, ok := o.(*appsv1.Deployment)
+		rev, labelled := o.GetLabels()[render.LabelRevision]
+		if !ok || !labelled || key.Name != render.IstiodName(rev) {
+			continue
+		}
+		if !exists || (obs.Routing != nil && rev == obs.Routing.Active) {
+			exists, ca = true, d.Spec.Template.Annotations[render.AnnotationCertificateAuthority]
+		}
+	}
+	return exists, ca
 }
 
 // ownedObject files one owned object under its revision, or as the routing
@@ -305,60 +389,4 @@ func rolledOut(d *appsv1.Deployment) bool {
 		}
 	}
 	return want == 0
-}
-
-// revisionNames are the revisions the plan keeps.
-func revisionNames(p revision.Plan) map[string]bool {
-	out := make(map[string]bool, len(p.Revisions))
-	for _, r := range p.Revisions {
-		out[r.Name] = true
-	}
-	return out
-}
-
-// settled reports whether the cluster already is what the plan wants of
-// revisions, routing and the mesh's namespaces, so that a pass triggered by
-// pods or namespaces need not render or apply anything.
-func settled(mi *meshv1alpha1.MeshInstall, p revision.Plan, obs *observation) bool {
-	st := &mi.Status
-	if len(p.Prune) > 0 || !p.Routing.Equal(obs.Routing) {
-		return false
-	}
-	if !maps.Equal(revisionNames(p), namesOf(obs.Revisions)) {
-		return false
-	}
-	for _, r := range p.Revisions {
-		o := obs.Revisions[r.Name]
-		if o.ControlPlaneVersion != r.Version.String() || o.ProxyVersion != r.ProxyVersion.String() {
-			return false
-		}
-	}
-	// A canary whose health changed has a clock to record.
-	if (p.Canary == nil) != (st.Canary == nil) {
-		return false
-	}
-	if p.Canary != nil && (p.Canary.HealthySince == nil) != (st.Canary.HealthySince == nil) {
-		return false
-	}
-	// The namespaces the mesh needs exist and carry the labels it gives them.
-	for _, ns := range namespacesToApply(mi, obs) {
-		live, ok := obs.namespaces[ns.GetName()]
-		if !ok {
-			return false
-		}
-		for k, v := range ns.GetLabels() {
-			if live[k] != v {
-				return false
-			}
-		}
-	}
-	return true
-}
-
-func namesOf(m map[string]revision.ObservedRevision) map[string]bool {
-	out := make(map[string]bool, len(m))
-	for k := range m {
-		out[k] = true
-	}
-	return out
 }

@@ -356,10 +356,9 @@ func (r *Reconciler) recentRestart(key rollout.Key, cachedFor string, cachedAt t
 	return rs, true
 }
 
-// rollWorkloads decides and starts the pass's restarts, emitting an event
-// per workload started, finished or failed.
-func (r *Reconciler) rollWorkloads(ctx context.Context, mi *meshv1alpha1.MeshInstall, obs *observation, routing *revision.Routing) (rollout.Plan, error) {
-	plan := rollout.Decide(rolloutInput(mi, obs, routing))
+// restartWorkloads starts the restarts plan decided (rolloutFor),
+// emitting an event per workload started, finished or failed.
+func (r *Reconciler) restartWorkloads(ctx context.Context, mi *meshv1alpha1.MeshInstall, obs *observation, plan rollout.Plan) (rollout.Plan, error) {
 	var errs []string
 	for _, rs := range plan.Restart {
 		if err := r.restart(ctx, rs, obs.Now); err != nil {
