@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"testing"
 
 	admissionv1 "k8s.io/api/admission/v1"
@@ -25,17 +24,7 @@ const markerAnnotation = "test.meshkeeper.dev/injected-by"
 
 var env *testenv.Env
 
-func TestMain(m *testing.M) {
-	var err error
-	env, err = testenv.Start()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	_ = env.Stop()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testenv.Main(m, &env) }
 
 // recordingWebhook admits every pod and marks it with the path the API server called,
 // so a test can see which entry of the configuration matched.
