@@ -55,6 +55,9 @@ type Reconciler struct {
 
 	watches    *dynamicWatches
 	fullPasses chan event.GenericEvent
+	// passing holds one pass at a time: a full pass and a recount come
+	// from two controllers (recount.go).
+	passing sync.Mutex
 	// restarts are the workload restarts this process made, by rollout.Key,
 	// until the cache shows them (see recentRestart).
 	restarts sync.Map
@@ -108,13 +111,21 @@ type Reconciler struct {
 // The mesh-wide mTLS policy (spec.security.mtls).
 // +kubebuilder:rbac:groups=security.istio.io,resources=peerauthentications,verbs=get;list;watch;create;patch;delete
 
-// Reconcile brings one MeshInstall's control plane to its spec. A request
-// from a pod or namespace event (inventoryNamespace) only recounts the data
-// plane, unless what it observes calls for a full pass.
-func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
-	inventoryOnly := req.Namespace == inventoryNamespace
+// Reconcile is a full pass of one MeshInstall: it brings its control plane
+// to its spec. (Pod, namespace and workload events trigger recounts
+// instead: recount.go.)
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	return r.reconcile(ctx, req.Name, false)
+}
+
+// reconcile is the skeleton of both passes: get, delete, finalizer,
+// suspend, the deferred status report, then the full pass or, when
+// inventoryOnly, the recount. A MeshInstall has one pass at a time.
+func (r *Reconciler) reconcile(ctx context.Context, name string, inventoryOnly bool) (result ctrl.Result, retErr error) {
+	r.passing.Lock()
+	defer r.passing.Unlock()
 	mi := &meshv1alpha1.MeshInstall{}
-	if err := r.Get(ctx, client.ObjectKey{Name: req.Name}, mi); err != nil {
+	if err := r.Get(ctx, client.ObjectKey{Name: name}, mi); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 
@@ -156,7 +167,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 	if inventoryOnly {
 		st.recountOnly = true
 		passes.WithLabelValues(mi.Name, "recount").Inc()
-		return r.reconcileInventory(ctx, mi, st)
+		return r.reconcileRecount(ctx, mi, st)
 	}
 	passes.WithLabelValues(mi.Name, "full").Inc()
 	return r.reconcileNormal(ctx, mi, st)
@@ -221,29 +232,6 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, mi *meshv1alpha1.MeshI
 		return ctrl.Result{}, err
 	}
 	return ctrl.Result{RequeueAfter: requeue.Sooner(plan.RequeueAfter, roll.RequeueAfter, r.caPoll(ca))}, nil
-}
-
-// reconcileInventory recounts the data plane from one observation, and
-// carries the data plane rollout on (restarts of users' workloads). When the
-// observation calls for more than that (a revision to prune or to
-// re-create, routing to move, a canary's clock to record), it asks for a
-// full pass instead and writes nothing itself.
-func (r *Reconciler) reconcileInventory(ctx context.Context, mi *meshv1alpha1.MeshInstall, st *statusBuilder) (ctrl.Result, error) {
-	obs, err := r.observe(ctx, mi)
-	if err != nil {
-		r.requestFullPass(mi)
-		return ctrl.Result{}, nil
-	}
-	plan, decidedRollout, err := decide(mi, obs)
-	if err != nil || !settled(mi, plan, obs) {
-		r.requestFullPass(mi)
-		return ctrl.Result{}, nil
-	}
-	st.observed(plan, obs)
-	st.counted(countDataPlane(obs))
-	roll, err := r.restartWorkloads(ctx, mi, obs, rolloutFor(mi, obs, decidedRollout, obs.Routing))
-	st.rolled(roll)
-	return ctrl.Result{RequeueAfter: requeue.Sooner(plan.RequeueAfter, roll.RequeueAfter)}, err
 }
 
 // requestFullPass enqueues a full pass of mi.

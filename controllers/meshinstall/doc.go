@@ -19,6 +19,11 @@
 //     cleanup.go prunes and deletes;
 //   - status.go, events.go, metrics.go: the report, built from the pass's facts.
 //
+// Pod, namespace and workload events trigger the recount (recount.go), a
+// controller of its own: it observes, decides, and when the cluster is
+// settled (plan.go) only reports the counts and carries the rollout on;
+// otherwise it asks for a full pass.
+//
 // Two reads stay outside gather, each where its answer must be fresh:
 // takeover.go asks the API server, by name, about the objects the plan
 // would create that the cache does not hold as the MeshInstall's; prune

@@ -1,20 +1,13 @@
 package meshinstall
 
 import (
-	"context"
 	"maps"
-	"time"
 
 	"istio.io/api/annotation"
 	"istio.io/api/label"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/util/workqueue"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/event"
-	"sigs.k8s.io/controller-runtime/pkg/handler"
-	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/meshkeeper/meshkeeper/internal/inject"
 	"github.com/meshkeeper/meshkeeper/internal/inventory"
@@ -93,53 +86,6 @@ func keep(m map[string]string, keys []string) map[string]string {
 // and each revision's current configuration hash.
 func countDataPlane(obs *observation) inventory.Result {
 	return inventory.Count(obs.pods, obs.namespaces, obs.matcher, obs.configHash)
-}
-
-// inventoryNamespace marks a request that only recounts the data plane: pod
-// and namespace events enqueue it. (MeshInstalls are cluster-scoped, so a
-// real request never has a namespace.)
-const inventoryNamespace = "meshkeeper.dev/inventory"
-
-// podEventDelay batches pod churn: a burst of pod events makes one recount
-// every podEventDelay, and a 1,000-pod rollout a handful of status writes
-// (the counts are a report: ten seconds behind is soon enough).
-const podEventDelay = 10 * time.Second
-
-// podEvents enqueues a recount of every MeshInstall a little after a pod or
-// namespace changes what the inventory reads; the queue folds the burst into
-// one pass.
-func (r *Reconciler) podEvents() handler.EventHandler {
-	return r.recountOn(inventoryChanged)
-}
-
-// workloadEvents enqueues a recount when a user's workload changes what the
-// rollout reads (meshkeeper's own Deployments trigger full passes instead).
-func (r *Reconciler) workloadEvents() handler.EventHandler {
-	return r.recountOn(func(a, b client.Object) bool {
-		return b.GetLabels()[render.LabelManagedBy] != render.ManagedBy && workloadChanged(a, b)
-	})
-}
-
-// recountOn enqueues a recount on creations, deletions, and updates that changed passes.
-func (r *Reconciler) recountOn(changed func(a, b client.Object) bool) handler.EventHandler {
-	enqueue := func(ctx context.Context, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-		for _, req := range r.allMeshInstalls(ctx, nil) {
-			q.AddAfter(reconcile.Request{NamespacedName: types.NamespacedName{Namespace: inventoryNamespace, Name: req.Name}}, podEventDelay)
-		}
-	}
-	return handler.Funcs{
-		CreateFunc: func(ctx context.Context, _ event.CreateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-			enqueue(ctx, q)
-		},
-		UpdateFunc: func(ctx context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-			if changed(e.ObjectOld, e.ObjectNew) {
-				enqueue(ctx, q)
-			}
-		},
-		DeleteFunc: func(ctx context.Context, _ event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-			enqueue(ctx, q)
-		},
-	}
 }
 
 // inventoryChanged reports whether an update changed what observe reads.

@@ -7,7 +7,6 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
-	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -55,7 +54,8 @@ func OwnedTypes() []client.Object {
 // SetupWithManager registers the reconciler: it watches MeshInstalls, owns
 // every typed kind it renders, watches Istio's CRDs (which it installs but
 // does not own), and adds watches for kinds whose CRDs it installs itself
-// (PeerAuthentication) once they exist.
+// (PeerAuthentication) once they exist. The recount controller
+// (setupRecount) follows pods, namespaces and users' workloads.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	b := ctrl.NewControllerManagedBy(mgr).
 		// Status writes of our own do not trigger another pass; spec, metadata and deletion do.
@@ -67,14 +67,6 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		b = b.Owns(t)
 	}
 	b = b.Watches(&apiextensionsv1.CustomResourceDefinition{}, handler.EnqueueRequestsFromMapFunc(r.allMeshInstalls))
-	// The data plane inventory follows pods (cached trimmed, see TrimPod) and
-	// namespaces (metadata only); their events only recount it.
-	b = b.Watches(&corev1.Pod{}, r.podEvents()).WatchesMetadata(&corev1.Namespace{}, r.podEvents())
-	// The data plane rollout follows users' workloads (cached trimmed, see
-	// TrimWorkload), and pruning what CronJobs and Jobs select (see TrimJob).
-	for _, w := range []client.Object{&appsv1.Deployment{}, &appsv1.StatefulSet{}, &appsv1.DaemonSet{}, &batchv1.CronJob{}, &batchv1.Job{}} {
-		b = b.Watches(w, r.workloadEvents())
-	}
 	// spec.injection.nativeSidecars Auto follows the nodes' kubelets (cached trimmed, see TrimNode).
 	nodeHandler, nodeChanges := r.nodeEvents()
 	b = b.Watches(&corev1.Node{}, nodeHandler, builder.WithPredicates(nodeChanges))
@@ -89,7 +81,8 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		return err
 	}
 	r.watches = &dynamicWatches{ctrl: c, cache: mgr.GetCache(), mapper: r.allMeshInstalls, scheme: mgr.GetScheme(), watched: map[schema.GroupVersionKind]bool{}}
-	return nil
+	// Pod, namespace and workload events only recount the data plane.
+	return r.setupRecount(mgr)
 }
 
 // deletionStarted passes the update that sets deletionTimestamp.
