@@ -197,7 +197,7 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, mi *meshv1alpha1.MeshI
 	if ca.Hold {
 		return r.reconcileCertificateAuthorityFirst(ctx, mi, ca, obs, st)
 	}
-	d, err := r.desiredObjects(mi, plan, obs, ca)
+	d, err := r.planner().desiredObjects(mi, plan, obs, ca)
 	if err != nil {
 		return ctrl.Result{}, classify(st, err)
 	}
@@ -214,7 +214,7 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, mi *meshv1alpha1.MeshI
 	}
 	st.observed(plan, obs)
 	outcome := r.applyRevisions(ctx, d, obs, ca)
-	r.applyRouting(ctx, plan, d, r.routingStage(mi, plan, d, obs, outcome.failedRevisions()), obs, &outcome)
+	r.applyRouting(ctx, plan, d, r.planner().routingStage(mi, plan, d, obs, outcome.failedRevisions()), obs, &outcome)
 	st.applied(outcome)
 	if err := r.watches.ensure(ctx, d.all()); err != nil {
 		log.FromContext(ctx).Error(err, "watching rendered kinds; drift of them is corrected on the next resync")

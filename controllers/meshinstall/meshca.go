@@ -74,14 +74,14 @@ func (r *Reconciler) reconcileCertificateAuthorityFirst(ctx context.Context, mi 
 			if ns.GetName() != mi.Spec.Namespace || hasLabels(obs.namespaces[ns.GetName()], ns.GetLabels()) {
 				continue
 			}
-			if err := r.own(mi, ns); err != nil {
+			if err := r.planner().own(mi, ns); err != nil {
 				return ctrl.Result{}, err
 			}
 			if _, err := apply.IfChanged(ctx, r.Client, ns, nil); err != nil {
 				out.failures = append(out.failures, applyFailure{err: err})
 			}
 		}
-		if err := r.own(mi, d.Certificate); err != nil {
+		if err := r.planner().own(mi, d.Certificate); err != nil {
 			return ctrl.Result{}, err
 		}
 		if len(out.failures) == 0 {

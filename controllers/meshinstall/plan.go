@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
@@ -70,9 +71,23 @@ func (d *desired) all() []client.Object {
 	return out
 }
 
+// planner renders what a pass applies, and decides its stages. It holds
+// no client: planning reads nothing, so a pass's plan is a function of the
+// MeshInstall and of the observation alone.
+type planner struct {
+	scheme *runtime.Scheme
+	// operatorNamespace is where meshkeeper runs; the injector never injects it.
+	operatorNamespace string
+}
+
+// planner is the reconciler's planner.
+func (r *Reconciler) planner() planner {
+	return planner{scheme: r.Scheme(), operatorNamespace: r.OperatorNamespace}
+}
+
 // desiredObjects renders everything the plan needs, istiod with the CA ca
 // says it runs with.
-func (r *Reconciler) desiredObjects(mi *meshv1alpha1.MeshInstall, plan revision.Plan, obs *observation, ca meshca.Decision) (*desired, error) {
+func (p planner) desiredObjects(mi *meshv1alpha1.MeshInstall, plan revision.Plan, obs *observation, ca meshca.Decision) (*desired, error) {
 	d := &desired{}
 	crds, err := crdsToApply(mi, obs)
 	if err != nil {
@@ -104,17 +119,17 @@ func (r *Reconciler) desiredObjects(mi *meshv1alpha1.MeshInstall, plan revision.
 	if plan.Routing != nil {
 		d.routing = render.RoutingConfigMap(mi, plan.Routing.Data())
 	}
-	if err := r.ownAll(mi, d.all()); err != nil {
+	if err := p.ownAll(mi, d.all()); err != nil {
 		return nil, err
 	}
 	render.ApplyOrder(d.base)
 	for _, objs := range d.revisions {
 		render.ApplyOrder(objs)
 	}
-	d.sharedHeld = r.sharedHeldBack(mi, plan, obs, ca)
+	d.sharedHeld = p.sharedHeldBack(mi, plan, obs, ca)
 	d.untrusted = untrustedRevisions(plan, obs, obs.endpoint)
-	d.tagsPlanned.objects, d.tagsPlanned.err = r.tagsFor(mi, plan.Routing)
-	d.tagsObserved.objects, d.tagsObserved.err = r.tagsFor(mi, obs.Routing)
+	d.tagsPlanned.objects, d.tagsPlanned.err = p.tagsFor(mi, plan.Routing)
+	d.tagsObserved.objects, d.tagsObserved.err = p.tagsFor(mi, obs.Routing)
 	return d, nil
 }
 
@@ -123,17 +138,17 @@ func (r *Reconciler) desiredObjects(mi *meshv1alpha1.MeshInstall, plan revision.
 // held back (routingStage), the gateways stay with the revision the tags
 // still point at. nil when the pass promotes nothing, or when they cannot
 // be rendered (the promotion's own are applied then, as before the hold).
-func (r *Reconciler) sharedHeldBack(mi *meshv1alpha1.MeshInstall, plan revision.Plan, obs *observation, ca meshca.Decision) []client.Object {
+func (p planner) sharedHeldBack(mi *meshv1alpha1.MeshInstall, plan revision.Plan, obs *observation, ca meshca.Decision) []client.Object {
 	if obs.Routing == nil || obs.Routing.Active == plan.Active.Name {
 		return nil
 	}
 	var held []client.Object
-	for _, p := range plan.Revisions {
-		if p.Name != obs.Routing.Active {
+	for _, rev := range plan.Revisions {
+		if rev.Name != obs.Routing.Active {
 			continue
 		}
-		if _, rendered, err := renderPass(mi, plan, p, ca, obs.nodesWithoutNativeSidecars); err == nil {
-			if _, shared := sharedObjects(rendered, true); r.ownAll(mi, shared) == nil {
+		if _, rendered, err := renderPass(mi, plan, rev, ca, obs.nodesWithoutNativeSidecars); err == nil {
+			if _, shared := sharedObjects(rendered, true); p.ownAll(mi, shared) == nil {
 				held = shared
 			}
 		}
@@ -159,7 +174,7 @@ type routingStage struct {
 }
 
 // routingStage decides the last stages from the revisions that failed.
-func (r *Reconciler) routingStage(mi *meshv1alpha1.MeshInstall, plan revision.Plan, d *desired, obs *observation, failed map[string]bool) routingStage {
+func (p planner) routingStage(mi *meshv1alpha1.MeshInstall, plan revision.Plan, d *desired, obs *observation, failed map[string]bool) routingStage {
 	s := routingStage{shared: d.shared}
 	held := routesTowards(plan.Routing, obs.Routing, union(failed, d.untrusted))
 	if held && d.sharedHeld != nil {
@@ -171,12 +186,12 @@ func (r *Reconciler) routingStage(mi *meshv1alpha1.MeshInstall, plan revision.Pl
 	// The injector serves every revision that applied, and keeps the
 	// entries of those that failed but were served already.
 	var served []string
-	for _, p := range plan.Revisions {
-		if !failed[p.Name] || obs.matcher.Serves(webhookconfig.TargetPath("rev", p.Name)) {
-			served = append(served, p.Name)
+	for _, rev := range plan.Revisions {
+		if !failed[rev.Name] || obs.matcher.Serves(webhookconfig.TargetPath("rev", rev.Name)) {
+			served = append(served, rev.Name)
 		}
 	}
-	s.injector, s.injectorErr = r.injectorFor(mi, served, obs.endpoint)
+	s.injector, s.injectorErr = p.injectorFor(mi, served, obs.endpoint)
 	return s
 }
 
@@ -233,7 +248,7 @@ func sharedObjects(shared []client.Object, routed bool) (identities, rest []clie
 // cluster-scoped, so it may own namespaced and cluster-scoped objects alike;
 // deleting it garbage-collects them. Istio's CRDs are never owned: deleting
 // the MeshInstall must not delete users' Istio resources.
-func (r *Reconciler) own(mi *meshv1alpha1.MeshInstall, o client.Object) error {
+func (p planner) own(mi *meshv1alpha1.MeshInstall, o client.Object) error {
 	switch o.(type) {
 	case *apiextensionsv1.CustomResourceDefinition:
 		return nil
@@ -242,12 +257,12 @@ func (r *Reconciler) own(mi *meshv1alpha1.MeshInstall, o client.Object) error {
 		// users' objects, along with the MeshInstall (see namespacesToApply).
 		return nil
 	}
-	return controllerutil.SetControllerReference(mi, o, r.Scheme())
+	return controllerutil.SetControllerReference(mi, o, p.scheme)
 }
 
-func (r *Reconciler) ownAll(mi *meshv1alpha1.MeshInstall, objs []client.Object) error {
+func (p planner) ownAll(mi *meshv1alpha1.MeshInstall, objs []client.Object) error {
 	for _, o := range objs {
-		if err := r.own(mi, o); err != nil {
+		if err := p.own(mi, o); err != nil {
 			return err
 		}
 	}
@@ -267,22 +282,22 @@ func isIdentity(o client.Object) bool {
 var injectorGVK = admissionregistrationv1.SchemeGroupVersion.WithKind("MutatingWebhookConfiguration")
 
 // injectorFor renders the injector configuration with entries for revisions.
-func (r *Reconciler) injectorFor(mi *meshv1alpha1.MeshInstall, revisions []string, endpoint webhookconfig.Endpoint) (*admissionregistrationv1.MutatingWebhookConfiguration, error) {
+func (p planner) injectorFor(mi *meshv1alpha1.MeshInstall, revisions []string, endpoint webhookconfig.Endpoint) (*admissionregistrationv1.MutatingWebhookConfiguration, error) {
 	injector := webhookconfig.InjectorConfiguration(webhookconfig.Injector{
 		ControlPlaneNamespace: mi.Spec.Namespace,
-		OperatorNamespace:     r.OperatorNamespace,
+		OperatorNamespace:     p.operatorNamespace,
 		Revisions:             revisions,
 		Tags:                  mi.Spec.RevisionTags,
 		FailurePolicy:         admissionregistrationv1.FailurePolicyType(mi.Spec.Injection.FailurePolicy),
 		Endpoint:              endpoint,
 		Labels:                ownershipLabels(mi),
 	})
-	return injector, r.own(mi, injector)
+	return injector, p.own(mi, injector)
 }
 
 // tagsFor renders the revision tag configurations of a routing: none
 // while nothing is routed.
-func (r *Reconciler) tagsFor(mi *meshv1alpha1.MeshInstall, routing *revision.Routing) ([]client.Object, error) {
+func (p planner) tagsFor(mi *meshv1alpha1.MeshInstall, routing *revision.Routing) ([]client.Object, error) {
 	if routing == nil {
 		return nil, nil
 	}
@@ -293,7 +308,7 @@ func (r *Reconciler) tagsFor(mi *meshv1alpha1.MeshInstall, routing *revision.Rou
 		ControlPlaneNamespace: mi.Spec.Namespace,
 		Labels:                ownershipLabels(mi),
 	}) {
-		if err := r.own(mi, t); err != nil {
+		if err := p.own(mi, t); err != nil {
 			return nil, err
 		}
 		out = append(out, t)

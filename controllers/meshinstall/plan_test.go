@@ -7,7 +7,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
 	"github.com/meshkeeper/meshkeeper/internal/apply"
@@ -49,7 +48,7 @@ func TestRoutesTowards(t *testing.T) {
 // neither workloads nor injector entries; a promotion held back keeps the
 // shared objects with the revision the tags still point at.
 func TestRoutingStage(t *testing.T) {
-	r := &Reconciler{Client: fake.NewClientBuilder().WithScheme(testenv.Scheme()).Build(), OperatorNamespace: "meshkeeper-system"}
+	r := planner{scheme: testenv.Scheme(), operatorNamespace: "meshkeeper-system"}
 	mi := &meshv1alpha1.MeshInstall{ObjectMeta: metav1.ObjectMeta{Name: "mesh", UID: "uid"}, Spec: meshv1alpha1.MeshInstallSpec{Namespace: "istio-system"}}
 	plan := revision.Plan{
 		Revisions: []revision.Planned{{Name: "1-31-0"}, {Name: "1-32-0"}},
