@@ -58,18 +58,26 @@ func (o *applyOutcome) err() error {
 	return fmt.Errorf("%d object(s) could not be applied: %s", len(o.failures), strings.Join(msgs, "; "))
 }
 
+// applier executes a pass's plan. It holds a client.Writer only: applying
+// reads nothing (what it compares with is the observation's) and decides
+// nothing (the planner did).
+type applier struct{ w client.Writer }
+
+// applier is the reconciler's applier.
+func (r *Reconciler) applier() applier { return applier{w: r.Client} }
+
 // applyRevisions applies the first stages of d: Istio's CRDs, the
 // namespaces and identities, the mesh CA and each revision's control plane.
 // Like every apply stage it reads nothing and decides nothing; one failing
 // object stops nothing that does not depend on it: every object is tried,
 // and every failure is reported, under its revision.
-func (r *Reconciler) applyRevisions(ctx context.Context, d *desired, obs *observation, ca meshca.Decision) applyOutcome {
+func (a applier) applyRevisions(ctx context.Context, d *desired, obs *observation, ca meshca.Decision) applyOutcome {
 	var out applyOutcome
-	r.applyAll(ctx, obs, &out, d.crds)
-	r.applyAll(ctx, obs, &out, d.base)
-	r.applyCertificateAuthority(ctx, ca, obs, &out)
+	a.applyAll(ctx, obs, &out, d.crds)
+	a.applyAll(ctx, obs, &out, d.base)
+	a.applyCertificateAuthority(ctx, ca, obs, &out)
 	for _, objs := range d.revisions {
-		r.applyAll(ctx, obs, &out, objs)
+		a.applyAll(ctx, obs, &out, objs)
 	}
 	return out
 }
@@ -78,13 +86,13 @@ func (r *Reconciler) applyRevisions(ctx context.Context, d *desired, obs *observ
 // shared objects, the routing, the revision tags of the routing then in
 // effect (the plan's once its ConfigMap is written, else the observed
 // one), and the injector configuration, entries it leaves out removed first.
-func (r *Reconciler) applyRouting(ctx context.Context, plan revision.Plan, d *desired, next routingStage, obs *observation, out *applyOutcome) {
-	r.applyAll(ctx, obs, out, next.shared)
+func (a applier) applyRouting(ctx context.Context, plan revision.Plan, d *desired, next routingStage, obs *observation, out *applyOutcome) {
+	a.applyAll(ctx, obs, out, next.shared)
 	out.routing = obs.Routing
 	tags := d.tagsObserved
 	if next.routing != nil {
 		before := len(out.failures)
-		r.applyAll(ctx, obs, out, []client.Object{next.routing})
+		a.applyAll(ctx, obs, out, []client.Object{next.routing})
 		if len(out.failures) == before {
 			out.routing, tags = plan.Routing, d.tagsPlanned
 		}
@@ -94,16 +102,16 @@ func (r *Reconciler) applyRouting(ctx context.Context, plan revision.Plan, d *de
 		out.failures = append(out.failures, applyFailure{err: tags.err})
 	} else {
 		out.tags = tags.objects
-		r.applyAll(ctx, obs, out, tags.objects)
+		a.applyAll(ctx, obs, out, tags.objects)
 	}
 
 	err := next.injectorErr
 	if err == nil {
-		err = removeDroppedEntries(ctx, r.Client, obs.injector, next.injector)
+		err = removeDroppedEntries(ctx, a.w, obs.injector, next.injector)
 	}
 	if err == nil {
 		before := len(out.failures)
-		r.applyAll(ctx, obs, out, []client.Object{next.injector})
+		a.applyAll(ctx, obs, out, []client.Object{next.injector})
 		out.injectorApplied = len(out.failures) == before
 	} else {
 		out.failures = append(out.failures, applyFailure{err: err})
@@ -112,15 +120,15 @@ func (r *Reconciler) applyRouting(ctx context.Context, plan revision.Plan, d *de
 
 // applyAll applies objs, each unless the cache (obs.live) holds it as it
 // would be applied, recording each failure under its revision.
-func (r *Reconciler) applyAll(ctx context.Context, obs *observation, out *applyOutcome, objs []client.Object) {
+func (a applier) applyAll(ctx context.Context, obs *observation, out *applyOutcome, objs []client.Object) {
 	for _, obj := range objs {
 		live, exists := obs.live[apply.KeyOf(obj)]
 		if !exists {
 			live = nil
 		}
-		err := r.createFailOpen(ctx, obj, exists)
+		err := a.createFailOpen(ctx, obj, exists)
 		if err == nil {
-			_, err = apply.IfChanged(ctx, r.Client, obj, live)
+			_, err = apply.IfChanged(ctx, a.w, obj, live)
 		}
 		if err != nil {
 			out.failures = append(out.failures, applyFailure{revision: obj.GetLabels()[render.LabelRevision], err: err})
@@ -134,7 +142,7 @@ func (r *Reconciler) applyAll(ctx context.Context, obs *observation, out *applyO
 // (and sets caBundle) once it is ready. The renderer leaves both fields out,
 // so the server-side apply that follows never takes them back from istiod.
 // exists says whether the cache holds it already.
-func (r *Reconciler) createFailOpen(ctx context.Context, obj client.Object, exists bool) error {
+func (a applier) createFailOpen(ctx context.Context, obj client.Object, exists bool) error {
 	vwc, ok := obj.(*admissionregistrationv1.ValidatingWebhookConfiguration)
 	if !ok || exists {
 		return nil
@@ -144,7 +152,7 @@ func (r *Reconciler) createFailOpen(ctx context.Context, obj client.Object, exis
 	for i := range fresh.Webhooks {
 		fresh.Webhooks[i].FailurePolicy = &ignore
 	}
-	if err := r.Create(ctx, fresh, apply.FieldOwner); err != nil && !apierrors.IsAlreadyExists(err) {
+	if err := a.w.Create(ctx, fresh, apply.FieldOwner); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("creating %s: %w", apply.KeyOf(vwc), err)
 	}
 	return nil

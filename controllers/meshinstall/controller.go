@@ -213,8 +213,9 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, mi *meshv1alpha1.MeshI
 		return ctrl.Result{}, fmt.Errorf("webhook endpoint: %w", obs.endpointErr)
 	}
 	st.observed(plan, obs)
-	outcome := r.applyRevisions(ctx, d, obs, ca)
-	r.applyRouting(ctx, plan, d, r.planner().routingStage(mi, plan, d, obs, outcome.failedRevisions()), obs, &outcome)
+	applier := r.applier()
+	outcome := applier.applyRevisions(ctx, d, obs, ca)
+	applier.applyRouting(ctx, plan, d, r.planner().routingStage(mi, plan, d, obs, outcome.failedRevisions()), obs, &outcome)
 	st.applied(outcome)
 	if err := r.watches.ensure(ctx, d.all()); err != nil {
 		log.FromContext(ctx).Error(err, "watching rendered kinds; drift of them is corrected on the next resync")

@@ -9,12 +9,14 @@
 //     the manager's cache (cache.go says what it holds), the mesh CA's
 //     issuer (read live) and the webhook endpoint;
 //   - plan.go: pure: decide (revision.Decide, with the data plane rollout
-//     for the routing observed), desiredObjects (everything the pass
-//     applies, rendered), routingStage (what the last stages apply, from
-//     which revisions failed in the first), pruneSelection, rolloutFor,
-//     and settled, which says when a recount needs no full pass;
-//   - apply.go: applyRevisions and applyRouting execute the plan stage by
-//     stage through internal/apply, reading nothing and deciding nothing;
+//     for the routing observed); a planner, which holds no client,
+//     renders everything the pass applies (desiredObjects) and decides
+//     what the last stages apply from which revisions failed in the first
+//     (routingStage); pruneSelection, rolloutFor, and settled, which says
+//     when a recount needs no full pass;
+//   - apply.go: an applier, which holds a client.Writer only, executes the
+//     plan stage by stage (applyRevisions, applyRouting) through
+//     internal/apply, reading nothing and deciding nothing;
 //     meshca.go applies the mesh CA, workloads.go restarts workloads,
 //     cleanup.go prunes and deletes;
 //   - status.go, events.go, metrics.go: the report, built from the pass's facts.

@@ -63,7 +63,7 @@ func union(sets ...map[string]bool) map[string]bool {
 // of it, and what remained (a name and a caBundle) would fail validation,
 // and the whole apply with it. It runs whatever the certificate provider:
 // cainjector's ownership outlives a switch back to meshkeeper's own CA.
-func removeDroppedEntries(ctx context.Context, c client.Client, live, desired *admissionregistrationv1.MutatingWebhookConfiguration) error {
+func removeDroppedEntries(ctx context.Context, c client.Writer, live, desired *admissionregistrationv1.MutatingWebhookConfiguration) error {
 	if live == nil {
 		return nil
 	}

@@ -43,7 +43,7 @@ func (r *Reconciler) caPoll(d meshca.Decision) time.Duration {
 
 // applyCertificateAuthority applies or deletes the mesh CA Certificate as
 // decided, recording a failure in out.
-func (r *Reconciler) applyCertificateAuthority(ctx context.Context, d meshca.Decision, obs *observation, out *applyOutcome) {
+func (a applier) applyCertificateAuthority(ctx context.Context, d meshca.Decision, obs *observation, out *applyOutcome) {
 	live := obs.ca.Certificate
 	switch {
 	case d.Certificate != nil:
@@ -51,12 +51,12 @@ func (r *Reconciler) applyCertificateAuthority(ctx context.Context, d meshca.Dec
 		if live != nil {
 			liveObj = live
 		}
-		if _, err := apply.IfChanged(ctx, r.Client, d.Certificate, liveObj); err != nil {
+		if _, err := apply.IfChanged(ctx, a.w, d.Certificate, liveObj); err != nil {
 			out.failures = append(out.failures, applyFailure{err: err})
 		}
 	case d.DeleteCertificate && live != nil:
 		ctrl.LoggerFrom(ctx).Info("pruning", "object", "Certificate "+live.Namespace+"/"+live.Name)
-		if err := apply.DeleteIfExists(ctx, r.Client, live); err != nil {
+		if err := apply.DeleteIfExists(ctx, a.w, live); err != nil {
 			out.failures = append(out.failures, applyFailure{err: err})
 		}
 	}
@@ -85,7 +85,7 @@ func (r *Reconciler) reconcileCertificateAuthorityFirst(ctx context.Context, mi 
 			return ctrl.Result{}, err
 		}
 		if len(out.failures) == 0 {
-			r.applyCertificateAuthority(ctx, d, obs, &out)
+			r.applier().applyCertificateAuthority(ctx, d, obs, &out)
 		}
 	}
 	st.applied(out)
