@@ -281,17 +281,16 @@ func setupInjector(ctx context.Context, mgr ctrl.Manager) (*webhooks.RevisionSou
 // --webhook-cert-provider; onCABundleChange asks the MeshInstall controller
 // for a pass when the CA to trust changed.
 func newWebhookCertificates(o options, onCABundleChange func()) (webhookcert.Provider, error) {
-	where, err := webhookAddress(o)
+	server, err := webhookAddress(o)
 	if err != nil {
 		return nil, err
 	}
+	server.CertDir, server.OnCABundleChange = o.certDir, onCABundleChange
 	switch o.certProvider {
 	case certProviderSelfManaged:
 		return &webhookcert.SelfManagedReconciler{
-			Namespace: o.namespace, SecretName: o.certSecret, CertDir: o.certDir,
+			Server: server, Namespace: o.namespace, SecretName: o.certSecret,
 			Lifetimes: certs.Lifetimes{CA: certs.DefaultLifetimes.CA, Serving: o.certValidity},
-			Hosts:     where.hosts, Service: where.service, URL: where.url,
-			OnCABundleChange: onCABundleChange,
 		}, nil
 	case certProviderCertManager:
 		if o.certIssuer.Name == "" {
@@ -301,43 +300,34 @@ func newWebhookCertificates(o options, onCABundleChange func()) (webhookcert.Pro
 			return nil, fmt.Errorf("--webhook-cert-issuer-kind %q: want %s or %s", k, cmapi.IssuerKind, cmapi.ClusterIssuerKind)
 		}
 		return &webhookcert.CertManagerReconciler{
-			Namespace: o.namespace, CertificateName: o.certificateName, IssuerRef: o.certIssuer,
-			Duration: o.certValidity, CertDir: o.certDir, Wait: o.certWait,
-			Hosts: where.hosts, Service: where.service, URL: where.url,
-			OnCABundleChange: onCABundleChange,
+			Server: server, Namespace: o.namespace, CertificateName: o.certificateName, IssuerRef: o.certIssuer,
+			Duration: o.certValidity, Wait: o.certWait,
 		}, nil
 	}
 	return nil, fmt.Errorf("--webhook-cert-provider %q: want %s or %s", o.certProvider, certProviderSelfManaged, certProviderCertManager)
 }
 
-// webhookEndpoint is where the API server finds the webhook server, and
-// the hosts its certificate covers.
-type webhookEndpoint struct {
-	url     string
-	service *admissionregistrationv1.ServiceReference
-	hosts   certs.Hosts
-}
-
-// webhookAddress says where the API server finds the webhook: by URL when
-// the operator runs outside the cluster, else through its Service.
-func webhookAddress(o options) (webhookEndpoint, error) {
+// webhookAddress says where the API server finds the webhook, and the
+// hosts its certificate covers: by URL when the operator runs outside the
+// cluster, else through its Service.
+func webhookAddress(o options) (webhookcert.Server, error) {
 	if o.webhookURL != "" {
 		u, err := url.Parse(o.webhookURL)
 		if err != nil || u.Scheme != "https" || u.Host == "" {
-			return webhookEndpoint{}, fmt.Errorf("--webhook-url %q: want https://host:port", o.webhookURL)
+			return webhookcert.Server{}, fmt.Errorf("--webhook-url %q: want https://host:port", o.webhookURL)
 		}
-		w := webhookEndpoint{url: "https://" + u.Host}
+		w := webhookcert.Server{URL: "https://" + u.Host}
 		if ip := net.ParseIP(u.Hostname()); ip != nil {
-			w.hosts.IPs = append(w.hosts.IPs, ip)
+			w.Hosts.IPs = append(w.Hosts.IPs, ip)
 		} else {
-			w.hosts.DNSNames = append(w.hosts.DNSNames, u.Hostname())
+			w.Hosts.DNSNames = append(w.Hosts.DNSNames, u.Hostname())
 		}
 		return w, nil
 	}
 	svc, ns := o.webhookService, o.namespace
-	return webhookEndpoint{
-		service: &admissionregistrationv1.ServiceReference{Namespace: ns, Name: svc, Port: ptr.To(int32(443))},
-		hosts: certs.Hosts{DNSNames: []string{
+	return webhookcert.Server{
+		Service: &admissionregistrationv1.ServiceReference{Namespace: ns, Name: svc, Port: ptr.To(int32(443))},
+		Hosts: certs.Hosts{DNSNames: []string{
 			svc + "." + ns + ".svc", svc + "." + ns + ".svc.cluster.local", svc + "." + ns, svc,
 		}},
 	}, nil

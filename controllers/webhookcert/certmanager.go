@@ -18,16 +18,9 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller"
-	"sigs.k8s.io/controller-runtime/pkg/handler"
-	"sigs.k8s.io/controller-runtime/pkg/predicate"
-	"sigs.k8s.io/controller-runtime/pkg/reconcile"
-	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/meshkeeper/meshkeeper/internal/apply"
 	"github.com/meshkeeper/meshkeeper/internal/certmanager"
@@ -47,6 +40,7 @@ import (
 // CA: cainjector appends a renewed CA to the bundles, and until it has, the
 // previous certificate (still valid) is served. It runs on every replica.
 type CertManagerReconciler struct {
+	Server
 	// Client reads the Secret and the webhook configurations (the manager's
 	// cache once SetupWithManager ran) and applies.
 	Client client.Client
@@ -58,16 +52,6 @@ type CertManagerReconciler struct {
 	IssuerRef cmmeta.IssuerReference
 	// Duration of the certificate; cert-manager renews it a third before its end.
 	Duration time.Duration
-	// CertDir is the webhook server's certificate directory.
-	CertDir string
-	// Hosts the certificate must cover.
-	Hosts certs.Hosts
-	// Service reaches the webhook in the cluster; nil when URL is used.
-	Service *admissionregistrationv1.ServiceReference
-	// URL is the webhook server's base URL when the operator runs outside the cluster.
-	URL string
-	// OnCABundleChange is called after the served certificate's CA changed.
-	OnCABundleChange func()
 	// Wait bounds how long Bootstrap waits for cert-manager.
 	Wait time.Duration
 
@@ -401,23 +385,5 @@ func (r *CertManagerReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.APIReader == nil {
 		r.APIReader = mgr.GetAPIReader()
 	}
-	key := reconcile.Request{NamespacedName: types.NamespacedName{Namespace: r.Namespace, Name: r.CertificateName}}
-	toKey := handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request { return []reconcile.Request{key} })
-	kick := source.Func(func(_ context.Context, q workqueue.TypedRateLimitingInterface[reconcile.Request]) error {
-		q.Add(key)
-		return nil
-	})
-	named := func(namespace, name string) builder.Predicates {
-		return builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
-			return o.GetNamespace() == namespace && o.GetName() == name
-		}))
-	}
-	return ctrl.NewControllerManagedBy(mgr).
-		Named("webhookcerts-certmanager").
-		WithOptions(controller.Options{NeedLeaderElection: ptr.To(false)}).
-		Watches(&corev1.Secret{}, toKey, named(r.Namespace, r.CertificateName)).
-		Watches(&admissionregistrationv1.ValidatingWebhookConfiguration{}, toKey, named("", webhookconfig.ValidatorName)).
-		Watches(&admissionregistrationv1.MutatingWebhookConfiguration{}, toKey, named("", webhookconfig.InjectorName)).
-		WatchesRawSource(kick).
-		Complete(r)
+	return setup(mgr, "webhookcerts-certmanager", types.NamespacedName{Namespace: r.Namespace, Name: r.CertificateName}, r)
 }

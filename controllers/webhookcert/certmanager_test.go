@@ -56,7 +56,8 @@ func certManagerWebhookReconciler(t *testing.T, c client.Client, ns string) *Cer
 	return &CertManagerReconciler{
 		Client: c, APIReader: c, Namespace: ns, CertificateName: "webhook",
 		IssuerRef: cmmeta.IssuerReference{Kind: cmapi.IssuerKind, Name: "webhook-ca", Group: cmapi.SchemeGroupVersion.Group},
-		Duration:  time.Hour, CertDir: t.TempDir(), Hosts: webhookHosts, URL: "https://127.0.0.1:1", Wait: time.Second,
+		Duration:  time.Hour, Wait: time.Second,
+		Server: Server{CertDir: t.TempDir(), Hosts: webhookHosts, URL: "https://127.0.0.1:1"},
 	}
 }
 

@@ -15,16 +15,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/retry"
-	"k8s.io/client-go/util/workqueue"
-	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller"
-	"sigs.k8s.io/controller-runtime/pkg/handler"
-	"sigs.k8s.io/controller-runtime/pkg/predicate"
-	"sigs.k8s.io/controller-runtime/pkg/reconcile"
-	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/meshkeeper/meshkeeper/internal/apply"
 	"github.com/meshkeeper/meshkeeper/internal/certs"
@@ -39,18 +31,9 @@ import (
 // every replica (each serves webhooks), not only the leader.
 type SelfManagedReconciler struct {
 	Client client.Client
+	Server
 	// Namespace and SecretName locate the certificate Secret.
 	Namespace, SecretName string
-	// CertDir is the webhook server's certificate directory.
-	CertDir string
-	// Hosts the serving certificate must cover.
-	Hosts certs.Hosts
-	// Service reaches the webhook in the cluster; nil when URL is used.
-	Service *admissionregistrationv1.ServiceReference
-	// URL is the webhook server's base URL when the operator runs outside the cluster.
-	URL string
-	// OnCABundleChange is called after the CA bundle changed (the injector configuration must follow).
-	OnCABundleChange func()
 	// Lifetimes of issued certificates; certs.DefaultLifetimes when zero.
 	Lifetimes certs.Lifetimes
 
@@ -281,25 +264,5 @@ func (r *SelfManagedReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Client == nil {
 		r.Client = mgr.GetClient()
 	}
-	key := reconcile.Request{NamespacedName: types.NamespacedName{Namespace: r.Namespace, Name: r.SecretName}}
-	toKey := handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request { return []reconcile.Request{key} })
-	kick := source.Func(func(_ context.Context, q workqueue.TypedRateLimitingInterface[reconcile.Request]) error {
-		q.Add(key)
-		return nil
-	})
-	return ctrl.NewControllerManagedBy(mgr).
-		Named("webhookcerts").
-		WithOptions(controller.Options{NeedLeaderElection: ptr.To(false)}).
-		Watches(&corev1.Secret{}, toKey, builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
-			return o.GetNamespace() == r.Namespace && o.GetName() == r.SecretName
-		}))).
-		Watches(&admissionregistrationv1.ValidatingWebhookConfiguration{}, toKey, builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
-			return o.GetName() == webhookconfig.ValidatorName
-		}))).
-		// A CA rotation's second step waits for the injector to carry the new CA.
-		Watches(&admissionregistrationv1.MutatingWebhookConfiguration{}, toKey, builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
-			return o.GetName() == webhookconfig.InjectorName
-		}))).
-		WatchesRawSource(kick).
-		Complete(r)
+	return setup(mgr, "webhookcerts", types.NamespacedName{Namespace: r.Namespace, Name: r.SecretName}, r)
 }

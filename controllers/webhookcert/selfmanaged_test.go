@@ -60,8 +60,8 @@ func TestCARotationNeverServesAnUntrustedCertificate(t *testing.T) {
 	})
 
 	dir := t.TempDir()
-	r := &SelfManagedReconciler{Client: c, Namespace: ns.Name, SecretName: secret.Name, CertDir: dir,
-		Hosts: hosts, URL: "https://127.0.0.1:1", Lifetimes: life}
+	r := &SelfManagedReconciler{Client: c, Namespace: ns.Name, SecretName: secret.Name, Lifetimes: life,
+		Server: Server{CertDir: dir, Hosts: hosts, URL: "https://127.0.0.1:1"}}
 	servedEverywhere := func(step string) *x509.Certificate {
 		t.Helper()
 		pair, err := tls.LoadX509KeyPair(filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"))
