@@ -8,12 +8,12 @@
 //   - observe.go: gather, the one gatherer: every fact the pass needs, from
 //     the manager's cache (cache.go says what it holds), the mesh CA's
 //     issuer (read live) and the webhook endpoint;
-//   - plan.go: pure: decide (revision.Decide, with the data plane rollout
-//     for the routing observed); a planner, which holds no client,
-//     renders everything the pass applies (desiredObjects) and decides
-//     what the last stages apply from which revisions failed in the first
-//     (routingStage); pruneSelection, rolloutFor, and settled, which says
-//     when a recount needs no full pass;
+//   - plan.go, pure: decide (revision.Decide, with the data plane rollout
+//     for the routing observed), routingStage (what the last stages apply,
+//     from which revisions failed in the first), pruneSelection,
+//     rolloutFor, and settled, which says when a recount needs no full
+//     pass; desired.go: the planner, which holds no client, renders
+//     everything the pass applies (desiredObjects);
 //   - apply.go: an applier, which holds a client.Writer only, executes the
 //     plan stage by stage (applyRevisions, applyRouting) through
 //     internal/apply, reading nothing and deciding nothing;
