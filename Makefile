@@ -44,6 +44,12 @@ export MESHKEEPER_OLM_BIN = $(OLM_BIN)
 export MESHKEEPER_CERT_MANAGER_BIN = $(CERT_MANAGER_BIN)
 export MESHKEEPER_ISTIO_BIN = $(ISTIO_BIN)
 export MESHKEEPER_ISTIO_SRC = $(ISTIO_SRC)
+# Every go build, vet and test here is pure Go, as the image's manager is
+# (Dockerfile): the packages meshkeeper shares with the local Kubernetes
+# (k8s.io/api, apimachinery, client-go, ...; hack/build-k8s.sh builds it the
+# same way, at meshkeeper's versions) then compile once into the Go build
+# cache, not once per setting.
+export CGO_ENABLED = 0
 # Tool builds print a line when they start and end; the compiler's output goes here.
 export BUILD_LOG_DIR ?= $(TOOLS_DIR)/logs
 export OPERATOR_SDK KUSTOMIZE OPM
@@ -279,13 +285,10 @@ istio: ## Build Istio's pilot-discovery, pilot-agent and istioctl from hack/tool
 istio-demo:
 	@hack/build-tool.sh istio $(ISTIO_BIN) pilot-discovery pilot-agent
 
-# go install: one invocation for both of kwok's commands, so they compile
-# their shared packages once.
 .PHONY: kwok
 kwok: $(KWOK_BIN)/kwokctl
 $(KWOK_BIN)/kwokctl:
-	@GOBIN=$(KWOK_BIN) hack/quietly.sh kwok "kwok (kwok, kwokctl $(KWOK_VERSION))" \
-	  go install -trimpath -ldflags=-s\ -w sigs.k8s.io/kwok/cmd/kwok@$(KWOK_VERSION) sigs.k8s.io/kwok/cmd/kwokctl@$(KWOK_VERSION)
+	@hack/build-kwok.sh $(KWOK_VERSION) $(KWOK_BIN)
 
 .PHONY: controller-gen
 controller-gen: $(CONTROLLER_GEN)

@@ -16,6 +16,7 @@
 # goes to a log.
 set -euo pipefail
 . "$(dirname "$0")/quietly.sh"
+. "$(dirname "$0")/toolmod.sh"
 
 K8S_VERSION=${1:?kubernetes version, e.g. 1.37.2}
 ETCD_VERSION=${2:?etcd version, e.g. 3.7.0}
@@ -77,6 +78,9 @@ GO
 
   cd "$work"
   echo "resolving modules for kubernetes v$K8S_VERSION, etcd v$ETCD_VERSION"
+  # k8s.io/api, apimachinery, client-go, ... at meshkeeper's versions, to
+  # compile them once (hack/toolmod.sh).
+  require_repo_versions
   GOFLAGS=-mod=mod go mod tidy
   v=k8s.io/component-base/version
   minor=${K8S_VERSION#*.}; minor=${minor%%.*}
@@ -84,7 +88,10 @@ GO
   start=$SECONDS
   echo "building ${want[*]} (one go build, so compilation and linking overlap)"
   # The -X flags only touch Kubernetes' version package; etcd ignores them.
-  CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$work/bin/" "${pkgs[@]}"
+  # No -trimpath: the operator, its tests and the demo, which find the
+  # repository by their source paths, are built without it, and a build
+  # cache entry is shared only between builds of the same flags.
+  CGO_ENABLED=0 go build -ldflags "$ldflags" -o "$work/bin/" "${pkgs[@]}"
   for n in v3 server; do [[ -f "$work/bin/$n" ]] && mv "$work/bin/$n" "$work/bin/etcd"; done
   for b in "${want[@]}"; do mv "$work/bin/$b" "$OUT/$b"; done
   echo "built in $((SECONDS - start))s"

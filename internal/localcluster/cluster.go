@@ -11,8 +11,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -62,7 +60,10 @@ type Cluster struct {
 	// Kubeconfig is the path of a kubeconfig for the cluster (admin).
 	Kubeconfig string
 	tools      Tools
-	// controllerManagerPort and schedulerPort are their secure ports.
+	// ports are its components' ports, reserved until it is deleted
+	// (reservePorts); controllerManagerPort and schedulerPort are their
+	// secure ports.
+	ports                                []int
 	controllerManagerPort, schedulerPort int
 	// supervisor restarts exited components (nil for an attached cluster).
 	supervisor *supervisor
@@ -81,10 +82,14 @@ var creating sync.Mutex
 // kubeconfig is written to dir (the user's ~/.kube/config is left alone).
 // Clusters may be created from several goroutines; they are made one at a time.
 //
-// Every component listens on a port picked at random (componentPorts):
-// kwokctl's own choice is the highest port free at that moment, which two
-// creations at once (two test processes: `make test` runs the unit and e2e
-// suites side by side) pick alike.
+// Every component listens on a port picked at random and reserved until
+// the cluster is deleted (reservePorts): kwokctl's own choice is the
+// highest port free at that moment, which two creations at once (two test
+// processes: `make test` runs the unit and e2e suites side by side) pick
+// alike.
+//
+// When the cluster does not come up, its components' logs are kept in
+// FailedLogsDir(dir, name) before it is deleted.
 //
 // The controller manager and the scheduler exit when the API server stalls
 // for 10 s (as on a busy 2-core machine running four clusters): an elected
@@ -103,6 +108,14 @@ func Create(ctx context.Context, tools Tools, name, dir string, nodes int) (*Clu
 	if err != nil {
 		return nil, err
 	}
+	failed := func(err error) (*Cluster, error) {
+		logs := FailedLogsDir(dir, name)
+		if serr := c.SaveLogs(logs); serr != nil {
+			err = fmt.Errorf("%w (and its logs: %v)", err, serr)
+		}
+		_ = c.Delete()
+		return nil, fmt.Errorf("%w; its components' logs: %s", err, logs)
+	}
 	bin := func(n string) string { return filepath.Join(tools.K8sBin, n) }
 	_, err = c.kwokctl(ctx, "create", "cluster", "--name", name, "--runtime", "binary", "--config", config,
 		"--kubeconfig", c.Kubeconfig, "--timeout", "2m",
@@ -113,31 +126,35 @@ func Create(ctx context.Context, tools Tools, name, dir string, nodes int) (*Clu
 		"--kwok-controller-binary", filepath.Join(tools.KwokBin, "kwok"),
 	)
 	if err != nil {
-		_ = c.Delete()
-		return nil, err
+		return failed(err)
 	}
 	// From now on: the controller manager may exit while it starts.
 	c.supervise()
 	if _, err := c.kwokctl(ctx, "scale", "node", "--replicas", strconv.Itoa(nodes), "--name", name); err != nil {
-		_ = c.Delete()
-		return nil, err
+		return failed(err)
 	}
 	// kwokctl returns once the API server answers; the other components may
 	// still be starting.
 	if err := c.waitComponents(ctx, nodes); err != nil {
-		_ = c.Delete()
-		return nil, err
+		return failed(err)
 	}
 	return c, nil
+}
+
+// FailedLogsDir is where Create keeps the logs of a cluster that did not
+// come up.
+func FailedLogsDir(dir, name string) string {
+	return filepath.Join(dir, name+"-failed-logs")
 }
 
 // writeConfig writes the cluster's kwokctl configuration to path: host
 // ports for every component, and no leader election (see Create).
 func (c *Cluster) writeConfig(path string) (string, error) {
-	ports, err := componentPorts(6)
+	ports, err := reservePorts(6)
 	if err != nil {
 		return "", err
 	}
+	c.ports = ports
 	c.controllerManagerPort, c.schedulerPort = ports[4], ports[5]
 	noLeaderElection := func(component string) string {
 		return fmt.Sprintf("- name: %s\n  extraArgs:\n  - key: leader-elect\n    value: \"false\"\n", component)
@@ -155,35 +172,6 @@ componentsPatches:
 %s%s`, ports[0], ports[1], ports[2], ports[3], ports[4], ports[5],
 		noLeaderElection("kube-controller-manager"), noLeaderElection("kube-scheduler"))
 	return path, os.WriteFile(path, []byte(config), 0o644)
-}
-
-// componentPorts picks n free ports for a cluster's components at random
-// below the kernel's ephemeral range (32768 up): a port the host handed
-// out and released (freePorts) can be any process's next outgoing
-// connection's before the component binds it, and was (kwok-controller:
-// "address already in use"); kwokctl's own choice, the highest free port,
-// is the same for two processes creating clusters at once.
-func componentPorts(n int) ([]int, error) {
-	const low, high = 10000, 32000
-	seen := map[int]bool{}
-	var ports []int
-	for tries := 0; len(ports) < n; tries++ {
-		if tries > 1000 {
-			return nil, fmt.Errorf("no %d free ports in [%d, %d)", n, low, high)
-		}
-		p := low + rand.IntN(high-low)
-		if seen[p] {
-			continue
-		}
-		seen[p] = true
-		l, err := net.Listen("tcp", "0.0.0.0:"+strconv.Itoa(p))
-		if err != nil {
-			continue
-		}
-		l.Close()
-		ports = append(ports, p)
-	}
-	return ports, nil
 }
 
 // waitComponents waits until the controller manager and the scheduler
@@ -277,6 +265,7 @@ func (c *Cluster) Delete() error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	_, err := c.kwokctl(ctx, "delete", "cluster", "--name", c.Name, "--kubeconfig", c.Kubeconfig)
+	releasePorts(c.ports)
 	return err
 }
 

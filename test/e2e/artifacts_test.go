@@ -55,6 +55,23 @@ func (e *env) saveArtifacts(t *testing.T) {
 	t.Logf("artifacts of the failed test (cluster %s): %s", e.cluster.Name, dir)
 }
 
+// saveFailedClusterLogs keeps the component logs of a cluster that did not
+// come up (which Create left in logs, under the work dir the suite removes)
+// in the test's artifacts folder, and returns that folder.
+func saveFailedClusterLogs(t *testing.T, logs string) string {
+	dir := filepath.Join(artifactsRoot(), testDirName(t)+"-"+time.Now().Format("20060102-150405.000"))
+	err := filepath.WalkDir(logs, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		return copyFile(path, filepath.Join(dir, "cluster", filepath.Base(path)))
+	})
+	if err != nil {
+		return fmt.Sprintf("%s (incomplete: %v)", dir, err)
+	}
+	return dir
+}
+
 // testDirName is the top-level test's name as its work dirs are named.
 func testDirName(t *testing.T) string {
 	return strings.ReplaceAll(t.Name(), "/", "_")

@@ -52,6 +52,7 @@ const (
 // (what `cmctl renew` does) and a CA renewal, and none may be refused or
 // left uninjected. Each step builds on the previous one.
 func TestWebhookCertificatesFromCertManager(t *testing.T) {
+	runsLong(t, 60*time.Second)
 	t.Parallel()
 	binDir := os.Getenv("MESHKEEPER_CERT_MANAGER_BIN")
 	if binDir == "" {

@@ -19,19 +19,24 @@ import (
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
 )
 
-// TestGatewayBehindLoadBalancerWithHPA runs the ingress gateway as people
-// run it in a cloud: a LoadBalancer Service configured by annotations, a
-// fixed node port, externalTrafficPolicy Local and an HPA. The Service
-// carries what was asked, the HPA targets the gateway Deployment, replicas
-// are the HPA's (and anyone else's) to change, and a changed annotation
-// reaches the Service.
-func TestGatewayBehindLoadBalancerWithHPA(t *testing.T) {
-	t.Parallel()
-	e := newEnv(t, 2)
+// moveGatewayBehindLoadBalancer puts a running mesh's ingress gateway
+// behind a cloud load balancer as people run it in a cloud: a LoadBalancer
+// Service configured by annotations, a fixed node port,
+// externalTrafficPolicy Local and an HPA. The Service carries what was
+// asked, the HPA targets the gateway Deployment, replicas are the HPA's (and
+// anyone else's) to change, and a changed annotation reaches the Service.
+// It leaves the gateway scaled to 3 by someone else; it returns the
+// Deployment's key, for later steps to check that meshkeeper keeps those
+// replicas.
+func (e *env) moveGatewayBehindLoadBalancer(t *testing.T, name string) client.ObjectKey {
+	t.Helper()
 	ctx := context.Background()
-	mi := sample(t)
+	mi := e.getMeshInstall(t, name)
+	if len(mi.Spec.Gateways) == 0 {
+		t.Fatal("the mesh has no gateway to move")
+	}
 	const lbType = "service.beta.kubernetes.io/aws-load-balancer-type"
-	gw := &mi.Spec.Gateways[0]
+	gw := mi.Spec.Gateways[0]
 	gw.ServiceType = corev1.ServiceTypeLoadBalancer
 	gw.Ports = []meshv1alpha1.GatewayPort{
 		{Name: "status-port", Port: 15021},
@@ -43,10 +48,8 @@ func TestGatewayBehindLoadBalancerWithHPA(t *testing.T) {
 	}
 	gw.Autoscaling = &meshv1alpha1.AutoscalingSpec{Enabled: true, MinReplicas: ptr.To(int32(2)), MaxReplicas: ptr.To(int32(4))}
 	gw.PodAnnotations = map[string]string{"example.com/revision": "1"}
-	if err := e.k8s.Create(ctx, mi); err != nil {
-		t.Fatal(err)
-	}
-	e.waitReady(t, mi.Name, installTimeout)
+	e.updateMeshInstall(t, name, func(m *meshv1alpha1.MeshInstall) { m.Spec.Gateways[0] = gw })
+	e.waitReady(t, name, installTimeout)
 	key := client.ObjectKey{Namespace: mi.Spec.Namespace, Name: gw.Name}
 
 	svc := &corev1.Service{}
@@ -97,7 +100,7 @@ func TestGatewayBehindLoadBalancerWithHPA(t *testing.T) {
 	if err := e.k8s.SubResource("scale").Update(ctx, deployment, client.WithSubResourceBody(scale)); err != nil {
 		t.Fatalf("scaling the gateway: %v", err)
 	}
-	e.updateMeshInstall(t, mi.Name, func(m *meshv1alpha1.MeshInstall) {
+	e.updateMeshInstall(t, name, func(m *meshv1alpha1.MeshInstall) {
 		m.Spec.Gateways[0].Service.Annotations[lbType] = "nlb"
 		m.Spec.Gateways[0].PodAnnotations["example.com/revision"] = "2"
 	})
@@ -116,7 +119,7 @@ func TestGatewayBehindLoadBalancerWithHPA(t *testing.T) {
 		}
 		return nil
 	})
-	e.waitReady(t, mi.Name, installTimeout)
+	e.waitReady(t, name, installTimeout)
 	if err := e.k8s.Get(ctx, key, deployment); err != nil {
 		t.Fatal(err)
 	}
@@ -126,5 +129,19 @@ func TestGatewayBehindLoadBalancerWithHPA(t *testing.T) {
 	// Two replicas always run: the gateway has a PodDisruptionBudget.
 	if err := e.k8s.Get(ctx, key, &policyv1.PodDisruptionBudget{}); err != nil {
 		t.Errorf("the gateway's PodDisruptionBudget: %v", err)
+	}
+	return key
+}
+
+// checkGatewayReplicas checks that the gateway Deployment still has the
+// replicas someone else set.
+func (e *env) checkGatewayReplicas(t *testing.T, key client.ObjectKey, want int32) {
+	t.Helper()
+	deployment := &appsv1.Deployment{}
+	if err := e.k8s.Get(context.Background(), key, deployment); err != nil {
+		t.Fatal(err)
+	}
+	if r := ptr.Deref(deployment.Spec.Replicas, 0); r != want {
+		t.Errorf("gateway replicas = %d, want the %d someone else set", r, want)
 	}
 }

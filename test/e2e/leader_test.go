@@ -53,6 +53,7 @@ const (
 // takes the lease within its duration and finishes the canary, and pods and
 // MeshInstalls are admitted throughout.
 func TestLeaderKilledMidCanaryHandsOver(t *testing.T) {
+	runsLong(t, 40*time.Second)
 	t.Parallel()
 	var survivor *localcluster.Operator
 	// On the host no Service balances the replicas, so both advertise the

@@ -37,6 +37,7 @@ func TestMeshLifecycle(t *testing.T) {
 	// The sample's mesh: strict mTLS in the default trust domain.
 	want := proxyWant{trustDomain: "cluster.local", strictMTLS: true}
 	var realIstiod *localcluster.Istiod
+	var gateway client.ObjectKey // the ingress gateway's Deployment
 
 	steps := []struct {
 		name string
@@ -151,13 +152,17 @@ func TestMeshLifecycle(t *testing.T) {
 				t.Errorf("a kube-system pod was injected")
 			}
 		}},
-		{"in-place upgrade rolls istiod and returns to Ready", func(t *testing.T) {
+		{"the ingress gateway moves behind a cloud load balancer with an HPA, which owns its replicas", func(t *testing.T) {
+			gateway = e.moveGatewayBehindLoadBalancer(t, name)
+		}},
+		{"in-place upgrade rolls istiod and returns to Ready, the gateway keeping the replicas someone else set", func(t *testing.T) {
 			e.updateMeshInstall(t, name, func(m *meshv1alpha1.MeshInstall) { m.Spec.Version = "1.31.4" })
 			got := e.waitReady(t, name, installTimeout)
 			if got.Status.Version != "1.31.4" {
 				t.Errorf("status.version = %s", got.Status.Version)
 			}
 			e.assertIstiodImage(t, ns, istiod, "1.31.4")
+			e.checkGatewayReplicas(t, gateway, 3)
 		}},
 		{"a pod injected after the in-place upgrade works with the upgraded istiod", func(t *testing.T) {
 			// The rolled Deployment's istiod replaces the old one, as its pods would.

@@ -137,9 +137,10 @@ func newEnvWith(t *testing.T, nodes int, configure func(*localcluster.Operator))
 func newCluster(t *testing.T, nodes int) *env {
 	t.Helper()
 	clusterSlots.acquire(t)
-	cluster, err := localcluster.Create(context.Background(), tools, localcluster.UniqueName("mk-e2e"), workDir, nodes)
+	name := localcluster.UniqueName("mk-e2e")
+	cluster, err := localcluster.Create(context.Background(), tools, name, workDir, nodes)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%v\nartifacts of the failed test: %s", err, saveFailedClusterLogs(t, localcluster.FailedLogsDir(workDir, name)))
 	}
 	e := &env{cluster: cluster}
 	liveMu.Lock()

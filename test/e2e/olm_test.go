@@ -56,6 +56,7 @@ func olmObject(version, kind, namespace, name string) *unstructured.Unstructured
 // pods are kwok's and run nothing, so a host process in OLM's install
 // namespace plays them where the operator's behaviour matters.
 func TestOLMInstallsUpgradesAndUninstalls(t *testing.T) {
+	runsLong(t, 45*time.Second)
 	t.Parallel()
 	opm, olmBin := os.Getenv("MESHKEEPER_OPM"), os.Getenv("MESHKEEPER_OLM_BIN")
 	if opm == "" || olmBin == "" {

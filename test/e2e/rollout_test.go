@@ -299,6 +299,7 @@ func TestInPlaceUpgradeRollsTheDataPlane(t *testing.T) {
 // rollout stops there with a condition naming it, restarts nothing else, and
 // goes on by itself once the workload is fixed.
 func TestRolloutStopsAtAWorkloadThatCannotFinish(t *testing.T) {
+	runsLong(t, 60*time.Second)
 	t.Parallel()
 	e := newEnv(t, 3)
 	ctx := context.Background()
@@ -402,16 +403,22 @@ func TestLeakedPodsAreRepaired(t *testing.T) {
 // TestCanaryStepsMoveTheirWorkloads runs a canary with Automatic rollouts:
 // each step restarts exactly the workloads the hash assigns to the canary,
 // an abort moves them back, and a canary run to the end moves everything
-// and prunes the old revision, with no manual restart.
+// and prunes the old revision, with no manual restart. The real istioctl
+// sees the mesh throughout: tag list shows the default and prod tags on the
+// active revision with the namespaces that select them and follows the
+// promotion; analyze finds nothing wrong with the injection webhooks or the
+// namespaces; precheck passes.
 func TestCanaryStepsMoveTheirWorkloads(t *testing.T) {
 	runsLong(t, 100*time.Second)
 	t.Parallel()
+	istioctl := istioctlFor(t)
 	e := newEnv(t, 3)
 	ctx := context.Background()
 	mi := sample(t)
 	mi.Spec.Version = stableVer
 	mi.Spec.Gateways = nil
 	mi.Spec.Profile = meshv1alpha1.ProfileMinimal // no gateway: the control plane only
+	mi.Spec.RevisionTags = []string{"prod"}
 	mi.Spec.UpdateStrategy = meshv1alpha1.UpdateStrategy{
 		Type:                                meshv1alpha1.UpdateStrategyCanary,
 		Canary:                              &meshv1alpha1.CanaryStrategy{Steps: []int32{10, 50, 100}, StepInterval: &metav1.Duration{Duration: 5 * time.Second}, Paused: true},
@@ -429,7 +436,13 @@ func TestCanaryStepsMoveTheirWorkloads(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	e.istioctlNamespaces(t)
 	e.waitAssignment(t, func(string) string { return stableRev })
+	t.Run("istioctl: tag list shows the tags on the active revision, analyze and precheck find nothing", func(t *testing.T) {
+		e.checkIstioctlTags(t, istioctl, stableRev)
+		e.checkIstioctlAnalyze(t, istioctl)
+		e.checkIstioctlPrecheck(t, istioctl)
+	})
 	tracker := e.trackRestarts(t, appsNS)
 	movedAt := func(weight int32) []string {
 		var out []string
@@ -487,5 +500,11 @@ func TestCanaryStepsMoveTheirWorkloads(t *testing.T) {
 				t.Errorf("%s last restarted for %s", key, targets[len(targets)-1])
 			}
 		}
+	})
+	t.Run("istioctl: after the promotion the tags point at the new revision", func(t *testing.T) {
+		e.checkIstioctlTags(t, istioctl, canaryRev)
+	})
+	t.Run("istioctl: without the tag configurations it lists no tag", func(t *testing.T) {
+		e.checkIstioctlReadsTagConfigurations(t, istioctl, mi.Spec.Namespace)
 	})
 }

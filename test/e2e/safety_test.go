@@ -225,6 +225,7 @@ func TestCanaryNeverRoutesToAnIstiodThatCannotServe(t *testing.T) {
 // the old proxy, also across an operator crash, until the new istiod is
 // available.
 func TestInPlaceUpgradeNeverPutsTheProxyAheadOfIstiod(t *testing.T) {
+	runsLong(t, 45*time.Second)
 	t.Parallel()
 	e := newEnv(t, 2)
 	ctx := context.Background()
