@@ -36,9 +36,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
-	"github.com/meshkeeper/meshkeeper/controllers"
+	"github.com/meshkeeper/meshkeeper/controllers/meshinstall"
+	"github.com/meshkeeper/meshkeeper/controllers/webhookcert"
 	"github.com/meshkeeper/meshkeeper/internal/certs"
-	"github.com/meshkeeper/meshkeeper/internal/webhookconfig"
 	"github.com/meshkeeper/meshkeeper/webhooks"
 )
 
@@ -84,7 +84,7 @@ const (
 )
 
 func main() {
-	o := options{meshNamespaces: controllers.DefaultMeshNamespaces}
+	o := options{meshNamespaces: meshinstall.DefaultMeshNamespaces}
 	flag.StringVar(&o.metricsAddr, "metrics-bind-address", ":8443", "Address the Prometheus metrics endpoint binds to (:8443 for HTTPS, :8080 with --metrics-secure=false); 0 turns it off.")
 	flag.BoolVar(&o.metricsSecure, "metrics-secure", true, "Serve metrics over HTTPS to authenticated and authorized clients only (TokenReview and SubjectAccessReview, e.g. the metrics-reader ClusterRole). --metrics-secure=false serves plain HTTP to anyone.")
 	flag.StringVar(&o.metricsCertPath, "metrics-cert-path", "", "Directory holding the metrics server's certificate; a self-signed one is generated when empty.")
@@ -94,7 +94,7 @@ func main() {
 	flag.BoolVar(&o.leaderElect, "leader-elect", false, "Elect a leader so that only one replica reconciles at a time (every replica serves webhooks).")
 	flag.DurationVar(&o.shutdownTimeout, "graceful-shutdown-timeout", 30*time.Second, "How long to wait for running work to finish on SIGTERM.")
 	flag.StringVar(&o.namespace, "namespace", envOr("POD_NAMESPACE", "meshkeeper-system"), "Namespace the operator runs in (its Secret and leader election lease live there).")
-	flag.Func("mesh-namespaces", fmt.Sprintf("Comma-separated namespaces a MeshInstall may put its control plane (spec.namespace) and gateways in (default %s). meshkeeper reads and trusts its own objects only there, so that no tenant can steer it from another namespace.", strings.Join(controllers.DefaultMeshNamespaces, ",")),
+	flag.Func("mesh-namespaces", fmt.Sprintf("Comma-separated namespaces a MeshInstall may put its control plane (spec.namespace) and gateways in (default %s). meshkeeper reads and trusts its own objects only there, so that no tenant can steer it from another namespace.", strings.Join(meshinstall.DefaultMeshNamespaces, ",")),
 		func(v string) error {
 			o.meshNamespaces = strings.Split(v, ",")
 			return nil
@@ -165,7 +165,7 @@ func run(ctx context.Context, o options) error {
 		// lease over at once is safe and spares the next leader ~15s.
 		LeaderElectionReleaseOnCancel: true,
 		GracefulShutdownTimeout:       &o.shutdownTimeout,
-		Cache:                         controllers.CacheOptions(o.namespace, o.meshNamespaces),
+		Cache:                         meshinstall.CacheOptions(o.namespace, o.meshNamespaces),
 		WebhookServer: webhook.NewServer(webhook.Options{
 			Host:    o.webhookHost,
 			Port:    o.webhookPort,
@@ -185,7 +185,7 @@ func run(ctx context.Context, o options) error {
 	if err := certSource.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the webhook certificate controller: %w", err)
 	}
-	if err := (&controllers.MeshInstallReconciler{
+	if err := (&meshinstall.Reconciler{
 		Client:            mgr.GetClient(),
 		APIReader:         mgr.GetAPIReader(),
 		Recorder:          mgr.GetEventRecorder("meshkeeper"),
@@ -277,30 +277,20 @@ func setupInjector(ctx context.Context, mgr ctrl.Manager) (*webhooks.RevisionSou
 	return source, nil
 }
 
-// webhookCertificates provides the webhook server's certificate and tells
-// the MeshInstall controller how the API server reaches the webhooks.
-type webhookCertificates interface {
-	// Bootstrap puts a certificate on disk before the webhook server starts.
-	Bootstrap(ctx context.Context, c client.Client) error
-	Endpoint(ctx context.Context) (webhookconfig.Endpoint, error)
-	SetupWithManager(mgr ctrl.Manager) error
-}
-
 // newWebhookCertificates makes the certificate controller of
 // --webhook-cert-provider; onCABundleChange asks the MeshInstall controller
 // for a pass when the CA to trust changed.
-func newWebhookCertificates(o options, onCABundleChange func()) (webhookCertificates, error) {
-	where, err := webhookAddress(o)
+func newWebhookCertificates(o options, onCABundleChange func()) (webhookcert.Provider, error) {
+	server, err := webhookAddress(o)
 	if err != nil {
 		return nil, err
 	}
+	server.CertDir, server.OnCABundleChange = o.certDir, onCABundleChange
 	switch o.certProvider {
 	case certProviderSelfManaged:
-		return &controllers.WebhookCertReconciler{
-			Namespace: o.namespace, SecretName: o.certSecret, CertDir: o.certDir,
+		return &webhookcert.SelfManagedReconciler{
+			Server: server, Namespace: o.namespace, SecretName: o.certSecret,
 			Lifetimes: certs.Lifetimes{CA: certs.DefaultLifetimes.CA, Serving: o.certValidity},
-			Hosts:     where.hosts, Service: where.service, URL: where.url,
-			OnCABundleChange: onCABundleChange,
 		}, nil
 	case certProviderCertManager:
 		if o.certIssuer.Name == "" {
@@ -309,44 +299,35 @@ func newWebhookCertificates(o options, onCABundleChange func()) (webhookCertific
 		if k := o.certIssuer.Kind; o.certIssuer.Group == cmapi.SchemeGroupVersion.Group && k != cmapi.IssuerKind && k != cmapi.ClusterIssuerKind {
 			return nil, fmt.Errorf("--webhook-cert-issuer-kind %q: want %s or %s", k, cmapi.IssuerKind, cmapi.ClusterIssuerKind)
 		}
-		return &controllers.CertManagerWebhookReconciler{
-			Namespace: o.namespace, CertificateName: o.certificateName, IssuerRef: o.certIssuer,
-			Duration: o.certValidity, CertDir: o.certDir, Wait: o.certWait,
-			Hosts: where.hosts, Service: where.service, URL: where.url,
-			OnCABundleChange: onCABundleChange,
+		return &webhookcert.CertManagerReconciler{
+			Server: server, Namespace: o.namespace, CertificateName: o.certificateName, IssuerRef: o.certIssuer,
+			Duration: o.certValidity, Wait: o.certWait,
 		}, nil
 	}
 	return nil, fmt.Errorf("--webhook-cert-provider %q: want %s or %s", o.certProvider, certProviderSelfManaged, certProviderCertManager)
 }
 
-// webhookEndpoint is where the API server finds the webhook server, and
-// the hosts its certificate covers.
-type webhookEndpoint struct {
-	url     string
-	service *admissionregistrationv1.ServiceReference
-	hosts   certs.Hosts
-}
-
-// webhookAddress says where the API server finds the webhook: by URL when
-// the operator runs outside the cluster, else through its Service.
-func webhookAddress(o options) (webhookEndpoint, error) {
+// webhookAddress says where the API server finds the webhook, and the
+// hosts its certificate covers: by URL when the operator runs outside the
+// cluster, else through its Service.
+func webhookAddress(o options) (webhookcert.Server, error) {
 	if o.webhookURL != "" {
 		u, err := url.Parse(o.webhookURL)
 		if err != nil || u.Scheme != "https" || u.Host == "" {
-			return webhookEndpoint{}, fmt.Errorf("--webhook-url %q: want https://host:port", o.webhookURL)
+			return webhookcert.Server{}, fmt.Errorf("--webhook-url %q: want https://host:port", o.webhookURL)
 		}
-		w := webhookEndpoint{url: "https://" + u.Host}
+		w := webhookcert.Server{URL: "https://" + u.Host}
 		if ip := net.ParseIP(u.Hostname()); ip != nil {
-			w.hosts.IPs = append(w.hosts.IPs, ip)
+			w.Hosts.IPs = append(w.Hosts.IPs, ip)
 		} else {
-			w.hosts.DNSNames = append(w.hosts.DNSNames, u.Hostname())
+			w.Hosts.DNSNames = append(w.Hosts.DNSNames, u.Hostname())
 		}
 		return w, nil
 	}
 	svc, ns := o.webhookService, o.namespace
-	return webhookEndpoint{
-		service: &admissionregistrationv1.ServiceReference{Namespace: ns, Name: svc, Port: ptr.To(int32(443))},
-		hosts: certs.Hosts{DNSNames: []string{
+	return webhookcert.Server{
+		Service: &admissionregistrationv1.ServiceReference{Namespace: ns, Name: svc, Port: ptr.To(int32(443))},
+		Hosts: certs.Hosts{DNSNames: []string{
 			svc + "." + ns + ".svc", svc + "." + ns + ".svc.cluster.local", svc + "." + ns, svc,
 		}},
 	}, nil

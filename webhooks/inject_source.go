@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/meshkeeper/meshkeeper/internal/inject"
+	"github.com/meshkeeper/meshkeeper/internal/revision"
 	"github.com/meshkeeper/meshkeeper/internal/webhookconfig"
 )
 
@@ -79,7 +80,7 @@ func ParseInjectPath(path string) (Target, error) {
 	case t.Revision != "" && t.Tag != "":
 		return Target{}, fmt.Errorf("path %q: give rev or tag, not both", path)
 	case t.Revision == "" && t.Tag == "":
-		t.Tag = webhookconfig.DefaultTag
+		t.Tag = revision.DefaultTag
 	}
 	return t, nil
 }

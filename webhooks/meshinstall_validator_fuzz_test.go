@@ -88,8 +88,8 @@ func FuzzMeshInstallValidator(f *testing.F) {
 		old := base.DeepCopy()
 		old.Spec.Version, old.Spec.UpdateStrategy.Type = from, strategy
 		old.Status = meshv1alpha1.MeshInstallStatus{
-			ActiveRevision: revision.DefaultRevision, Version: from,
-			Revisions: []meshv1alpha1.RevisionStatus{{Name: revision.DefaultRevision, Version: from, Role: meshv1alpha1.RevisionActive, Ready: true}},
+			ActiveRevision: render.DefaultRevision, Version: from,
+			Revisions: []meshv1alpha1.RevisionStatus{{Name: render.DefaultRevision, Version: from, Role: meshv1alpha1.RevisionActive, Ready: true}},
 		}
 		updated := old.DeepCopy()
 		updated.Spec.Version, updated.Spec.Overlays = to, overlays
@@ -188,14 +188,9 @@ func requireRenders(t *testing.T, mi *meshv1alpha1.MeshInstall) {
 		t.Fatalf("accepted, but the planner refuses it: %v", err)
 	}
 	for _, classic := range []bool{false, true} {
-		revisions := make([]render.Revision, len(plan.Revisions))
-		for i, p := range plan.Revisions {
-			revisions[i] = render.Revision{Name: p.Name, Version: p.Version, ProxyVersion: p.ProxyVersion,
-				CertificateAuthority: render.CertificateAuthorityOf(mi), NodesWithoutNativeSidecars: classic}
-		}
 		var err error
 		callBounded(t, "rendering", func() {
-			_, _, err = render.Pass(mi, revisions, render.Revision{Name: plan.Active.Name, Version: plan.Active.ProxyVersion})
+			_, _, err = revision.Render(mi, plan, plan.Active, render.CertificateAuthorityOf(mi), classic)
 		})
 		if err != nil {
 			t.Fatalf("accepted, but it does not render (nodes without native sidecars: %t): %v", classic, err)

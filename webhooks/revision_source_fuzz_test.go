@@ -35,7 +35,7 @@ import (
 //     workloads to the canary at weight 100, none at weight 0.
 func FuzzRevisionSource(f *testing.F) {
 	good := renderedInjectionConfigMap(f, "1-32-0", "1.32.0")
-	seedConfig := []byte(renderedInjectionConfigMap(f, revision.DefaultRevision, "1.31.4").Data[render.InjectionConfigKey])
+	seedConfig := []byte(renderedInjectionConfigMap(f, render.DefaultRevision, "1.31.4").Data[render.InjectionConfigKey])
 	f.Add(seedConfig, "default", "", "", "default,prod")
 	f.Add(seedConfig, "default", "1-32-0", "10", "default")
 	f.Add(seedConfig, "default", "1-32-0", "100", "default,prod")
@@ -53,7 +53,7 @@ func FuzzRevisionSource(f *testing.F) {
 	f.Fuzz(func(t *testing.T, config []byte, active, canary, weight, tags string) {
 		injection := good.DeepCopy()
 		injection.Name = "meshkeeper-injector"
-		injection.Labels[render.LabelRevision] = revision.DefaultRevision
+		injection.Labels[render.LabelRevision] = render.DefaultRevision
 		injection.Data = map[string]string{render.InjectionConfigKey: string(config)}
 		routingData := map[string]string{"active": active, "canary": canary, "canaryWeight": weight, "tags": tags}
 		routing := render.RoutingConfigMap(&meshv1alpha1.MeshInstall{}, routingData)
@@ -69,7 +69,7 @@ func FuzzRevisionSource(f *testing.F) {
 		if _, err := s.Resolve(Target{Revision: "1-32-0"}, workloads[0]); err != nil {
 			t.Fatalf("a broken ConfigMap hid revision 1-32-0: %v", err)
 		}
-		if p, ok := snap.revisions[revision.DefaultRevision]; ok {
+		if p, ok := snap.revisions[render.DefaultRevision]; ok {
 			requireUsableConfig(t, p.cfg)
 		}
 

@@ -11,7 +11,8 @@ const (
 	AnnotationRevision = "mesh.meshkeeper.dev/revision"
 	// AnnotationProxyVersion is the Istio version of the injected proxy.
 	AnnotationProxyVersion = "mesh.meshkeeper.dev/proxy-version"
-	// AnnotationConfigHash is Config.Hash of the configuration used.
+	// AnnotationConfigHash is Config.Hash of the configuration used: on an
+	// injected pod, and on the revision's injection ConfigMap.
 	AnnotationConfigHash = "mesh.meshkeeper.dev/config-hash"
 	// LabelInjectedBy is the revision that injected the pod, as a label so the
 	// operator can ask the API server which running pods use a revision

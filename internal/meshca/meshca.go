@@ -23,8 +23,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
+	"github.com/meshkeeper/meshkeeper/internal/certmanager"
+	"github.com/meshkeeper/meshkeeper/internal/refusal"
 	"github.com/meshkeeper/meshkeeper/internal/render"
-	"github.com/meshkeeper/meshkeeper/internal/revision"
 )
 
 // Observed is what one pass found of the mesh CA.
@@ -33,7 +34,7 @@ type Observed struct {
 	CertManagerInstalled bool
 	// Issuer is the issuer spec.security.certificateAuthority names; nil
 	// when it does not exist (or was not looked for).
-	Issuer *Issuer
+	Issuer *certmanager.Issuer
 	// Certificate is the live mesh CA Certificate; nil when there is none.
 	Certificate *cmapi.Certificate
 	// IstiodExists is true when an istiod Deployment of the MeshInstall exists.
@@ -44,23 +45,6 @@ type Observed struct {
 	// Running is true once the mesh has served workloads (its routing
 	// exists): they hold certificates of the CA istiod runs with.
 	Running bool
-}
-
-// Issuer is the state of a cert-manager Issuer or ClusterIssuer.
-type Issuer struct {
-	Ready bool
-	// Message is the issuer's Ready condition's message.
-	Message string
-}
-
-// IssuerOf reads an issuer's readiness from its status.
-func IssuerOf(st cmapi.IssuerStatus) *Issuer {
-	for _, c := range st.Conditions {
-		if c.Type == cmapi.IssuerConditionReady {
-			return &Issuer{Ready: c.Status == cmmeta.ConditionTrue, Message: c.Message}
-		}
-	}
-	return &Issuer{Message: "it has no Ready condition yet"}
 }
 
 // Pending is true when the CA the spec asks for is not issued: the
@@ -95,13 +79,13 @@ type Decision struct {
 }
 
 // Decide says what to do about the mesh CA of mi given obs. It refuses
-// (*revision.Refusal) a change of CA on a running mesh without
+// (*refusal.Error) a change of CA on a running mesh without
 // AnnotationAllowCertificateAuthorityChange.
 func Decide(mi *meshv1alpha1.MeshInstall, obs Observed) (Decision, error) {
 	want := render.CertificateAuthorityOf(mi)
 	live := obs.IstiodCA
 	if obs.Running && obs.IstiodExists && want != live && !changeAllowed(mi) {
-		return Decision{}, &revision.Refusal{Reason: meshv1alpha1.ReasonCertificateAuthorityChangeRefused, Message: ChangeRefusal(mi, live, want)}
+		return Decision{}, &refusal.Error{Reason: meshv1alpha1.ReasonCertificateAuthorityChangeRefused, Message: ChangeRefusal(mi, live, want)}
 	}
 	if want == "" {
 		return Decision{DeleteCertificate: obs.Certificate != nil}, nil

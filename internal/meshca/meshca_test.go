@@ -12,8 +12,9 @@ import (
 	"k8s.io/utils/ptr"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
+	"github.com/meshkeeper/meshkeeper/internal/certmanager"
+	"github.com/meshkeeper/meshkeeper/internal/refusal"
 	"github.com/meshkeeper/meshkeeper/internal/render"
-	"github.com/meshkeeper/meshkeeper/internal/revision"
 )
 
 var expiry = metav1.NewTime(time.Date(2027, 1, 2, 3, 4, 5, 0, time.UTC))
@@ -67,7 +68,7 @@ func certificate(kind, name string, ready bool, judged int64) *cmapi.Certificate
 	}
 }
 
-func readyIssuer() *Issuer { return &Issuer{Ready: true} }
+func readyIssuer() *certmanager.Issuer { return &certmanager.Issuer{Ready: true} }
 
 func TestDecide(t *testing.T) {
 	cases := []struct {
@@ -96,7 +97,7 @@ func TestDecide(t *testing.T) {
 			hold: true, needsPerson: true, reason: meshv1alpha1.ReasonIssuerNotFound, requeue: true,
 			message: "Issuer istio-system/ca (spec.security.certificateAuthority.issuerRef) does not exist"},
 		{name: "an issuer not Ready is waited for", mi: meshInstall(issuedBy("ClusterIssuer", "root")),
-			obs:  Observed{CertManagerInstalled: true, Issuer: &Issuer{Message: "secret root-ca not found"}},
+			obs:  Observed{CertManagerInstalled: true, Issuer: &certmanager.Issuer{Message: "secret root-ca not found"}},
 			hold: true, reason: meshv1alpha1.ReasonIssuerNotReady, requeue: true, message: "is not Ready: secret root-ca not found"},
 		{name: "fresh install applies the Certificate and waits for it", mi: meshInstall(issuedBy("ClusterIssuer", "root")),
 			obs:   Observed{CertManagerInstalled: true, Issuer: readyIssuer()},
@@ -206,8 +207,8 @@ func TestTheCAOfARunningMeshDoesNotChange(t *testing.T) {
 					}
 				}
 			}
-			var refusal *revision.Refusal
-			if tc.refused && (!errors.As(reconciler, &refusal) || refusal.Reason != meshv1alpha1.ReasonCertificateAuthorityChangeRefused) {
+			var refused *refusal.Error
+			if tc.refused && (!errors.As(reconciler, &refused) || refused.Reason != meshv1alpha1.ReasonCertificateAuthorityChangeRefused) {
 				t.Errorf("reconciler: %v is not a refusal with reason %s", reconciler, meshv1alpha1.ReasonCertificateAuthorityChangeRefused)
 			}
 		})

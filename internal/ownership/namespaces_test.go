@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
-	"github.com/meshkeeper/meshkeeper/internal/revision"
+	"github.com/meshkeeper/meshkeeper/internal/refusal"
 )
 
 func TestCheckNamespaces(t *testing.T) {
@@ -27,12 +27,12 @@ func TestCheckNamespaces(t *testing.T) {
 			mi := &meshv1alpha1.MeshInstall{Spec: meshv1alpha1.MeshInstallSpec{Namespace: tc.namespace,
 				Gateways: []meshv1alpha1.GatewaySpec{{Name: "gw", Namespace: tc.gateway}}}}
 			err := CheckNamespaces(mi, append(managed, "meshkeeper-system"), "meshkeeper-system")
-			var refusal *revision.Refusal
+			var refused *refusal.Error
 			switch {
 			case tc.refused == "" && err != nil:
 				t.Errorf("refused: %v", err)
-			case tc.refused != "" && (!errors.As(err, &refusal) || refusal.Reason != meshv1alpha1.ReasonNamespaceNotManaged ||
-				!strings.Contains(refusal.Message, tc.refused)):
+			case tc.refused != "" && (!errors.As(err, &refused) || refused.Reason != meshv1alpha1.ReasonNamespaceNotManaged ||
+				!strings.Contains(refused.Message, tc.refused)):
 				t.Errorf("got %v, want a NamespaceNotManaged refusal saying %q", err, tc.refused)
 			}
 		})

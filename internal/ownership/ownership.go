@@ -17,8 +17,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
+	"github.com/meshkeeper/meshkeeper/internal/refusal"
 	"github.com/meshkeeper/meshkeeper/internal/render"
-	"github.com/meshkeeper/meshkeeper/internal/revision"
 )
 
 // AnnotationCreatedBy is set on a namespace meshkeeper created, to the UID
@@ -117,10 +117,10 @@ func CheckNamespaces(mi *meshv1alpha1.MeshInstall, managed []string, operatorNam
 		}
 		switch {
 		case ns == operatorNamespace:
-			return &revision.Refusal{Reason: meshv1alpha1.ReasonNamespaceNotManaged, Message: fmt.Sprintf(
+			return &refusal.Error{Reason: meshv1alpha1.ReasonNamespaceNotManaged, Message: fmt.Sprintf(
 				"%s: namespace %s is the operator's own; the mesh needs a namespace of its own", field, ns)}
 		case !slices.Contains(managed, ns):
-			return &revision.Refusal{Reason: meshv1alpha1.ReasonNamespaceNotManaged, Message: fmt.Sprintf(
+			return &refusal.Error{Reason: meshv1alpha1.ReasonNamespaceNotManaged, Message: fmt.Sprintf(
 				"%s: namespace %s is not one the operator manages meshes in (its --mesh-namespaces flag: %s); "+
 					"choose one of those, or add it to the flag", field, ns, strings.Join(managed, ", "))}
 		}

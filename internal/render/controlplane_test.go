@@ -73,8 +73,8 @@ func TestProxyVersionTrailsTheControlPlane(t *testing.T) {
 	if cfg.Version != "1.31.4" || cfg.ProxyImage != "docker.io/istio/proxyv2:1.31.4" {
 		t.Errorf("injection config version %s image %s, want the 1.31.4 proxy", cfg.Version, cfg.ProxyImage)
 	}
-	if cm.Annotations[AnnotationConfigHash] != cfg.Hash() {
-		t.Errorf("config-hash annotation %q, want the configuration's hash %q", cm.Annotations[AnnotationConfigHash], cfg.Hash())
+	if cm.Annotations[inject.AnnotationConfigHash] != cfg.Hash() {
+		t.Errorf("config-hash annotation %q, want the configuration's hash %q", cm.Annotations[inject.AnnotationConfigHash], cfg.Hash())
 	}
 }
 

@@ -109,7 +109,7 @@ func injectionConfigMap(mi *meshv1alpha1.MeshInstall, rev Revision, p profile) (
 	cfg := injectionConfig(mi, rev, p)
 	meta := objectMeta(InjectionConfigMapName(rev.Name), namespace(mi),
 		with(istiodLabels(mi, rev), LabelInjectionConfig, "true", LabelVersion, rev.proxy().String()))
-	meta.Annotations = map[string]string{AnnotationConfigHash: cfg.Hash()}
+	meta.Annotations = map[string]string{inject.AnnotationConfigHash: cfg.Hash()}
 	return &corev1.ConfigMap{
 		TypeMeta:   typeMeta(corev1.SchemeGroupVersion, "ConfigMap"),
 		ObjectMeta: meta,

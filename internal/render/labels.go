@@ -4,7 +4,6 @@ import (
 	"istio.io/api/label"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
-	"github.com/meshkeeper/meshkeeper/internal/inject"
 )
 
 // Labels meshkeeper puts on the objects it renders.
@@ -26,9 +25,6 @@ const (
 	// LabelRouting marks, with value "true", the ConfigMap that says where
 	// the revision tags point (RoutingConfigMapName); the injection webhook caches it.
 	LabelRouting = "mesh.meshkeeper.dev/routing"
-	// AnnotationConfigHash is on a revision's injection ConfigMap: the hash
-	// of its configuration, which every pod it injects is stamped with.
-	AnnotationConfigHash = inject.AnnotationConfigHash
 	// LabelGateway names the spec.gateways entry a gateway object belongs to.
 	// It is the gateway Deployment's and Service's selector.
 	LabelGateway = "mesh.meshkeeper.dev/gateway"

@@ -22,10 +22,8 @@ var reservedNamespaces = []string{"kube-system", "kube-public", "kube-node-lease
 // ValidateCreate checks a new MeshInstall against the rules CEL cannot
 // express. others are the MeshInstalls that already exist.
 func ValidateCreate(mi *meshv1alpha1.MeshInstall, others []meshv1alpha1.MeshInstall) error {
-	for _, o := range others {
-		if o.Name != mi.Name && o.DeletionTimestamp.IsZero() {
-			return fmt.Errorf("MeshInstall %s already manages the mesh of this cluster; only one MeshInstall is supported", o.Name)
-		}
+	if err := CheckSingleton(mi, others); err != nil {
+		return err
 	}
 	if err := validateSpec(mi); err != nil {
 		return err
@@ -57,19 +55,17 @@ func ValidateUpdate(old, updated *meshv1alpha1.MeshInstall) error {
 }
 
 // validateOverlays renders what the plan's pass would apply, as the
-// reconciler does, and refuses spec.overlays unless each one applies to it:
-// an overlay that cannot apply is refused here, when the user can fix it,
-// rather than later, when it would stop the reconciler.
+// reconciler does (Render), and refuses spec.overlays unless each one
+// applies to it: an overlay that cannot apply is refused here, when the user
+// can fix it, rather than later, when it would stop the reconciler.
+// Admission does not see the nodes; what they decide (native or classic
+// sidecars) lives only in the injection configuration, which no overlay may
+// patch, so either answer judges the overlays alike.
 func validateOverlays(mi *meshv1alpha1.MeshInstall, plan Plan) error {
 	if len(mi.Spec.Overlays) == 0 {
 		return nil
 	}
-	ca := render.CertificateAuthorityOf(mi)
-	revisions := make([]render.Revision, len(plan.Revisions))
-	for i, p := range plan.Revisions {
-		revisions[i] = render.Revision{Name: p.Name, Version: p.Version, ProxyVersion: p.ProxyVersion, CertificateAuthority: ca}
-	}
-	_, _, err := render.Pass(mi, revisions, render.Revision{Name: plan.Active.Name, Version: plan.Active.ProxyVersion})
+	_, _, err := Render(mi, plan, plan.Active, render.CertificateAuthorityOf(mi), false)
 	return err
 }
 

@@ -7,6 +7,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
+	"github.com/meshkeeper/meshkeeper/internal/refusal"
+	"github.com/meshkeeper/meshkeeper/internal/requeue"
 	"github.com/meshkeeper/meshkeeper/internal/version"
 )
 
@@ -38,7 +40,7 @@ func startCanary(mi *meshv1alpha1.MeshInstall, obs Observed, desired version.Ver
 	}
 	name := desired.Revision()
 	if name == p.Active.Name {
-		return refuse(meshv1alpha1.ReasonInvalidSpec,
+		return refusal.Newf(meshv1alpha1.ReasonInvalidSpec,
 			"spec.version: the active revision is already named %s but runs %s; upgrade it in place", name, p.Active.Version)
 	}
 	return continueCanary(mi, obs, &Routing{Active: p.Active.Name, Canary: name}, desired, p)
@@ -60,11 +62,11 @@ func continueCanary(mi *meshv1alpha1.MeshInstall, obs Observed, routing *Routing
 		p.Message = fmt.Sprintf("canary %s aborted: workloads return to revision %s", name, p.Active.Name)
 		return nil
 	case desired.Compare(canaryVersion) != 0:
-		return refuse(meshv1alpha1.ReasonInvalidSpec,
+		return refusal.Newf(meshv1alpha1.ReasonInvalidSpec,
 			"spec.version: a canary to %s is in progress; set spec.version to %s to continue it or back to %s to abort it",
 			canaryVersion, canaryVersion, p.Active.Version)
 	case mi.Spec.UpdateStrategy.Type != meshv1alpha1.UpdateStrategyCanary:
-		return refuse(meshv1alpha1.ReasonStrategyChangeRejected,
+		return refusal.Newf(meshv1alpha1.ReasonStrategyChangeRejected,
 			"spec.updateStrategy.type: a canary to %s is in progress; finish it, or abort it by setting spec.version back to %s, before switching to InPlace",
 			canaryVersion, p.Active.Version)
 	}
@@ -130,7 +132,7 @@ func continueCanary(mi *meshv1alpha1.MeshInstall, obs Observed, routing *Routing
 		if !available {
 			waitFor(p, name, o, "%s", p.Message)
 		}
-		p.RequeueAfter = minPositive(p.RequeueAfter, waitPoll)
+		p.RequeueAfter = requeue.Sooner(p.RequeueAfter, waitPoll)
 	default:
 		c.HealthySince = healthySinceOf(remembered, true, now)
 		p.Message = fmt.Sprintf("canary %s at %d%%", name, weight)
@@ -160,7 +162,7 @@ func canaryVersionOf(mi *meshv1alpha1.MeshInstall, obs Observed, name string, de
 	if desired.Revision() == name {
 		return desired, nil
 	}
-	return version.Version{}, refuse(meshv1alpha1.ReasonUnsupportedVersion,
+	return version.Version{}, refusal.Newf(meshv1alpha1.ReasonUnsupportedVersion,
 		"canary revision %s: the cluster does not say which Istio version it runs", name)
 }
 

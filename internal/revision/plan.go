@@ -21,14 +21,15 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
+	"github.com/meshkeeper/meshkeeper/internal/refusal"
+	"github.com/meshkeeper/meshkeeper/internal/render"
+	"github.com/meshkeeper/meshkeeper/internal/requeue"
 	"github.com/meshkeeper/meshkeeper/internal/version"
 )
 
-// DefaultRevision is the name of the revision installed with the InPlace
-// strategy; its istiod is named plain "istiod".
-const DefaultRevision = "default"
-
-// DefaultTag is the tag istio-injection=enabled selects; it always follows the active revision.
+// DefaultTag is the tag istio-injection=enabled, and the pod label
+// sidecar.istio.io/inject=true in an unlabelled namespace, select; it
+// always follows the active revision.
 const DefaultTag = "default"
 
 // Observed is what the reconciler saw in the cluster this pass.
@@ -148,19 +149,6 @@ type Plan struct {
 	RequeueAfter time.Duration
 }
 
-// Refusal is a spec the operator will not carry out; Reason is one of the
-// api/v1alpha1 Reason* constants. The reconciler reports it as Stalled.
-type Refusal struct {
-	Reason  string
-	Message string
-}
-
-func (r *Refusal) Error() string { return r.Message }
-
-func refuse(reason, format string, args ...any) *Refusal {
-	return &Refusal{Reason: reason, Message: fmt.Sprintf(format, args...)}
-}
-
 // waitPoll is how often a wait for an istiod or for pods looks again.
 const waitPoll = 10 * time.Second
 
@@ -169,7 +157,7 @@ const waitPoll = 10 * time.Second
 func Decide(mi *meshv1alpha1.MeshInstall, obs Observed) (Plan, error) {
 	desired, err := version.Parse(mi.Spec.Version)
 	if err != nil {
-		return Plan{}, refuse(meshv1alpha1.ReasonUnsupportedVersion, "spec.version: %v", err)
+		return Plan{}, refusal.Newf(meshv1alpha1.ReasonUnsupportedVersion, "spec.version: %v", err)
 	}
 	routing := currentRouting(mi, obs)
 	if routing == nil {
@@ -199,7 +187,7 @@ func Decide(mi *meshv1alpha1.MeshInstall, obs Observed) (Plan, error) {
 			return Plan{}, err
 		}
 	case mi.Spec.UpdateStrategy.Type == meshv1alpha1.UpdateStrategyCanary && desired.Compare(proxy) != 0:
-		return Plan{}, refuse(meshv1alpha1.ReasonStrategyChangeRejected,
+		return Plan{}, refusal.Newf(meshv1alpha1.ReasonStrategyChangeRejected,
 			"spec.updateStrategy.type: revision %s is being upgraded in place from %s to %s; let it finish, or set spec.version back to %s, before starting a canary",
 			routing.Active, proxy, cp, proxy)
 	default:
@@ -263,7 +251,7 @@ func currentRouting(mi *meshv1alpha1.MeshInstall, obs Observed) *Routing {
 // it only once its istiod is available: until then, as with Istio's own
 // injector, pods cannot be injected (the webhook's failurePolicy decides).
 func install(mi *meshv1alpha1.MeshInstall, obs Observed, desired version.Version) Plan {
-	name := DefaultRevision
+	name := render.DefaultRevision
 	if mi.Spec.UpdateStrategy.Type == meshv1alpha1.UpdateStrategyCanary {
 		name = desired.Revision()
 	}
@@ -294,7 +282,7 @@ func steady(obs Observed, p *Plan) {
 	if o.Istiod != nil && o.Istiod.Reason != "" {
 		p.Message += ": " + o.Istiod.Reason
 	}
-	p.RequeueAfter = minPositive(p.RequeueAfter, waitPoll)
+	p.RequeueAfter = requeue.Sooner(p.RequeueAfter, waitPoll)
 }
 
 // upgradeInPlace rolls the active revision's istiod to desired; its
@@ -338,7 +326,7 @@ func waitFor(p *Plan, rev string, o ObservedRevision, format string, args ...any
 		p.Message = fmt.Sprintf("istiod of revision %s is not available within spec.updateStrategy.progressDeadline; nothing moves to it until it is fixed or spec.version is set back. %s",
 			rev, p.Message)
 	}
-	p.RequeueAfter = minPositive(p.RequeueAfter, waitPoll)
+	p.RequeueAfter = requeue.Sooner(p.RequeueAfter, waitPoll)
 }
 
 // versionsOf returns what a revision's istiod runs and what it injects, from
@@ -357,14 +345,14 @@ func versionsOf(mi *meshv1alpha1.MeshInstall, obs Observed, name string) (cp, pr
 	// version, which may be ahead.
 	proxyS := cmp.Or(o.ProxyVersion, knownProxy, o.PodVersion, cpS)
 	if cpS == "" {
-		return version.Version{}, version.Version{}, refuse(meshv1alpha1.ReasonUnsupportedVersion,
+		return version.Version{}, version.Version{}, refusal.Newf(meshv1alpha1.ReasonUnsupportedVersion,
 			"revision %s: the cluster does not say which Istio version it runs", name)
 	}
 	if cp, err = version.Parse(cpS); err == nil {
 		proxy, err = version.Parse(proxyS)
 	}
 	if err != nil {
-		return version.Version{}, version.Version{}, refuse(meshv1alpha1.ReasonUnsupportedVersion,
+		return version.Version{}, version.Version{}, refusal.Newf(meshv1alpha1.ReasonUnsupportedVersion,
 			"revision %s runs a version this operator does not support: %v", name, err)
 	}
 	return cp, proxy, nil
@@ -372,7 +360,7 @@ func versionsOf(mi *meshv1alpha1.MeshInstall, obs Observed, name string) (cp, pr
 
 func refusalFromSkew(err error) error {
 	if skew, ok := err.(*version.SkewError); ok {
-		return &Refusal{Reason: skew.Rule, Message: skew.Message}
+		return &refusal.Error{Reason: skew.Rule, Message: skew.Message}
 	}
 	return err
 }
@@ -423,7 +411,7 @@ func drain(mi *meshv1alpha1.MeshInstall, obs Observed, p *Plan) {
 				continue
 			}
 			p.UnusedSince[name] = since
-			p.RequeueAfter = minPositive(p.RequeueAfter, grace-idle)
+			p.RequeueAfter = requeue.Sooner(p.RequeueAfter, grace-idle)
 		}
 		p.Revisions = append(p.Revisions, Planned{Name: name, Version: cp, ProxyVersion: proxy, Role: meshv1alpha1.RevisionDraining})
 		if p.Phase == PhaseSteady {
@@ -442,11 +430,4 @@ func listed(items []string, n int) string {
 		return strings.Join(items, "; ")
 	}
 	return fmt.Sprintf("%s; and %d more", strings.Join(items[:n], "; "), len(items)-n)
-}
-
-func minPositive(a, b time.Duration) time.Duration {
-	if a <= 0 || (b > 0 && b < a) {
-		return b
-	}
-	return a
 }

@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
+	"github.com/meshkeeper/meshkeeper/internal/refusal"
 )
 
 var t0 = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
@@ -404,7 +405,7 @@ func TestDecide(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			p, err := Decide(tc.mi, tc.obs)
 			if tc.wantRefusal != "" {
-				var r *Refusal
+				var r *refusal.Error
 				if !errors.As(err, &r) || r.Reason != tc.wantRefusal {
 					t.Fatalf("got %v, want a refusal with reason %s", err, tc.wantRefusal)
 				}

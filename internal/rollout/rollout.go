@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
+	"github.com/meshkeeper/meshkeeper/internal/requeue"
 )
 
 // Kinds of workloads meshkeeper restarts.
@@ -300,7 +301,7 @@ func Decide(in Input) Plan {
 	}
 	st.Pending = firstN(keysToStrings(pending), listed)
 	if len(current) > 0 {
-		plan.RequeueAfter = minPositive(plan.RequeueAfter, poll)
+		plan.RequeueAfter = requeue.Sooner(plan.RequeueAfter, poll)
 	}
 	return plan
 }
@@ -402,11 +403,4 @@ func firstN(s []string, n int) []string {
 		return nil
 	}
 	return s
-}
-
-func minPositive(a, b time.Duration) time.Duration {
-	if a <= 0 || (b > 0 && b < a) {
-		return b
-	}
-	return a
 }

@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/meshkeeper/meshkeeper/internal/render"
+	"github.com/meshkeeper/meshkeeper/internal/revision"
 )
 
 const (
@@ -20,15 +21,9 @@ const (
 	InjectorName = "meshkeeper-sidecar-injector"
 	// ValidatorName is the name of the ValidatingWebhookConfiguration of MeshInstalls.
 	ValidatorName = "meshkeeper-validator"
-	// DefaultTag is the tag selected by istio-injection=enabled and by the
-	// sidecar.istio.io/inject=true pod label.
-	DefaultTag = "default"
 	// InjectionLabel is Istio's namespace label; istio-injection=enabled selects the default tag.
 	// (istio.io/api has no constant for it.)
 	InjectionLabel = "istio-injection"
-	// GatewayLabel marks gateway pods that meshkeeper injects even in the
-	// control plane namespace.
-	GatewayLabel = render.LabelGateway
 	// InjectPath is the path prefix of the injector.
 	InjectPath = "/inject"
 	// ValidatePath is the path of the MeshInstall validator.
@@ -127,17 +122,17 @@ func InjectorConfiguration(in Injector) *admissionregistrationv1.MutatingWebhook
 	revisions := slices.Clone(in.Revisions)
 	slices.Sort(revisions)
 	for _, rev := range slices.Compact(revisions) {
-		if rev == DefaultTag {
+		if rev == revision.DefaultTag {
 			continue
 		}
 		hooks = append(hooks, targetEntries(in, excluded, "rev", rev)...)
 	}
-	tags := append([]string{DefaultTag}, in.Tags...)
+	tags := append([]string{revision.DefaultTag}, in.Tags...)
 	slices.Sort(tags[1:])
 	for _, tag := range slices.Compact(tags) {
 		hooks = append(hooks, targetEntries(in, excluded, "tag", tag)...)
 	}
-	defaultPath := TargetPath("tag", DefaultTag)
+	defaultPath := TargetPath("tag", revision.DefaultTag)
 	hooks = append(hooks,
 		// Namespace opted in with istio-injection=enabled: the default tag, whatever istio.io/rev says.
 		entry(in, "namespace.sidecar-injector.meshkeeper.dev", defaultPath,
@@ -152,7 +147,7 @@ func InjectorConfiguration(in Injector) *admissionregistrationv1.MutatingWebhook
 		// Gateways in the control plane namespace, which is otherwise never injected.
 		hooks = append(hooks, entry(in, "gateway.sidecar-injector.meshkeeper.dev", defaultPath,
 			&metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{in_(corev1.LabelMetadataName, in.ControlPlaneNamespace)}},
-			selector(nil, exists(GatewayLabel), notIn(label.SidecarInject.Name, "false"))))
+			selector(nil, exists(render.LabelGateway), notIn(label.SidecarInject.Name, "false"))))
 	}
 
 	return &admissionregistrationv1.MutatingWebhookConfiguration{

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"testing"
 
 	admissionv1 "k8s.io/api/admission/v1"
@@ -16,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/meshkeeper/meshkeeper/internal/render"
 	"github.com/meshkeeper/meshkeeper/internal/testenv"
 	"github.com/meshkeeper/meshkeeper/internal/webhookconfig"
 )
@@ -24,17 +24,7 @@ const markerAnnotation = "test.meshkeeper.dev/injected-by"
 
 var env *testenv.Env
 
-func TestMain(m *testing.M) {
-	var err error
-	env, err = testenv.Start()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	_ = env.Stop()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testenv.Main(m, &env) }
 
 // recordingWebhook admits every pod and marks it with the path the API server called,
 // so a test can see which entry of the configuration matched.
@@ -119,7 +109,7 @@ func TestInjectorSelectionThroughTheAPIServer(t *testing.T) {
 		{name: "kube-system is never injected", namespace: "kube-system", nsLabels: labels{"istio-injection": "enabled"}, want: ""},
 		{name: "control plane namespace is never injected", namespace: "istio-system", nsLabels: labels{"istio-injection": "enabled"}, want: ""},
 		{name: "operator namespace is never injected", namespace: "meshkeeper-system", nsLabels: labels{"istio.io/rev": "prod"}, want: ""},
-		{name: "gateway in the control plane namespace is injected", namespace: "istio-system", podLabels: labels{webhookconfig.GatewayLabel: "ingress", "sidecar.istio.io/inject": "true"}, want: "/inject/tag/default"},
+		{name: "gateway in the control plane namespace is injected", namespace: "istio-system", podLabels: labels{render.LabelGateway: "ingress", "sidecar.istio.io/inject": "true"}, want: "/inject/tag/default"},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -146,7 +146,7 @@ func (e *env) counter(t *testing.T, sample string) float64 {
 	return 0
 }
 
-// podEventDelayForTests is the operator's recount batching (controllers.podEventDelay).
+// podEventDelayForTests is the operator's recount batching (meshinstall.podEventDelay).
 const podEventDelayForTests = 10 * time.Second
 
 // requestCounts are the operator's API requests by method.

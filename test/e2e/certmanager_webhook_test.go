@@ -26,7 +26,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
-	"github.com/meshkeeper/meshkeeper/controllers"
+	"github.com/meshkeeper/meshkeeper/internal/apply"
 	"github.com/meshkeeper/meshkeeper/internal/inject"
 	"github.com/meshkeeper/meshkeeper/internal/localcluster"
 	"github.com/meshkeeper/meshkeeper/internal/render"
@@ -411,7 +411,7 @@ func injectedConfiguration(m metav1.ObjectMeta, ca []byte, bundles [][]byte) err
 		}
 	}
 	for _, f := range m.ManagedFields {
-		if f.Manager == string(controllers.FieldOwner) && f.FieldsV1 != nil && bytes.Contains(f.FieldsV1.Raw, []byte("caBundle")) {
+		if f.Manager == string(apply.FieldOwner) && f.FieldsV1 != nil && bytes.Contains(f.FieldsV1.Raw, []byte("caBundle")) {
 			return fmt.Errorf("%s: meshkeeper owns a caBundle (%s)", m.Name, f.Operation)
 		}
 	}

@@ -16,6 +16,7 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/meshkeeper/meshkeeper/internal/revision"
 	"github.com/meshkeeper/meshkeeper/internal/webhookconfig"
 )
 
@@ -174,7 +175,7 @@ func (e *env) checkIstioctlReadsTagConfigurations(t *testing.T, istioctl istioct
 	if err := e.operator.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	for _, tag := range []string{webhookconfig.DefaultTag, "prod"} {
+	for _, tag := range []string{revision.DefaultTag, "prod"} {
 		mwc := &admissionregistrationv1.MutatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: webhookconfig.TagConfigurationName(tag, meshNamespace)}}
 		if err := e.k8s.Delete(context.Background(), mwc); err != nil {
 			t.Fatal(err)

@@ -56,7 +56,7 @@ type permission struct {
 
 // permissions are everything the operator's ServiceAccount holds.
 var permissions = []permission{
-	// The MeshInstall reconciler (controllers/meshinstall_controller.go).
+	// The MeshInstall reconciler (controllers/meshinstall/controller.go).
 	{"mesh.meshkeeper.dev", "meshinstalls", read + " update", cluster,
 		"the reconciler and the validating webhook read MeshInstalls; the finalizer is added and removed with update"},
 	{"mesh.meshkeeper.dev", "meshinstalls/status", "patch", cluster, "status is written as a merge patch"},
@@ -95,7 +95,7 @@ var permissions = []permission{
 		"the mesh CA's Certificate (spec.security.certificateAuthority CertManager): applied, watched for its readiness and expiry, deleted when istiod goes back to its own CA; with --webhook-cert-provider=cert-manager, the webhook serving certificate's too"},
 	{"cert-manager.io", "issuers", "get", cluster, "the mesh CA's Issuer is read once per pass to report whether it exists and is Ready, and the webhook certificate's (--webhook-cert-issuer-*)"},
 	{"cert-manager.io", "clusterissuers", "get", cluster, "the mesh CA's ClusterIssuer is read once per pass to report whether it exists and is Ready, and the webhook certificate's (--webhook-cert-issuer-*)"},
-	// The webhook certificate controller (controllers/webhookcerts_controller.go).
+	// The webhook certificate controller (controllers/webhookcert).
 	{"", "secrets", read + " create update", own,
 		"the webhook certificate Secret, updated with optimistic concurrency; no Secret outside the operator's namespace"},
 	// Leader election (leader_election_role.yaml).

@@ -16,7 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
-	"github.com/meshkeeper/meshkeeper/controllers"
+	"github.com/meshkeeper/meshkeeper/controllers/meshinstall"
 	"github.com/meshkeeper/meshkeeper/internal/inject"
 	"github.com/meshkeeper/meshkeeper/internal/render"
 	"github.com/meshkeeper/meshkeeper/internal/testenv"
@@ -90,7 +90,7 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	if err := (&webhooks.MeshInstallValidator{Reader: mgr.GetAPIReader(), MeshNamespaces: append([]string{"istio-system-trust"}, controllers.DefaultMeshNamespaces...), OperatorNamespace: "meshkeeper-system"}).SetupWithManager(mgr); err != nil {
+	if err := (&webhooks.MeshInstallValidator{Reader: mgr.GetAPIReader(), MeshNamespaces: append([]string{"istio-system-trust"}, meshinstall.DefaultMeshNamespaces...), OperatorNamespace: "meshkeeper-system"}).SetupWithManager(mgr); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}

@@ -1,0 +1,34 @@
+// Package meshinstall holds the MeshInstall reconciler: a thin shell that
+// gathers facts from the cluster, plans with the pure packages under
+// internal/, applies the plan and reports. reconcileNormal reads top-down:
+//
+//   - controller.go: Reconcile's skeleton (get, finalizer, suspend,
+//     deferred status, delete or a pass), the pass itself, and the RBAC the
+//     reconciler needs; setup.go its watches;
+//   - observe.go: gather, the one gatherer: every fact the pass needs, from
+//     the manager's cache (cache.go says what it holds), the mesh CA's
+//     issuer (read live) and the webhook endpoint;
+//   - plan.go, pure: decide (revision.Decide, with the data plane rollout
+//     for the routing observed), routingStage (what the last stages apply,
+//     from which revisions failed in the first), pruneSelection,
+//     rolloutFor, and settled, which says when a recount needs no full
+//     pass; desired.go: the planner, which holds no client, renders
+//     everything the pass applies (desiredObjects);
+//   - apply.go: an applier, which holds a client.Writer only, executes the
+//     plan stage by stage (applyRevisions, applyRouting) through
+//     internal/apply, reading nothing and deciding nothing;
+//     meshca.go applies the mesh CA, workloads.go restarts workloads,
+//     cleanup.go prunes and deletes;
+//   - status.go, events.go, metrics.go: the report, built from the pass's facts.
+//
+// Pod, namespace and workload events trigger the recount (recount.go), a
+// controller of its own: it observes, decides, and when the cluster is
+// settled (plan.go) only reports the counts and carries the rollout on;
+// otherwise it asks for a full pass.
+//
+// Two reads stay outside gather, each where its answer must be fresh:
+// takeover.go asks the API server, by name, about the objects the plan
+// would create that the cache does not hold as the MeshInstall's; prune
+// asks it whether a revision is still used, after the apply that took the
+// revision out of the injector and the routing.
+package meshinstall

@@ -1,0 +1,418 @@
+package meshinstall
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
+	"github.com/meshkeeper/meshkeeper/internal/inventory"
+	"github.com/meshkeeper/meshkeeper/internal/meshca"
+	"github.com/meshkeeper/meshkeeper/internal/refusal"
+	"github.com/meshkeeper/meshkeeper/internal/revision"
+	"github.com/meshkeeper/meshkeeper/internal/rollout"
+)
+
+// statusBuilder collects what one pass found and writes status once, at the
+// end of the pass, from those findings.
+type statusBuilder struct {
+	now time.Time
+	gen int64
+
+	suspend bool
+	// recountOnly is a pass from pod or namespace events: it writes the
+	// counts, or, when it handed over to a full pass, nothing at all.
+	recountOnly bool
+	refusal     *refusal.Error
+	plan        *revision.Plan
+	obs         *observation
+	// outcome is what the staged apply did; nil in a pass that only recounts the data plane.
+	outcome *applyOutcome
+	inv     inventory.Result
+	invErr  bool
+	// rollout is the data plane rollout's decision; nil when none was made.
+	rollout *rollout.Plan
+	// ca is what the pass decided of the mesh CA; nil when it decided nothing.
+	ca *meshca.Decision
+}
+
+func newStatusBuilder(mi *meshv1alpha1.MeshInstall, now time.Time) *statusBuilder {
+	return &statusBuilder{now: now, gen: mi.Generation}
+}
+
+func (s *statusBuilder) suspended() { s.suspend = true }
+
+func (s *statusBuilder) refused(r *refusal.Error) { s.refusal = r }
+
+// observed records the plan and the observation it was made from.
+func (s *statusBuilder) observed(p revision.Plan, obs *observation) { s.plan, s.obs = &p, obs }
+
+func (s *statusBuilder) applied(o applyOutcome) { s.outcome = &o }
+
+func (s *statusBuilder) rolled(p rollout.Plan) { s.rollout = &p }
+
+func (s *statusBuilder) certificateAuthority(d meshca.Decision) { s.ca = &d }
+
+func (s *statusBuilder) counted(inv inventory.Result) {
+	s.inv, s.invErr = inv, !s.obs.InventoryKnown
+}
+
+// finish computes status from the pass's findings. A pass that only
+// recounted the data plane writes only the counts, and one that handed
+// over to a full pass writes nothing.
+func (s *statusBuilder) finish(mi *meshv1alpha1.MeshInstall, reconcileErr error) {
+	st := &mi.Status
+	set := func(c metav1.Condition) {
+		c.ObservedGeneration = s.gen
+		meta.SetStatusCondition(&st.Conditions, c)
+	}
+	if s.recountOnly {
+		if s.plan != nil {
+			s.recordDataPlane(mi)
+			set(s.dataPlane())
+			if s.rollout != nil {
+				set(s.workloadRollout(mi))
+			}
+		}
+		return
+	}
+	if s.plan != nil || s.refusal != nil || (s.ca != nil && s.ca.Hold) {
+		// This pass judged the current spec, a refusal included.
+		st.ObservedGeneration = s.gen
+	}
+	if s.ca != nil {
+		s.recordCertificateAuthority(mi)
+	}
+	if s.plan != nil && s.outcome != nil {
+		s.recordPlan(mi)
+		s.recordDataPlane(mi)
+	}
+	set(s.stalled())
+	set(s.reconciling(reconcileErr))
+	set(s.ready(mi, reconcileErr))
+	set(s.upgrading())
+	if s.plan != nil {
+		set(s.dataPlane())
+	}
+	if s.rollout != nil {
+		set(s.workloadRollout(mi))
+	}
+}
+
+// recordCertificateAuthority reports the mesh CA from cert-manager, or
+// drops its status and condition with istiod's own CA.
+func (s *statusBuilder) recordCertificateAuthority(mi *meshv1alpha1.MeshInstall) {
+	mi.Status.CertificateAuthority = s.ca.Status
+	if s.ca.Condition == nil {
+		meta.RemoveStatusCondition(&mi.Status.Conditions, meshv1alpha1.ConditionCertificateAuthorityReady)
+		return
+	}
+	c := *s.ca.Condition
+	c.ObservedGeneration = s.gen
+	meta.SetStatusCondition(&mi.Status.Conditions, c)
+}
+
+// caNotReady is the CertificateAuthorityReady condition while the CA the
+// spec asks for is not issued.
+func (s *statusBuilder) caNotReady() *metav1.Condition {
+	if s.ca == nil || !s.ca.Pending() {
+		return nil
+	}
+	return s.ca.Condition
+}
+
+// caHeld is true when the control plane waits for its CA before it is installed.
+func (s *statusBuilder) caHeld() bool { return s.ca != nil && s.ca.Hold }
+
+// workloadRollout says what the data plane rollout is doing.
+func (s *statusBuilder) workloadRollout(mi *meshv1alpha1.MeshInstall) metav1.Condition {
+	ro := s.rollout.Status
+	c := metav1.Condition{Type: meshv1alpha1.ConditionWorkloadRollout, Status: metav1.ConditionFalse}
+	progress := fmt.Sprintf("%d of %d workloads done, %d restarting, %d waiting", ro.Done, ro.Total, ro.InProgress, ro.Waiting)
+	switch ro.Phase {
+	case meshv1alpha1.RolloutRolling:
+		c.Status, c.Reason = metav1.ConditionTrue, meshv1alpha1.ReasonRestarting
+		c.Message = progress + "; restarting " + strings.Join(ro.Current, ", ")
+	case meshv1alpha1.RolloutWaiting:
+		c.Status, c.Reason, c.Message = metav1.ConditionTrue, meshv1alpha1.ReasonRolloutWaiting, progress
+	case meshv1alpha1.RolloutPaused:
+		c.Reason, c.Message = meshv1alpha1.ReasonRolloutPaused, "spec.dataPlane.rollout.paused is true; "+progress
+	case meshv1alpha1.RolloutFailed:
+		c.Reason, c.Message = meshv1alpha1.ReasonRolloutFailed, ro.LastError
+	case meshv1alpha1.RolloutManualPhase:
+		c.Reason = meshv1alpha1.ReasonRolloutManual
+		c.Message = fmt.Sprintf("spec.dataPlane.rollout.mode is Manual: %d workloads to restart", ro.Waiting)
+		if len(ro.Pending) > 0 {
+			c.Message += ", e.g. " + restartCommand(ro.Pending[0])
+		}
+	default:
+		c.Reason, c.Message = meshv1alpha1.ReasonRolloutComplete, fmt.Sprintf("every workload runs the proxy it should (%d restarted)", ro.Done)
+	}
+	if len(ro.NeedsManualAction) > 0 {
+		c.Message += fmt.Sprintf("; %d need a manual restart, e.g. %s", ro.Skipped, ro.NeedsManualAction[0])
+	}
+	return c
+}
+
+// restartCommand is the kubectl command that restarts a workload named "Kind namespace/name".
+func restartCommand(workload string) string {
+	kind, rest, _ := strings.Cut(workload, " ")
+	ns, name, _ := strings.Cut(rest, "/")
+	return fmt.Sprintf("kubectl rollout restart %s/%s -n %s", strings.ToLower(kind), name, ns)
+}
+
+// recordPlan reports the revisions and where the tags point now: the
+// routing in effect, which is the plan's unless it could not be written.
+func (s *statusBuilder) recordPlan(mi *meshv1alpha1.MeshInstall) {
+	p, st, routing := s.plan, &mi.Status, s.outcome.routing
+	active := p.Active.Name
+	var canary string
+	var weight int32
+	if routing != nil {
+		active, canary, weight = routing.Active, routing.Canary, routing.Weight
+	}
+	st.ActiveRevision = active
+	switch {
+	case canary == "":
+		st.Canary = nil
+	case p.Canary != nil && p.Canary.Revision == canary && p.Canary.Weight == weight:
+		st.Canary = p.Canary
+	case st.Canary == nil || st.Canary.Revision != canary || st.Canary.Weight != weight:
+		st.Canary = &meshv1alpha1.CanaryStatus{Revision: canary, Weight: weight}
+	}
+	revs := make([]meshv1alpha1.RevisionStatus, 0, len(p.Revisions))
+	for _, r := range p.Revisions {
+		o := s.obs.Revisions[r.Name]
+		rs := meshv1alpha1.RevisionStatus{
+			Name: r.Name, Version: r.ProxyVersion.String(), ControlPlaneVersion: r.Version.String(),
+			Role: meshv1alpha1.RevisionDraining, Ready: available(o, r.Version.String()),
+		}
+		switch r.Name {
+		case active:
+			rs.Role, rs.Weight = meshv1alpha1.RevisionActive, 100-weight
+			if rs.Ready {
+				st.Version = r.ProxyVersion.String()
+			}
+		case canary:
+			rs.Role, rs.Weight = meshv1alpha1.RevisionCanary, weight
+			if st.Canary.Version == "" {
+				st.Canary.Version = r.Version.String()
+			}
+		}
+		revs = append(revs, rs)
+	}
+	st.Revisions = revs
+}
+
+// recordDataPlane reports the pods of each revision and the data plane counts.
+func (s *statusBuilder) recordDataPlane(mi *meshv1alpha1.MeshInstall) {
+	st := &mi.Status
+	for i := range st.Revisions {
+		r := &st.Revisions[i]
+		r.Pods = s.obs.Revisions[r.Name].Pods
+		r.LastUsedTime = nil
+		if since, ok := s.plan.UnusedSince[r.Name]; ok {
+			r.LastUsedTime = &since
+		}
+		if !s.invErr {
+			r.UpToDatePods = min(s.inv.Revisions[r.Name].UpToDate, r.Pods)
+		}
+	}
+	if !s.invErr {
+		st.DataPlane = &meshv1alpha1.DataPlaneStatus{
+			InjectedPods: s.inv.Injected, UpToDatePods: s.inv.UpToDate,
+			OutdatedPods: s.inv.Outdated, UninjectedPods: s.inv.Uninjected, UnmanagedPods: s.inv.Unmanaged,
+		}
+		if s.rollout != nil {
+			ro := s.rollout.Status
+			st.DataPlane.Rollout = &ro
+		}
+	}
+}
+
+func available(o revision.ObservedRevision, v string) bool {
+	return o.Istiod != nil && o.Istiod.Available && o.ControlPlaneVersion == v
+}
+
+func (s *statusBuilder) dataPlane() metav1.Condition {
+	c := metav1.Condition{Type: meshv1alpha1.ConditionDataPlaneUpToDate, Status: metav1.ConditionTrue,
+		Reason: meshv1alpha1.ReasonUpToDate, Message: fmt.Sprintf("%d injected pods run their revision's current configuration", s.inv.UpToDate)}
+	unmanaged := ""
+	if s.inv.Unmanaged > 0 {
+		unmanaged = fmt.Sprintf(" (%d of them have no controller: delete and recreate them)", s.inv.Unmanaged)
+	}
+	switch {
+	case s.invErr:
+		c.Status, c.Reason, c.Message = metav1.ConditionUnknown, meshv1alpha1.ReasonInventoryUnavailable, "pods could not be listed"
+	case s.inv.Uninjected > 0:
+		c.Status, c.Reason = metav1.ConditionFalse, meshv1alpha1.ReasonUninjectedPods
+		c.Message = fmt.Sprintf("%d pods should have a sidecar but have none; restart their workloads%s", s.inv.Uninjected, unmanaged)
+		if s.inv.Outdated > 0 {
+			// The outdated are still named: one problem does not hide the other.
+			c.Message += fmt.Sprintf("; %d pods run an older proxy or injection configuration%s", s.inv.Outdated, goneRevisions(s.inv.Gone))
+		}
+	case s.inv.Outdated > 0:
+		c.Status, c.Reason = metav1.ConditionFalse, meshv1alpha1.ReasonOutdatedPods
+		c.Message = fmt.Sprintf("%d pods run an older proxy or injection configuration; restart their workloads to update%s%s",
+			s.inv.Outdated, unmanaged, goneRevisions(s.inv.Gone))
+	}
+	return c
+}
+
+// goneRevisions names the revisions that injected running pods but no
+// longer exist (their objects are gone), with how many pods each.
+func goneRevisions(gone map[string]int32) string {
+	if len(gone) == 0 {
+		return ""
+	}
+	var parts []string
+	for _, rev := range slices.Sorted(maps.Keys(gone)) {
+		parts = append(parts, fmt.Sprintf("%d of revision %s", gone[rev], rev))
+	}
+	return "; pods of revisions that no longer exist: " + strings.Join(parts, ", ")
+}
+
+func (s *statusBuilder) failed() bool { return s.outcome != nil && len(s.outcome.failures) > 0 }
+
+func (s *statusBuilder) blocked() bool { return s.plan != nil && s.plan.Blocked }
+
+func (s *statusBuilder) stalled() metav1.Condition {
+	switch {
+	case s.refusal != nil:
+		return metav1.Condition{Type: meshv1alpha1.ConditionStalled, Status: metav1.ConditionTrue,
+			Reason: s.refusal.Reason, Message: s.refusal.Message}
+	case s.blocked():
+		return metav1.Condition{Type: meshv1alpha1.ConditionStalled, Status: metav1.ConditionTrue,
+			Reason: meshv1alpha1.ReasonControlPlaneNotAvailable, Message: s.plan.Message}
+	case s.caNotReady() != nil && s.ca.NeedsPerson:
+		ca := s.caNotReady()
+		return metav1.Condition{Type: meshv1alpha1.ConditionStalled, Status: metav1.ConditionTrue, Reason: ca.Reason, Message: ca.Message}
+	}
+	return metav1.Condition{Type: meshv1alpha1.ConditionStalled, Status: metav1.ConditionFalse,
+		Reason: meshv1alpha1.ReasonReconcileSucceeded, Message: "no action needed from a person"}
+}
+
+func (s *statusBuilder) reconciling(err error) metav1.Condition {
+	c := metav1.Condition{Type: meshv1alpha1.ConditionReconciling}
+	switch {
+	case s.suspend:
+		c.Status, c.Reason, c.Message = metav1.ConditionFalse, meshv1alpha1.ReasonSuspended, "spec.suspend is true: nothing is reconciled"
+	case s.refusal != nil:
+		c.Status, c.Reason, c.Message = metav1.ConditionFalse, s.refusal.Reason, "waiting for the spec to be fixed"
+	case s.caHeld() && s.failed():
+		c.Status, c.Reason, c.Message = metav1.ConditionTrue, meshv1alpha1.ReasonApplyFailed, s.outcome.err().Error()
+	case s.caHeld() && s.ca.NeedsPerson:
+		c.Status, c.Reason, c.Message = metav1.ConditionFalse, s.caNotReady().Reason, "waiting for a person: "+s.caNotReady().Message
+	case s.caHeld():
+		c.Status, c.Reason, c.Message = metav1.ConditionTrue, s.caNotReady().Reason, s.caNotReady().Message
+	case s.plan == nil:
+		c.Status, c.Reason, c.Message = metav1.ConditionTrue, meshv1alpha1.ReasonProgressing, errMessage(err, "retrying")
+	case s.failed():
+		c.Status, c.Reason, c.Message = metav1.ConditionTrue, meshv1alpha1.ReasonApplyFailed, s.outcome.err().Error()
+	case s.blocked():
+		c.Status, c.Reason, c.Message = metav1.ConditionFalse, meshv1alpha1.ReasonControlPlaneNotAvailable, "waiting for a person: "+s.plan.Message
+	case s.plan.Phase != revision.PhaseSteady:
+		c.Status, c.Reason, c.Message = metav1.ConditionTrue, phaseReason(s.plan.Phase), s.plan.Message
+	case s.caNotReady() != nil:
+		ca := s.caNotReady()
+		c.Status, c.Reason, c.Message = metav1.ConditionTrue, ca.Reason, ca.Message
+		if s.ca.NeedsPerson {
+			c.Status, c.Message = metav1.ConditionFalse, "waiting for a person: "+ca.Message
+		}
+	case !s.activeReady():
+		c.Status, c.Reason, c.Message = metav1.ConditionTrue, meshv1alpha1.ReasonControlPlaneNotReady, "waiting for istiod to become available"
+	default:
+		c.Status, c.Reason, c.Message = metav1.ConditionFalse, meshv1alpha1.ReasonReconcileSucceeded, "the control plane matches the spec"
+	}
+	return c
+}
+
+func (s *statusBuilder) ready(mi *meshv1alpha1.MeshInstall, err error) metav1.Condition {
+	c := metav1.Condition{Type: meshv1alpha1.ConditionReady, Status: metav1.ConditionFalse}
+	switch {
+	case s.suspend:
+		// Keep what was last known; suspension changes nothing in the cluster.
+		if old := meta.FindStatusCondition(mi.Status.Conditions, meshv1alpha1.ConditionReady); old != nil {
+			return *old
+		}
+		c.Reason, c.Message = meshv1alpha1.ReasonSuspended, "spec.suspend is true"
+	case s.refusal != nil:
+		c.Reason, c.Message = s.refusal.Reason, s.refusal.Message
+	case s.caHeld() && s.failed():
+		c.Reason, c.Message = meshv1alpha1.ReasonApplyFailed, s.outcome.err().Error()
+	case s.caHeld():
+		c.Reason, c.Message = s.caNotReady().Reason, s.caNotReady().Message
+	case s.plan == nil:
+		c.Reason, c.Message = meshv1alpha1.ReasonProgressing, errMessage(err, "reconciling")
+	case s.failed():
+		c.Reason, c.Message = meshv1alpha1.ReasonApplyFailed, s.outcome.err().Error()
+	case s.blocked():
+		c.Reason, c.Message = meshv1alpha1.ReasonControlPlaneNotAvailable, s.plan.Message
+	case s.caNotReady() != nil:
+		c.Reason, c.Message = s.caNotReady().Reason, s.caNotReady().Message
+	case !s.activeReady():
+		c.Reason = phaseReason(s.plan.Phase)
+		if s.plan.Phase == revision.PhaseSteady || s.plan.Phase == revision.PhaseDraining {
+			c.Reason = meshv1alpha1.ReasonControlPlaneNotReady
+		}
+		c.Message = fmt.Sprintf("istiod revision %s (%s) is not available yet", s.plan.Active.Name, s.plan.Active.Version)
+	default:
+		c.Status, c.Reason = metav1.ConditionTrue, meshv1alpha1.ReasonReconcileSucceeded
+		c.Message = fmt.Sprintf("Istio %s is available (revision %s)", s.plan.Active.ProxyVersion, s.plan.Active.Name)
+	}
+	return c
+}
+
+func (s *statusBuilder) upgrading() metav1.Condition {
+	c := metav1.Condition{Type: meshv1alpha1.ConditionUpgradeInProgress, Status: metav1.ConditionFalse,
+		Reason: meshv1alpha1.ReasonUpToDate, Message: "no upgrade in progress"}
+	if s.plan == nil {
+		return c
+	}
+	if s.blocked() {
+		c.Reason, c.Message = meshv1alpha1.ReasonControlPlaneNotAvailable, s.plan.Message
+		return c
+	}
+	switch s.plan.Phase {
+	case revision.PhaseUpgradingInPlace, revision.PhaseCanary, revision.PhaseCanaryPaused, revision.PhaseAborting:
+		c.Status, c.Reason, c.Message = metav1.ConditionTrue, phaseReason(s.plan.Phase), s.plan.Message
+	}
+	return c
+}
+
+// activeReady is true when the active revision's istiod is available with
+// its current template and the data plane gets that version.
+func (s *statusBuilder) activeReady() bool {
+	a := s.plan.Active
+	return available(s.obs.Revisions[a.Name], a.Version.String()) && a.Version.Compare(a.ProxyVersion) == 0
+}
+
+func phaseReason(p revision.Phase) string {
+	switch p {
+	case revision.PhaseInstalling:
+		return meshv1alpha1.ReasonInstalling
+	case revision.PhaseUpgradingInPlace:
+		return meshv1alpha1.ReasonUpgradingInPlace
+	case revision.PhaseCanary:
+		return meshv1alpha1.ReasonCanaryInProgress
+	case revision.PhaseCanaryPaused:
+		return meshv1alpha1.ReasonCanaryPaused
+	case revision.PhaseAborting:
+		return meshv1alpha1.ReasonCanaryAborting
+	case revision.PhaseDraining:
+		return meshv1alpha1.ReasonPruningRevision
+	}
+	return meshv1alpha1.ReasonReconcileSucceeded
+}
+
+func errMessage(err error, fallback string) string {
+	if err != nil {
+		return err.Error()
+	}
+	return fallback
+}
