@@ -1,6 +1,7 @@
 package localcluster
 
 import (
+	"net"
 	"os"
 	"os/exec"
 	"slices"
@@ -15,14 +16,17 @@ import (
 // does not hold the port.
 func TestAReservedPortIsNotPickedAgain(t *testing.T) {
 	portReservations = t.TempDir()
-	const low, high = 31900, 31910
+	// Nine ports nothing listens on now (another test's cluster may use
+	// any port of [10000, 32000)): six for one cluster, three for another.
+	low := freeWindow(t, 9)
+	high := low + 9
 	first, err := reservePortsIn(6, low, high)
 	if err != nil {
 		t.Fatal(err)
 	}
 	second, err := reservePortsIn(3, low, high)
 	if err != nil {
-		t.Fatalf("%d ports in a range of %d with 6 reserved: %v", 3, high-low, err)
+		t.Fatalf("3 ports in a range of 9 with 6 reserved: %v", err)
 	}
 	for _, p := range second {
 		if slices.Contains(first, p) {
@@ -61,4 +65,26 @@ func TestAReservedPortIsNotPickedAgain(t *testing.T) {
 	if !slices.Contains(got, first[0]) {
 		t.Errorf("picked %v: the port of a process that is gone stays held", got)
 	}
+}
+
+// freeWindow returns the first port of n consecutive ports in [31000,
+// 32000) that nothing listens on.
+func freeWindow(t *testing.T, n int) int {
+	t.Helper()
+	for low := 31000; low+n <= 32000; low += n {
+		free := true
+		for p := low; p < low+n && free; p++ {
+			l, err := net.Listen("tcp", "0.0.0.0:"+strconv.Itoa(p))
+			if err != nil {
+				free = false
+				continue
+			}
+			l.Close()
+		}
+		if free {
+			return low
+		}
+	}
+	t.Fatal("no window of free ports in [31000, 32000)")
+	return 0
 }
