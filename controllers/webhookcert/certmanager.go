@@ -62,7 +62,7 @@ type CertManagerReconciler struct {
 // RBAC: the Certificate is read and applied; the issuer is read to say
 // whether it exists and is Ready (both uncached, so no list or watch). The
 // Secret cert-manager writes is read as the self-managed one is
-// (selfmanaged.go). The mesh CA's needs (controllers/meshca.go) hold these.
+// (selfmanaged.go). The mesh CA's needs (controllers/meshinstall/meshca.go) hold these.
 // +kubebuilder:rbac:groups=cert-manager.io,resources=certificates,verbs=get;create;patch
 // +kubebuilder:rbac:groups=cert-manager.io,resources=issuers;clusterissuers,verbs=get
 
