@@ -200,7 +200,9 @@ type CanaryStrategy struct {
 
 	// StepInterval is the least time spent at each step with the canary
 	// istiod available and its pods Ready, uninterrupted, before the next
-	// step: an unhealthy spell starts the count again.
+	// step: an unhealthy spell starts the count again. A pod still starting
+	// (created less than 30s ago, or less than stepInterval when that is
+	// shorter) does not count against the canary.
 	// +kubebuilder:default="5m"
 	// +optional
 	StepInterval *metav1.Duration `json:"stepInterval,omitempty"`
@@ -666,7 +668,7 @@ type CanaryStatus struct {
 	// +optional
 	StepStartTime *metav1.Time `json:"stepStartTime,omitempty"`
 	// HealthySince is when the canary last turned healthy (istiod available,
-	// its pods Ready) at this step; the step advances once it has been
+	// its pods Ready but for those still starting) at this step; the step advances once it has been
 	// healthy for stepInterval. Unset while it is not healthy, and before the
 	// first step (the canary's weight is 0 until its istiod is available).
 	// +optional

@@ -45,6 +45,8 @@ func TrimPod(in any) (any, error) {
 		ObjectMeta: metav1.ObjectMeta{
 			Name: p.Name, GenerateName: p.GenerateName, Namespace: p.Namespace, UID: p.UID, ResourceVersion: p.ResourceVersion,
 			Labels: keep(p.Labels, keptPodLabels), DeletionTimestamp: p.DeletionTimestamp,
+			// A canary's pods that are not Ready are judged by their age (revision.PodStartGrace).
+			CreationTimestamp: p.CreationTimestamp,
 		},
 		Spec:   corev1.PodSpec{HostNetwork: p.Spec.HostNetwork},
 		Status: corev1.PodStatus{Phase: p.Status.Phase},

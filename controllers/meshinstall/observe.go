@@ -302,6 +302,9 @@ func (obs *observation) pod(mi *meshv1alpha1.MeshInstall, p *corev1.Pod, istiodP
 		rev.Pods++
 		if c := podCondition(p, corev1.PodReady); c == nil || c.Status != corev1.ConditionTrue {
 			rev.PodsReady = false
+			if created := p.CreationTimestamp.Time; rev.OldestUnreadyPod.IsZero() || created.Before(rev.OldestUnreadyPod) {
+				rev.OldestUnreadyPod = created
+			}
 		}
 		rev.PodVersion = newer(rev.PodVersion, p.Annotations[inject.AnnotationProxyVersion])
 		obs.Revisions[name] = rev

@@ -76,7 +76,8 @@ func continueCanary(mi *meshv1alpha1.MeshInstall, obs Observed, routing *Routing
 	available := o.availableAt(canaryVersion)
 	// With Automatic rollouts a step is healthy once the workloads it
 	// assigns to the canary run on it.
-	healthy := available && o.PodsReady && !obs.CanaryWorkloadsPending
+	podsHealthy, recheck := podsHealthy(o, obs.Now, interval)
+	healthy := available && podsHealthy && !obs.CanaryWorkloadsPending
 	serving := available || (o.Istiod != nil && o.Istiod.Serving && o.ControlPlaneVersion == canaryVersion.String())
 	now := metav1.NewTime(obs.Now)
 	weight := routing.Weight
@@ -136,7 +137,9 @@ func continueCanary(mi *meshv1alpha1.MeshInstall, obs Observed, routing *Routing
 	default:
 		c.HealthySince = healthySinceOf(remembered, true, now)
 		p.Message = fmt.Sprintf("canary %s at %d%%", name, weight)
-		p.RequeueAfter = interval - obs.Now.Sub(c.HealthySince.Time)
+		// A starting pod is judged when its grace ends, whether or not it
+		// ever changes again.
+		p.RequeueAfter = requeue.Sooner(interval-obs.Now.Sub(c.HealthySince.Time), recheck)
 	}
 	p.Canary = c
 	p.Active.Weight = 100 - c.Weight
@@ -164,6 +167,35 @@ func canaryVersionOf(mi *meshv1alpha1.MeshInstall, obs Observed, name string, de
 	}
 	return version.Version{}, refusal.Newf(meshv1alpha1.ReasonUnsupportedVersion,
 		"canary revision %s: the cluster does not say which Istio version it runs", name)
+}
+
+// PodStartGrace is how long a pod on the canary may take to become Ready
+// before it counts against the canary's health. Pods are created all the
+// time on a busy cluster (replicas scaled up, Jobs, the workloads a step
+// moves): "every pod Ready at once" is rarely true there, and a canary
+// held to it never completed a step while pods kept coming (an e2e that
+// created a pod every half second held one at 50 % for 20 s on a loaded
+// machine). A pod that was Ready and is not any more is long past its
+// grace, so a crash counts at once.
+const PodStartGrace = 30 * time.Second
+
+// podsHealthy reports whether the revision's pods count as healthy: each
+// one Ready, or not yet Ready but created less than the grace ago, which
+// is PodStartGrace or the step's interval when that is shorter (no step
+// completes over a pod that has been starting for its whole interval).
+// When a starting pod decides it, recheck is when its grace ends.
+func podsHealthy(o ObservedRevision, now time.Time, interval time.Duration) (healthy bool, recheck time.Duration) {
+	if o.PodsReady {
+		return true, 0
+	}
+	grace := min(PodStartGrace, interval)
+	if o.OldestUnreadyPod.IsZero() {
+		return false, 0
+	}
+	if age := now.Sub(o.OldestUnreadyPod); age < grace {
+		return true, grace - age
+	}
+	return false, 0
 }
 
 // healthyFor is how long the canary has been healthy at its current step, as status remembers it.

@@ -65,6 +65,10 @@ type ObservedRevision struct {
 	Pods int32
 	// PodsReady is true when every running pod injected by this revision is Ready.
 	PodsReady bool
+	// OldestUnreadyPod is when the oldest of its running pods that are not
+	// Ready was created (zero when PodsReady): a canary's pods are judged
+	// with a grace for starting (PodStartGrace).
+	OldestUnreadyPod time.Time
 	// SelectedBy says what would still have new pods injected by this
 	// revision (a namespace's istio.io/rev label, a workload's pod
 	// template), in words: a revision is not pruned while anything selects

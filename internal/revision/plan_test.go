@@ -66,6 +66,13 @@ func avail(v string) rev {
 
 func withPods(r rev, n int32) rev { r.Pods = n; return r }
 
+// starting says one of the revision's pods, created at created, is not Ready yet.
+func starting(r rev, created time.Time) rev {
+	r.Pods++
+	r.PodsReady, r.OldestUnreadyPod = false, created
+	return r
+}
+
 // serving says some of the revision's istiod replicas serve while it rolls.
 func serving(r rev) rev {
 	rollout := *r.Istiod
@@ -279,6 +286,32 @@ func TestDecide(t *testing.T) {
 			mi:   meshInstall("1.32.0", canary(10, 50, 100), remembers("1-32-0", 10, t0.Add(-2*time.Minute))),
 			obs: observed(routedCanary("default", "1-32-0", 10), map[string]rev{"default": avail("1.31.4"),
 				"1-32-0": {ControlPlaneVersion: "1.32.0", ProxyVersion: "1.32.0", Istiod: &Rollout{Available: true}, Pods: 3}}),
+			wantPhase: PhaseCanary, wantCanary: "1-32-0@10", wantRouting: "default+1-32-0@10",
+			wantRevs: []string{"default=1.31.4/Active", "1-32-0=1.32.0/Canary"},
+		},
+		{
+			name: "pods still starting (younger than the grace) do not hold a step: a busy cluster's canary advances",
+			mi:   meshInstall("1.32.0", canary(10, 50, 100), remembers("1-32-0", 10, t0.Add(-2*time.Minute))),
+			obs: observed(routedCanary("default", "1-32-0", 10), map[string]rev{"default": avail("1.31.4"),
+				"1-32-0": starting(avail("1.32.0"), t0.Add(-PodStartGrace+time.Second))}),
+			wantPhase: PhaseCanary, wantCanary: "1-32-0@50", wantRouting: "default+1-32-0@50",
+			wantRevs: []string{"default=1.31.4/Active", "1-32-0=1.32.0/Canary"},
+		},
+		{
+			name: "a pod not Ready past the grace holds the step",
+			mi:   meshInstall("1.32.0", canary(10, 50, 100), remembers("1-32-0", 10, t0.Add(-2*time.Minute))),
+			obs: observed(routedCanary("default", "1-32-0", 10), map[string]rev{"default": avail("1.31.4"),
+				"1-32-0": starting(avail("1.32.0"), t0.Add(-PodStartGrace))}),
+			wantPhase: PhaseCanary, wantCanary: "1-32-0@10", wantRouting: "default+1-32-0@10",
+			wantRevs: []string{"default=1.31.4/Active", "1-32-0=1.32.0/Canary"},
+		},
+		{
+			name: "the grace is never longer than the step's interval",
+			mi: meshInstall("1.32.0", canary(10, 50, 100), remembers("1-32-0", 10, t0.Add(-2*time.Minute)), func(mi *meshv1alpha1.MeshInstall) {
+				mi.Spec.UpdateStrategy.Canary.StepInterval = &metav1.Duration{Duration: 8 * time.Second}
+			}),
+			obs: observed(routedCanary("default", "1-32-0", 10), map[string]rev{"default": avail("1.31.4"),
+				"1-32-0": starting(avail("1.32.0"), t0.Add(-10*time.Second))}),
 			wantPhase: PhaseCanary, wantCanary: "1-32-0@10", wantRouting: "default+1-32-0@10",
 			wantRevs: []string{"default=1.31.4/Active", "1-32-0=1.32.0/Canary"},
 		},
@@ -546,6 +579,13 @@ func TestDecideSchedulesTheNextLook(t *testing.T) {
 			mi:          meshInstall("1.32.0", canary(10, 50, 100), remembers("1-32-0", 10, t0.Add(-20*time.Second))),
 			obs:         observed(routedCanary("default", "1-32-0", 10), map[string]rev{"default": avail("1.31.4"), "1-32-0": avail("1.32.0")}),
 			wantRequeue: 40 * time.Second,
+		},
+		{
+			name: "a step with a starting pod looks again when the pod's grace ends",
+			mi:   meshInstall("1.32.0", canary(10, 50, 100), remembers("1-32-0", 10, t0.Add(-20*time.Second))),
+			obs: observed(routedCanary("default", "1-32-0", 10), map[string]rev{"default": avail("1.31.4"),
+				"1-32-0": starting(avail("1.32.0"), t0.Add(-25*time.Second))}),
+			wantRequeue: PodStartGrace - 25*time.Second,
 		},
 		{
 			name:        "a step that just advanced waits a whole interval",

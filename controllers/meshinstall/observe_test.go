@@ -1,0 +1,50 @@
+package meshinstall
+
+import (
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
+	"github.com/meshkeeper/meshkeeper/internal/inject"
+	"github.com/meshkeeper/meshkeeper/internal/revision"
+)
+
+// TestAPodNotReadyIsDatedByItsCreation: the cached (trimmed) pods still
+// say when they were created, and the observation keeps the oldest pod of
+// a revision that is not Ready, which the canary's health judges against
+// revision.PodStartGrace.
+func TestAPodNotReadyIsDatedByItsCreation(t *testing.T) {
+	now := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	pod := func(name string, age time.Duration, ready corev1.ConditionStatus) *corev1.Pod {
+		p := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: name, CreationTimestamp: metav1.NewTime(now.Add(-age)),
+				Labels: map[string]string{inject.LabelInjectedBy: "1-32-0"}},
+			Status: corev1.PodStatus{Phase: corev1.PodRunning, Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: ready}}},
+		}
+		trimmed, err := TrimPod(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return trimmed.(*corev1.Pod)
+	}
+	obs := &observation{Observed: revision.Observed{Now: now, Revisions: map[string]revision.ObservedRevision{"1-32-0": {PodsReady: true}}}}
+	mi := &meshv1alpha1.MeshInstall{Spec: meshv1alpha1.MeshInstallSpec{Namespace: "istio-system"}}
+	for _, p := range []*corev1.Pod{
+		pod("ready-old", time.Hour, corev1.ConditionTrue),
+		pod("starting", 5*time.Second, corev1.ConditionFalse),
+		pod("stuck", 2*time.Minute, corev1.ConditionFalse),
+		pod("starting-too", 3*time.Second, corev1.ConditionUnknown),
+	} {
+		obs.pod(mi, p, map[string]string{})
+	}
+	got := obs.Revisions["1-32-0"]
+	if got.Pods != 4 || got.PodsReady {
+		t.Errorf("Pods %d, PodsReady %v; want 4 pods, not all Ready", got.Pods, got.PodsReady)
+	}
+	if want := now.Add(-2 * time.Minute); !got.OldestUnreadyPod.Equal(want) {
+		t.Errorf("OldestUnreadyPod = %v, want %v (the stuck pod's creation)", got.OldestUnreadyPod, want)
+	}
+}
