@@ -19,7 +19,9 @@
 //     internal/apply, reading nothing and deciding nothing;
 //     meshca.go applies the mesh CA, workloads.go restarts workloads,
 //     cleanup.go prunes and deletes;
-//   - status.go, events.go, metrics.go: the report, built from the pass's facts.
+//   - status.go, events.go, metrics.go: the report, built from the pass's
+//     facts by finish; the order in which facts win in Ready, Reconciling
+//     and Stalled is one table, ladder.
 //
 // Pod, namespace and workload events trigger the recount (recount.go), a
 // controller of its own: it observes, decides, and when the cluster is
