@@ -22,7 +22,7 @@ import (
 
 // BenchmarkPatchWriters answers the same pods' AdmissionReviews three ways,
 // side by side, to show what the hand-written encoders and patch writer
-// (inject.AppendPatch) are worth on the webhook's whole path, AdmissionReview
+// (podpatch.AppendPatch) are worth on the webhook's whole path, AdmissionReview
 // JSON in to AdmissionReview JSON out:
 //
 //   - meshkeeper: the injection handler as it serves;
