@@ -206,7 +206,26 @@ func (s *statusBuilder) recordPlan(mi *meshv1alpha1.MeshInstall) {
 		}
 		revs = append(revs, rs)
 	}
-	st.Revisions = revs
+	st.Revisions = append(revs, s.retiringStatus(st.Revisions)...)
+}
+
+// retiringStatus is what status keeps of the revisions the plan prunes but
+// whose objects stay until gather confirms them unused (retiring): as they
+// were reported, draining, with when they were last used, so that the next
+// pass judges them from the same time.
+func (s *statusBuilder) retiringStatus(before []meshv1alpha1.RevisionStatus) []meshv1alpha1.RevisionStatus {
+	var out []meshv1alpha1.RevisionStatus
+	for _, name := range retiring(*s.plan, s.obs) {
+		o := s.obs.Revisions[name]
+		rs := meshv1alpha1.RevisionStatus{Name: name, Version: o.ProxyVersion, ControlPlaneVersion: o.ControlPlaneVersion}
+		if i := slices.IndexFunc(before, func(r meshv1alpha1.RevisionStatus) bool { return r.Name == name }); i >= 0 {
+			rs = *before[i].DeepCopy()
+		}
+		rs.Role, rs.Weight = meshv1alpha1.RevisionDraining, 0
+		rs.Ready = available(o, rs.ControlPlaneVersion)
+		out = append(out, rs)
+	}
+	return out
 }
 
 // recordDataPlane reports the pods of each revision and the data plane counts.
@@ -215,9 +234,11 @@ func (s *statusBuilder) recordDataPlane(mi *meshv1alpha1.MeshInstall) {
 	for i := range st.Revisions {
 		r := &st.Revisions[i]
 		r.Pods = s.obs.Revisions[r.Name].Pods
-		r.LastUsedTime = nil
-		if since, ok := s.plan.UnusedSince[r.Name]; ok {
-			r.LastUsedTime = &since
+		if !slices.Contains(retiring(*s.plan, s.obs), r.Name) {
+			r.LastUsedTime = nil
+			if since, ok := s.plan.UnusedSince[r.Name]; ok {
+				r.LastUsedTime = &since
+			}
 		}
 		if !s.invErr {
 			r.UpToDatePods = min(s.inv.Revisions[r.Name].UpToDate, r.Pods)
