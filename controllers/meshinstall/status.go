@@ -319,8 +319,9 @@ type verdict struct {
 
 // ladder is the one order in which the facts of a pass win over each other in
 // Ready, Reconciling and Stalled: each condition takes the first rung that
-// holds and has a verdict for it. A spec refused or a control plane that
-// missed its deadline outranks a failed write, which outranks progress.
+// holds and has a verdict for it. Suspension and a refused spec come first,
+// then what waits for the mesh CA, a pass that could not plan, a failed
+// write, a control plane past its deadline, and progress last.
 var ladder = []rung{{
 	fact:  "suspended",
 	holds: func(s *statusBuilder) bool { return s.suspend },
