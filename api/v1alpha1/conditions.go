@@ -37,7 +37,8 @@ const (
 	ReasonSuspended = "Suspended"
 )
 
-// Reconciling.
+// Reconciling. Its phase reasons (Installing, UpgradingInPlace, the canary
+// ones) also stand in Ready, False, while the active istiod is not available.
 const (
 	// ConditionReconciling is True while the operator is working towards the
 	// desired state (installing, upgrading, moving workloads, pruning).
@@ -87,8 +88,8 @@ const (
 	// ReasonDowngradeNotAllowed: an in-place downgrade; use
 	// updateStrategy.type Canary to move to an older version.
 	ReasonDowngradeNotAllowed = "DowngradeNotAllowed"
-	// ReasonStrategyChangeRejected: spec.updateStrategy changed in a way the
-	// upgrade in progress cannot follow.
+	// ReasonStrategyChangeRejected: spec.updateStrategy.type changed while an
+	// upgrade of the other type is in progress; finish or abort it first.
 	ReasonStrategyChangeRejected = "StrategyChangeRejected"
 	// ReasonNamespaceConflict: another MeshInstall already manages the mesh;
 	// the oldest one wins and this one is not reconciled.
