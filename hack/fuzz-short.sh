@@ -16,7 +16,7 @@ fuzztime=${1:?time per fuzzer, e.g. 12s}
 shift
 fuzzers=(
   ./webhooks:FuzzInjectHandler
-  ./webhooks:FuzzMeshInstallValidator
+  ./internal/admission:FuzzMeshInstallValidator
   ./webhooks:FuzzRevisionSource
 )
 # Each run starts from the seeds (f.Add and testdata/fuzz) in a corpus

@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/meshkeeper/meshkeeper/internal/inject"
+	"github.com/meshkeeper/meshkeeper/internal/inject/podpatch"
 	"github.com/meshkeeper/meshkeeper/internal/render"
 	"github.com/meshkeeper/meshkeeper/internal/webhookconfig"
 )
@@ -172,7 +173,7 @@ func (h *InjectHandler) review(ar *admissionReview, target Target, buf []byte) (
 	}
 	patchBuf := buffers.Get().(*bytes.Buffer)
 	defer putBuffer(patchBuf)
-	patch, err := inject.AppendPatch(patchBuf.AvailableBuffer(), pod, injected)
+	patch, err := podpatch.AppendPatch(patchBuf.AvailableBuffer(), pod, injected)
 	if err != nil {
 		return internal(reasonInternal, fmt.Errorf("creating the patch: %w", err))
 	}

@@ -5,11 +5,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 )
 
-// ReasonOverlayNotApplicable (condition Stalled): an entry of spec.overlays
-// no longer applies to the objects meshkeeper renders (after an upgrade,
-// say); nothing of the pass was applied. The message names the overlay.
-const ReasonOverlayNotApplicable = "OverlayNotApplicable"
-
 // Overlay is a patch meshkeeper applies to one object it renders, before it
 // applies it: the escape hatch for a setting the MeshInstall API has no field
 // for, as IstioOperator's k8s overlays and kustomize patches are. Exactly one

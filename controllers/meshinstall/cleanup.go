@@ -27,7 +27,6 @@ import (
 	"github.com/meshkeeper/meshkeeper/internal/inject"
 	"github.com/meshkeeper/meshkeeper/internal/ownership"
 	"github.com/meshkeeper/meshkeeper/internal/render"
-	"github.com/meshkeeper/meshkeeper/internal/revision"
 )
 
 // prunableKinds are the kinds a MeshInstall may own, namespaces last so their
@@ -108,32 +107,20 @@ func (r *Reconciler) listFor(gvk schema.GroupVersionKind) (client.ObjectList, er
 	return list, nil
 }
 
-// prune deletes what the MeshInstall owns but no longer wants
-// (pruneSelection). A revision's objects go only once the API server
-// itself (not the cache) confirms that no running pod uses it: that read is
-// the one a pass makes after applying, since it must follow the apply that
-// took the revision out of the injector and the routing, or a pod created
-// in between would be left without its control plane.
-func (r *Reconciler) prune(ctx context.Context, plan revision.Plan, want map[apply.Key]bool, obs *observation) error {
-	unused := map[string]bool{}
+// prune deletes what the pass selected (pruneSelection). It reads nothing
+// and decides nothing: that a revision is unused was read in gather
+// (observeRetired) and decided in the plan (confirmedUnused).
+func (a applier) prune(ctx context.Context, selection []client.Object) error {
 	var errs []error
-	for _, rev := range plan.Prune {
-		inUse, err := r.revisionInUse(ctx, rev)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		unused[rev] = !inUse
-	}
-	for _, o := range pruneSelection(plan, want, obs, unused) {
+	for _, o := range selection {
 		ctrl.LoggerFrom(ctx).Info("pruning", "object", apply.KeyOf(o).String())
-		errs = append(errs, apply.DeleteIfExists(ctx, r.Client, o))
+		errs = append(errs, apply.DeleteIfExists(ctx, a.w, o))
 	}
 	return errors.Join(errs...)
 }
 
 // revisionInUse asks the API server whether a running pod is stamped with a
-// revision, or a namespace selects it.
+// revision, or a namespace selects it (for observeRetired).
 func (r *Reconciler) revisionInUse(ctx context.Context, rev string) (bool, error) {
 	var pods metav1.PartialObjectMetadataList
 	pods.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("PodList"))

@@ -33,7 +33,8 @@ const Finalizer = "mesh.meshkeeper.dev/finalizer"
 // control plane, applies it with server-side apply, and reports status.
 type Reconciler struct {
 	client.Client
-	// APIReader reads from the API server directly (pod usage before pruning).
+	// APIReader reads from the API server directly (whether a revision is
+	// still used, in gather, before the plan prunes it).
 	APIReader client.Reader
 	// Recorder emits Events on transitions.
 	Recorder events.EventRecorder
@@ -223,13 +224,13 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, mi *meshv1alpha1.MeshI
 	var pruneErr error
 	if outcome.injectorApplied && outcome.routing.Equal(plan.Routing) {
 		// Only once neither the injector nor the routing sends pods to what is pruned.
-		pruneErr = r.prune(ctx, plan, wanted(d, outcome.tags), obs)
+		pruneErr = applier.prune(ctx, pruneSelection(plan, wanted(d, outcome.tags), obs, confirmedUnused(plan, obs)))
 	}
 	st.counted(countDataPlane(obs))
 	// Workloads move onto what the routing now in the cluster sends them to.
 	roll, rollErr := r.restartWorkloads(ctx, mi, obs, rolloutFor(mi, obs, decidedRollout, outcome.routing))
 	st.rolled(roll)
-	if err := errors.Join(outcome.err(), pruneErr, rollErr); err != nil {
+	if err := errors.Join(outcome.err(), obs.retiredErr, pruneErr, rollErr); err != nil {
 		return ctrl.Result{}, err
 	}
 	return ctrl.Result{RequeueAfter: requeue.Sooner(plan.RequeueAfter, roll.RequeueAfter, r.caPoll(ca))}, nil

@@ -7,28 +7,36 @@
 //     reconciler needs; setup.go its watches;
 //   - observe.go: gather, the one gatherer: every fact the pass needs, from
 //     the manager's cache (cache.go says what it holds), the mesh CA's
-//     issuer (read live) and the webhook endpoint;
+//     issuer (read live), the webhook endpoint, and which revisions are
+//     retired (read live);
 //   - plan.go, pure: decide (revision.Decide, with the data plane rollout
 //     for the routing observed), routingStage (what the last stages apply,
-//     from which revisions failed in the first), pruneSelection,
-//     rolloutFor, and settled, which says when a recount needs no full
+//     from which revisions failed in the first), confirmedUnused and
+//     pruneSelection, rolloutFor, and settled, which says when a recount needs no full
 //     pass; desired.go: the planner, which holds no client, renders
 //     everything the pass applies (desiredObjects);
 //   - apply.go: an applier, which holds a client.Writer only, executes the
 //     plan stage by stage (applyRevisions, applyRouting) through
 //     internal/apply, reading nothing and deciding nothing;
 //     meshca.go applies the mesh CA, workloads.go restarts workloads,
-//     cleanup.go prunes and deletes;
-//   - status.go, events.go, metrics.go: the report, built from the pass's facts.
+//     cleanup.go prunes (the applier too) and deletes;
+//   - status.go, events.go, metrics.go: the report, built from the pass's
+//     facts by finish; the order in which facts win in Ready, Reconciling
+//     and Stalled is one table, ladder.
 //
 // Pod, namespace and workload events trigger the recount (recount.go), a
 // controller of its own: it observes, decides, and when the cluster is
 // settled (plan.go) only reports the counts and carries the rollout on;
 // otherwise it asks for a full pass.
 //
-// Two reads stay outside gather, each where its answer must be fresh:
+// Whether a revision is still used is read in gather (observeRetired), live
+// from the API server, and only for a revision the injector and the routing
+// observed no longer send pods to: no pod can be injected by it after that
+// read. The plan prunes a revision only on such a pass (confirmedUnused),
+// which costs one pass more than the one that took the revision out, and
+// prune reads nothing.
+//
+// One read stays outside gather, where its answer must be fresh:
 // takeover.go asks the API server, by name, about the objects the plan
-// would create that the cache does not hold as the MeshInstall's; prune
-// asks it whether a revision is still used, after the apply that took the
-// revision out of the injector and the routing.
+// would create that the cache does not hold as the MeshInstall's.
 package meshinstall

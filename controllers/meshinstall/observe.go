@@ -2,6 +2,7 @@ package meshinstall
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -72,6 +73,13 @@ type observation struct {
 	// nodesWithoutNativeSidecars: some node's kubelet cannot run native
 	// sidecars (observeNodes), which decides spec.injection.nativeSidecars Auto.
 	nodesWithoutNativeSidecars bool
+	// retired are the revisions that, when the pass began, neither the
+	// injector nor the routing sent pods to, and that the API server itself
+	// (not the cache) said no running pod used and no namespace selected
+	// (observeRetired). Only those may be pruned (confirmedUnused). Full
+	// passes only; retiredErr says why a revision could not be checked.
+	retired    map[string]bool
+	retiredErr error
 }
 
 // observe reads what the MeshInstall owns, grouped by revision, where the
@@ -165,7 +173,45 @@ func (r *Reconciler) gather(ctx context.Context, mi *meshv1alpha1.MeshInstall) (
 		return nil, err
 	}
 	obs.endpoint, obs.endpointErr = r.WebhookEndpoint(ctx)
+	obs.retired, obs.retiredErr = r.observeRetired(ctx, obs)
 	return obs, nil
+}
+
+// observeRetired asks the API server, for each revision the cache already
+// finds unused (no running pod, nothing selecting it) and that the injector
+// and the routing observed no longer send pods to, whether a running pod
+// uses it or a namespace selects it. The read is live, and it follows the
+// observation of the injector and the routing without it: a pod created
+// after it cannot be injected by the revision, so a revision found unused
+// here stays unused. A revision the plan would prune but that was still in
+// the injector or the routing is confirmed a pass later, once the pass that
+// took it out has been observed.
+func (r *Reconciler) observeRetired(ctx context.Context, obs *observation) (map[string]bool, error) {
+	retired := map[string]bool{}
+	var errs []error
+	for _, name := range slices.Sorted(maps.Keys(obs.Revisions)) {
+		o := obs.Revisions[name]
+		if !obs.InventoryKnown || o.Pods > 0 || len(o.SelectedBy) > 0 || sendsPodsTo(obs, name) {
+			continue
+		}
+		inUse, err := r.revisionInUse(ctx, name)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		retired[name] = !inUse
+	}
+	return retired, errors.Join(errs...)
+}
+
+// sendsPodsTo reports whether the injector or the routing observed may
+// still have new pods injected by revision rev: an injector entry for it,
+// or the routing's tags pointing at it (active or canary).
+func sendsPodsTo(obs *observation, rev string) bool {
+	if obs.matcher.Serves(webhookconfig.TargetPath("rev", rev)) {
+		return true
+	}
+	return obs.Routing != nil && (obs.Routing.Active == rev || obs.Routing.Canary == rev)
 }
 
 // observeCertificateAuthority adds to obs what the pass needs of the mesh

@@ -99,7 +99,7 @@ func routesTowards(planned, observed *revision.Routing, failed map[string]bool) 
 // pruneSelection is what a pass prunes of what the MeshInstall owns
 // (obs.live): what it no longer wants, a removed gateway, a
 // PeerAuthentication whose field was unset, and the objects of a revision
-// the plan prunes once unused confirms no pod uses it. The objects of a
+// the plan prunes once unused (confirmedUnused) confirms no pod uses it. The objects of a
 // revision neither kept nor pruned are never touched, nor namespaces, which
 // are kept while the MeshInstall lives: they may hold users' objects.
 func pruneSelection(plan revision.Plan, want map[apply.Key]bool, obs *observation, unused map[string]bool) []client.Object {
@@ -114,6 +114,32 @@ func pruneSelection(plan revision.Plan, want map[apply.Key]bool, obs *observatio
 			continue
 		}
 		out = append(out, o)
+	}
+	return out
+}
+
+// confirmedUnused are the revisions the plan prunes whose objects go in
+// this pass: those gather found retired (observeRetired). The others wait
+// for the pass that observes them out of the injector and the routing.
+func confirmedUnused(plan revision.Plan, obs *observation) map[string]bool {
+	out := map[string]bool{}
+	for _, rev := range plan.Prune {
+		if obs.retired[rev] {
+			out[rev] = true
+		}
+	}
+	return out
+}
+
+// retiring are the revisions the plan prunes whose objects stay for now
+// (not confirmedUnused): status keeps reporting them, with when they were
+// last used, until they are gone.
+func retiring(plan revision.Plan, obs *observation) []string {
+	var out []string
+	for _, rev := range plan.Prune {
+		if !obs.retired[rev] {
+			out = append(out, rev)
+		}
 	}
 	return out
 }

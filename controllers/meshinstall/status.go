@@ -206,7 +206,26 @@ func (s *statusBuilder) recordPlan(mi *meshv1alpha1.MeshInstall) {
 		}
 		revs = append(revs, rs)
 	}
-	st.Revisions = revs
+	st.Revisions = append(revs, s.retiringStatus(st.Revisions)...)
+}
+
+// retiringStatus is what status keeps of the revisions the plan prunes but
+// whose objects stay until gather confirms them unused (retiring): as they
+// were reported, draining, with when they were last used, so that the next
+// pass judges them from the same time.
+func (s *statusBuilder) retiringStatus(before []meshv1alpha1.RevisionStatus) []meshv1alpha1.RevisionStatus {
+	var out []meshv1alpha1.RevisionStatus
+	for _, name := range retiring(*s.plan, s.obs) {
+		o := s.obs.Revisions[name]
+		rs := meshv1alpha1.RevisionStatus{Name: name, Version: o.ProxyVersion, ControlPlaneVersion: o.ControlPlaneVersion}
+		if i := slices.IndexFunc(before, func(r meshv1alpha1.RevisionStatus) bool { return r.Name == name }); i >= 0 {
+			rs = *before[i].DeepCopy()
+		}
+		rs.Role, rs.Weight = meshv1alpha1.RevisionDraining, 0
+		rs.Ready = available(o, rs.ControlPlaneVersion)
+		out = append(out, rs)
+	}
+	return out
 }
 
 // recordDataPlane reports the pods of each revision and the data plane counts.
@@ -215,9 +234,11 @@ func (s *statusBuilder) recordDataPlane(mi *meshv1alpha1.MeshInstall) {
 	for i := range st.Revisions {
 		r := &st.Revisions[i]
 		r.Pods = s.obs.Revisions[r.Name].Pods
-		r.LastUsedTime = nil
-		if since, ok := s.plan.UnusedSince[r.Name]; ok {
-			r.LastUsedTime = &since
+		if !slices.Contains(retiring(*s.plan, s.obs), r.Name) {
+			r.LastUsedTime = nil
+			if since, ok := s.plan.UnusedSince[r.Name]; ok {
+				r.LastUsedTime = &since
+			}
 		}
 		if !s.invErr {
 			r.UpToDatePods = min(s.inv.Revisions[r.Name].UpToDate, r.Pods)
@@ -281,91 +302,189 @@ func (s *statusBuilder) failed() bool { return s.outcome != nil && len(s.outcome
 
 func (s *statusBuilder) blocked() bool { return s.plan != nil && s.plan.Blocked }
 
-func (s *statusBuilder) stalled() metav1.Condition {
-	switch {
-	case s.refusal != nil:
-		return metav1.Condition{Type: meshv1alpha1.ConditionStalled, Status: metav1.ConditionTrue,
-			Reason: s.refusal.Reason, Message: s.refusal.Message}
-	case s.blocked():
-		return metav1.Condition{Type: meshv1alpha1.ConditionStalled, Status: metav1.ConditionTrue,
-			Reason: meshv1alpha1.ReasonControlPlaneNotAvailable, Message: s.plan.Message}
-	case s.caNotReady() != nil && s.ca.NeedsPerson:
-		ca := s.caNotReady()
-		return metav1.Condition{Type: meshv1alpha1.ConditionStalled, Status: metav1.ConditionTrue, Reason: ca.Reason, Message: ca.Message}
+// A rung of the ladder: a fact of the pass and what each of Ready,
+// Reconciling and Stalled says when it is the first fact that holds for
+// them. A nil verdict leaves that condition to a later rung.
+type rung struct {
+	fact                        string
+	holds                       func(s *statusBuilder) bool
+	ready, reconciling, stalled func(s *statusBuilder, err error) verdict
+}
+
+// verdict is a condition's status, reason and message.
+type verdict struct {
+	status          metav1.ConditionStatus
+	reason, message string
+}
+
+// ladder is the one order in which the facts of a pass win over each other in
+// Ready, Reconciling and Stalled: each condition takes the first rung that
+// holds and has a verdict for it. Suspension and a refused spec come first,
+// then what waits for the mesh CA, a pass that could not plan, a failed
+// write, a control plane past its deadline, and progress last.
+var ladder = []rung{{
+	fact:  "suspended",
+	holds: func(s *statusBuilder) bool { return s.suspend },
+	// Ready keeps what was last known (finish); suspension changes nothing in the cluster.
+	ready:       say(metav1.ConditionFalse, meshv1alpha1.ReasonSuspended, "spec.suspend is true"),
+	reconciling: say(metav1.ConditionFalse, meshv1alpha1.ReasonSuspended, "spec.suspend is true: nothing is reconciled"),
+}, {
+	fact:  "spec refused",
+	holds: func(s *statusBuilder) bool { return s.refusal != nil },
+	ready: func(s *statusBuilder, _ error) verdict {
+		return verdict{metav1.ConditionFalse, s.refusal.Reason, s.refusal.Message}
+	},
+	reconciling: func(s *statusBuilder, _ error) verdict {
+		return verdict{metav1.ConditionFalse, s.refusal.Reason, "waiting for the spec to be fixed"}
+	},
+	stalled: func(s *statusBuilder, _ error) verdict {
+		return verdict{metav1.ConditionTrue, s.refusal.Reason, s.refusal.Message}
+	},
+}, {
+	fact:        "held for the mesh CA, a write failed",
+	holds:       func(s *statusBuilder) bool { return s.caHeld() && s.failed() },
+	ready:       applyFailed(metav1.ConditionFalse),
+	reconciling: applyFailed(metav1.ConditionTrue),
+}, {
+	fact:        "held for the mesh CA, which needs a person",
+	holds:       func(s *statusBuilder) bool { return s.caHeld() && s.ca.NeedsPerson },
+	reconciling: caWaitsForPerson,
+}, {
+	fact:        "held for the mesh CA",
+	holds:       (*statusBuilder).caHeld,
+	ready:       caPending(metav1.ConditionFalse),
+	reconciling: caPending(metav1.ConditionTrue),
+}, {
+	fact:  "no plan",
+	holds: func(s *statusBuilder) bool { return s.plan == nil },
+	ready: func(_ *statusBuilder, err error) verdict {
+		return verdict{metav1.ConditionFalse, meshv1alpha1.ReasonProgressing, errMessage(err, "reconciling")}
+	},
+	reconciling: func(_ *statusBuilder, err error) verdict {
+		return verdict{metav1.ConditionTrue, meshv1alpha1.ReasonProgressing, errMessage(err, "retrying")}
+	},
+}, {
+	fact:        "a write failed",
+	holds:       (*statusBuilder).failed,
+	ready:       applyFailed(metav1.ConditionFalse),
+	reconciling: applyFailed(metav1.ConditionTrue),
+}, {
+	fact:  "control plane missed its deadline",
+	holds: (*statusBuilder).blocked,
+	ready: func(s *statusBuilder, _ error) verdict {
+		return verdict{metav1.ConditionFalse, meshv1alpha1.ReasonControlPlaneNotAvailable, s.plan.Message}
+	},
+	reconciling: func(s *statusBuilder, _ error) verdict {
+		return verdict{metav1.ConditionFalse, meshv1alpha1.ReasonControlPlaneNotAvailable, "waiting for a person: " + s.plan.Message}
+	},
+	stalled: func(s *statusBuilder, _ error) verdict {
+		return verdict{metav1.ConditionTrue, meshv1alpha1.ReasonControlPlaneNotAvailable, s.plan.Message}
+	},
+}, {
+	fact:  "installing, upgrading or pruning",
+	holds: func(s *statusBuilder) bool { return s.plan != nil && s.plan.Phase != revision.PhaseSteady },
+	reconciling: func(s *statusBuilder, _ error) verdict {
+		return verdict{metav1.ConditionTrue, phaseReason(s.plan.Phase), s.plan.Message}
+	},
+}, {
+	fact:        "mesh CA not issued, needs a person",
+	holds:       func(s *statusBuilder) bool { return s.caNotReady() != nil && s.ca.NeedsPerson },
+	ready:       caPending(metav1.ConditionFalse),
+	reconciling: caWaitsForPerson,
+	stalled:     caPending(metav1.ConditionTrue),
+}, {
+	fact:        "mesh CA not issued",
+	holds:       func(s *statusBuilder) bool { return s.caNotReady() != nil },
+	ready:       caPending(metav1.ConditionFalse),
+	reconciling: caPending(metav1.ConditionTrue),
+}, {
+	fact:  "active istiod not available",
+	holds: func(s *statusBuilder) bool { return !s.activeReady() },
+	ready: func(s *statusBuilder, _ error) verdict {
+		reason := phaseReason(s.plan.Phase)
+		if s.plan.Phase == revision.PhaseSteady || s.plan.Phase == revision.PhaseDraining {
+			reason = meshv1alpha1.ReasonControlPlaneNotReady
+		}
+		return verdict{metav1.ConditionFalse, reason,
+			fmt.Sprintf("istiod revision %s (%s) is not available yet", s.plan.Active.Name, s.plan.Active.Version)}
+	},
+	reconciling: say(metav1.ConditionTrue, meshv1alpha1.ReasonControlPlaneNotReady, "waiting for istiod to become available"),
+}, {
+	fact:  "done",
+	holds: func(*statusBuilder) bool { return true },
+	ready: func(s *statusBuilder, _ error) verdict {
+		return verdict{metav1.ConditionTrue, meshv1alpha1.ReasonReconcileSucceeded,
+			fmt.Sprintf("Istio %s is available (revision %s)", s.plan.Active.ProxyVersion, s.plan.Active.Name)}
+	},
+	reconciling: say(metav1.ConditionFalse, meshv1alpha1.ReasonReconcileSucceeded, "the control plane matches the spec"),
+	stalled:     say(metav1.ConditionFalse, meshv1alpha1.ReasonReconcileSucceeded, "no action needed from a person"),
+}}
+
+func say(status metav1.ConditionStatus, reason, message string) func(*statusBuilder, error) verdict {
+	return func(*statusBuilder, error) verdict { return verdict{status, reason, message} }
+}
+
+func applyFailed(status metav1.ConditionStatus) func(*statusBuilder, error) verdict {
+	return func(s *statusBuilder, _ error) verdict {
+		return verdict{status, meshv1alpha1.ReasonApplyFailed, s.outcome.err().Error()}
 	}
-	return metav1.Condition{Type: meshv1alpha1.ConditionStalled, Status: metav1.ConditionFalse,
-		Reason: meshv1alpha1.ReasonReconcileSucceeded, Message: "no action needed from a person"}
+}
+
+// caPending repeats CertificateAuthorityReady's reason and message.
+func caPending(status metav1.ConditionStatus) func(*statusBuilder, error) verdict {
+	return func(s *statusBuilder, _ error) verdict {
+		ca := s.caNotReady()
+		return verdict{status, ca.Reason, ca.Message}
+	}
+}
+
+func caWaitsForPerson(s *statusBuilder, _ error) verdict {
+	ca := s.caNotReady()
+	return verdict{metav1.ConditionFalse, ca.Reason, "waiting for a person: " + ca.Message}
+}
+
+// climb returns the condition of type t from the first rung of the ladder
+// that holds and has a verdict for t.
+func (s *statusBuilder) climb(t string, err error) metav1.Condition {
+	for _, r := range ladder {
+		decide := r.verdictFor(t)
+		if decide == nil || !r.holds(s) {
+			continue
+		}
+		v := decide(s, err)
+		return metav1.Condition{Type: t, Status: v.status, Reason: v.reason, Message: v.message}
+	}
+	panic("status ladder has no last rung for " + t)
+}
+
+func (r rung) verdictFor(t string) func(*statusBuilder, error) verdict {
+	switch t {
+	case meshv1alpha1.ConditionReady:
+		return r.ready
+	case meshv1alpha1.ConditionReconciling:
+		return r.reconciling
+	case meshv1alpha1.ConditionStalled:
+		return r.stalled
+	}
+	return nil
+}
+
+func (s *statusBuilder) stalled() metav1.Condition {
+	return s.climb(meshv1alpha1.ConditionStalled, nil)
 }
 
 func (s *statusBuilder) reconciling(err error) metav1.Condition {
-	c := metav1.Condition{Type: meshv1alpha1.ConditionReconciling}
-	switch {
-	case s.suspend:
-		c.Status, c.Reason, c.Message = metav1.ConditionFalse, meshv1alpha1.ReasonSuspended, "spec.suspend is true: nothing is reconciled"
-	case s.refusal != nil:
-		c.Status, c.Reason, c.Message = metav1.ConditionFalse, s.refusal.Reason, "waiting for the spec to be fixed"
-	case s.caHeld() && s.failed():
-		c.Status, c.Reason, c.Message = metav1.ConditionTrue, meshv1alpha1.ReasonApplyFailed, s.outcome.err().Error()
-	case s.caHeld() && s.ca.NeedsPerson:
-		c.Status, c.Reason, c.Message = metav1.ConditionFalse, s.caNotReady().Reason, "waiting for a person: "+s.caNotReady().Message
-	case s.caHeld():
-		c.Status, c.Reason, c.Message = metav1.ConditionTrue, s.caNotReady().Reason, s.caNotReady().Message
-	case s.plan == nil:
-		c.Status, c.Reason, c.Message = metav1.ConditionTrue, meshv1alpha1.ReasonProgressing, errMessage(err, "retrying")
-	case s.failed():
-		c.Status, c.Reason, c.Message = metav1.ConditionTrue, meshv1alpha1.ReasonApplyFailed, s.outcome.err().Error()
-	case s.blocked():
-		c.Status, c.Reason, c.Message = metav1.ConditionFalse, meshv1alpha1.ReasonControlPlaneNotAvailable, "waiting for a person: "+s.plan.Message
-	case s.plan.Phase != revision.PhaseSteady:
-		c.Status, c.Reason, c.Message = metav1.ConditionTrue, phaseReason(s.plan.Phase), s.plan.Message
-	case s.caNotReady() != nil:
-		ca := s.caNotReady()
-		c.Status, c.Reason, c.Message = metav1.ConditionTrue, ca.Reason, ca.Message
-		if s.ca.NeedsPerson {
-			c.Status, c.Message = metav1.ConditionFalse, "waiting for a person: "+ca.Message
-		}
-	case !s.activeReady():
-		c.Status, c.Reason, c.Message = metav1.ConditionTrue, meshv1alpha1.ReasonControlPlaneNotReady, "waiting for istiod to become available"
-	default:
-		c.Status, c.Reason, c.Message = metav1.ConditionFalse, meshv1alpha1.ReasonReconcileSucceeded, "the control plane matches the spec"
-	}
-	return c
+	return s.climb(meshv1alpha1.ConditionReconciling, err)
 }
 
 func (s *statusBuilder) ready(mi *meshv1alpha1.MeshInstall, err error) metav1.Condition {
-	c := metav1.Condition{Type: meshv1alpha1.ConditionReady, Status: metav1.ConditionFalse}
-	switch {
-	case s.suspend:
+	if s.suspend {
 		// Keep what was last known; suspension changes nothing in the cluster.
 		if old := meta.FindStatusCondition(mi.Status.Conditions, meshv1alpha1.ConditionReady); old != nil {
 			return *old
 		}
-		c.Reason, c.Message = meshv1alpha1.ReasonSuspended, "spec.suspend is true"
-	case s.refusal != nil:
-		c.Reason, c.Message = s.refusal.Reason, s.refusal.Message
-	case s.caHeld() && s.failed():
-		c.Reason, c.Message = meshv1alpha1.ReasonApplyFailed, s.outcome.err().Error()
-	case s.caHeld():
-		c.Reason, c.Message = s.caNotReady().Reason, s.caNotReady().Message
-	case s.plan == nil:
-		c.Reason, c.Message = meshv1alpha1.ReasonProgressing, errMessage(err, "reconciling")
-	case s.failed():
-		c.Reason, c.Message = meshv1alpha1.ReasonApplyFailed, s.outcome.err().Error()
-	case s.blocked():
-		c.Reason, c.Message = meshv1alpha1.ReasonControlPlaneNotAvailable, s.plan.Message
-	case s.caNotReady() != nil:
-		c.Reason, c.Message = s.caNotReady().Reason, s.caNotReady().Message
-	case !s.activeReady():
-		c.Reason = phaseReason(s.plan.Phase)
-		if s.plan.Phase == revision.PhaseSteady || s.plan.Phase == revision.PhaseDraining {
-			c.Reason = meshv1alpha1.ReasonControlPlaneNotReady
-		}
-		c.Message = fmt.Sprintf("istiod revision %s (%s) is not available yet", s.plan.Active.Name, s.plan.Active.Version)
-	default:
-		c.Status, c.Reason = metav1.ConditionTrue, meshv1alpha1.ReasonReconcileSucceeded
-		c.Message = fmt.Sprintf("Istio %s is available (revision %s)", s.plan.Active.ProxyVersion, s.plan.Active.Name)
 	}
-	return c
+	return s.climb(meshv1alpha1.ConditionReady, err)
 }
 
 func (s *statusBuilder) upgrading() metav1.Condition {

@@ -1,6 +1,8 @@
 // Package inject builds the Envoy sidecar of an Istio revision into a pod, the
 // way Istio's own injector does for the same version and settings, with typed
-// Go instead of text templates.
+// Go instead of text templates. The patch the webhook answers with, and the
+// JSON written into the pod, are podpatch's; shared.go registers the values
+// every injection shares with it.
 package inject
 
 import (

@@ -2,11 +2,12 @@ package inject
 
 import (
 	"cmp"
-	"strconv"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+
+	"github.com/meshkeeper/meshkeeper/internal/inject/podpatch"
 )
 
 // Environment variables of istio-proxy Istio's injector sets or reads.
@@ -140,7 +141,7 @@ func (in *injection) podPorts() string {
 				b = append(b, ',')
 			}
 			first = false
-			b = appendPortJSON(b, &c.Ports[i])
+			b = podpatch.AppendContainerPort(b, &c.Ports[i])
 		}
 	}
 	var userProxy *corev1.Container
@@ -157,32 +158,6 @@ func (in *injection) podPorts() string {
 	}
 	b = append(b, "\n]"...)
 	return string(b)
-}
-
-// appendPortJSON appends p as encoding/json would marshal it.
-func appendPortJSON(b []byte, p *corev1.ContainerPort) []byte {
-	b = append(b, '{')
-	if p.Name != "" {
-		b = append(b, `"name":`...)
-		b = appendJSONString(b, p.Name)
-		b = append(b, ',')
-	}
-	if p.HostPort != 0 {
-		b = append(b, `"hostPort":`...)
-		b = strconv.AppendInt(b, int64(p.HostPort), 10)
-		b = append(b, ',')
-	}
-	b = append(b, `"containerPort":`...)
-	b = strconv.AppendInt(b, int64(p.ContainerPort), 10)
-	if p.Protocol != "" {
-		b = append(b, `,"protocol":`...)
-		b = appendJSONString(b, string(p.Protocol))
-	}
-	if p.HostIP != "" {
-		b = append(b, `,"hostIP":`...)
-		b = appendJSONString(b, p.HostIP)
-	}
-	return append(b, '}')
 }
 
 // Sources of the downward API variables, shared by every injected pod: they

@@ -2,16 +2,12 @@ package inject
 
 import (
 	"encoding/json"
-	"math/rand"
-	"reflect"
-	"strings"
 	"testing"
 
 	jsonpatch "github.com/evanphx/json-patch/v5"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
-	"k8s.io/apimachinery/pkg/util/intstr"
-	"sigs.k8s.io/randfill"
+
+	"github.com/meshkeeper/meshkeeper/internal/inject/podpatch"
 )
 
 // applyPatch applies a JSON patch to the pod's JSON and decodes the result.
@@ -42,7 +38,9 @@ func mustJSON(t *testing.T, v any) []byte {
 }
 
 // TestPatchReproducesGoldens applies the patch of every golden case to the
-// input pod's JSON: the result must be the injected pod.
+// input pod's JSON: the result must be the injected pod. The injected pods
+// hold the shared values registered with podpatch (shared.go), so their
+// shared encodings are checked too.
 func TestPatchReproducesGoldens(t *testing.T) {
 	for _, gc := range goldenCases() {
 		t.Run(gc.name, func(t *testing.T) {
@@ -51,7 +49,7 @@ func TestPatchReproducesGoldens(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			patch, err := CreatePatch(in, out)
+			patch, err := podpatch.CreatePatch(in, out)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -60,107 +58,5 @@ func TestPatchReproducesGoldens(t *testing.T) {
 				t.Errorf("patched pod differs from the injected pod:\n%s", lineDiff(string(podYAML(t, out)), string(podYAML(t, got))))
 			}
 		})
-	}
-}
-
-func TestCreatePatch(t *testing.T) {
-	probe := func(port int32) *corev1.Probe {
-		return &corev1.Probe{ProbeHandler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(port)}}, PeriodSeconds: 5}
-	}
-	rewritten := &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/app-health/a/readyz", Port: intstr.FromInt32(15020)}}, PeriodSeconds: 5}
-	cases := []struct {
-		name    string
-		a, b    corev1.Pod
-		wantOps []string
-	}{
-		{
-			name: "unchanged pod, empty patch",
-			a:    corev1.Pod{Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "a"}}}},
-			b:    corev1.Pod{Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "a"}}}},
-		},
-		{
-			name: "labels added to a pod without labels, annotation keys escaped",
-			a:    corev1.Pod{},
-			b:    corev1.Pod{},
-			wantOps: []string{
-				`{"op":"add","path":"/metadata/labels","value":{"x":"1"}}`,
-				`{"op":"add","path":"/metadata/annotations/a~1b~0c","value":"v"}`,
-				`{"op":"remove","path":"/metadata/annotations/gone"}`,
-			},
-		},
-		{
-			name: "containers inserted around kept ones; probe handler swapped in place",
-			a:    corev1.Pod{Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "a", ReadinessProbe: probe(80)}, {Name: "b"}}}},
-			b:    corev1.Pod{Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "x"}, {Name: "a", ReadinessProbe: rewritten}, {Name: "b"}, {Name: "y"}}}},
-			wantOps: []string{
-				`{"op":"add","path":"/spec/containers/0","value":{"name":"x","resources":{}}}`,
-				`{"op":"add","path":"/spec/containers/1/readinessProbe/httpGet","value":{"path":"/app-health/a/readyz","port":15020}}`,
-				`{"op":"remove","path":"/spec/containers/1/readinessProbe/tcpSocket"}`,
-				`{"op":"add","path":"/spec/containers/3","value":{"name":"y","resources":{}}}`,
-			},
-		},
-		{
-			name: "a container that moved list is removed and re-added",
-			a:    corev1.Pod{Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app"}, {Name: "istio-proxy", Image: "auto"}}}},
-			b: corev1.Pod{Spec: corev1.PodSpec{
-				InitContainers: []corev1.Container{{Name: "istio-proxy", Image: "proxyv2"}},
-				Containers:     []corev1.Container{{Name: "app"}},
-			}},
-			wantOps: []string{
-				`{"op":"add","path":"/spec/initContainers","value":[{"name":"istio-proxy","image":"proxyv2","resources":{}}]}`,
-				`{"op":"remove","path":"/spec/containers/1"}`,
-			},
-		},
-	}
-	cases[1].a.Annotations = map[string]string{"gone": "1", "kept": "2"}
-	cases[1].b.Labels = map[string]string{"x": "1"}
-	cases[1].b.Annotations = map[string]string{"a/b~c": "v", "kept": "2"}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			patch, err := CreatePatch(&tc.a, &tc.b)
-			if err != nil {
-				t.Fatal(err)
-			}
-			want := "[" + strings.Join(tc.wantOps, ",") + "]"
-			if string(patch) != want {
-				t.Errorf("patch:\n got %s\nwant %s", patch, want)
-			}
-			got := applyPatch(t, mustJSON(t, &tc.a), patch)
-			if g, w := mustJSON(t, got), mustJSON(t, &tc.b); string(g) != string(w) {
-				t.Errorf("patched pod:\n got %s\nwant %s", g, w)
-			}
-		})
-	}
-}
-
-// TestEqualBesidesProbes checks the fast comparison against reflect.DeepEqual
-// on random containers, and that it knows every field of corev1.Container.
-func TestEqualBesidesProbes(t *testing.T) {
-	if n := reflect.TypeOf(corev1.Container{}).NumField(); n != 25 {
-		t.Fatalf("corev1.Container has %d fields, equalBesidesProbes compares 25: update it", n)
-	}
-	f := randfill.New().RandSource(rand.NewSource(2)).NilChance(0.3).NumElements(0, 2).MaxDepth(6).Funcs(
-		func(q *resource.Quantity, c randfill.Continue) {
-			*q = *resource.NewQuantity(int64(c.Uint64()%100), resource.DecimalSI)
-		},
-	)
-	withoutProbes := func(c corev1.Container) corev1.Container {
-		c.ReadinessProbe, c.LivenessProbe, c.StartupProbe, c.Lifecycle = nil, nil, nil, nil
-		return c
-	}
-	fields := reflect.TypeOf(corev1.Container{}).NumField()
-	for i := 0; i < 100*(fields+1); i++ {
-		var a corev1.Container
-		f.Fill(&a)
-		b := *a.DeepCopy()
-		// Refill one field of b in turn (every field is reached), or nothing.
-		if k := i % (fields + 1); k < fields {
-			f.Fill(reflect.ValueOf(&b).Elem().Field(k).Addr().Interface())
-		}
-		wa, wb := withoutProbes(a), withoutProbes(b)
-		want := reflect.DeepEqual(&wa, &wb)
-		if got := equalBesidesProbes(&a, &b); got != want {
-			t.Fatalf("case %d: equalBesidesProbes = %v, reflect.DeepEqual = %v", i, got, want)
-		}
 	}
 }

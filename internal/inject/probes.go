@@ -1,22 +1,17 @@
 package inject
 
 import (
-	"maps"
-	"slices"
 	"strconv"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/meshkeeper/meshkeeper/internal/inject/podpatch"
 )
 
 // prober is one application probe pilot-agent runs on the kubelet's behalf,
 // an entry of ISTIO_KUBE_APP_PROBERS.
-type prober struct {
-	HTTPGet        *corev1.HTTPGetAction   `json:"httpGet,omitempty"`
-	TCPSocket      *corev1.TCPSocketAction `json:"tcpSocket,omitempty"`
-	GRPC           *corev1.GRPCAction      `json:"grpc,omitempty"`
-	TimeoutSeconds int32                   `json:"timeoutSeconds,omitempty"`
-}
+type prober = podpatch.AppProber
 
 // probeKind is one of the probes and lifecycle hooks Istio rewrites, with the
 // agent path it is rewritten to.
@@ -67,7 +62,7 @@ func (in *injection) rewriteProbes() {
 		collectProbers(&in.pod.Spec.Containers[i], meshPort, port, probers)
 	}
 	if len(probers) > 0 {
-		if js, err := appendProbers(nil, probers); err == nil {
+		if js, err := podpatch.AppendAppProbers(nil, probers); err == nil {
 			proxy.Env = append(proxy.Env, corev1.EnvVar{Name: envAppProbers, Value: string(js)})
 		}
 	}
@@ -77,30 +72,6 @@ func (in *injection) rewriteProbes() {
 	for i := range in.pod.Spec.InitContainers {
 		rewriteContainerProbes(&in.pod.Spec.InitContainers[i], port)
 	}
-}
-
-// appendProbers encodes ISTIO_KUBE_APP_PROBERS as encoding/json would.
-func appendProbers(b []byte, probers map[string]*prober) ([]byte, error) {
-	o := beginObject(b)
-	for _, k := range slices.Sorted(maps.Keys(probers)) {
-		p := probers[k]
-		o.mapKey(k)
-		o.value(func(b []byte) ([]byte, error) {
-			e := beginObject(b)
-			if p.HTTPGet != nil {
-				e.sub("httpGet", func(b []byte) ([]byte, error) { return appendHTTPGet(b, p.HTTPGet) })
-			}
-			if p.TCPSocket != nil {
-				e.sub("tcpSocket", func(b []byte) ([]byte, error) { return appendTCPSocket(b, p.TCPSocket) })
-			}
-			if p.GRPC != nil {
-				e.sub("grpc", func(b []byte) ([]byte, error) { return appendGRPC(b, p.GRPC) })
-			}
-			e.intOmit("timeoutSeconds", int64(p.TimeoutSeconds))
-			return e.end()
-		})
-	}
-	return o.end()
 }
 
 // rewriteEnabled is sidecar.istio.io/rewriteAppHTTPProbers, or the

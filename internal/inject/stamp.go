@@ -2,6 +2,8 @@ package inject
 
 import (
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/meshkeeper/meshkeeper/internal/inject/podpatch"
 )
 
 // stamp records the injection on the pod: Istio's sidecar.istio.io/status
@@ -33,7 +35,7 @@ func statusJSON(t *rendered, revision string) string {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = appendJSONString(b, name(i))
+			b = podpatch.AppendString(b, name(i))
 		}
 		b = append(b, ']')
 	}
@@ -46,7 +48,7 @@ func statusJSON(t *rendered, revision string) string {
 	b = append(b, ',')
 	names("imagePullSecrets", len(t.imagePullSecrets), func(i int) string { return t.imagePullSecrets[i].Name })
 	b = append(b, `,"revision":`...)
-	b = appendJSONString(b, revision)
+	b = podpatch.AppendString(b, revision)
 	b = append(b, '}')
 	return string(b)
 }

@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/Masterminds/semver/v3"
+
+	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
 )
 
 // Release is one supported Istio minor version and what meshkeeper does
@@ -136,7 +138,7 @@ const (
 // SkewError says an upgrade breaks a version rule. Rule names the rule for
 // condition reasons.
 type SkewError struct {
-	Rule    string // one of the api/v1alpha1 Reason* constants' values
+	Rule    string // meshv1alpha1.ReasonDowngradeNotAllowed or ReasonVersionSkewTooLarge
 	Message string
 }
 
@@ -146,11 +148,11 @@ func (e *SkewError) Error() string { return e.Message }
 // place is not allowed: a downgrade, or more than one minor up.
 func CheckInPlace(from, to Version) error {
 	if to.Compare(from) < 0 {
-		return &SkewError{Rule: "DowngradeNotAllowed", Message: fmt.Sprintf(
+		return &SkewError{Rule: meshv1alpha1.ReasonDowngradeNotAllowed, Message: fmt.Sprintf(
 			"spec.version: in-place downgrade from %s to %s is not allowed; use updateStrategy.type Canary to move to an older version", from, to)}
 	}
 	if from.semver.Major() != to.semver.Major() || to.Minor()-from.Minor() > MaxInPlaceMinorSkew {
-		return &SkewError{Rule: "VersionSkewTooLarge", Message: fmt.Sprintf(
+		return &SkewError{Rule: meshv1alpha1.ReasonVersionSkewTooLarge, Message: fmt.Sprintf(
 			"spec.version: in-place upgrade from %s to %s skips more than %d minor version; upgrade one minor at a time or use updateStrategy.type Canary (at most %d minors)",
 			from, to, MaxInPlaceMinorSkew, MaxCanaryMinorSkew)}
 	}
@@ -165,7 +167,7 @@ func CheckCanary(from, to Version) error {
 		d = -d
 	}
 	if from.semver.Major() != to.semver.Major() || d > MaxCanaryMinorSkew {
-		return &SkewError{Rule: "VersionSkewTooLarge", Message: fmt.Sprintf(
+		return &SkewError{Rule: meshv1alpha1.ReasonVersionSkewTooLarge, Message: fmt.Sprintf(
 			"spec.version: canary from %s to %s spans more than %d minor versions", from, to, MaxCanaryMinorSkew)}
 	}
 	return nil

@@ -1,4 +1,4 @@
-package inject
+package podpatch
 
 import (
 	corev1 "k8s.io/api/core/v1"

@@ -1,4 +1,4 @@
-package inject
+package podpatch
 
 import (
 	"encoding/json"
@@ -38,13 +38,13 @@ func (o *jsonObject) mapKey(k string) {
 		o.b = append(o.b, ',')
 	}
 	o.first = false
-	o.b = appendJSONString(o.b, k)
+	o.b = AppendString(o.b, k)
 	o.b = append(o.b, ':')
 }
 
 func (o *jsonObject) str(k, v string) {
 	o.key(k)
-	o.b = appendJSONString(o.b, v)
+	o.b = AppendString(o.b, v)
 }
 
 func (o *jsonObject) strOmit(k, v string) {
@@ -100,7 +100,7 @@ func (o *jsonObject) strings(k string, v []string) {
 		if i > 0 {
 			o.b = append(o.b, ',')
 		}
-		o.b = appendJSONString(o.b, s)
+		o.b = AppendString(o.b, s)
 	}
 	o.b = append(o.b, ']')
 }
@@ -115,7 +115,7 @@ func (o *jsonObject) capabilities(k string, v []corev1.Capability) {
 		if i > 0 {
 			o.b = append(o.b, ',')
 		}
-		o.b = appendJSONString(o.b, string(c))
+		o.b = AppendString(o.b, string(c))
 	}
 	o.b = append(o.b, ']')
 }
@@ -184,9 +184,9 @@ func appendStringMap(b []byte, m map[string]string) []byte {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendJSONString(b, k)
+		b = AppendString(b, k)
 		b = append(b, ':')
-		b = appendJSONString(b, m[k])
+		b = AppendString(b, m[k])
 	}
 	return append(b, '}')
 }
@@ -202,9 +202,9 @@ var jsonSafe = func() (t [256]bool) {
 	return t
 }()
 
-// appendJSONString appends s as a JSON string, escaped as encoding/json
+// AppendString appends s as a JSON string, escaped as encoding/json
 // escapes it (including <, > and &, and invalid UTF-8 as U+FFFD).
-func appendJSONString(b []byte, s string) []byte {
+func AppendString(b []byte, s string) []byte {
 	b = append(b, '"')
 	b = appendJSONStringContent(b, s)
 	return append(b, '"')

@@ -1,4 +1,4 @@
-package webhooks
+package fuzzbudget
 
 import (
 	"syscall"

@@ -1,4 +1,4 @@
-package inject
+package podpatch
 
 import (
 	"sort"
@@ -30,7 +30,7 @@ func appendQuantity(b []byte, q *resource.Quantity) ([]byte, error) {
 
 func appendIntOrString(b []byte, v *intstr.IntOrString) []byte {
 	if v.Type == intstr.String {
-		return appendJSONString(b, v.StrVal)
+		return AppendString(b, v.StrVal)
 	}
 	return strconv.AppendInt(b, int64(v.IntVal), 10)
 }
@@ -46,7 +46,7 @@ func appendResourceList(b []byte, l corev1.ResourceList) ([]byte, error) {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendJSONString(b, k)
+		b = AppendString(b, k)
 		b = append(b, ':')
 		q := l[corev1.ResourceName(k)]
 		var err error
@@ -69,7 +69,7 @@ func appendContainer(b []byte, c *corev1.Container) ([]byte, error) {
 			if b, ok := cachedListJSON(b, c.Ports); ok {
 				return b, nil
 			}
-			return appendList(b, c.Ports, func(b []byte, p *corev1.ContainerPort) ([]byte, error) { return appendPortJSON(b, p), nil })
+			return appendList(b, c.Ports, func(b []byte, p *corev1.ContainerPort) ([]byte, error) { return AppendContainerPort(b, p), nil })
 		})
 	}
 	if len(c.EnvFrom) > 0 {
@@ -269,7 +269,7 @@ func appendGRPC(b []byte, a *corev1.GRPCAction) ([]byte, error) {
 	if a.Service == nil {
 		o.b = append(o.b, "null"...)
 	} else {
-		o.b = appendJSONString(o.b, *a.Service)
+		o.b = AppendString(o.b, *a.Service)
 	}
 	if a.Mode != nil {
 		o.str("mode", string(*a.Mode))
@@ -347,4 +347,30 @@ func appendSecurityContext(b []byte, s *corev1.SecurityContext) ([]byte, error) 
 		o.std("appArmorProfile", s.AppArmorProfile)
 	}
 	return o.end()
+}
+
+// AppendContainerPort appends p as encoding/json would marshal it.
+func AppendContainerPort(b []byte, p *corev1.ContainerPort) []byte {
+	b = append(b, '{')
+	if p.Name != "" {
+		b = append(b, `"name":`...)
+		b = AppendString(b, p.Name)
+		b = append(b, ',')
+	}
+	if p.HostPort != 0 {
+		b = append(b, `"hostPort":`...)
+		b = strconv.AppendInt(b, int64(p.HostPort), 10)
+		b = append(b, ',')
+	}
+	b = append(b, `"containerPort":`...)
+	b = strconv.AppendInt(b, int64(p.ContainerPort), 10)
+	if p.Protocol != "" {
+		b = append(b, `,"protocol":`...)
+		b = AppendString(b, string(p.Protocol))
+	}
+	if p.HostIP != "" {
+		b = append(b, `,"hostIP":`...)
+		b = AppendString(b, p.HostIP)
+	}
+	return append(b, '}')
 }

@@ -1,7 +1,6 @@
-package webhooks
+package admission
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -10,13 +9,11 @@ import (
 	"strings"
 	"testing"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/runtime/schema"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
+	"github.com/meshkeeper/meshkeeper/internal/fuzzbudget"
 	"github.com/meshkeeper/meshkeeper/internal/render"
 	"github.com/meshkeeper/meshkeeper/internal/revision"
 	"github.com/meshkeeper/meshkeeper/internal/version"
@@ -24,9 +21,9 @@ import (
 
 // FuzzMeshInstallValidator sends the sample MeshInstall, with fuzzed
 // versions, update strategy and spec.overlays (those the CRD's schema lets
-// through to the webhook), through the validating webhook: as a new
+// through to the webhook), through the validating webhook's rules: as a new
 // MeshInstall, and as an update of a mesh running the old version. Every
-// call must stay within callBounded's budget and never panic, and
+// call must stay within fuzzbudget.Call's budget and never panic, and
 //   - a refusal names the field it refuses (spec.…);
 //   - an accepted MeshInstall renders, as the reconciler renders it (with
 //     classic or native sidecars): what admission accepts is what is applied;
@@ -59,8 +56,6 @@ func FuzzMeshInstallValidator(f *testing.F) {
 	} {
 		f.Add(s.from, s.to, s.canary, []byte(s.overlays))
 	}
-	validator := &MeshInstallValidator{Reader: noMeshInstalls{}}
-	ctx := context.Background()
 	f.Fuzz(func(t *testing.T, from, to string, canary bool, overlaysJSON []byte) {
 		overlays, ok := overlaysTheSchemaAdmits(overlaysJSON)
 		if !ok {
@@ -74,12 +69,12 @@ func FuzzMeshInstallValidator(f *testing.F) {
 		created := base.DeepCopy()
 		created.Spec.Version, created.Spec.UpdateStrategy.Type, created.Spec.Overlays = to, strategy, overlays
 		var err error
-		callBounded(t, "ValidateCreate", func() { _, err = validator.ValidateCreate(ctx, created) })
+		fuzzbudget.Call(t, "ValidateCreate", func() { err = ValidateCreate(created, nil, Namespaces{}) })
 		if err != nil {
 			requireNamesAField(t, err)
 		} else {
 			requireRenders(t, created)
-			requireAcceptedAfterStoring(t, validator, created)
+			requireAcceptedAfterStoring(t, created)
 		}
 
 		if _, err := version.Parse(from); err != nil {
@@ -93,7 +88,7 @@ func FuzzMeshInstallValidator(f *testing.F) {
 		}
 		updated := old.DeepCopy()
 		updated.Spec.Version, updated.Spec.Overlays = to, overlays
-		callBounded(t, "ValidateUpdate", func() { _, err = validator.ValidateUpdate(ctx, old, updated) })
+		fuzzbudget.Call(t, "ValidateUpdate", func() { _, err = ValidateUpdate(old, updated, Namespaces{}) })
 		if err != nil {
 			requireNamesAField(t, err)
 		}
@@ -108,7 +103,7 @@ func FuzzMeshInstallValidator(f *testing.F) {
 // sampleMeshInstall is config/samples' MeshInstall as the API server stores
 // it: with the CRD's defaults that the validator relies on.
 func sampleMeshInstall(t testing.TB) *meshv1alpha1.MeshInstall {
-	b, err := os.ReadFile("../config/samples/mesh_v1alpha1_meshinstall.yaml")
+	b, err := os.ReadFile("../../config/samples/mesh_v1alpha1_meshinstall.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,6 +166,10 @@ func overlaysTheSchemaAdmits(raw []byte) ([]meshv1alpha1.Overlay, bool) {
 	return overlays, true
 }
 
+// namesAField matches a refusal that says which field is wrong, as the API
+// server shows it to the user: spec.version, spec.overlays[0], ….
+var namesAField = regexp.MustCompile(`\bspec\.[a-zA-Z]+`)
+
 func requireNamesAField(t *testing.T, err error) {
 	t.Helper()
 	if !namesAField.MatchString(err.Error()) {
@@ -189,7 +188,7 @@ func requireRenders(t *testing.T, mi *meshv1alpha1.MeshInstall) {
 	}
 	for _, classic := range []bool{false, true} {
 		var err error
-		callBounded(t, "rendering", func() {
+		fuzzbudget.Call(t, "rendering", func() {
 			_, _, err = revision.Render(mi, plan, plan.Active, render.CertificateAuthorityOf(mi), classic)
 		})
 		if err != nil {
@@ -201,7 +200,7 @@ func requireRenders(t *testing.T, mi *meshv1alpha1.MeshInstall) {
 // requireAcceptedAfterStoring sends an accepted MeshInstall through JSON,
 // as the API server stores it and the webhook later reads it, and validates
 // it again.
-func requireAcceptedAfterStoring(t *testing.T, v *MeshInstallValidator, mi *meshv1alpha1.MeshInstall) {
+func requireAcceptedAfterStoring(t *testing.T, mi *meshv1alpha1.MeshInstall) {
 	t.Helper()
 	b, err := json.Marshal(mi)
 	if err != nil {
@@ -211,7 +210,7 @@ func requireAcceptedAfterStoring(t *testing.T, v *MeshInstallValidator, mi *mesh
 	if err := kjson.UnmarshalCaseSensitivePreserveInts(b, stored); err != nil {
 		t.Fatalf("an accepted MeshInstall does not decode: %v", err)
 	}
-	callBounded(t, "ValidateCreate", func() { _, err = v.ValidateCreate(context.Background(), stored) })
+	fuzzbudget.Call(t, "ValidateCreate", func() { err = ValidateCreate(stored, nil, Namespaces{}) })
 	if err != nil {
 		t.Fatalf("accepted, then refused once stored: %v\n%s", err, b)
 	}
@@ -235,15 +234,4 @@ func upgradeRulesAllow(from, to string, canary bool) bool {
 	default:
 		return version.CheckInPlace(fromV, toV) == nil
 	}
-}
-
-// noMeshInstalls is a cluster holding no MeshInstall yet.
-type noMeshInstalls struct{}
-
-func (noMeshInstalls) Get(_ context.Context, key client.ObjectKey, _ client.Object, _ ...client.GetOption) error {
-	return apierrors.NewNotFound(schema.GroupResource{Group: meshv1alpha1.GroupVersion.Group, Resource: "meshinstalls"}, key.Name)
-}
-
-func (noMeshInstalls) List(context.Context, client.ObjectList, ...client.ListOption) error {
-	return nil
 }

@@ -1,7 +1,6 @@
-package revision
+package admission
 
 import (
-	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -10,8 +9,28 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
-	"github.com/meshkeeper/meshkeeper/internal/refusal"
 )
+
+var t0 = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+
+type miOpt func(*meshv1alpha1.MeshInstall)
+
+func meshInstall(v string, opts ...miOpt) *meshv1alpha1.MeshInstall {
+	mi := &meshv1alpha1.MeshInstall{Spec: meshv1alpha1.MeshInstallSpec{
+		Version: v, UpdateStrategy: meshv1alpha1.UpdateStrategy{Type: meshv1alpha1.UpdateStrategyInPlace},
+	}}
+	for _, o := range opts {
+		o(mi)
+	}
+	return mi
+}
+
+func canary(steps ...int32) miOpt {
+	return func(mi *meshv1alpha1.MeshInstall) {
+		mi.Spec.UpdateStrategy.Type = meshv1alpha1.UpdateStrategyCanary
+		mi.Spec.UpdateStrategy.Canary = &meshv1alpha1.CanaryStrategy{Steps: steps, StepInterval: &metav1.Duration{Duration: time.Minute}}
+	}
+}
 
 func TestValidateCreate(t *testing.T) {
 	other := meshv1alpha1.MeshInstall{ObjectMeta: metav1.ObjectMeta{Name: "first"}}
@@ -35,7 +54,7 @@ func TestValidateCreate(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			err := ValidateCreate(tc.mi, tc.others)
+			err := ValidateCreate(tc.mi, tc.others, Namespaces{})
 			if tc.wantErr == "" && err != nil {
 				t.Fatalf("refused: %v", err)
 			}
@@ -108,7 +127,7 @@ func TestValidateUpdate(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			err := ValidateUpdate(tc.old, tc.new)
+			_, err := ValidateUpdate(tc.old, tc.new, Namespaces{})
 			if tc.wantErr == "" && err != nil {
 				t.Fatalf("refused: %v", err)
 			}
@@ -131,18 +150,18 @@ func withOverlay(kind, name, patch string) miOpt {
 
 func TestValidateOverlays(t *testing.T) {
 	annotate := `{"metadata": {"annotations": {"example.com/a": "b"}}}`
-	if err := ValidateCreate(meshInstall("1.32.0", withOverlay("Deployment", "istiod", annotate)), nil); err != nil {
+	if err := ValidateCreate(meshInstall("1.32.0", withOverlay("Deployment", "istiod", annotate)), nil, Namespaces{}); err != nil {
 		t.Errorf("an overlay on istiod was refused: %v", err)
 	}
 	// Installed as a canary revision from the start: istiod-1-32-0 is still "istiod".
-	if err := ValidateCreate(meshInstall("1.32.0", canary(50, 100), withOverlay("Deployment", "istiod", annotate)), nil); err != nil {
+	if err := ValidateCreate(meshInstall("1.32.0", canary(50, 100), withOverlay("Deployment", "istiod", annotate)), nil, Namespaces{}); err != nil {
 		t.Errorf("an overlay on istiod of a canary-strategy install was refused: %v", err)
 	}
-	err := ValidateCreate(meshInstall("1.32.0", withOverlay("Deployment", "istiod", annotate), withOverlay("Deployment", "pilot", annotate)), nil)
+	err := ValidateCreate(meshInstall("1.32.0", withOverlay("Deployment", "istiod", annotate), withOverlay("Deployment", "pilot", annotate)), nil, Namespaces{})
 	if err == nil || !strings.Contains(err.Error(), `spec.overlays[1]: Invalid value: "Deployment pilot": matches no object`) {
 		t.Errorf("got %v, want spec.overlays[1] refused for matching nothing", err)
 	}
-	err = ValidateCreate(meshInstall("1.32.0", withOverlay("Deployment", "istiod", `{"metadata": {"labels": {"istio.io/rev": "other"}}}`)), nil)
+	err = ValidateCreate(meshInstall("1.32.0", withOverlay("Deployment", "istiod", `{"metadata": {"labels": {"istio.io/rev": "other"}}}`)), nil, Namespaces{})
 	if err == nil || !strings.Contains(err.Error(), "spec.overlays[0]") || !strings.Contains(err.Error(), "Deployment istio-system/istiod") ||
 		!strings.Contains(err.Error(), "metadata.labels[istio.io/rev]") {
 		t.Errorf("got %v, want spec.overlays[0] refused for changing istiod's istio.io/rev", err)
@@ -152,57 +171,59 @@ func TestValidateOverlays(t *testing.T) {
 	old := meshInstall("1.32.0", running("default", "1.31.4"), canary(10, 100), canaryAt("1-32-0", 0, 10, t0))
 	updated := old.DeepCopy()
 	withOverlay("ConfigMap", "istio", `{"data": {"extra": "x"}}`)(updated)
-	if err := ValidateUpdate(old, updated); err != nil {
+	if _, err := ValidateUpdate(old, updated, Namespaces{}); err != nil {
 		t.Errorf("an overlay on the mesh ConfigMap during a canary was refused: %v", err)
 	}
 	pinned := updated.DeepCopy()
 	withOverlay("Deployment", "istiod", `{"metadata": {"name": "pilot"}}`)(pinned)
 	pinned.Spec.Overlays[1].Target.Revision = "1-32-0"
-	if err := ValidateUpdate(old, pinned); err == nil || !strings.Contains(err.Error(), "Deployment istio-system/istiod-1-32-0") {
+	if _, err := ValidateUpdate(old, pinned, Namespaces{}); err == nil || !strings.Contains(err.Error(), "Deployment istio-system/istiod-1-32-0") {
 		t.Errorf("got %v, want the overlay refused on the canary's istiod-1-32-0", err)
 	}
 	withOverlay("Deployment", "istiod", `{"spec": {"replicas": "two"}}`)(updated)
-	if err := ValidateUpdate(old, updated); err == nil || !strings.Contains(err.Error(), "spec.overlays[1]") || !strings.Contains(err.Error(), "not a valid Deployment") {
+	if _, err := ValidateUpdate(old, updated, Namespaces{}); err == nil || !strings.Contains(err.Error(), "spec.overlays[1]") || !strings.Contains(err.Error(), "not a valid Deployment") {
 		t.Errorf("got %v, want spec.overlays[1] refused", err)
 	}
 }
 
-// The reconciler and admission share one singleton rule: the oldest live
-// MeshInstall (creation time, then name) manages the mesh, and a new one is
-// refused while any live one is stored.
-func TestCheckSingleton(t *testing.T) {
-	at := func(name string, created time.Time) meshv1alpha1.MeshInstall {
-		return meshv1alpha1.MeshInstall{ObjectMeta: metav1.ObjectMeta{Name: name, CreationTimestamp: metav1.NewTime(created)}}
+// The namespace rule is checked on create and update when the operator was
+// given its mesh namespaces, and left to the reconciler otherwise.
+func TestNamespaces(t *testing.T) {
+	managed := Namespaces{Mesh: []string{"istio-system"}, Operator: "meshkeeper-system"}
+	inShop := meshInstall("1.32.0", func(mi *meshv1alpha1.MeshInstall) { mi.Spec.Namespace = "shop" })
+	if err := ValidateCreate(inShop, nil, managed); err == nil || !strings.Contains(err.Error(), "spec.namespace: namespace shop") {
+		t.Errorf("create in an unmanaged namespace: got %v, want spec.namespace refused", err)
 	}
-	deleting := at("old", t0.Add(-time.Hour))
-	deleting.DeletionTimestamp = &metav1.Time{Time: t0}
-	first, second, sameSecond := at("first", t0), at("second", t0.Add(time.Minute)), at("a-same-second", t0)
-	cases := []struct {
-		name    string
-		mi      meshv1alpha1.MeshInstall
-		stored  []meshv1alpha1.MeshInstall
-		wantErr string
-	}{
-		{name: "alone", mi: first, stored: []meshv1alpha1.MeshInstall{first}},
-		{name: "the oldest wins", mi: first, stored: []meshv1alpha1.MeshInstall{second, first}},
-		{name: "a younger one is refused", mi: second, stored: []meshv1alpha1.MeshInstall{first, second}, wantErr: "MeshInstall first already manages the mesh"},
-		{name: "created in the same second, the first name wins", mi: first, stored: []meshv1alpha1.MeshInstall{first, sameSecond}, wantErr: "MeshInstall a-same-second already"},
-		{name: "one being deleted does not count", mi: second, stored: []meshv1alpha1.MeshInstall{deleting, second}},
-		{name: "at admission, not stored yet: any live one refuses", mi: at("new", time.Time{}), stored: []meshv1alpha1.MeshInstall{second}, wantErr: "MeshInstall second already"},
+	if err := ValidateCreate(inShop, nil, Namespaces{}); err != nil {
+		t.Errorf("create without --mesh-namespaces: refused: %v", err)
 	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			err := CheckSingleton(&tc.mi, tc.stored)
-			if tc.wantErr == "" && err != nil {
-				t.Fatalf("refused: %v", err)
-			}
-			if tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
-				t.Fatalf("got %v, want an error containing %q", err, tc.wantErr)
-			}
-			var refused *refusal.Error
-			if tc.wantErr != "" && !errors.As(err, &refused) {
-				t.Fatalf("got %T, want a refusal.Error (the reconciler stalls on it)", err)
-			}
-		})
+	old := meshInstall("1.32.0", func(mi *meshv1alpha1.MeshInstall) { mi.Spec.Namespace = "istio-system" })
+	if _, err := ValidateUpdate(old, inShop, managed); err == nil || !strings.Contains(err.Error(), "spec.namespace: namespace shop") {
+		t.Errorf("update to an unmanaged namespace: got %v, want spec.namespace refused", err)
+	}
+	if err := ValidateCreate(old, nil, managed); err != nil {
+		t.Errorf("create in a managed namespace: refused: %v", err)
+	}
+}
+
+// An accepted upgrade to a minor that changes istiod's defaults warns of each
+// default the user has not pinned in spec.pilot.env.
+func TestUpgradeWarnings(t *testing.T) {
+	from, to := meshInstall("1.30.8", running("default", "1.30.8")), meshInstall("1.31.4", running("default", "1.30.8"))
+	warnings, err := ValidateUpdate(from, to, Namespaces{})
+	if err != nil {
+		t.Fatalf("refused: %v", err)
+	}
+	if len(warnings) != 1 || !strings.HasPrefix(warnings[0], "upgrading from Istio 1.30 to 1.31 changes istiod defaults; to keep 1.30's behaviour set in spec.pilot.env: ") {
+		t.Fatalf("warnings = %q, want one naming the defaults 1.31 changes", warnings)
+	}
+	pinned := to.DeepCopy()
+	pinned.Spec.Pilot.Env = map[string]string{}
+	for _, kv := range strings.Split(strings.TrimPrefix(warnings[0], "upgrading from Istio 1.30 to 1.31 changes istiod defaults; to keep 1.30's behaviour set in spec.pilot.env: "), ", ") {
+		name, value, _ := strings.Cut(kv, "=")
+		pinned.Spec.Pilot.Env[name] = value
+	}
+	if warnings, err := ValidateUpdate(from, pinned, Namespaces{}); err != nil || len(warnings) != 0 {
+		t.Errorf("with every default pinned: warnings %q, error %v; want neither", warnings, err)
 	}
 }

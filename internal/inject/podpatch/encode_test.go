@@ -1,9 +1,11 @@
-package inject
+package podpatch
 
 import (
 	"bytes"
 	"encoding/json"
+	"maps"
 	"math/rand"
+	"os"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -11,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/randfill"
+	"sigs.k8s.io/yaml"
 )
 
 // TestEncodersMatchEncodingJSON fills containers, volumes and the rest with
@@ -67,22 +70,37 @@ func TestEncodersMatchEncodingJSON(t *testing.T) {
 		var m map[string]string
 		f.Fill(&m)
 		check("map", m, func(b []byte) ([]byte, error) { return appendStringMap(b, m), nil })
+		// The injector's probers: a map, never nil, of probers, never nil.
+		var probers map[string]*AppProber
+		f.Fill(&probers)
+		if probers == nil {
+			probers = map[string]*AppProber{}
+		}
+		maps.DeleteFunc(probers, func(_ string, p *AppProber) bool { return p == nil })
+		check("app probers", probers, func(b []byte) ([]byte, error) { return AppendAppProbers(b, probers) })
 		var s string
 		f.Fill(&s)
-		check("string", s, func(b []byte) ([]byte, error) { return appendJSONString(b, s), nil })
+		check("string", s, func(b []byte) ([]byte, error) { return AppendString(b, s), nil })
 	}
 	for _, s := range []string{"\x00\x1f\b\f\n\r\t", "<a href=\"x\">&amp;</a>", "\xff\xfeok", "\u2028\u2029", "é日本"} {
-		check("string", s, func(b []byte) ([]byte, error) { return appendJSONString(b, s), nil })
+		check("string", s, func(b []byte) ([]byte, error) { return AppendString(b, s), nil })
 	}
 }
 
 func BenchmarkEncodeContainer(b *testing.B) {
-	gc := goldenCase{name: "deployment"}
-	out, err := Inject(readPod(b, gc.inputFile()), gc.configFor(), gc.req)
+	// The istio-proxy of a Deployment's injected pod (inject's golden output).
+	raw, err := os.ReadFile("../testdata/deployment.golden.yaml")
 	if err != nil {
 		b.Fatal(err)
 	}
+	out := &corev1.Pod{}
+	if err := yaml.UnmarshalStrict(raw, out); err != nil {
+		b.Fatal(err)
+	}
 	proxy := &out.Spec.InitContainers[1]
+	if proxy.Name != "istio-proxy" {
+		b.Fatalf("init container 1 is %s, not istio-proxy", proxy.Name)
+	}
 	b.Run("fast", func(b *testing.B) {
 		b.ReportAllocs()
 		buf := make([]byte, 0, 8192)

@@ -1,4 +1,4 @@
-package inject
+package podpatch
 
 import (
 	"encoding/json"
@@ -100,7 +100,7 @@ func (w *patchWriter) appendValue(v any) {
 	var err error
 	switch v := v.(type) {
 	case string:
-		w.buf = appendJSONString(w.buf, v)
+		w.buf = AppendString(w.buf, v)
 	case map[string]string:
 		w.buf = appendStringMap(w.buf, v)
 	case *corev1.Container:
