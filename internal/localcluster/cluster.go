@@ -179,9 +179,14 @@ componentsPatches:
 const componentGOGC = "400"
 
 // componentPatches are kwokctl's componentsPatches: for each component its
-// GOGC, and the controller manager and scheduler without leader election.
+// GOGC, etcd without fsync, and the controller manager and scheduler
+// without leader election.
 func componentPatches() string {
 	args := map[string][][2]string{
+		// A cluster that lives for one test needs no durability: etcd's
+		// fsync on every write was the kernel's block I/O work (13 s of
+		// CPU in one e2e run) and every write's latency.
+		"etcd":                    {{"unsafe-no-fsync", "true"}},
 		"kube-controller-manager": {{"leader-elect", "false"}},
 		"kube-scheduler":          {{"leader-elect", "false"}},
 	}

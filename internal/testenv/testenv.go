@@ -134,7 +134,7 @@ func Start(opts ...Option) (*Env, error) {
 	for _, o := range opts {
 		o(env)
 	}
-	cfg, err := env.Start()
+	cfg, err := startWithGOGC(env)
 	if err != nil {
 		return nil, fmt.Errorf("starting envtest: %w", err)
 	}
@@ -144,6 +144,25 @@ func Start(opts ...Option) (*Env, error) {
 		return nil, err
 	}
 	return &Env{Environment: env, Config: cfg, Scheme: env.Scheme, Client: c}, nil
+}
+
+// controlPlaneGOGC is the garbage collector's target for the test API
+// server and etcd (as for the e2e clusters' components, see
+// localcluster): they live for one package's tests and hold little, and
+// they run beside the e2e suite's clusters on a 2-core machine.
+const controlPlaneGOGC = "400"
+
+// startWithGOGC starts env with GOGC=controlPlaneGOGC in the environment
+// its processes inherit (unless GOGC is set already), and restores it.
+// TestMain calls it before any test runs, so nothing else reads it meanwhile.
+func startWithGOGC(env *envtest.Environment) (*rest.Config, error) {
+	if _, set := os.LookupEnv("GOGC"); !set {
+		if err := os.Setenv("GOGC", controlPlaneGOGC); err != nil {
+			return nil, err
+		}
+		defer os.Unsetenv("GOGC")
+	}
+	return env.Start()
 }
 
 // Stop stops the API server.
