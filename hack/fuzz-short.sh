@@ -9,29 +9,60 @@
 # still written to testdata/fuzz, as it was found; shrink it with a longer
 # run of that fuzzer if it is large.
 #
-# Usage: hack/fuzz-short.sh <time per fuzzer> [go test flags...]
+# Each package's instrumented test binary (go test -c -fuzz: every
+# dependency compiled with coverage instrumentation, minutes on a cold
+# cache) is built once, into FUZZ_BIN_DIR when set, and run directly for
+# each of its fuzzers; `make test` builds them (--build) beside the tool
+# builds and runs them after the unit suites.
+#
+# Usage: hack/fuzz-short.sh <time per fuzzer> [test flags, e.g. -parallel=1]
+#        hack/fuzz-short.sh --build      (only build the test binaries into FUZZ_BIN_DIR)
 set -euo pipefail
 
-fuzztime=${1:?time per fuzzer, e.g. 12s}
-shift
 fuzzers=(
   ./webhooks:FuzzInjectHandler
   ./internal/admission:FuzzMeshInstallValidator
   ./webhooks:FuzzRevisionSource
 )
-# Each run starts from the seeds (f.Add and testdata/fuzz) in a corpus
-# directory of its own. Go keeps the inputs a fuzzer found in its build cache
-# and, before fuzzing, re-runs all of them ("gathering baseline coverage"):
-# that corpus grows with every run on a machine, and with a few hundred
-# inputs the whole short run went on re-running them (0 executions in 15s).
-# A longer run (FUZZTIME) keeps using Go's cache, as go test does.
+build_only=false
+if [[ ${1:-} == --build ]]; then
+  build_only=true
+  [[ -n ${FUZZ_BIN_DIR:-} ]] || { echo "fuzz-short.sh --build: set FUZZ_BIN_DIR" >&2; exit 2; }
+else
+  fuzztime=${1:?time per fuzzer, e.g. 12s}
+  shift
+fi
 log=$(mktemp)
 corpus=$(mktemp -d)
+bindir=${FUZZ_BIN_DIR:-$corpus/bin}
 trap 'rm -rf "$log" "$corpus"' EXIT
+mkdir -p "$bindir"
+binary() { echo "$bindir/$(tr -c 'a-zA-Z0-9\n' _ <<<"${1#./}").test"; }
+
+# Build each package's binary once (unless an earlier --build did).
+for pkg in $(printf '%s\n' "${fuzzers[@]%%:*}" | sort -u); do
+  bin=$(binary "$pkg")
+  if [[ $build_only == true || ! -x $bin ]]; then
+    go test -c -fuzz=. -o "$bin" "$pkg"
+  fi
+done
+$build_only && exit 0
+
+# go test's flags, as the test binary takes them (-parallel=1 is -test.parallel=1).
+flags=()
+for a in "$@"; do
+  case $a in -test.*) flags+=("$a") ;; -*) flags+=("-test.${a#-}") ;; *) flags+=("$a") ;; esac
+done
+# Each run starts from the seeds (f.Add and testdata/fuzz, read from the
+# package's directory) in a corpus directory of its own. Go keeps the inputs
+# a fuzzer found in its build cache and, before fuzzing, re-runs all of them
+# ("gathering baseline coverage"): that corpus grows with every run on a
+# machine, and with a few hundred inputs the whole short run went on
+# re-running them (0 executions in 15s).
 for f in "${fuzzers[@]}"; do
   pkg=${f%%:*} name=${f##*:}
-  if ! go test -run='^$' -fuzz="^$name\$" -fuzztime="$fuzztime" -fuzzminimizetime=0 "$@" "$pkg" \
-    -args -test.fuzzcachedir="$corpus/$name" >"$log" 2>&1; then
+  if ! (cd "$pkg" && "$(binary "$pkg")" -test.run='^$' -test.fuzz="^$name\$" -test.fuzztime="$fuzztime" \
+    -test.fuzzminimizetime=0 -test.fuzzcachedir="$corpus/$name" "${flags[@]}") >"$log" 2>&1; then
     cat "$log"
     echo "==> $name FAILED (its output is above)"
     exit 1
