@@ -9,7 +9,7 @@ set -uo pipefail
 TEST=${TEST:?set TEST to a go test -run regexp naming the e2e test(s), e.g. TEST=TestCanaryUpgrade}
 N=${N:-10}
 COPIES=${COPIES:-1}
-PARALLEL=${E2E_PARALLEL:-4}
+PARALLEL=${E2E_PARALLEL:-5}
 out=${E2E_STRESS_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/meshkeeper-e2e-stress-XXXXXX")}
 mkdir -p "$out"
 export E2E_ARTIFACTS_DIR=${E2E_ARTIFACTS_DIR:-$out/artifacts}

@@ -10,7 +10,9 @@ import (
 )
 
 // clusterSlots bounds how many tests have a cluster at once (E2E_PARALLEL,
-// 4 by default: what two cores carry), and starts the longest tests first.
+// 5 by default: what two cores carry since the clusters' etcd stopped
+// syncing and their components' GOGC went up, when a suite of four left a
+// third of the CPU idle), and starts the longest tests first.
 // go test's own -parallel would bound them too, but hands its slots out in
 // no particular order: the longest test (minutes of steady state) started
 // last as often as first, and the suite's wall time was its length added
@@ -24,7 +26,7 @@ func parallelFromEnv() int {
 	if n, err := strconv.Atoi(os.Getenv("E2E_PARALLEL")); err == nil && n > 0 {
 		return n
 	}
-	return 4
+	return 5
 }
 
 // slotSettle is how long the first request waits for the others: the
