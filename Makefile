@@ -123,7 +123,7 @@ vet: ## Run go vet.
 # unit suites and the short fuzz run.
 test: ## Run every test: generated code and bundle, vet, gofmt, unit, envtest, end-to-end (real OLM too), a short fuzz.
 	@fuzzbin=$$(mktemp -d) && trap 'rm -rf "$$fuzzbin"' EXIT && \
-	$(MAKE) -j3 --output-sync=target k8s-tools vet fuzz-build FUZZ_BIN_DIR="$$fuzzbin" && \
+	$(MAKE) -s -j6 vet fuzz-build $(TEST_TOOLS) FUZZ_BIN_DIR="$$fuzzbin" && \
 	$(MAKE) verify-generated verify-manifests bundle-validate gofmt-check && \
 	$(MAKE) -j2 --output-sync=target test-unit-then-fuzz test-e2e FUZZ_BIN_DIR="$$fuzzbin"
 
@@ -245,8 +245,9 @@ undeploy: kustomize ## Remove the operator from the current cluster (its namespa
 # cert-manager olm ..., measured worse on a cold cache: the tools took 25
 # min instead of 22.7.)
 .PHONY: k8s-tools
+TEST_TOOLS = k8s kwok controller-gen kustomize operator-sdk opm olm cert-manager istio
 k8s-tools: ## Build every tool the tests run: the local Kubernetes, kwok, the generators, operator-sdk, opm, OLM, cert-manager and Istio (cached).
-	@$(MAKE) -s -j4 k8s kwok controller-gen kustomize operator-sdk opm olm cert-manager istio
+	@$(MAKE) -s -j4 $(TEST_TOOLS)
 
 # make demo runs the local Kubernetes (and kubectl, for the user), kwok,
 # Istio's istiod and proxy agent, and cert-manager only with

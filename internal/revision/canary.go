@@ -76,8 +76,8 @@ func continueCanary(mi *meshv1alpha1.MeshInstall, obs Observed, routing *Routing
 	available := o.availableAt(canaryVersion)
 	// With Automatic rollouts a step is healthy once the workloads it
 	// assigns to the canary run on it.
-	podsHealthy, recheck := podsHealthy(o, obs.Now, interval)
-	healthy := available && podsHealthy && !obs.CanaryWorkloadsPending
+	podsOK, recheck := podsHealthy(o, obs.Now, interval)
+	healthy := available && podsOK && !obs.CanaryWorkloadsPending
 	serving := available || (o.Istiod != nil && o.Istiod.Serving && o.ControlPlaneVersion == canaryVersion.String())
 	now := metav1.NewTime(obs.Now)
 	weight := routing.Weight
@@ -175,8 +175,8 @@ func canaryVersionOf(mi *meshv1alpha1.MeshInstall, obs Observed, name string, de
 // moves): "every pod Ready at once" is rarely true there, and a canary
 // held to it never completed a step while pods kept coming (an e2e that
 // created a pod every half second held one at 50 % for 20 s on a loaded
-// machine). A pod that was Ready and is not any more is long past its
-// grace, so a crash counts at once.
+// machine). A pod that has run for longer than the grace counts as soon
+// as it is not Ready.
 const PodStartGrace = 30 * time.Second
 
 // podsHealthy reports whether the revision's pods count as healthy: each
