@@ -197,15 +197,29 @@ func patched(t testing.TB, pod *corev1.Pod, resp *admissionv1.AdmissionResponse)
 
 func sameJSON(t testing.TB, a, b any) bool {
 	t.Helper()
-	ja, err := json.Marshal(a)
+	return bytes.Equal(asDecoded(t, a), asDecoded(t, b))
+}
+
+// asDecoded is v's JSON as the API server holds it once decoded: a string
+// cut inside a multi-byte character (Istio's templates, and Inject, cut
+// the canonical name at 63 bytes) has an invalid byte, which json.Marshal
+// writes as the escape \ufffd; decoded, that is the character U+FFFD,
+// which it writes as itself. The patched pod has been through that
+// decoding and Inject's own result has not, so both are compared after it.
+func asDecoded(t testing.TB, v any) []byte {
+	t.Helper()
+	j, err := json.Marshal(v)
 	if err != nil {
 		t.Fatal(err)
 	}
-	jb, err := json.Marshal(b)
-	if err != nil {
+	var decoded any
+	if err := json.Unmarshal(j, &decoded); err != nil {
 		t.Fatal(err)
 	}
-	return bytes.Equal(ja, jb)
+	if j, err = json.Marshal(decoded); err != nil {
+		t.Fatal(err)
+	}
+	return j
 }
 
 // TestInjectHandlerInjects sends every golden test pod through the handler:
@@ -227,6 +241,33 @@ func TestInjectHandlerInjects(t *testing.T) {
 				t.Errorf("patched pod differs from inject.Inject's")
 			}
 		})
+	}
+}
+
+// TestInjectHandlerCutsAMultiByteAppName: a long app label is cut to 63
+// bytes for service.istio.io/canonical-name, as Istio's template cuts it,
+// which can split a character. The patch must still give what Inject
+// gives, as the API server decodes it (the fuzzer found this case).
+func TestInjectHandlerCutsAMultiByteAppName(t *testing.T) {
+	pod := podInputs(t)["deployment"].DeepCopy()
+	// 62 ASCII bytes, then "é" (2 bytes): the cut at 63 splits it.
+	pod.Labels["app"] = strings.Repeat("a", 62) + "éé"
+	pod.Labels["app.kubernetes.io/name"] = pod.Labels["app"]
+	resp := admissionResponse(t, serve(newTestHandler(), "/inject", "application/json", reviewOf(t, pod)))
+	if !resp.Allowed {
+		t.Fatalf("pod refused: %v", resp.Result)
+	}
+	want, err := inject.Inject(pod, testSource().revisions["default"], inject.Request{Namespace: pod.Namespace})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := patched(t, pod, resp)
+	if !sameJSON(t, got, want) {
+		t.Errorf("patched pod differs from inject.Inject's: canonical-name %q, want %q",
+			got.Labels["service.istio.io/canonical-name"], want.Labels["service.istio.io/canonical-name"])
+	}
+	if name := got.Labels["service.istio.io/canonical-name"]; name != strings.Repeat("a", 62)+"\ufffd" {
+		t.Errorf("canonical-name %q, want the 62 bytes and the cut character as U+FFFD", name)
 	}
 }
 

@@ -172,8 +172,9 @@ componentsPatches:
 }
 
 // componentGOGC is the Go garbage collector's target for every component:
-// a test cluster lives for a minute or two and holds little, and on a
-// 2-core machine running four of them the API servers' garbage collection
+// a test cluster lives for a minute or two and holds little (the demo's is
+// as throwaway), and on a 2-core machine running four of them the API
+// servers' garbage collection
 // was 16 % of their CPU (a profile of TestMeshLifecycle's); memory is
 // what this machine has plenty of.
 const componentGOGC = "400"
@@ -183,7 +184,7 @@ const componentGOGC = "400"
 // without leader election.
 func componentPatches() string {
 	args := map[string][][2]string{
-		// A cluster that lives for one test needs no durability: etcd's
+		// A cluster that lives for one test (or the demo) needs no durability: etcd's
 		// fsync on every write was the kernel's block I/O work (13 s of
 		// CPU in one e2e run) and every write's latency.
 		"etcd":                    {{"unsafe-no-fsync", "true"}},
