@@ -244,8 +244,10 @@ undeploy: kustomize ## Remove the operator from the current cluster (its namespa
 # to reach them compiles. (Longest first, k8s istio operator-sdk
 # cert-manager olm ..., measured worse on a cold cache: the tools took 25
 # min instead of 22.7.)
-.PHONY: k8s-tools
+# TEST_TOOLS are the tools the tests run; `make test` builds them beside
+# its own compiles (see test), k8s-tools alone.
 TEST_TOOLS = k8s kwok controller-gen kustomize operator-sdk opm olm cert-manager istio
+.PHONY: k8s-tools
 k8s-tools: ## Build every tool the tests run: the local Kubernetes, kwok, the generators, operator-sdk, opm, OLM, cert-manager and Istio (cached).
 	@$(MAKE) -s -j4 $(TEST_TOOLS)
 
