@@ -196,7 +196,7 @@ func run(ctx context.Context, o options) error {
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the MeshInstall controller: %w", err)
 	}
-	if err := (&webhooks.MeshInstallValidator{Reader: mgr.GetClient(), MeshNamespaces: o.meshNamespaces, OperatorNamespace: o.namespace}).SetupWithManager(mgr); err != nil {
+	if err := (&webhooks.MeshInstallValidator{MeshNamespaces: o.meshNamespaces, OperatorNamespace: o.namespace}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the MeshInstall validator: %w", err)
 	}
 	source, err := setupInjector(ctx, mgr)

@@ -59,7 +59,7 @@ func webhooksUnderTest(t *testing.T) *httptest.Server {
 	}
 	mux := http.NewServeMux()
 	RegisterInjector(muxServer{mux: mux}, NewInjectHandler(testSource(), logr.Discard()))
-	validator := &MeshInstallValidator{Reader: fake.NewClientBuilder().WithScheme(scheme).Build()}
+	validator := &MeshInstallValidator{APIReader: fake.NewClientBuilder().WithScheme(scheme).Build()}
 	mux.Handle(webhookconfig.ValidatePath, validator.Handler(scheme))
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)

@@ -24,7 +24,10 @@ import (
 // operator manages meshes in. It is the HTTP shell over internal/admission,
 // which holds those rules.
 type MeshInstallValidator struct {
-	Reader client.Reader
+	// APIReader reads the MeshInstalls stored, from the API server itself:
+	// a MeshInstall created a moment ago may not be in the manager's cache
+	// yet, and the singleton rule must see it. SetupWithManager sets it.
+	APIReader client.Reader
 	// MeshNamespaces and OperatorNamespace are the operator's
 	// --mesh-namespaces and its own namespace (meshadmission.Namespaces).
 	MeshNamespaces    []string
@@ -32,7 +35,9 @@ type MeshInstallValidator struct {
 }
 
 // SetupWithManager serves the validator at /validate-mesh-meshkeeper-dev-v1alpha1-meshinstall.
+// It reads the stored MeshInstalls with the manager's API reader.
 func (v *MeshInstallValidator) SetupWithManager(mgr ctrl.Manager) error {
+	v.APIReader = mgr.GetAPIReader()
 	mgr.GetWebhookServer().Register(webhookconfig.ValidatePath, v.Handler(mgr.GetScheme()))
 	return nil
 }
@@ -46,7 +51,7 @@ func (v *MeshInstallValidator) Handler(scheme *runtime.Scheme) http.Handler {
 // (meshadmission.ValidateCreate), judged against the MeshInstalls stored.
 func (v *MeshInstallValidator) ValidateCreate(ctx context.Context, mi *meshv1alpha1.MeshInstall) (admission.Warnings, error) {
 	var list meshv1alpha1.MeshInstallList
-	if err := v.Reader.List(ctx, &list); err != nil {
+	if err := v.APIReader.List(ctx, &list); err != nil {
 		return nil, err
 	}
 	return nil, meshadmission.ValidateCreate(mi, list.Items, v.namespaces())

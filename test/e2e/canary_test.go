@@ -234,11 +234,22 @@ func (e *env) waitCanary(t *testing.T, rev string, weight int32) {
 
 // waitAssignment waits until every workload has exactly one running pod,
 // injected by the revision want says.
+//
+// A workload counts once its Deployment has rolled out its latest template
+// (a restart the Deployment controller has not acted on yet leaves the old
+// pod alone, on the old side) and it runs exactly one pod.
 func (e *env) waitAssignment(t *testing.T, want func(workload string) string) {
 	t.Helper()
 	eventually(t, 90*time.Second, "workloads on their expected revisions", func() error {
 		for i := range workloads {
 			w := workloadName(i)
+			d := &appsv1.Deployment{}
+			if err := e.k8s.Get(context.Background(), client.ObjectKey{Namespace: appsNS, Name: w}, d); err != nil {
+				return err
+			}
+			if s := d.Status; s.ObservedGeneration != d.Generation || s.UpdatedReplicas != *d.Spec.Replicas || s.Replicas != *d.Spec.Replicas {
+				return fmt.Errorf("%s has not rolled out generation %d (observed %d, %d updated of %d)", w, d.Generation, s.ObservedGeneration, s.UpdatedReplicas, s.Replicas)
+			}
 			var pods corev1.PodList
 			if err := e.k8s.List(context.Background(), &pods, client.InNamespace(appsNS), client.MatchingLabels{"app": w}); err != nil {
 				return err

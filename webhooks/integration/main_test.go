@@ -90,7 +90,7 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	if err := (&webhooks.MeshInstallValidator{Reader: mgr.GetAPIReader(), MeshNamespaces: append([]string{"istio-system-trust"}, meshinstall.DefaultMeshNamespaces...), OperatorNamespace: "meshkeeper-system"}).SetupWithManager(mgr); err != nil {
+	if err := (&webhooks.MeshInstallValidator{MeshNamespaces: append([]string{"istio-system-trust"}, meshinstall.DefaultMeshNamespaces...), OperatorNamespace: "meshkeeper-system"}).SetupWithManager(mgr); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}

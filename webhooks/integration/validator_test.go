@@ -97,6 +97,12 @@ func TestValidatorThroughTheAPIServer(t *testing.T) {
 		t.Fatalf("a valid MeshInstall was refused: %v", err)
 	}
 	t.Cleanup(func() { _ = env.Client.Delete(ctx, mi) })
+	// At once, before any informer could have seen the first: the
+	// validator reads the API server, not a cache that lags behind it.
+	if err := env.Client.Create(ctx, meshInstall("second", "1.31.4"), client.DryRunAll); err == nil ||
+		!strings.Contains(err.Error(), "MeshInstall default already manages the mesh of this cluster") {
+		t.Errorf("a second MeshInstall created the moment after the first: %v, want it refused", err)
+	}
 	installedAt(t, mi, "1.30.8")
 
 	t.Run("a second MeshInstall is refused", func(t *testing.T) {
