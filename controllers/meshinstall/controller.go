@@ -54,11 +54,12 @@ type Reconciler struct {
 	// is watched); DefaultCertificateAuthorityPoll when zero.
 	CertificateAuthorityPoll time.Duration
 
-	watches    *dynamicWatches
-	fullPasses chan event.GenericEvent
-	// passing holds one pass at a time: a full pass and a recount come
-	// from two controllers (recount.go).
-	passing sync.Mutex
+	watches *dynamicWatches
+	// applied maps a MeshInstall's name to its last pass that applied,
+	// succeeded and wrote its report (appliedPass): a pass from the same
+	// inputs has nothing to apply (nothingToApply). A restarted operator
+	// applies once.
+	applied sync.Map
 	// restarts are the workload restarts this process made, by rollout.Key,
 	// until the cache shows them (see recentRestart).
 	restarts sync.Map
@@ -112,42 +113,26 @@ type Reconciler struct {
 // The mesh-wide mTLS policy (spec.security.mtls).
 // +kubebuilder:rbac:groups=security.istio.io,resources=peerauthentications,verbs=get;list;watch;create;patch;delete
 
-// Reconcile is a full pass of one MeshInstall: it brings its control plane
-// to its spec. (Pod, namespace and workload events trigger recounts
-// instead: recount.go.)
-func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	return r.reconcile(ctx, req.Name, false)
-}
-
-// reconcile is the skeleton of both passes: get, delete, finalizer,
-// suspend, the deferred status report, then the full pass or, when
-// inventoryOnly, the recount. A MeshInstall has one pass at a time.
-func (r *Reconciler) reconcile(ctx context.Context, name string, inventoryOnly bool) (result ctrl.Result, retErr error) {
-	r.passing.Lock()
-	defer r.passing.Unlock()
+// Reconcile is one pass over a MeshInstall: get, delete, finalizer,
+// suspend, the deferred status report, then the pass. Every event that
+// concerns the MeshInstall (its own, its objects', and, batched by
+// podEventDelay, pods', namespaces' and workloads') enqueues its key.
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
 	mi := &meshv1alpha1.MeshInstall{}
-	if err := r.Get(ctx, client.ObjectKey{Name: name}, mi); err != nil {
+	if err := r.Get(ctx, req.NamespacedName, mi); err != nil {
+		r.applied.Delete(req.Name)
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 
 	if !mi.DeletionTimestamp.IsZero() {
-		if inventoryOnly {
-			return ctrl.Result{}, nil
-		}
+		r.applied.Delete(mi.Name)
 		return r.reconcileDelete(ctx, mi)
 	}
 	if !controllerutil.ContainsFinalizer(mi, Finalizer) {
-		if inventoryOnly {
-			r.requestFullPass(mi)
-			return ctrl.Result{}, nil
-		}
 		controllerutil.AddFinalizer(mi, Finalizer)
 		if err := r.Update(ctx, mi); err != nil {
 			return ctrl.Result{}, err
 		}
-	}
-	if mi.Spec.Suspend && inventoryOnly {
-		return ctrl.Result{}, nil
 	}
 
 	before := mi.DeepCopy()
@@ -159,22 +144,28 @@ func (r *Reconciler) reconcile(ctx context.Context, name string, inventoryOnly b
 		}
 		r.recordTransitions(before, mi)
 		recordMetrics(mi, retErr)
+		// A pass that stops early leaves the last report standing: only a
+		// pass that applied, succeeded and wrote its report may be that one.
+		switch last := r.lastApplied(mi.Name); {
+		case retErr != nil || st.refusal != nil || st.suspend:
+			r.applied.Delete(mi.Name)
+		case st.appliedInputs != "":
+			r.applied.Store(mi.Name, appliedPass{inputs: st.appliedInputs, resourceVersion: mi.ResourceVersion})
+		case st.countOnly:
+			r.applied.Store(mi.Name, appliedPass{inputs: last.inputs, resourceVersion: mi.ResourceVersion})
+		}
 	}()
 
 	if mi.Spec.Suspend {
 		st.suspended()
 		return ctrl.Result{}, nil
 	}
-	if inventoryOnly {
-		st.recountOnly = true
-		passes.WithLabelValues(mi.Name, "recount").Inc()
-		return r.reconcileRecount(ctx, mi, st)
-	}
-	passes.WithLabelValues(mi.Name, "full").Inc()
 	return r.reconcileNormal(ctx, mi, st)
 }
 
-// reconcileNormal observes, decides, applies in stages, prunes, and reports.
+// reconcileNormal gathers, plans, and either exits early (nothingToApply:
+// it counts the data plane and carries the rollout on) or applies in
+// stages, prunes, counts and rolls; the deferred report follows.
 func (r *Reconciler) reconcileNormal(ctx context.Context, mi *meshv1alpha1.MeshInstall, st *statusBuilder) (ctrl.Result, error) {
 	if err := r.checkSingleton(ctx, mi); err != nil {
 		return ctrl.Result{}, classify(st, err)
@@ -194,6 +185,17 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, mi *meshv1alpha1.MeshI
 	if err != nil {
 		return ctrl.Result{}, classify(st, err)
 	}
+	inputs := applyInputs(mi, plan, obs, ca)
+	if nothingToApply(mi, plan, obs, inputs, r.lastApplied(mi.Name)) {
+		passes.WithLabelValues(mi.Name, passCount).Inc()
+		st.countOnly = true
+		st.observed(plan, obs)
+		st.counted(countDataPlane(obs))
+		roll, err := r.restartWorkloads(ctx, mi, obs, rolloutFor(mi, obs, decidedRollout, obs.Routing))
+		st.rolled(roll)
+		return ctrl.Result{RequeueAfter: requeue.Sooner(plan.RequeueAfter, roll.RequeueAfter, r.caPoll(ca))}, err
+	}
+	passes.WithLabelValues(mi.Name, passApply).Inc()
 	st.certificateAuthority(ca)
 	if ca.Hold {
 		return r.reconcileCertificateAuthorityFirst(ctx, mi, ca, obs, st)
@@ -233,15 +235,16 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, mi *meshv1alpha1.MeshI
 	if err := errors.Join(outcome.err(), obs.retiredErr, pruneErr, rollErr); err != nil {
 		return ctrl.Result{}, err
 	}
+	st.appliedInputs = inputs
 	return ctrl.Result{RequeueAfter: requeue.Sooner(plan.RequeueAfter, roll.RequeueAfter, r.caPoll(ca))}, nil
 }
 
-// requestFullPass enqueues a full pass of mi.
-func (r *Reconciler) requestFullPass(mi *meshv1alpha1.MeshInstall) {
-	select {
-	case r.fullPasses <- event.GenericEvent{Object: mi}:
-	default: // one is already pending
-	}
+// lastApplied is the last pass of name that applied (nothingToApply); the
+// zero appliedPass when there was none in this process.
+func (r *Reconciler) lastApplied(name string) appliedPass {
+	last, _ := r.applied.Load(name)
+	p, _ := last.(appliedPass)
+	return p
 }
 
 // classify sorts an error once: a refusal (the spec or an upgrade rule needs

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -763,9 +764,10 @@ func (w *writeCounter) settle(t *testing.T, quiet time.Duration) int64 {
 	return 0
 }
 
-// TestAPassThatChangesNothingWritesNothing runs full passes (the
-// MeshInstall's annotations change) and recounts (pods come and go) over a
-// settled control plane: none of them may write, while drift is still put back.
+// TestAPassThatChangesNothingWritesNothing runs passes that apply (the
+// MeshInstall's annotations change) and passes that only count (pods come
+// and go) over a settled control plane: none of them may write, pods alone
+// render nothing, and drift is still put back.
 func TestAPassThatChangesNothingWritesNothing(t *testing.T) {
 	w := &writeCounter{}
 	startManager(t, managerOpts{funcs: w.funcs()})
@@ -792,7 +794,31 @@ func TestAPassThatChangesNothingWritesNothing(t *testing.T) {
 		t.Errorf("%d writes by passes that changed nothing (last: %v)", n-settled, w.last.Load())
 	}
 
-	// Drift is still seen: an edited ConfigMap is put back.
+	// Pods alone: their passes stop after the plan, render and apply nothing.
+	applied, counted := passesOf(mi.Name, passApply), passesOf(mi.Name, passCount)
+	for i := range 3 {
+		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "pods-only-" + strconv.Itoa(i)},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "nginx"}}}}
+		if err := env.Client.Create(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, timeout, "a pass after the pods", func() error {
+		if passesOf(mi.Name, passCount) == counted {
+			return errors.New("no pass yet")
+		}
+		return nil
+	})
+	if n := passesOf(mi.Name, passApply) - applied; n != 0 {
+		t.Errorf("%v passes rendered and applied for pods alone, want none", n)
+	}
+
+	// Drift is still seen, even with a pod's pass pending on the same
+	// request key: an edited ConfigMap is put back.
+	if err := env.Client.Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "with-drift"},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "nginx"}}}}); err != nil {
+		t.Fatal(err)
+	}
 	cm := &corev1.ConfigMap{}
 	key := client.ObjectKey{Namespace: mi.Spec.Namespace, Name: render.MeshConfigMapName(render.DefaultRevision)}
 	if err := env.Client.Get(ctx, key, cm); err != nil {
@@ -945,4 +971,9 @@ func TestAPromotionHeldByAFailedObjectMovesNothing(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// passCount reads meshkeeper_passes_total for one MeshInstall and kind.
+func passesOf(name, kind string) float64 {
+	return testutil.ToFloat64(passes.WithLabelValues(name, kind))
 }

@@ -12,8 +12,9 @@
 //   - plan.go, pure: decide (revision.Decide, with the data plane rollout
 //     for the routing observed), routingStage (what the last stages apply,
 //     from which revisions failed in the first), confirmedUnused and
-//     pruneSelection, rolloutFor, and settled, which says when a recount needs no full
-//     pass; desired.go: the planner, which holds no client, renders
+//     pruneSelection, rolloutFor, and nothingToApply, the pass's early
+//     exit (settled, and applyInputs unchanged since the last pass that
+//     applied); desired.go: the planner, which holds no client, renders
 //     everything the pass applies (desiredObjects);
 //   - apply.go: an applier, which holds a client.Writer only, executes the
 //     plan stage by stage (applyRevisions, applyRouting) through
@@ -24,10 +25,11 @@
 //     facts by finish; the order in which facts win in Ready, Reconciling
 //     and Stalled is one table, ladder.
 //
-// Pod, namespace and workload events trigger the recount (recount.go), a
-// controller of its own: it observes, decides, and when the cluster is
-// settled (plan.go) only reports the counts and carries the rollout on;
-// otherwise it asks for a full pass.
+// There is one request key, the MeshInstall's name. Its own events, its
+// objects', nodes' and CRDs' enqueue it at once; pods', namespaces' and
+// users' workloads' enqueue it batched by podEventDelay (setup.go). A pass
+// whose plan finds nothing to apply (nothingToApply) stops after the plan:
+// it counts the data plane, carries the rollout on, and writes the counts.
 //
 // Whether a revision is still used is read in gather (observeRetired), live
 // from the API server, and only for a revision the injector and the routing

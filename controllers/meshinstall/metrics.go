@@ -12,6 +12,14 @@ import (
 	"github.com/meshkeeper/meshkeeper/internal/refusal"
 )
 
+// The pass label of meshkeeper_passes_total.
+const (
+	// passApply is a pass that rendered and applied.
+	passApply = "full"
+	// passCount is a pass whose plan found nothing to apply (nothingToApply).
+	passCount = "recount"
+)
+
 var (
 	revisionsGauge = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "meshkeeper_revisions",
@@ -35,7 +43,7 @@ var (
 	}, []string{"meshinstall", "revision", "state"})
 	passes = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "meshkeeper_passes_total",
-		Help: "MeshInstall passes by kind: full (observe, render, apply, status) or recount (observe and the data plane counts only, after pod and namespace events).",
+		Help: "MeshInstall passes by kind: full (gather, plan, render, apply, status) or recount (gather and plan found nothing to apply: the data plane counts and the rollout only).",
 	}, []string{"meshinstall", "pass"})
 	rolloutWorkloads = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "meshkeeper_rollout_workloads",

@@ -62,7 +62,7 @@ func (r *Reconciler) observeNodes(ctx context.Context, obs *observation) error {
 	return nil
 }
 
-// nodeEvents asks for a full pass when a node joins or leaves, or its
+// nodeEvents asks for a pass when a node joins or leaves, or its
 // kubelet changes version; a node's frequent status updates do not (the
 // cache keeps nothing else of it, see TrimNode).
 func (r *Reconciler) nodeEvents() (handler.EventHandler, predicate.Predicate) {

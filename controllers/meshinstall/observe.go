@@ -63,11 +63,10 @@ type observation struct {
 	workloadPods []workloadPod
 	// namespacesOptedOut carry mesh.meshkeeper.dev/rollout: disabled.
 	namespacesOptedOut map[string]bool
-	// ca is the mesh CA, observed by full passes only (observeCertificateAuthority).
+	// ca is the mesh CA (observeCertificateAuthority).
 	ca meshca.Observed
 	// endpoint is how the API server reaches the webhooks, and the CA it
-	// trusts them with; endpointErr says why it is not known yet. Full
-	// passes only.
+	// trusts them with; endpointErr says why it is not known yet.
 	endpoint    webhookconfig.Endpoint
 	endpointErr error
 	// nodesWithoutNativeSidecars: some node's kubelet cannot run native
@@ -76,8 +75,8 @@ type observation struct {
 	// retired are the revisions that, when the pass began, neither the
 	// injector nor the routing sent pods to, and that the API server itself
 	// (not the cache) said no running pod used and no namespace selected
-	// (observeRetired). Only those may be pruned (confirmedUnused). Full
-	// passes only; retiredErr says why a revision could not be checked.
+	// (observeRetired). Only those may be pruned (confirmedUnused);
+	// retiredErr says why a revision could not be checked.
 	retired    map[string]bool
 	retiredErr error
 }
@@ -160,10 +159,11 @@ func (r *Reconciler) observe(ctx context.Context, mi *meshv1alpha1.MeshInstall) 
 	return obs, nil
 }
 
-// gather is the one gatherer of a full pass: observe's facts from the
-// manager's cache, the mesh CA with its issuer (read live), and where the
-// API server reaches the webhooks. The recount pass needs observe's facts
-// only.
+// gather is the one gatherer of a pass: observe's facts from the manager's
+// cache, the mesh CA with its issuer (read live, only when the spec asks
+// for cert-manager's CA), where the API server reaches the webhooks, and
+// which unused revisions are retired (read live, only for a revision the
+// cache already finds unused).
 func (r *Reconciler) gather(ctx context.Context, mi *meshv1alpha1.MeshInstall) (*observation, error) {
 	obs, err := r.observe(ctx, mi)
 	if err != nil {

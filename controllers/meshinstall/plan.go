@@ -1,14 +1,19 @@
 package meshinstall
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"maps"
 	"slices"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
 	"github.com/meshkeeper/meshkeeper/internal/apply"
+	"github.com/meshkeeper/meshkeeper/internal/meshca"
 	"github.com/meshkeeper/meshkeeper/internal/render"
 	"github.com/meshkeeper/meshkeeper/internal/revision"
 	"github.com/meshkeeper/meshkeeper/internal/rollout"
@@ -163,9 +168,85 @@ func revisionNames(p revision.Plan) map[string]bool {
 	return out
 }
 
+// appliedPass is what the last pass that applied, succeeded and wrote its
+// report saw: its applyInputs, and the MeshInstall's resourceVersion once
+// that report (or a later pass's counts) was written.
+type appliedPass struct{ inputs, resourceVersion string }
+
+// nothingToApply is the pass's early exit: the cluster already is what the
+// plan wants of revisions, routing, the canary's clock and the mesh's
+// namespaces (settled), nothing the pass renders, applies or prunes from
+// has changed since the last pass that applied (its applyInputs), and
+// nobody but the operator wrote the MeshInstall since (its
+// resourceVersion: a status someone wiped or rolled back is reported
+// again). Such a pass would write nothing but the counts: it only counts
+// the data plane and carries the rollout on. A pod, namespace or workload
+// event changes none of it, whatever else shares its request key; drift of
+// an owned object changes its resourceVersion, and so the inputs.
+func nothingToApply(mi *meshv1alpha1.MeshInstall, p revision.Plan, obs *observation, inputs string, last appliedPass) bool {
+	return last.inputs != "" && inputs == last.inputs && mi.ResourceVersion == last.resourceVersion &&
+		obs.endpointErr == nil && obs.retiredErr == nil && settled(mi, p, obs)
+}
+
+// applyInputs fingerprints everything a pass renders, applies and prunes
+// from: the MeshInstall (UID, generation, labels, annotations), the plan's
+// revisions, routing, prunes and phase, the mesh CA decision, every object
+// the MeshInstall owns at the resourceVersion observed, the webhook
+// endpoint, the nodes' native sidecar support, the CRDs applied, the
+// revisions confirmed retired, and the namespaces the mesh needs as they
+// are. Pods and users' workloads are not in it: they change what the pass
+// counts and what the rollout restarts, which every pass does anyway.
+func applyInputs(mi *meshv1alpha1.MeshInstall, p revision.Plan, obs *observation, ca meshca.Decision) string {
+	type planned struct {
+		Name, Version, ProxyVersion string
+		Role                        meshv1alpha1.RevisionRole
+		Weight                      int32
+	}
+	revisions := make([]planned, 0, len(p.Revisions))
+	for _, r := range p.Revisions {
+		revisions = append(revisions, planned{r.Name, r.Version.String(), r.ProxyVersion.String(), r.Role, r.Weight})
+	}
+	live := make(map[string]string, len(obs.live))
+	for key, o := range obs.live {
+		live[key.GVK.String()+" "+key.Namespace+"/"+key.Name] = o.GetResourceVersion()
+	}
+	namespaces := map[string]map[string]string{}
+	for _, ns := range namespacesToApply(mi, obs) {
+		namespaces[ns.GetName()] = obs.namespaces[ns.GetName()]
+	}
+	in := struct {
+		UID                        types.UID
+		Generation                 int64
+		Labels, Annotations        map[string]string
+		Revisions                  []planned
+		Routing                    *revision.Routing
+		Prune                      []string
+		Phase                      revision.Phase
+		Message                    string
+		Waiting, Blocked           bool
+		CA                         meshca.Decision
+		Live                       map[string]string
+		Endpoint                   webhookconfig.Endpoint
+		NodesWithoutNativeSidecars bool
+		CRDs                       map[string]string
+		Retired                    map[string]bool
+		Namespaces                 map[string]map[string]string
+		ControlledNamespaces       map[string]bool
+	}{
+		mi.UID, mi.Generation, mi.Labels, mi.Annotations,
+		revisions, p.Routing, p.Prune, p.Phase, p.Message, p.Waiting, p.Blocked,
+		ca, live, obs.endpoint, obs.nodesWithoutNativeSidecars, obs.crdHashes, obs.retired, namespaces, obs.controlledNamespaces,
+	}
+	raw, err := json.Marshal(in)
+	if err != nil {
+		return "" // never matches: the pass applies
+	}
+	sum := sha256.Sum256(raw)
+	return hex.EncodeToString(sum[:])
+}
+
 // settled reports whether the cluster already is what the plan wants of
-// revisions, routing and the mesh's namespaces, so that a pass triggered by
-// pods or namespaces need not render or apply anything.
+// revisions, routing, the canary's clock and the mesh's namespaces.
 func settled(mi *meshv1alpha1.MeshInstall, p revision.Plan, obs *observation) bool {
 	st := &mi.Status
 	if len(p.Prune) > 0 || !p.Routing.Equal(obs.Routing) {

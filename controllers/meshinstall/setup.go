@@ -3,10 +3,12 @@ package meshinstall
 import (
 	"context"
 	"sync"
+	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -15,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -28,6 +31,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
+	"github.com/meshkeeper/meshkeeper/internal/render"
 )
 
 // OwnedTypes are the typed kinds the reconciler renders and owns; a change
@@ -54,8 +58,10 @@ func OwnedTypes() []client.Object {
 // SetupWithManager registers the reconciler: it watches MeshInstalls, owns
 // every typed kind it renders, watches Istio's CRDs (which it installs but
 // does not own), and adds watches for kinds whose CRDs it installs itself
-// (PeerAuthentication) once they exist. The recount controller
-// (setupRecount) follows pods, namespaces and users' workloads.
+// (PeerAuthentication) once they exist. Pods (cached trimmed, see TrimPod)
+// and namespaces (metadata only) feed the inventory, users' workloads
+// (cached trimmed, see TrimWorkload, TrimJob) the rollout and pruning: their
+// events enqueue the MeshInstall's own key too, batched (podEvents).
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	b := ctrl.NewControllerManagedBy(mgr).
 		// Status writes of our own do not trigger another pass; spec, metadata and deletion do.
@@ -73,16 +79,61 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Retrigger != nil {
 		b = b.WatchesRawSource(source.Channel(r.Retrigger, handler.EnqueueRequestsFromMapFunc(r.allMeshInstalls)))
 	}
-	// A recount that finds more to do asks for a full pass.
-	r.fullPasses = make(chan event.GenericEvent, 1)
-	b = b.WatchesRawSource(source.Channel(r.fullPasses, &handler.EnqueueRequestForObject{}))
+	b = b.Watches(&corev1.Pod{}, r.podEvents()).WatchesMetadata(&corev1.Namespace{}, r.podEvents())
+	for _, w := range []client.Object{&appsv1.Deployment{}, &appsv1.StatefulSet{}, &appsv1.DaemonSet{}, &batchv1.CronJob{}, &batchv1.Job{}} {
+		b = b.Watches(w, r.workloadEvents())
+	}
 	c, err := b.Build(r)
 	if err != nil {
 		return err
 	}
 	r.watches = &dynamicWatches{ctrl: c, cache: mgr.GetCache(), mapper: r.allMeshInstalls, scheme: mgr.GetScheme(), watched: map[schema.GroupVersionKind]bool{}}
-	// Pod, namespace and workload events only recount the data plane.
-	return r.setupRecount(mgr)
+	return nil
+}
+
+// podEventDelay batches pod churn: a burst of pod events makes one pass
+// every podEventDelay, and a 1,000-pod rollout a handful of status writes
+// (the counts are a report: ten seconds behind is soon enough).
+const podEventDelay = 10 * time.Second
+
+// podEvents enqueues every MeshInstall podEventDelay after a pod or
+// namespace changes what the inventory reads; the queue folds a burst into
+// one request. The pass finds nothing to apply unless something else
+// changed too (nothingToApply).
+func (r *Reconciler) podEvents() handler.EventHandler {
+	return r.enqueueLaterOn(inventoryChanged)
+}
+
+// workloadEvents enqueues every MeshInstall, batched as podEvents, when a
+// user's workload changes what the rollout reads (meshkeeper's own
+// Deployments are owned: their events enqueue at once).
+func (r *Reconciler) workloadEvents() handler.EventHandler {
+	return r.enqueueLaterOn(func(a, b client.Object) bool {
+		return b.GetLabels()[render.LabelManagedBy] != render.ManagedBy && workloadChanged(a, b)
+	})
+}
+
+// enqueueLaterOn enqueues every MeshInstall podEventDelay after a creation,
+// a deletion, or an update that changed what a pass reads.
+func (r *Reconciler) enqueueLaterOn(changed func(a, b client.Object) bool) handler.EventHandler {
+	enqueue := func(ctx context.Context, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+		for _, req := range r.allMeshInstalls(ctx, nil) {
+			q.AddAfter(req, podEventDelay)
+		}
+	}
+	return handler.Funcs{
+		CreateFunc: func(ctx context.Context, _ event.CreateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			enqueue(ctx, q)
+		},
+		UpdateFunc: func(ctx context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			if changed(e.ObjectOld, e.ObjectNew) {
+				enqueue(ctx, q)
+			}
+		},
+		DeleteFunc: func(ctx context.Context, _ event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			enqueue(ctx, q)
+		},
+	}
 }
 
 // deletionStarted passes the update that sets deletionTimestamp.

@@ -25,13 +25,17 @@ type statusBuilder struct {
 	gen int64
 
 	suspend bool
-	// recountOnly is a pass from pod or namespace events: it writes the
-	// counts, or, when it handed over to a full pass, nothing at all.
-	recountOnly bool
-	refusal     *refusal.Error
-	plan        *revision.Plan
-	obs         *observation
-	// outcome is what the staged apply did; nil in a pass that only recounts the data plane.
+	// countOnly is a pass whose plan found nothing to apply
+	// (nothingToApply): it writes the counts and the rollout only; what the
+	// last pass that applied reported still holds.
+	countOnly bool
+	// appliedInputs are the applyInputs of a pass that applied and
+	// succeeded, remembered once its report is written.
+	appliedInputs string
+	refusal       *refusal.Error
+	plan          *revision.Plan
+	obs           *observation
+	// outcome is what the staged apply did; nil in a pass that found nothing to apply.
 	outcome *applyOutcome
 	inv     inventory.Result
 	invErr  bool
@@ -62,16 +66,15 @@ func (s *statusBuilder) counted(inv inventory.Result) {
 	s.inv, s.invErr = inv, !s.obs.InventoryKnown
 }
 
-// finish computes status from the pass's findings. A pass that only
-// recounted the data plane writes only the counts, and one that handed
-// over to a full pass writes nothing.
+// finish computes status from the pass's findings. A pass that found
+// nothing to apply writes only the counts and the rollout.
 func (s *statusBuilder) finish(mi *meshv1alpha1.MeshInstall, reconcileErr error) {
 	st := &mi.Status
 	set := func(c metav1.Condition) {
 		c.ObservedGeneration = s.gen
 		meta.SetStatusCondition(&st.Conditions, c)
 	}
-	if s.recountOnly {
+	if s.countOnly {
 		if s.plan != nil {
 			s.recordDataPlane(mi)
 			set(s.dataPlane())

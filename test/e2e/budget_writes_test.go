@@ -22,7 +22,7 @@ const (
 	// Write budgets, from the operator's own rest_client_requests_total.
 	steadyWriteBudget = 0
 	// burstWriteBudget bounds a burst's writes whatever its size: at most
-	// one status write per recount batch (podEventDelayForTests) while the
+	// one status write per batch of pod events (podEventDelayForTests) while the
 	// pods keep changing, and one more for the last. How long a burst of
 	// pods takes to become Ready is the simulated cluster's pace (100 s on
 	// an idle machine, over 3 min on a busy one), not the operator's, so the
@@ -79,7 +79,7 @@ func TestQuietClusterCostsNoWrites(t *testing.T) {
 		return nil
 	})
 	e.waitReady(t, mi.Name, 30*time.Second)
-	time.Sleep(2 * podEventDelayForTests) // let the last recount land
+	time.Sleep(2 * podEventDelayForTests) // let the last batch of pod events land
 
 	before := e.requests(t)
 	time.Sleep(time.Minute)
@@ -121,7 +121,8 @@ func TestQuietClusterCostsNoWrites(t *testing.T) {
 	if w := burst.writes(); w > burstWriteBudget(elapsed) {
 		t.Errorf("%d writes for a burst of %d pods over %s, budget %d", w, burstPods, elapsed.Round(time.Second), burstWriteBudget(elapsed))
 	}
-	// Pod events only recount: no pass renders or applies anything for them.
+	// Pods alone change nothing a pass applies from: every pass they
+	// trigger stops after its plan (nothingToApply), rendering nothing.
 	if full := e.counter(t, `meshkeeper_passes_total{meshinstall="default",pass="full"}`) - fullBefore; full != 0 {
 		t.Errorf("%v full passes (render and apply) for a burst of pods, want none", full)
 	}
@@ -146,7 +147,7 @@ func (e *env) counter(t *testing.T, sample string) float64 {
 	return 0
 }
 
-// podEventDelayForTests is the operator's recount batching (meshinstall.podEventDelay).
+// podEventDelayForTests is the operator's batching of pod events (meshinstall.podEventDelay).
 const podEventDelayForTests = 10 * time.Second
 
 // requestCounts are the operator's API requests by method.
