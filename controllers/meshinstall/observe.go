@@ -340,13 +340,19 @@ func (obs *observation) pod(mi *meshv1alpha1.MeshInstall, p *corev1.Pod, istiodP
 	}
 	name, stamped := p.Labels[inject.LabelInjectedBy]
 	rev, known := obs.Revisions[name]
+	pod := webhookconfig.Pod{Namespace: p.Namespace, Labels: p.Labels, Annotations: p.Annotations, HostNetwork: p.Spec.HostNetwork}
 	// Anyone who may create a pod can write the stamp, and pods outlive
 	// their MeshInstall: a stamp is a report, counted against a revision
 	// whose own objects exist, never a reason to create one. A pod of a
-	// revision that is gone is counted as outdated (countDataPlane).
+	// revision that is gone is counted as outdated (countDataPlane). A
+	// stamped pod keeps its revision from being pruned wherever it runs; it
+	// counts against the revision's health (a canary's step) only where
+	// the injector observed would inject its workload's next pods, so a
+	// never-Ready pod with a copied stamp in a namespace outside the mesh
+	// cannot hold an upgrade.
 	if stamped && known {
 		rev.Pods++
-		if c := podCondition(p, corev1.PodReady); c == nil || c.Status != corev1.ConditionTrue {
+		if c := podCondition(p, corev1.PodReady); (c == nil || c.Status != corev1.ConditionTrue) && obs.matcher.Route(obs.namespaces[p.Namespace], pod) != "" {
 			rev.PodsReady = false
 			if created := p.CreationTimestamp.Time; rev.OldestUnreadyPod.IsZero() || created.Before(rev.OldestUnreadyPod) {
 				rev.OldestUnreadyPod = created
@@ -359,7 +365,7 @@ func (obs *observation) pod(mi *meshv1alpha1.MeshInstall, p *corev1.Pod, istiodP
 		return // still running, so it holds its revision; no longer counted
 	}
 	obs.pods = append(obs.pods, inventory.Pod{
-		Pod:        webhookconfig.Pod{Namespace: p.Namespace, Labels: p.Labels, Annotations: p.Annotations, HostNetwork: p.Spec.HostNetwork},
+		Pod:        pod,
 		Controlled: metav1.GetControllerOfNoCopy(p) != nil,
 	})
 	obs.workloadPods = append(obs.workloadPods, workloadPodOf(p))

@@ -10,6 +10,7 @@ import (
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
 	"github.com/meshkeeper/meshkeeper/internal/inject"
 	"github.com/meshkeeper/meshkeeper/internal/revision"
+	"github.com/meshkeeper/meshkeeper/internal/webhookconfig"
 )
 
 // TestAPodNotReadyIsDatedByItsCreation: the cached (trimmed) pods still
@@ -30,7 +31,7 @@ func TestAPodNotReadyIsDatedByItsCreation(t *testing.T) {
 		}
 		return trimmed.(*corev1.Pod)
 	}
-	obs := &observation{Observed: revision.Observed{Now: now, Revisions: map[string]revision.ObservedRevision{"1-32-0": {PodsReady: true}}}}
+	obs := meshedShop(t, now)
 	mi := &meshv1alpha1.MeshInstall{Spec: meshv1alpha1.MeshInstallSpec{Namespace: "istio-system"}}
 	for _, p := range []*corev1.Pod{
 		pod("ready-old", time.Hour, corev1.ConditionTrue),
@@ -46,5 +47,44 @@ func TestAPodNotReadyIsDatedByItsCreation(t *testing.T) {
 	}
 	if want := now.Add(-2 * time.Minute); !got.OldestUnreadyPod.Equal(want) {
 		t.Errorf("OldestUnreadyPod = %v, want %v (the stuck pod's creation)", got.OldestUnreadyPod, want)
+	}
+}
+
+// meshedShop is an observation of revision 1-32-0, all its pods Ready so
+// far, with namespace shop selecting it and namespace tenant outside the mesh.
+func meshedShop(t *testing.T, now time.Time) *observation {
+	t.Helper()
+	matcher, err := webhookconfig.NewMatcher(webhookconfig.InjectorConfiguration(webhookconfig.Injector{Revisions: []string{"1-32-0"}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &observation{matcher: matcher,
+		namespaces: map[string]map[string]string{"shop": {"istio.io/rev": "1-32-0"}, "tenant": {}},
+		Observed:   revision.Observed{Now: now, Revisions: map[string]revision.ObservedRevision{"1-32-0": {PodsReady: true}}}}
+}
+
+// TestACopiedStampOutsideTheMeshHoldsNoCanary: a never-Ready pod whose
+// stamp names the canary, in a namespace the injector does not serve, keeps
+// the revision from being pruned (it is counted) but does not make the
+// revision unhealthy: a tenant cannot hold an upgrade with a copied label.
+func TestACopiedStampOutsideTheMeshHoldsNoCanary(t *testing.T) {
+	now := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	obs := meshedShop(t, now)
+	mi := &meshv1alpha1.MeshInstall{Spec: meshv1alpha1.MeshInstallSpec{Namespace: "istio-system"}}
+	for _, p := range []*corev1.Pod{
+		{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web", Labels: map[string]string{inject.LabelInjectedBy: "1-32-0"}},
+			Status: corev1.PodStatus{Phase: corev1.PodRunning, Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}}},
+		{ObjectMeta: metav1.ObjectMeta{Namespace: "tenant", Name: "forged", CreationTimestamp: metav1.NewTime(now.Add(-time.Hour)),
+			Labels: map[string]string{inject.LabelInjectedBy: "1-32-0"}},
+			Status: corev1.PodStatus{Phase: corev1.PodRunning}},
+	} {
+		obs.pod(mi, p, map[string]string{})
+	}
+	got := obs.Revisions["1-32-0"]
+	if got.Pods != 2 {
+		t.Errorf("Pods %d, want 2: a stamped pod anywhere keeps its revision", got.Pods)
+	}
+	if !got.PodsReady || !got.OldestUnreadyPod.IsZero() {
+		t.Errorf("PodsReady %v, OldestUnreadyPod %v: the copied stamp outside the mesh made the revision unhealthy", got.PodsReady, got.OldestUnreadyPod)
 	}
 }
