@@ -49,7 +49,7 @@ type derived struct {
 // securityContexts are the security contexts of the sidecar template's
 // containers, by case. Without a seccomp profile they are the shared ones.
 type securityContexts struct {
-	init                                 *corev1.SecurityContext
+	init                                   *corev1.SecurityContext
 	proxy, tproxy, bind, tproxyBind, trace *corev1.SecurityContext
 }
 
