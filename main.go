@@ -273,7 +273,9 @@ func setupInjector(ctx context.Context, mgr ctrl.Manager) (*webhooks.RevisionSou
 	if err != nil {
 		return nil, err
 	}
-	webhooks.RegisterInjector(mgr.GetWebhookServer(), webhooks.NewInjectHandler(source, ctrl.Log.WithName("injector")))
+	injector := webhooks.NewInjectHandler(source, ctrl.Log.WithName("injector")).
+		WithNamespaces(webhooks.CachedNamespaces{Reader: mgr.GetCache()})
+	webhooks.RegisterInjector(mgr.GetWebhookServer(), injector)
 	return source, nil
 }
 
