@@ -84,7 +84,10 @@ func TestPodSecurity(t *testing.T) {
 			refusedFor: []string{"annotation sidecar.istio.io/capNetBindService=true runs istio-proxy as root"}},
 		{name: "capNetBindService passes baseline", config: cni, pod: restrictedPod(false, bind), labels: baseline},
 		{name: "iptables trace logging fails baseline", pod: restrictedPod(false, nil), labels: baseline,
-			config:     func(c *Config) { cni(c); c.DefaultProxyConfig.ProxyMetadata = map[string]string{"IPTABLES_TRACE_LOGGING": "true"} },
+			config: func(c *Config) {
+				cni(c)
+				c.DefaultProxyConfig.ProxyMetadata = map[string]string{"IPTABLES_TRACE_LOGGING": "true"}
+			},
 			refusedFor: []string{"IPTABLES_TRACE_LOGGING=true"}},
 		{name: "a pod that fails on its own is left to Pod Security", pod: privileged, labels: restricted},
 	} {
