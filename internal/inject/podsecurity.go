@@ -126,3 +126,30 @@ func (in *injection) podSecurityCauses(level psa.Level, orig *corev1.Pod) []stri
 	}
 	return causes
 }
+
+// PodSecurityGaps names what in a revision's configuration makes the pods
+// it injects fail the Pod Security level ("baseline" or "restricted")
+// whatever the pods are: what the MeshInstall must change for meshed
+// namespaces that enforce that level. Under restricted a missing seccomp
+// profile is named too, though a pod that sets its own passes. Nil: the
+// configuration can satisfy the level.
+func PodSecurityGaps(cfg *Config, level string) []string {
+	restricted := level == string(psa.LevelRestricted)
+	if !restricted && level != string(psa.LevelBaseline) {
+		return nil
+	}
+	var gaps []string
+	if cfg.CNI == nil {
+		gaps = append(gaps, "spec.cni.enabled is false (injected pods get istio-init, which runs as root with NET_ADMIN and NET_RAW)")
+	}
+	if cfg.DefaultProxyConfig.ProxyMetadata["IPTABLES_TRACE_LOGGING"] == "true" {
+		gaps = append(gaps, "spec.meshConfig.defaultConfig.proxyMetadata sets IPTABLES_TRACE_LOGGING=true (istio-proxy runs privileged)")
+	}
+	switch sp := cfg.SeccompProfile; {
+	case sp != nil && sp.Type == corev1.SeccompProfileTypeUnconfined:
+		gaps = append(gaps, "spec.proxy.seccompProfile.type is Unconfined")
+	case sp == nil && restricted:
+		gaps = append(gaps, "spec.proxy.seccompProfile is unset (only pods that set their own seccompProfile pass)")
+	}
+	return gaps
+}

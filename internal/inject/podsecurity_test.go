@@ -121,3 +121,47 @@ func TestPodSecurity(t *testing.T) {
 		})
 	}
 }
+
+// TestPodSecurityGaps: what in a configuration makes every injected pod
+// fail a level, named by the MeshInstall field to change.
+func TestPodSecurityGaps(t *testing.T) {
+	with := func(change func(*Config)) *Config {
+		c := testConfig()
+		change(c)
+		return c
+	}
+	runtimeDefault := &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}
+	for _, c := range []struct {
+		name     string
+		cfg      *Config
+		level    string
+		wantGaps []string
+	}{
+		{"no CNI, baseline", testConfig(), "baseline", []string{"spec.cni.enabled is false"}},
+		{"no CNI, restricted", testConfig(), "restricted", []string{"spec.cni.enabled is false", "spec.proxy.seccompProfile is unset"}},
+		{"no CNI, privileged", testConfig(), "privileged", nil},
+		{"CNI, baseline", with(func(c *Config) { c.CNI = &CNI{} }), "baseline", nil},
+		{"CNI, restricted", with(func(c *Config) { c.CNI = &CNI{} }), "restricted", []string{"spec.proxy.seccompProfile is unset"}},
+		{"CNI and RuntimeDefault, restricted", with(func(c *Config) { c.CNI = &CNI{}; c.SeccompProfile = runtimeDefault }), "restricted", nil},
+		{"Unconfined, baseline", with(func(c *Config) {
+			c.CNI = &CNI{}
+			c.SeccompProfile = &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeUnconfined}
+		}), "baseline", []string{"spec.proxy.seccompProfile.type is Unconfined"}},
+		{"iptables trace logging, baseline", with(func(c *Config) {
+			c.CNI = &CNI{}
+			c.DefaultProxyConfig.ProxyMetadata = map[string]string{"IPTABLES_TRACE_LOGGING": "true"}
+		}), "baseline", []string{"IPTABLES_TRACE_LOGGING=true"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			gaps := PodSecurityGaps(c.cfg, c.level)
+			if len(gaps) != len(c.wantGaps) {
+				t.Fatalf("gaps %q, want %d naming %q", gaps, len(c.wantGaps), c.wantGaps)
+			}
+			for i, want := range c.wantGaps {
+				if !strings.Contains(gaps[i], want) {
+					t.Errorf("gap %q does not say %q", gaps[i], want)
+				}
+			}
+		})
+	}
+}
