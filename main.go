@@ -273,8 +273,11 @@ func setupInjector(ctx context.Context, mgr ctrl.Manager) (*webhooks.RevisionSou
 	if err != nil {
 		return nil, err
 	}
-	injector := webhooks.NewInjectHandler(source, ctrl.Log.WithName("injector")).
-		WithNamespaces(webhooks.CachedNamespaces{Reader: mgr.GetCache()})
+	namespaces, err := webhooks.NewPodSecurityNamespaces(ctx, mgr.GetCache())
+	if err != nil {
+		return nil, err
+	}
+	injector := webhooks.NewInjectHandler(source, ctrl.Log.WithName("injector")).WithNamespaces(namespaces)
 	webhooks.RegisterInjector(mgr.GetWebhookServer(), injector)
 	return source, nil
 }

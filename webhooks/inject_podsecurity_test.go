@@ -1,12 +1,14 @@
 package webhooks
 
 import (
+	"maps"
 	"net/http"
 	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/utils/ptr"
 )
 
@@ -53,5 +55,29 @@ func TestInjectHandlerRefusesWhatPodSecurityWouldRefuse(t *testing.T) {
 	pod.Namespace = "open"
 	if resp := admissionResponse(t, serve(h, "/inject", "application/json", reviewOf(t, pod))); !resp.Allowed || len(resp.Patch) == 0 {
 		t.Errorf("in a namespace enforcing nothing: allowed %v, patch %d bytes, want injected", resp.Allowed, len(resp.Patch))
+	}
+}
+
+// TestPodSecurityNamespacesFollowTheLabels: the injector knows a
+// namespace's enforce labels while it carries them, and only those.
+func TestPodSecurityNamespacesFollowTheLabels(t *testing.T) {
+	n := &PodSecurityNamespaces{}
+	ns := func(labels map[string]string) *corev1.Namespace {
+		return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop", Labels: labels}}
+	}
+	n.set(ns(map[string]string{"istio-injection": "enabled", "pod-security.kubernetes.io/enforce": "restricted",
+		"pod-security.kubernetes.io/enforce-version": "v1.30", "pod-security.kubernetes.io/warn": "restricted"}))
+	want := map[string]string{"pod-security.kubernetes.io/enforce": "restricted", "pod-security.kubernetes.io/enforce-version": "v1.30"}
+	if got := n.NamespaceLabels("shop"); !maps.Equal(got, want) {
+		t.Errorf("labels %v, want %v", got, want)
+	}
+	n.set(ns(map[string]string{"istio-injection": "enabled"}))
+	if got := n.NamespaceLabels("shop"); got != nil {
+		t.Errorf("after the enforce label was removed: %v", got)
+	}
+	n.set(ns(map[string]string{"pod-security.kubernetes.io/enforce": "baseline"}))
+	n.forget(toolscache.DeletedFinalStateUnknown{Key: "shop", Obj: ns(nil)})
+	if got := n.NamespaceLabels("shop"); got != nil {
+		t.Errorf("after the namespace was deleted: %v", got)
 	}
 }

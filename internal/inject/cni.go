@@ -45,11 +45,11 @@ func (in *injection) cniAnnotations() []keyValue {
 	kvs = append(kvs,
 		keyValue{annIncludeInPorts, c.includeInboundPorts},
 		keyValue{annExcludeInPorts, c.excludeInboundPorts})
-	if c.includeOutboundPorts != nil {
-		kvs = append(kvs, keyValue{annIncludeOutPorts, *c.includeOutboundPorts})
+	if c.includeOutboundPorts.set {
+		kvs = append(kvs, keyValue{annIncludeOutPorts, c.includeOutboundPorts.ports})
 	}
-	if c.excludeOutboundPorts != nil {
-		kvs = append(kvs, keyValue{annExcludeOutPorts, *c.excludeOutboundPorts})
+	if c.excludeOutboundPorts.set {
+		kvs = append(kvs, keyValue{annExcludeOutPorts, c.excludeOutboundPorts.ports})
 	}
 	// The pod's own interface annotations, which the template repeats.
 	for _, name := range []string{annKubevirtIfaces, annRerouteIfaces, annExcludeIfaces} {

@@ -31,7 +31,13 @@ type capture struct {
 	excludeInboundPorts string
 	// includeOutboundPorts and excludeOutboundPorts are set only when the
 	// pod or the mesh names ports.
-	includeOutboundPorts, excludeOutboundPorts *string
+	includeOutboundPorts, excludeOutboundPorts optionalPorts
+}
+
+// optionalPorts is a list of ports that may be left out altogether.
+type optionalPorts struct {
+	ports string
+	set   bool
 }
 
 func (in *injection) capture() capture {
@@ -47,14 +53,14 @@ func (in *injection) capture() capture {
 		excludeInboundPorts: excludeInboundPort(in.statusPort, annotationOr(ann, annExcludeInPorts, tc.ExcludeInboundPorts)),
 	}
 	if v, ok := ann[annIncludeOutPorts]; ok {
-		c.includeOutboundPorts = &v
+		c.includeOutboundPorts = optionalPorts{v, true}
 	} else if tc.IncludeOutboundPorts != "" {
-		c.includeOutboundPorts = &tc.IncludeOutboundPorts
+		c.includeOutboundPorts = optionalPorts{tc.IncludeOutboundPorts, true}
 	}
 	if v, ok := ann[annExcludeOutPorts]; ok {
-		c.excludeOutboundPorts = &v
+		c.excludeOutboundPorts = optionalPorts{v, true}
 	} else if tc.ExcludeOutboundPorts != "" {
-		c.excludeOutboundPorts = &tc.ExcludeOutboundPorts
+		c.excludeOutboundPorts = optionalPorts{tc.ExcludeOutboundPorts, true}
 	}
 	return c
 }
@@ -133,11 +139,11 @@ func (in *injection) iptablesArgs() []string {
 		"-b", c.includeInboundPorts,
 		"-d", excluded,
 	)
-	if c.includeOutboundPorts != nil {
-		args = append(args, "-q", *c.includeOutboundPorts)
+	if c.includeOutboundPorts.set {
+		args = append(args, "-q", c.includeOutboundPorts.ports)
 	}
-	if c.excludeOutboundPorts != nil {
-		args = append(args, "-o", *c.excludeOutboundPorts)
+	if c.excludeOutboundPorts.set {
+		args = append(args, "-o", c.excludeOutboundPorts.ports)
 	}
 	if v, ok := ann[annRerouteIfaces]; ok {
 		args = append(args, "-k", v)
