@@ -58,6 +58,10 @@ func goldenCases() []goldenCase {
 		{name: "cni-restricted", in: "deployment", config: restricted},
 		{name: "cni-restricted-classic", in: "deployment", config: func(c *Config) { restricted(c); classic(c) }},
 		{name: "cni-istio-1.30", in: "deployment", config: func(c *Config) { cni(c); istio130(c) }},
+		// istio-validation's image follows istio-init's rule of each version
+		// (the ProxyConfig's image type since 1.31 only for istio-proxy).
+		{name: "cni-proxy-config-annotation", in: "proxy-config-annotation", config: cni},
+		{name: "cni-proxy-config-annotation-istio-1.30", in: "proxy-config-annotation", config: func(c *Config) { cni(c); istio130(c) }},
 		{name: "cni-tproxy", in: "interception-tproxy", config: restricted},
 		{name: "cni-traffic-annotations", config: func(c *Config) {
 			cni(c)
