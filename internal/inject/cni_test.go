@@ -1,6 +1,9 @@
 package inject
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 // TestAppendMultusNetwork: the istio-cni network joins the pod's Multus
 // networks in the notation the pod uses, once.
@@ -21,5 +24,16 @@ func TestAppendMultusNetwork(t *testing.T) {
 				t.Errorf("appendMultusNetwork(%q) = %q, want %q", c.in, got, c.want)
 			}
 		})
+	}
+}
+
+// TestConfigWithAnUnknownCNIProviderIsRefused: a configuration read from a
+// ConfigMap that names a provider the injector does not know injects
+// nothing, naming the field.
+func TestConfigWithAnUnknownCNIProviderIsRefused(t *testing.T) {
+	cfg := testConfig()
+	cfg.CNI = &CNI{Provider: "calico"}
+	if err := cfg.Prepare(); err == nil || !strings.Contains(err.Error(), `cni.provider "calico"`) {
+		t.Errorf("Prepare = %v, want an error naming cni.provider", err)
 	}
 }

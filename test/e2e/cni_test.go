@@ -38,7 +38,6 @@ const podSecurityEnforce = "pod-security.kubernetes.io/enforce"
 // setting. (No CNI node agent runs here: kwok runs no containers, and the
 // test needs none.)
 func TestRestrictedNamespacesWithCNI(t *testing.T) {
-	runsLong(t, 75*time.Second)
 	t.Parallel()
 	e := newEnv(t, 2)
 	ctx := context.Background()
