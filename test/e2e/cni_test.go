@@ -190,8 +190,9 @@ func (e *env) replicaFailures(t *testing.T, namespaces map[string]string) string
 
 // checkValidationArgs runs Istio's istio-iptables (pilot-agent) with the
 // injected istio-validation arguments, plus --dry-run (touch no iptables)
-// and a short probe timeout: it must take them and start the validation,
-// which fails only because no CNI plugin redirected this host's traffic.
+// and a short probe timeout: it must take them (parse the flags, pass its
+// configuration check, which comes first) and start the validation, which
+// fails only because no CNI plugin redirected this host's traffic.
 // The same with an argument Istio does not know must fail to parse, so the
 // check can tell the two apart.
 func checkValidationArgs(t *testing.T, bin string, args []string) {
