@@ -667,3 +667,43 @@ func setProxyConfig(t *testing.T, pod *corev1.Pod, value string) {
 	}
 	t.Fatal("Istio's expected pod has no istio-proxy with PROXY_CONFIG")
 }
+
+// TestIstioCNIGoldenCasesForEachVersion injects Istio's CNI cases with
+// each supported minor's configuration: nothing of the CNI injection
+// differs between them (Istio's injection template and release notes
+// change none of it from 1.30 to 1.32), and what does differ between
+// minors (canonical-name trimming, istio-init's image type) does not show
+// in these pods.
+func TestIstioCNIGoldenCasesForEachVersion(t *testing.T) {
+	dir := filepath.Join(istioSource(t), istioGoldenDir)
+	var cases []istioCase
+	for _, c := range istioCases() {
+		if c.config != nil && (strings.Contains(c.want, ".cni.") || strings.Contains(c.want, "cncf-networks")) {
+			cases = append(cases, c)
+		}
+	}
+	if len(cases) != 5 {
+		t.Fatalf("%d CNI cases among Istio's golden cases, want 5", len(cases))
+	}
+	for _, v := range []string{"1.30.8", "1.31.4", "1.32.0"} {
+		for _, c := range cases {
+			t.Run(v+"/"+c.want, func(t *testing.T) {
+				cfg := testConfig()
+				cfg.Version = v
+				cfg.ProxyImage = "docker.io/istio/proxyv2:" + v
+				c.config(cfg)
+				ins := istioPods(t, filepath.Join(dir, c.input()))
+				wants := istioPods(t, filepath.Join(dir, c.want))
+				for i := range ins {
+					got, err := injectAsWebhook(ins[i], cfg)
+					if err != nil {
+						t.Fatalf("pod %d refused: %v", i, err)
+					}
+					if d := semanticDiff(got, wants[i]); d != "" {
+						t.Errorf("pod %d differs from Istio's %s:\n%s", i, c.want, d)
+					}
+				}
+			})
+		}
+	}
+}
