@@ -1,6 +1,7 @@
 package meshinstall
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"testing"
@@ -68,6 +69,7 @@ func TestTurningCNIOnRestartsWorkloadsOntoTheNewShape(t *testing.T) {
 	makeAvailable(t, mi.Spec.Namespace, render.IstiodName(render.DefaultRevision))
 	want := rollout.Target(render.DefaultRevision, withCNI)
 	eventually(t, timeout, "web restarted for the configuration with CNI", func() error {
+		markNodeAgentsAvailable(t, getMI(t, mi.Name))
 		cm := &corev1.ConfigMap{}
 		if err := env.Client.Get(ctx, client.ObjectKey{Namespace: mi.Spec.Namespace, Name: render.InjectionConfigMapName(render.DefaultRevision)}, cm); err != nil {
 			return err
@@ -80,4 +82,26 @@ func TestTurningCNIOnRestartsWorkloadsOntoTheNewShape(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// markNodeAgentsAvailable plays the DaemonSet controller, which envtest does
+// not run, for the DaemonSets the MeshInstall controls in spec.cni's
+// namespace (the CNI node agent, where the reconciler renders one, whose
+// availability may gate routing): each is rolled out on one node.
+func markNodeAgentsAvailable(t *testing.T, mi *meshv1alpha1.MeshInstall) {
+	t.Helper()
+	ctx := context.Background()
+	var list appsv1.DaemonSetList
+	if err := env.Client.List(ctx, &list, client.InNamespace(cmp.Or(mi.Spec.CNI.Namespace, "kube-system"))); err != nil {
+		t.Fatal(err)
+	}
+	for i := range list.Items {
+		ds := &list.Items[i]
+		if !metav1.IsControlledBy(ds, mi) || ds.Status.ObservedGeneration == ds.Generation && ds.Status.NumberAvailable == 1 {
+			continue
+		}
+		ds.Status = appsv1.DaemonSetStatus{ObservedGeneration: ds.Generation, DesiredNumberScheduled: 1,
+			CurrentNumberScheduled: 1, UpdatedNumberScheduled: 1, NumberReady: 1, NumberAvailable: 1}
+		_ = env.Client.Status().Update(ctx, ds) // a conflict is retried by the caller's next round
+	}
 }
