@@ -140,6 +140,13 @@ func TestRestrictedNamespacesWithCNI(t *testing.T) {
 	if n := len(e.podsOf(t, "shop", "after-cni-off")); n != 0 {
 		t.Errorf("%d pods of the Deployment created after CNI was turned off were admitted", n)
 	}
+	body, err := e.operator.Metrics()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `meshkeeper_injection_requests_total{dry_run="false",reason="pod-security",result="refused"}`; !strings.Contains(body, want) {
+		t.Errorf("the refusals are not counted: no %s in the metrics", want)
+	}
 }
 
 // restrictedApp is app with a pod that passes Pod Security restricted as
