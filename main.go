@@ -273,7 +273,12 @@ func setupInjector(ctx context.Context, mgr ctrl.Manager) (*webhooks.RevisionSou
 	if err != nil {
 		return nil, err
 	}
-	webhooks.RegisterInjector(mgr.GetWebhookServer(), webhooks.NewInjectHandler(source, ctrl.Log.WithName("injector")))
+	namespaces, err := webhooks.NewPodSecurityNamespaces(ctx, mgr.GetCache())
+	if err != nil {
+		return nil, err
+	}
+	injector := webhooks.NewInjectHandler(source, ctrl.Log.WithName("injector")).WithNamespaces(namespaces)
+	webhooks.RegisterInjector(mgr.GetWebhookServer(), injector)
 	return source, nil
 }
 

@@ -34,8 +34,26 @@ import (
 // failurePolicy: admitting the pod uninjected or refusing it is the user's
 // choice, not the handler's.
 type InjectHandler struct {
-	source ConfigSource
-	log    logr.Logger
+	source     ConfigSource
+	namespaces NamespaceSource
+	log        logr.Logger
+}
+
+// NamespaceSource gives the injector the labels of a pod's namespace,
+// whose Pod Security level inject.Inject checks.
+type NamespaceSource interface {
+	// NamespaceLabels returns the labels of the named namespace, or nil
+	// when it does not know them (the pod is then not checked; the API
+	// server's Pod Security admission still is).
+	NamespaceLabels(name string) map[string]string
+}
+
+// WithNamespaces makes h refuse, naming the setting responsible, a pod
+// that its namespace's Pod Security level admits as created and would
+// refuse once injected (see inject.PodSecurityError). It returns h.
+func (h *InjectHandler) WithNamespaces(namespaces NamespaceSource) *InjectHandler {
+	h.namespaces = namespaces
+	return h
 }
 
 // NewInjectHandler returns the injection webhook handler, reading revisions'
@@ -160,12 +178,24 @@ func (h *InjectHandler) review(ar *admissionReview, target Target, buf []byte) (
 		// the gateways meshkeeper runs there.
 		return allow(reasonSystemNamespace)
 	}
+	var nsLabels map[string]string
+	if h.namespaces != nil {
+		nsLabels = h.namespaces.NamespaceLabels(namespace)
+	}
 	injected, err := inject.Inject(pod, cfg, inject.Request{
 		Namespace: req.Namespace, Workload: workload, ClusterID: target.ClusterID, Network: target.Network,
+		NamespaceLabels: nsLabels,
 	})
 	if inject.IsInvalid(err) {
 		countRequest(resultRefused, reasonInvalidPod, dryRun)
 		return appendRefused(buf, ar.APIVersion, req.UID, http.StatusBadRequest, metav1.StatusReasonBadRequest,
+			"meshkeeper cannot inject the Istio sidecar: "+err.Error()), http.StatusOK
+	}
+	if inject.IsPodSecurity(err) {
+		// Refused here rather than by Pod Security after injection, whose
+		// message would be about containers the user never wrote.
+		countRequest(resultRefused, reasonPodSecurity, dryRun)
+		return appendRefused(buf, ar.APIVersion, req.UID, http.StatusForbidden, metav1.StatusReasonForbidden,
 			"meshkeeper cannot inject the Istio sidecar: "+err.Error()), http.StatusOK
 	}
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
 
 	"github.com/meshkeeper/meshkeeper/internal/inject"
 )
@@ -31,9 +32,15 @@ func BenchmarkInject(b *testing.B) {
 	for _, mode := range []struct {
 		name   string
 		native string
+		// restricted: CNI and RuntimeDefault, in a namespace that enforces
+		// Pod Security restricted, which the pod (no security context)
+		// fails on its own: the injected pod and the pod as created are
+		// both evaluated, the check's most expensive case.
+		restricted bool
 	}{
-		{"native", inject.NativeSidecarsEnabled},
-		{"classic", inject.NativeSidecarsDisabled},
+		{"native", inject.NativeSidecarsEnabled, false},
+		{"classic", inject.NativeSidecarsDisabled, false},
+		{"native-cni-restricted-namespace", inject.NativeSidecarsEnabled, true},
 	} {
 		b.Run(mode.name, func(b *testing.B) {
 			cfg := testConfig("default")
@@ -42,6 +49,11 @@ func BenchmarkInject(b *testing.B) {
 				revisions: map[string]*inject.Config{"default": cfg},
 				tags:      map[string]string{"default": "default"},
 			}, logr.Discard())
+			if mode.restricted {
+				cfg.CNI = &inject.CNI{}
+				cfg.SeccompProfile = &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}
+				h.WithNamespaces(namespaceLabels{pod.Namespace: {"pod-security.kubernetes.io/enforce": "restricted"}})
+			}
 			reader := bytes.NewReader(body)
 			req := httptest.NewRequest(http.MethodPost, "/inject", reader)
 			req.Header.Set("Content-Type", "application/json")

@@ -26,6 +26,7 @@ const (
 	reasonDisabled         = webhookconfig.ExcludedOptedOut
 	reasonSystemNamespace  = webhookconfig.ExcludedSystemNamespace
 	reasonInvalidPod       = "invalid-pod"
+	reasonPodSecurity      = "pod-security"
 	reasonBadRequest       = "bad-request"
 	reasonNoConfig         = "no-config"
 	reasonInternal         = "internal"

@@ -6,7 +6,9 @@ import (
 	"context"
 	"net/http"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	psaapi "k8s.io/pod-security-admission/api"
 
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -54,18 +56,37 @@ func (v *MeshInstallValidator) ValidateCreate(ctx context.Context, mi *meshv1alp
 	if err := v.APIReader.List(ctx, &list); err != nil {
 		return nil, err
 	}
-	return nil, meshadmission.ValidateCreate(mi, list.Items, v.namespaces())
+	if err := meshadmission.ValidateCreate(mi, list.Items, v.namespaces()); err != nil {
+		return nil, err
+	}
+	return v.podSecurityWarnings(ctx, mi), nil
 }
 
 // ValidateUpdate refuses a spec change that breaks an upgrade rule or
 // changes the CA of a running mesh, and warns of what an accepted one
 // changes (meshadmission.ValidateUpdate).
-func (v *MeshInstallValidator) ValidateUpdate(_ context.Context, old, updated *meshv1alpha1.MeshInstall) (admission.Warnings, error) {
+func (v *MeshInstallValidator) ValidateUpdate(ctx context.Context, old, updated *meshv1alpha1.MeshInstall) (admission.Warnings, error) {
 	warnings, err := meshadmission.ValidateUpdate(old, updated, v.namespaces())
 	if err != nil {
 		return nil, err
 	}
-	return warnings, nil
+	return append(warnings, v.podSecurityWarnings(ctx, updated)...), nil
+}
+
+// podSecurityWarnings warns when meshed namespaces enforce a Pod Security
+// level the mesh's injected pods cannot pass
+// (meshadmission.PodSecurityWarnings). It reads the namespaces that carry an
+// enforce label from the API server; when it cannot, it warns of nothing
+// rather than refuse the MeshInstall.
+func (v *MeshInstallValidator) podSecurityWarnings(ctx context.Context, mi *meshv1alpha1.MeshInstall) []string {
+	if v.APIReader == nil {
+		return nil
+	}
+	var namespaces corev1.NamespaceList
+	if err := v.APIReader.List(ctx, &namespaces, client.HasLabels{psaapi.EnforceLevelLabel}); err != nil {
+		return nil
+	}
+	return meshadmission.PodSecurityWarnings(mi, namespaces.Items)
 }
 
 func (v *MeshInstallValidator) namespaces() meshadmission.Namespaces {

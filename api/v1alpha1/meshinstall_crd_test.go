@@ -118,6 +118,11 @@ func TestMinimalSpecGetsDocumentedDefaults(t *testing.T) {
 		r.ProgressDeadline == nil || r.ProgressDeadline.Duration != 10*time.Minute || r.PauseBetween == nil || r.PauseBetween.Duration != 0 {
 		t.Errorf("dataPlane.rollout defaults = %+v, want Manual, one at a time, 10m deadline, no pause", r)
 	}
+	if c := s.CNI; c.Enabled || c.Namespace != "kube-system" || c.Provider != meshv1alpha1.CNIProviderDefault ||
+		c.BinDir != "/opt/cni/bin" || c.ConfDir != "/etc/cni/net.d" || len(c.ExcludeNamespaces) != 1 || c.ExcludeNamespaces[0] != "kube-system" ||
+		c.Repair != meshv1alpha1.CNIRepairPods {
+		t.Errorf("cni defaults = %+v, want off, kube-system, default provider, Istio's chart's dirs, kube-system excluded, RepairPods", c)
+	}
 
 	// A canary strategy gets the documented steps and interval.
 	got.Spec.UpdateStrategy = meshv1alpha1.UpdateStrategy{Type: meshv1alpha1.UpdateStrategyCanary, Canary: &meshv1alpha1.CanaryStrategy{}}
@@ -144,6 +149,13 @@ func TestInvalidSpecsAreRefusedNamingTheField(t *testing.T) {
 		{"canary steps not increasing", func(s map[string]any) {
 			s["updateStrategy"] = map[string]any{"type": "Canary", "canary": map[string]any{"steps": []any{50, 10, 100}}}
 		}, []string{"spec.updateStrategy.canary.steps", "strictly increasing"}},
+		{"seccomp Localhost without its profile", func(s map[string]any) {
+			s["proxy"] = map[string]any{"seccompProfile": map[string]any{"type": "Localhost"}}
+		}, []string{"spec.proxy.seccompProfile", "localhostProfile is required"}},
+		{"unknown CNI provider", func(s map[string]any) { s["cni"] = map[string]any{"enabled": true, "provider": "calico"} }, []string{"spec.cni.provider", "Unsupported value"}},
+		{"CNI bin dir not absolute", func(s map[string]any) { s["cni"] = map[string]any{"binDir": "opt/cni/bin"} }, []string{"spec.cni.binDir"}},
+		{"CNI namespace not a DNS label", func(s map[string]any) { s["cni"] = map[string]any{"namespace": "Kube_System"} }, []string{"spec.cni.namespace"}},
+		{"unknown CNI repair", func(s map[string]any) { s["cni"] = map[string]any{"repair": "Fix"} }, []string{"spec.cni.repair", "Unsupported value"}},
 		{"canary steps repeated", func(s map[string]any) {
 			s["updateStrategy"] = map[string]any{"type": "Canary", "canary": map[string]any{"steps": []any{10, 10, 100}}}
 		}, []string{"spec.updateStrategy.canary.steps", "Duplicate value"}},

@@ -108,6 +108,13 @@ type MeshInstallSpec struct {
 	// +optional
 	Proxy ProxySpec `json:"proxy,omitempty"`
 
+	// CNI runs Istio's CNI node agent, so injected pods need no privileged
+	// init container.
+	// +kubebuilder:default={}
+	// +optional
+	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="CNI"
+	CNI CNISpec `json:"cni,omitempty"`
+
 	// Gateways are ingress and egress gateway Deployments and Services to
 	// run. When empty, the profile's run: istio-ingressgateway for default,
 	// it and istio-egressgateway for demo, none for minimal; listing
@@ -480,6 +487,117 @@ type ProxySpec struct {
 	// +listType=set
 	// +optional
 	ImagePullSecrets []string `json:"imagePullSecrets,omitempty"`
+
+	// SeccompProfile is the seccomp profile of the containers the injector
+	// adds (istio-proxy, and istio-validation or istio-init), Istio's
+	// global.proxy.seccompProfile. RuntimeDefault, with spec.cni.enabled,
+	// lets injected pods pass Pod Security restricted. Unset adds none (the
+	// pod's own applies).
+	// +kubebuilder:validation:XValidation:rule="self.type != 'Localhost' || has(self.localhostProfile)",message="spec.proxy.seccompProfile.localhostProfile is required with type Localhost"
+	// +optional
+	SeccompProfile *corev1.SeccompProfile `json:"seccompProfile,omitempty"`
+}
+
+// CNIProvider is how the istio-cni plugin joins the node's CNI
+// configuration (Istio's cni.provider).
+// +kubebuilder:validation:Enum=default;multus
+type CNIProvider string
+
+const (
+	// CNIProviderDefault chains the plugin into the node's primary CNI
+	// configuration file.
+	CNIProviderDefault CNIProvider = "default"
+	// CNIProviderMultus runs the plugin through Multus (OpenShift): a
+	// NetworkAttachmentDefinition named istio-cni in each meshed namespace,
+	// and pods carry the k8s.v1.cni.cncf.io/networks annotation.
+	CNIProviderMultus CNIProvider = "multus"
+)
+
+// CNIRepairMode is what the node agent does with a pod whose traffic
+// redirection was not set up: its istio-validation init container failed
+// (Istio's cni.repair).
+// +kubebuilder:validation:Enum=RepairPods;LabelPods;DeletePods;None
+type CNIRepairMode string
+
+const (
+	// CNIRepairPods sets the redirection up in the running pod (Istio's repair.repairPods).
+	CNIRepairPods CNIRepairMode = "RepairPods"
+	// CNIRepairLabelPods labels the pod cni.istio.io/uninitialized=true (repair.labelPods).
+	CNIRepairLabelPods CNIRepairMode = "LabelPods"
+	// CNIRepairDeletePods deletes the pod for its controller to re-create (repair.deletePods).
+	CNIRepairDeletePods CNIRepairMode = "DeletePods"
+	// CNIRepairNone leaves broken pods alone (repair.enabled false).
+	CNIRepairNone CNIRepairMode = "None"
+)
+
+// CNISpec runs Istio's CNI node agent (istio-cni) and injects pods for it.
+// The agent sets up each meshed pod's traffic redirection from the node, so
+// an injected pod carries an unprivileged istio-validation init container
+// instead of istio-init (root, NET_ADMIN and NET_RAW), and passes Pod
+// Security baseline, and restricted with spec.proxy.seccompProfile. The
+// agent is upgraded with the control plane, never more than one minor from
+// any istiod that serves pods.
+type CNISpec struct {
+	// Enabled installs the node agent and injects pods for it.
+	// +optional
+	Enabled bool `json:"enabled,omitempty"`
+
+	// Namespace the node agent's DaemonSet runs in: kube-system (Istio's
+	// default) or the control plane's. It must allow privileged pods.
+	// +kubebuilder:default=kube-system
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +optional
+	Namespace string `json:"namespace,omitempty"`
+
+	// Provider is default (the plugin chained into the node's CNI
+	// configuration) or multus (OpenShift-style, through Multus).
+	// +kubebuilder:default=default
+	// +optional
+	Provider CNIProvider `json:"provider,omitempty"`
+
+	// BinDir is the host directory of the CNI plugin binaries (Istio's cni.cniBinDir).
+	// +kubebuilder:default="/opt/cni/bin"
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^/[^\s]*$`
+	// +optional
+	BinDir string `json:"binDir,omitempty"`
+
+	// ConfDir is the host directory of the CNI configuration (Istio's cni.cniConfDir).
+	// +kubebuilder:default="/etc/cni/net.d"
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^/[^\s]*$`
+	// +optional
+	ConfDir string `json:"confDir,omitempty"`
+
+	// ExcludeNamespaces are namespaces whose pods the plugin never
+	// redirects (Istio's cni.excludeNamespaces).
+	// +kubebuilder:default={kube-system}
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=63
+	// +listType=set
+	// +optional
+	ExcludeNamespaces []string `json:"excludeNamespaces,omitempty"`
+
+	// Repair is what the agent does with a pod whose redirection was not
+	// set up: RepairPods (default), LabelPods, DeletePods or None.
+	// +kubebuilder:default=RepairPods
+	// +optional
+	Repair CNIRepairMode `json:"repair,omitempty"`
+
+	// Image overrides the node agent's image (<hub>/install-cni:<version>).
+	// +kubebuilder:validation:MaxLength=512
+	// +optional
+	Image string `json:"image,omitempty"`
+
+	// Resources of the node agent; Istio's chart requests 100m CPU and 100Mi.
+	// +optional
+	Resources *corev1.ResourceRequirements `json:"resources,omitempty"`
+
+	// PodPlacement places the node agent. Unset tolerations tolerate every
+	// taint, as Istio's chart: the agent must run wherever meshed pods may.
+	// +optional
+	PodPlacement `json:",inline"`
 }
 
 // GatewayType is the direction of traffic a gateway handles.

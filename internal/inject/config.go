@@ -74,6 +74,20 @@ type Config struct {
 	// values.global.proxy.clusterDomain); empty means cluster.local.
 	ClusterDomain string `json:"clusterDomain,omitempty"`
 
+	// CNI is set when Istio's CNI node agent sets up the pods' traffic
+	// redirection (spec.cni.enabled, Istio's pilot.cni): pods then get the
+	// unprivileged istio-validation instead of istio-init, and the traffic
+	// annotations the CNI plugin reads. Nil (left out of the JSON, so the
+	// hash of a configuration without CNI is what it always was) injects
+	// istio-init.
+	CNI *CNI `json:"cni,omitempty"`
+
+	// SeccompProfile is the seccomp profile of the containers the sidecar
+	// template adds (istio-proxy, and istio-validation or istio-init):
+	// spec.proxy.seccompProfile, Istio's values.global.proxy.seccompProfile.
+	// Nil adds none.
+	SeccompProfile *corev1.SeccompProfile `json:"seccompProfile,omitempty"`
+
 	// memo holds what is derived from the fields above on first use. A Config
 	// must therefore not be modified, nor copied, once it has been used.
 	memo memo
@@ -90,6 +104,24 @@ const (
 	NativeSidecarsEnabled = "Enabled"
 	// NativeSidecarsDisabled always injects istio-proxy as a regular container.
 	NativeSidecarsDisabled = "Disabled"
+)
+
+// CNI is how injected pods rely on Istio's CNI node agent.
+type CNI struct {
+	// Provider is how the CNI plugin is called (Istio's pilot.cni.provider):
+	// CNIProviderDefault (chained into the node's CNI configuration; the
+	// empty value means it) or CNIProviderMultus.
+	Provider string `json:"provider,omitempty"`
+}
+
+// CNI providers of CNI.Provider.
+const (
+	// CNIProviderDefault is the plugin chained into the node's primary CNI
+	// configuration: pods need nothing more.
+	CNIProviderDefault = "default"
+	// CNIProviderMultus is the plugin called by Multus: pods ask for it
+	// with the k8s.v1.cni.cncf.io/networks annotation.
+	CNIProviderMultus = "multus"
 )
 
 // memo is the lazily derived state of a Config.

@@ -37,6 +37,39 @@ type derived struct {
 	statuses            statusCache
 	// pullSecrets are Config.ImagePullSecrets as pods reference them.
 	pullSecrets []corev1.LocalObjectReference
+	// cni: the CNI node agent redirects the pods' traffic; multus: it is
+	// called through Multus. initName is istio-init or istio-validation.
+	cni, multus bool
+	initName    string
+	// sc are the injected containers' security contexts, with the
+	// configured seccomp profile.
+	sc securityContexts
+}
+
+// securityContexts are the security contexts of the sidecar template's
+// containers, by case. Without a seccomp profile they are the shared ones.
+type securityContexts struct {
+	init                                   *corev1.SecurityContext
+	proxy, tproxy, bind, tproxyBind, trace *corev1.SecurityContext
+}
+
+func newSecurityContexts(initSC *corev1.SecurityContext, seccomp *corev1.SeccompProfile) securityContexts {
+	with := func(sc *corev1.SecurityContext) *corev1.SecurityContext {
+		if seccomp == nil {
+			return sc
+		}
+		c := sc.DeepCopy()
+		c.SeccompProfile = seccomp.DeepCopy()
+		return c
+	}
+	return securityContexts{
+		init:       with(initSC),
+		proxy:      with(sharedProxySC),
+		tproxy:     with(sharedTPROXYProxySC),
+		bind:       with(sharedBindProxySC),
+		tproxyBind: with(sharedTPROXYBindProxySC),
+		trace:      with(sharedTraceProxySC),
+	}
 }
 
 func derive(c *Config) (*derived, error) {
@@ -97,7 +130,22 @@ func derive(c *Config) (*derived, error) {
 	for _, name := range c.ImagePullSecrets {
 		d.pullSecrets = append(d.pullSecrets, corev1.LocalObjectReference{Name: name})
 	}
-	d.statuses = newStatusCache(d.revision, d.pullSecrets)
+	initSC := sharedInitSC
+	d.initName = InitContainerName
+	if c.CNI != nil {
+		switch c.CNI.Provider {
+		case "", CNIProviderDefault:
+		case CNIProviderMultus:
+			d.multus = true
+		default:
+			return d, fmt.Errorf("cni.provider %q is not one of %s, %s", c.CNI.Provider, CNIProviderDefault, CNIProviderMultus)
+		}
+		d.cni = true
+		d.initName = ValidationContainerName
+		initSC = sharedValidationSC
+	}
+	d.sc = newSecurityContexts(initSC, c.SeccompProfile)
+	d.statuses = newStatusCache(d.revision, d.initName, d.pullSecrets)
 	return d, nil
 }
 

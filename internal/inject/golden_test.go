@@ -46,7 +46,31 @@ func goldenCases() []goldenCase {
 		c.ImagePullPolicy = corev1.PullAlways
 		c.ImagePullSecrets = []string{"mesh-registry", "mesh-registry-backup"}
 	}
+	// spec.cni.enabled, as render makes it; restricted adds
+	// spec.proxy.seccompProfile RuntimeDefault.
+	cni := func(c *Config) { c.CNI = &CNI{Provider: CNIProviderDefault} }
+	restricted := func(c *Config) {
+		cni(c)
+		c.SeccompProfile = &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}
+	}
+	multus := func(c *Config) { c.CNI = &CNI{Provider: CNIProviderMultus} }
 	return []goldenCase{
+		{name: "cni-restricted", in: "deployment", config: restricted},
+		{name: "cni-restricted-classic", in: "deployment", config: func(c *Config) { restricted(c); classic(c) }},
+		{name: "cni-istio-1.30", in: "deployment", config: func(c *Config) { cni(c); istio130(c) }},
+		// istio-validation's image follows istio-init's rule of each version
+		// (the ProxyConfig's image type since 1.31 only for istio-proxy).
+		{name: "cni-proxy-config-annotation", in: "proxy-config-annotation", config: cni},
+		{name: "cni-proxy-config-annotation-istio-1.30", in: "proxy-config-annotation", config: func(c *Config) { cni(c); istio130(c) }},
+		{name: "cni-tproxy", in: "interception-tproxy", config: restricted},
+		{name: "cni-traffic-annotations", config: func(c *Config) {
+			cni(c)
+			c.TrafficCapture = &TrafficCapture{IncludeOutboundIPRanges: ptr.To("10.0.0.0/8"), IncludeOutboundPorts: "443"}
+		}},
+		{name: "cni-multus-json-empty", config: multus},
+		{name: "seccomp-without-cni", in: "deployment", config: func(c *Config) {
+			c.SeccompProfile = &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeLocalhost, LocalhostProfile: ptr.To("profiles/istio.json")}
+		}},
 		{name: "deployment"},
 		{name: "deployment-classic", in: "deployment", config: classic},
 		{name: "deployment-canary", in: "deployment", config: canary},

@@ -1,6 +1,7 @@
 package inject
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"strconv"
@@ -25,6 +26,11 @@ type Request struct {
 	// Config.Network. A topology.istio.io/network label on the pod overrides
 	// both.
 	Network string
+	// NamespaceLabels are the labels of the pod's namespace: when they
+	// enforce a Pod Security level the pod passes and the injected pod
+	// would not, Inject refuses it with a *PodSecurityError. Nil checks
+	// nothing.
+	NamespaceLabels map[string]string
 }
 
 // Inject returns a copy of pod with cfg's Envoy sidecar injected, as Istio's
@@ -44,7 +50,9 @@ type Request struct {
 // returns it unchanged.
 //
 // Errors satisfying IsInvalid name the annotation or field that makes the pod
-// impossible to inject; other errors are errors of cfg.
+// impossible to inject, and a *PodSecurityError (IsPodSecurity) the settings
+// that make the injected pod fail its namespace's Pod Security level; other
+// errors are errors of cfg.
 func Inject(pod *corev1.Pod, cfg *Config, req Request) (*corev1.Pod, error) {
 	d, err := cfg.prepare()
 	if err != nil {
@@ -65,6 +73,9 @@ func Inject(pod *corev1.Pod, cfg *Config, req Request) (*corev1.Pod, error) {
 		return nil, err
 	}
 	if err := in.apply(); err != nil {
+		return nil, err
+	}
+	if err := in.checkPodSecurity(pod, cmp.Or(pod.Namespace, req.Namespace), req.NamespaceLabels); err != nil {
 		return nil, err
 	}
 	return out, nil

@@ -586,17 +586,32 @@ func istioCases() []istioCase {
 		}
 		return c
 	}
-	const cni = "Istio CNI (components.cni): meshkeeper installs no CNI node agent, pods get istio-init"
-	const values = "a chart value MeshInstall does not offer: "
+	// Istio's CNI cases (components.cni.enabled, values.cni.provider).
+	cniWith := func(provider string) func(*Config) {
+		return func(c *Config) { c.CNI = &CNI{Provider: provider} }
+	}
+	const cniWhy = "spec.cni.enabled (Istio: components.cni.enabled)"
+	const multusWhy = "spec.cni.enabled, spec.cni.provider: multus (Istio: values.cni.provider=multus)"
 	cases = append(cases,
-		notYet("hello.yaml.cni.injected", cni),
-		notYet("proxy-override-runas.yaml.cni.injected", cni),
-		withInput("hello.yaml", notYet("hello-cncf-networks.yaml.injected", cni+" (Multus)")),
-		notYet("hello-existing-cncf-networks.yaml.injected", cni+" (Multus)"),
-		notYet("hello-existing-cncf-networks-json.yaml.injected", cni+" (Multus)"),
-		notYet("hello-openshift.yaml.injected", "OpenShift's UID ranges with Istio CNI"),
-		notYet("hello-openshift-tproxy.yaml.injected", "OpenShift's UID ranges with Istio CNI"),
-		notYet("hello-openshift-custom-injection.yaml.injected", "OpenShift's UID ranges with Istio CNI"),
+		istioCase{want: "hello.yaml.cni.injected", in: "hello.yaml", result: withSettings,
+			config: func(c *Config) { cniWith(CNIProviderDefault)(c); c.Network = "network1" },
+			why:    cniWhy + ", spec.cluster.network: network1 (Istio: values.global.network)"},
+		istioCase{want: "proxy-override-runas.yaml.cni.injected", in: "proxy-override-runas.yaml", result: withSettings,
+			config: cniWith(""), why: cniWhy},
+		istioCase{want: "hello-cncf-networks.yaml.injected", in: "hello.yaml", result: withSettings,
+			config: cniWith(CNIProviderMultus), why: multusWhy},
+		istioCase{want: "hello-existing-cncf-networks.yaml.injected", result: withSettings,
+			config: cniWith(CNIProviderMultus), why: multusWhy},
+		istioCase{want: "hello-existing-cncf-networks-json.yaml.injected", result: withSettings,
+			config: cniWith(CNIProviderMultus), why: multusWhy},
+	)
+
+	const values = "a chart value MeshInstall does not offer: "
+	const openshift = "OpenShift's UID ranges (the proxy's user from the namespace's openshift.io/sa.scc.uid-range), with Istio CNI"
+	cases = append(cases,
+		notYet("hello-openshift.yaml.injected", openshift),
+		notYet("hello-openshift-tproxy.yaml.injected", openshift),
+		notYet("hello-openshift-custom-injection.yaml.injected", openshift),
 		withInput("hello.yaml", notYet("hello-tproxy.yaml.injected", "mesh-wide interceptionMode TPROXY (meshConfig.defaultConfig.interceptionMode); per pod, sidecar.istio.io/interceptionMode works")),
 		notYet("proxy-override-runas.yaml.tproxy.injected", "mesh-wide interceptionMode TPROXY (meshConfig.defaultConfig.interceptionMode)"),
 		notYet("format-duration.yaml.injected", "meshConfig.defaultConfig.drainDuration"),
@@ -651,4 +666,44 @@ func setProxyConfig(t *testing.T, pod *corev1.Pod, value string) {
 		}
 	}
 	t.Fatal("Istio's expected pod has no istio-proxy with PROXY_CONFIG")
+}
+
+// TestIstioCNIGoldenCasesForEachVersion injects Istio's CNI cases with
+// each supported minor's configuration: nothing of the CNI injection
+// differs between them (Istio's injection template and release notes
+// change none of it from 1.30 to 1.32), and what does differ between
+// minors (canonical-name trimming, istio-init's image type) does not show
+// in these pods.
+func TestIstioCNIGoldenCasesForEachVersion(t *testing.T) {
+	dir := filepath.Join(istioSource(t), istioGoldenDir)
+	var cases []istioCase
+	for _, c := range istioCases() {
+		if c.config != nil && (strings.Contains(c.want, ".cni.") || strings.Contains(c.want, "cncf-networks")) {
+			cases = append(cases, c)
+		}
+	}
+	if len(cases) != 5 {
+		t.Fatalf("%d CNI cases among Istio's golden cases, want 5", len(cases))
+	}
+	for _, v := range []string{"1.30.8", "1.31.4", "1.32.0"} {
+		for _, c := range cases {
+			t.Run(v+"/"+c.want, func(t *testing.T) {
+				cfg := testConfig()
+				cfg.Version = v
+				cfg.ProxyImage = "docker.io/istio/proxyv2:" + v
+				c.config(cfg)
+				ins := istioPods(t, filepath.Join(dir, c.input()))
+				wants := istioPods(t, filepath.Join(dir, c.want))
+				for i := range ins {
+					got, err := injectAsWebhook(ins[i], cfg)
+					if err != nil {
+						t.Fatalf("pod %d refused: %v", i, err)
+					}
+					if d := semanticDiff(got, wants[i]); d != "" {
+						t.Errorf("pod %d differs from Istio's %s:\n%s", i, c.want, d)
+					}
+				}
+			})
+		}
+	}
 }

@@ -165,23 +165,38 @@ func mergeUserContainer(injected *corev1.Container, user *corev1.Container) erro
 }
 
 // adjustInitUser follows a user-supplied istio-proxy's runAsUser: istio-init
-// excludes that user's traffic instead of 1337; in TPROXY mode the proxy must
-// still run as root.
+// (or istio-validation) excludes that user's traffic instead of 1337, and
+// istio-validation runs as that user and group; in TPROXY mode the proxy
+// must still run as root.
 func (in *injection) adjustInitUser(user *corev1.Container) {
 	sc := user.SecurityContext
 	if sc == nil || (sc.RunAsUser == nil && sc.RunAsGroup == nil) {
 		return
 	}
-	init := findContainer(in.pod.Spec.InitContainers, InitContainerName)
+	init := findContainer(in.pod.Spec.InitContainers, in.d.initName)
 	if init == nil {
 		return
 	}
-	if in.mode == "TPROXY" && sc.RunAsUser != nil {
+	tproxy := in.mode == "TPROXY"
+	if tproxy && sc.RunAsUser != nil {
 		if proxy := in.proxyContainer(); proxy != nil && proxy.SecurityContext != nil {
 			sc := *proxy.SecurityContext // may be shared: copy before changing
 			sc.RunAsUser = ptr.To(int64(0))
 			proxy.SecurityContext = &sc
 		}
+	}
+	if !tproxy && init.Name == ValidationContainerName {
+		var vsc corev1.SecurityContext
+		if init.SecurityContext != nil {
+			vsc = *init.SecurityContext // shared: copy before changing
+		}
+		if sc.RunAsUser != nil {
+			vsc.RunAsUser = sc.RunAsUser
+		}
+		if sc.RunAsGroup != nil {
+			vsc.RunAsGroup = sc.RunAsGroup
+		}
+		init.SecurityContext = &vsc
 	}
 	if sc.RunAsUser == nil || *sc.RunAsUser == 0 {
 		return

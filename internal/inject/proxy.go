@@ -182,19 +182,19 @@ func (in *injection) resources() corev1.ResourceRequirements {
 // NET_BIND_SERVICE need root, or iptables trace logging needs privileges.
 func (in *injection) proxySecurityContext() *corev1.SecurityContext {
 	if in.proxy.pc.GetProxyMetadata()["IPTABLES_TRACE_LOGGING"] == "true" {
-		return sharedTraceProxySC
+		return in.d.sc.trace
 	}
 	tproxy := in.mode == "TPROXY"
 	bind := in.pod.Annotations[annCapNetBindService] == "true"
 	switch {
 	case tproxy && bind:
-		return sharedTPROXYBindProxySC
+		return in.d.sc.tproxyBind
 	case tproxy:
-		return sharedTPROXYProxySC
+		return in.d.sc.tproxy
 	case bind:
-		return sharedBindProxySC
+		return in.d.sc.bind
 	}
-	return sharedProxySC
+	return in.d.sc.proxy
 }
 
 // istio-proxy's security contexts, shared: they must not be modified.

@@ -12,7 +12,7 @@ import (
 // patched right, only encoded anew each time.
 func init() {
 	podpatch.Share(podpatch.Shared{
-		SecurityContexts: []*corev1.SecurityContext{sharedInitSC, sharedProxySC, sharedTPROXYProxySC, sharedBindProxySC,
+		SecurityContexts: []*corev1.SecurityContext{sharedInitSC, sharedValidationSC, sharedProxySC, sharedTPROXYProxySC, sharedBindProxySC,
 			sharedTPROXYBindProxySC, sharedTraceProxySC, sharedGatewaySC},
 		Probes:     []*corev1.Probe{sharedStartupProbe, sharedReadinessProbe},
 		Lifecycles: []*corev1.Lifecycle{sharedHoldLifecycle, sharedDrainLifecycle},

@@ -61,7 +61,7 @@ type statusCache struct {
 	gatewayOnly string
 }
 
-func newStatusCache(revision string, pullSecrets []corev1.LocalObjectReference) statusCache {
+func newStatusCache(revision, initName string, pullSecrets []corev1.LocalObjectReference) statusCache {
 	named := func(names ...string) []corev1.Container {
 		cs := make([]corev1.Container, len(names))
 		for i, n := range names {
@@ -74,7 +74,7 @@ func newStatusCache(revision string, pullSecrets []corev1.LocalObjectReference) 
 		for init := 0; init < 2; init++ {
 			t := &rendered{volumes: sharedSidecarVolumes, imagePullSecrets: pullSecrets}
 			if init == 1 {
-				t.initContainers = named(InitContainerName)
+				t.initContainers = named(initName)
 			}
 			if native == 1 {
 				t.initContainers = append(t.initContainers, named(ProxyContainerName)...)
@@ -119,8 +119,10 @@ func b2i(b bool) int {
 // reorder puts the containers where Istio's injector puts them: istio-proxy
 // last among the containers (first when the application waits for it), so
 // kubectl defaults to the application; a native istio-proxy right after
-// istio-init, before the application's init containers, so they are in the
-// mesh; a classic istio-init last, so the other init containers are not.
+// istio-init (or istio-validation), before the application's init
+// containers, so they are in the mesh; a classic istio-init last, so the
+// other init containers are not, and a classic istio-validation first, so
+// that none runs before the redirection is checked.
 func (in *injection) reorder() {
 	spec := &in.pod.Spec
 	if in.hold {
@@ -130,8 +132,10 @@ func (in *injection) reorder() {
 	}
 	if findContainer(spec.InitContainers, ProxyContainerName) != nil {
 		moveFirst(spec.InitContainers, ProxyContainerName)
+		moveFirst(spec.InitContainers, ValidationContainerName)
 		moveFirst(spec.InitContainers, InitContainerName)
 	} else {
+		moveFirst(spec.InitContainers, ValidationContainerName)
 		moveLast(spec.InitContainers, InitContainerName)
 	}
 }

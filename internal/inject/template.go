@@ -76,6 +76,9 @@ func (in *injection) renderSidecar() (*rendered, error) {
 		keyValue{labelCanonicalName, in.canonicalName(true)},
 		keyValue{labelCanonicalRevision, in.canonicalRevision()})
 	t.annotations = in.templateAnnotations()
+	if in.d.cni {
+		t.annotations = append(t.annotations, in.cniAnnotations()...)
+	}
 
 	proxy := in.sidecarProxy(mounts)
 	hasInit := in.mode != "NONE"

@@ -56,6 +56,10 @@ func injectionConfig(mi *meshv1alpha1.MeshInstall, rev Revision, p profile) *inj
 		DefaultProxyConfig:    proxyDefaults(mi, rev),
 		TrafficCapture:        trafficCapture(spec.Injection.TrafficCapture),
 	}
+	if spec.CNI.Enabled {
+		cfg.CNI = &inject.CNI{Provider: string(cmp.Or(spec.CNI.Provider, meshv1alpha1.CNIProviderDefault))}
+	}
+	cfg.SeccompProfile = spec.Proxy.SeccompProfile.DeepCopy()
 	if d := clusterDomain(mi); d != defaultClusterDomain {
 		// Left out when it is the injector's default, so that a
 		// configuration's hash (and its pods' up-to-date state) does not

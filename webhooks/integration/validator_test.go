@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
@@ -190,6 +191,56 @@ func TestValidatorThroughTheAPIServer(t *testing.T) {
 			"PILOT_AUTO_SEND_UNHEALTHY_ENDPOINTS=false, PILOT_SPAWN_UPSTREAM_SPAN_FOR_GATEWAY=false"
 		if !slices.Contains(warnings.messages, want) {
 			t.Errorf("warnings %q, want %q", warnings.messages, want)
+		}
+	})
+
+	t.Run("meshed namespaces that enforce a Pod Security level the mesh cannot satisfy are warned of, until it can", func(t *testing.T) {
+		for name, labels := range map[string]map[string]string{
+			"psa-restricted": {"istio-injection": "enabled", "pod-security.kubernetes.io/enforce": "restricted"},
+			"psa-baseline":   {"istio.io/rev": "default", "pod-security.kubernetes.io/enforce": "baseline"},
+			"psa-unmeshed":   {"pod-security.kubernetes.io/enforce": "restricted"},
+			"psa-opted-out":  {"istio-injection": "disabled", "istio.io/rev": "default", "pod-security.kubernetes.io/enforce": "restricted"},
+		} {
+			if err := env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		update := func(change func(*meshv1alpha1.MeshInstall)) []string {
+			t.Helper()
+			warnings := &recordedWarnings{}
+			cfg := rest.CopyConfig(env.Config)
+			cfg.WarningHandler = warnings
+			c, err := client.New(cfg, client.Options{Scheme: env.Scheme})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := &meshv1alpha1.MeshInstall{}
+			if err := c.Get(ctx, client.ObjectKeyFromObject(mi), got); err != nil {
+				t.Fatal(err)
+			}
+			change(got)
+			if err := c.Update(ctx, got); err != nil {
+				t.Fatalf("refused: %v", err)
+			}
+			return slices.DeleteFunc(warnings.messages, func(m string) bool { return !strings.Contains(m, "Pod Security") })
+		}
+		got := update(func(mi *meshv1alpha1.MeshInstall) { mi.Spec.Proxy.LogLevel = meshv1alpha1.ProxyLogLevel("info") })
+		want := []string{
+			"meshed namespaces enforce Pod Security baseline (psa-baseline), which pods injected by this mesh cannot pass: " +
+				"spec.cni.enabled is false (injected pods get istio-init, which runs as root with NET_ADMIN and NET_RAW)",
+			"meshed namespaces enforce Pod Security restricted (psa-restricted), which pods injected by this mesh cannot pass: " +
+				"spec.cni.enabled is false (injected pods get istio-init, which runs as root with NET_ADMIN and NET_RAW); " +
+				"spec.proxy.seccompProfile is unset (only pods that set their own seccompProfile pass)",
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("warnings %q\nwant %q", got, want)
+		}
+		got = update(func(mi *meshv1alpha1.MeshInstall) {
+			mi.Spec.CNI.Enabled = true
+			mi.Spec.Proxy.SeccompProfile = &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}
+		})
+		if len(got) != 0 {
+			t.Errorf("with CNI and RuntimeDefault: warnings %q, want none", got)
 		}
 	})
 }
