@@ -48,7 +48,10 @@ func TrimPod(in any) (any, error) {
 			// A canary's pods that are not Ready are judged by their age (revision.PodStartGrace).
 			CreationTimestamp: p.CreationTimestamp,
 		},
-		Spec:   corev1.PodSpec{HostNetwork: p.Spec.HostNetwork},
+		// The node, and whether the pod was injected for the istio-cni node
+		// agent (its istio-validation init container, kept by name only):
+		// the agent must run where meshed pods do, and stays while pods rely on it.
+		Spec:   corev1.PodSpec{HostNetwork: p.Spec.HostNetwork, NodeName: p.Spec.NodeName, InitContainers: cniValidation(p)},
 		Status: corev1.PodStatus{Phase: p.Status.Phase},
 	}
 	if ref := metav1.GetControllerOfNoCopy(p); ref != nil {
@@ -68,6 +71,17 @@ func TrimPod(in any) (any, error) {
 		}
 	}
 	return out, nil
+}
+
+// cniValidation is the pod's istio-validation init container, by name
+// only; nil when it has none.
+func cniValidation(p *corev1.Pod) []corev1.Container {
+	for _, c := range p.Spec.InitContainers {
+		if c.Name == render.CNIValidationContainer {
+			return []corev1.Container{{Name: c.Name}}
+		}
+	}
+	return nil
 }
 
 // keep is the entries of m under keys, nil when there are none.

@@ -44,17 +44,22 @@ const (
 	cniContainerName = "install-cni"
 )
 
+// CNIValidationContainer is the init container the injector adds with the
+// node agent instead of istio-init: it checks that the agent redirected
+// the pod's traffic, and the agent's repair controller watches it fail.
+const CNIValidationContainer = "istio-validation"
+
 // LabelCNI marks, with value "true", every object of the node agent: they
 // carry no revision (one agent serves every revision), and the reconciler
 // prunes them only once no pod relies on them.
 const LabelCNI = "mesh.meshkeeper.dev/cni"
 
-// defaultCNINamespace is spec.cni.namespace's default (the chart's usual release namespace).
-const defaultCNINamespace = "kube-system"
+// DefaultCNINamespace is spec.cni.namespace's default (where Istio installs the agent).
+const DefaultCNINamespace = "kube-system"
 
 // CNINamespace is where mi's node agent runs: spec.cni.namespace, defaulted.
 func CNINamespace(mi *meshv1alpha1.MeshInstall) string {
-	return cmp.Or(mi.Spec.CNI.Namespace, defaultCNINamespace)
+	return cmp.Or(mi.Spec.CNI.Namespace, DefaultCNINamespace)
 }
 
 // CNIEnabled says whether mi runs the node agent (and injects pods for it).
@@ -212,12 +217,10 @@ func cniConfigMap(mi *meshv1alpha1.MeshInstall, v version.Version, c cniSettings
 		"REPAIR_LABEL_PODS":                      strconv.FormatBool(c.repair == meshv1alpha1.CNIRepairLabelPods),
 		"REPAIR_DELETE_PODS":                     strconv.FormatBool(c.repair == meshv1alpha1.CNIRepairDeletePods),
 		"REPAIR_REPAIR_PODS":                     strconv.FormatBool(c.repair == meshv1alpha1.CNIRepairPods),
-		// The init container the injector adds with CNI, which the repair
-		// controller watches for its failure.
-		"REPAIR_INIT_CONTAINER_NAME":    "istio-validation",
-		"REPAIR_BROKEN_POD_LABEL_KEY":   "cni.istio.io/uninitialized",
-		"REPAIR_BROKEN_POD_LABEL_VALUE": "true",
-		"NATIVE_NFTABLES":               "false",
+		"REPAIR_INIT_CONTAINER_NAME":             CNIValidationContainer,
+		"REPAIR_BROKEN_POD_LABEL_KEY":            "cni.istio.io/uninitialized",
+		"REPAIR_BROKEN_POD_LABEL_VALUE":          "true",
+		"NATIVE_NFTABLES":                        "false",
 	}
 	if c.confFileName != "" {
 		data["CNI_CONF_NAME"] = c.confFileName
@@ -408,6 +411,13 @@ func cniVolumes(c cniSettings) []corev1.Volume {
 func validateCNI(mi *meshv1alpha1.MeshInstall) field.ErrorList {
 	path := field.NewPath("spec", "cni")
 	errs := validatePlacement(mi.Spec.CNI.PodPlacement, path, reservedCNIPodLabels, reservedCNIPodAnnotations)
+	errs = append(errs, validateResources(mi.Spec.CNI.Resources, path.Child("resources"))...)
+	// The agent needs privileged pods: kube-system allows them, and so must
+	// the control plane's namespace. Anywhere else would be a namespace
+	// meshkeeper neither controls nor caches.
+	if ns := CNINamespace(mi); ns != DefaultCNINamespace && ns != namespace(mi) {
+		errs = append(errs, field.NotSupported(path.Child("namespace"), ns, []string{DefaultCNINamespace, namespace(mi)}))
+	}
 	for i, ns := range mi.Spec.CNI.ExcludeNamespaces {
 		if strings.Contains(ns, ",") {
 			errs = append(errs, field.Invalid(path.Child("excludeNamespaces").Index(i), ns, "must be a namespace name"))

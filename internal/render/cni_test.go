@@ -218,3 +218,18 @@ func mustVersion(t *testing.T, s string) version.Version {
 	}
 	return v
 }
+
+// The agent runs in kube-system or the control plane's namespace, nowhere
+// else; a refusal names the field.
+func TestCNINamespaceIsKubeSystemOrTheControlPlanes(t *testing.T) {
+	for ns, ok := range map[string]bool{"": true, "kube-system": true, "istio-system": true, "shop": false} {
+		mi := meshInstall("1.32.0", withCNI(meshv1alpha1.CNISpec{Namespace: ns}))
+		_, err := CNI(mi, mustVersion(t, "1.32.0"))
+		if _, cpErr := ControlPlane(mi, Revision{Name: DefaultRevision, Version: mustVersion(t, "1.32.0")}); (cpErr == nil) != ok {
+			t.Errorf("namespace %q: control plane render error %v, want accepted %v", ns, cpErr, ok)
+		}
+		if ok != (err == nil) || (!ok && !strings.Contains(err.Error(), "spec.cni.namespace")) {
+			t.Errorf("namespace %q: %v, want accepted %v (naming spec.cni.namespace)", ns, err, ok)
+		}
+	}
+}
