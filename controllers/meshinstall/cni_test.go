@@ -261,3 +261,26 @@ func TestCNIAgentMustRunWhereMeshedPodsRun(t *testing.T) {
 	}
 	waitCondition(t, mi.Name, meshv1alpha1.ConditionCNIReady, metav1.ConditionTrue, meshv1alpha1.ReasonCNIAvailable)
 }
+
+// In kube-system the manager caches the agent's own objects, not the
+// namespace's others, even those labelled like meshkeeper's.
+func TestCacheHoldsOnlyTheAgentsObjectsInKubeSystem(t *testing.T) {
+	r := startManager(t, managerOpts{})
+	ctx := context.Background()
+	other := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: "kube-system", Name: fmt.Sprintf("not-the-agent-%d", testNamespaceSeq),
+		Labels: map[string]string{render.LabelManagedBy: render.ManagedBy, render.LabelMeshInstall: "sample"}}}
+	if err := env.Client.Create(ctx, other); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Client.Delete(ctx, other) })
+	createSample(t, withCNIEnabled)
+	eventually(t, timeout, "the agent's ConfigMap cached", func() error {
+		return r.Get(ctx, client.ObjectKey{Namespace: "kube-system", Name: render.CNIConfigMapName}, &corev1.ConfigMap{})
+	})
+	if err := r.Get(ctx, client.ObjectKeyFromObject(other), &corev1.ConfigMap{}); !apierrors.IsNotFound(err) {
+		t.Errorf("another kube-system ConfigMap labelled like meshkeeper's is cached (%v)", err)
+	}
+	if err := env.Client.Get(ctx, client.ObjectKeyFromObject(other), other); err != nil {
+		t.Errorf("it must stay untouched: %v", err)
+	}
+}
