@@ -73,7 +73,7 @@ func (obs *observation) cniPod(p *corev1.Pod, meshed bool) {
 	if p.Spec.NodeName != "" {
 		obs.cni.meshedNodes[p.Spec.NodeName] = true
 	}
-	if len(p.Spec.InitContainers) > 0 { // TrimPod keeps istio-validation only
+	if _, relies := p.Annotations[cachedCNIValidation]; relies {
 		obs.cni.reliant++
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/meshkeeper/meshkeeper/internal/render"
@@ -48,5 +49,29 @@ func TestCNIObservedAvailability(t *testing.T) {
 	}
 	if (cniObservation{}).observed() != nil {
 		t.Error("an agent observed without a DaemonSet")
+	}
+}
+
+// TrimPod marks a pod injected for the node agent by its init container;
+// a pod carrying the mark itself is not believed.
+func TestTrimPodMarksPodsThatRelyOnTheAgent(t *testing.T) {
+	relies := func(p *corev1.Pod) bool {
+		out, err := TrimPod(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, marked := out.(*corev1.Pod).Annotations[cachedCNIValidation]
+		return marked
+	}
+	if !relies(cniAppPod()) {
+		t.Error("a pod with istio-validation is not marked as relying on the agent")
+	}
+	forged := appPod(appLabels())
+	forged.Annotations[cachedCNIValidation] = ""
+	if relies(forged) {
+		t.Error("a pod's own annotation is believed as the cache's mark")
+	}
+	if p := cniAppPod(); func() bool { out, _ := TrimPod(p); return out.(*corev1.Pod).Spec.NodeName != p.Spec.NodeName }() {
+		t.Error("the node is not kept")
 	}
 }

@@ -48,10 +48,8 @@ func TrimPod(in any) (any, error) {
 			// A canary's pods that are not Ready are judged by their age (revision.PodStartGrace).
 			CreationTimestamp: p.CreationTimestamp,
 		},
-		// The node, and whether the pod was injected for the istio-cni node
-		// agent (its istio-validation init container, kept by name only):
-		// the agent must run where meshed pods do, and stays while pods rely on it.
-		Spec:   corev1.PodSpec{HostNetwork: p.Spec.HostNetwork, NodeName: p.Spec.NodeName, InitContainers: cniValidation(p)},
+		// The node: the istio-cni node agent must run where meshed pods do.
+		Spec:   corev1.PodSpec{HostNetwork: p.Spec.HostNetwork, NodeName: p.Spec.NodeName},
 		Status: corev1.PodStatus{Phase: p.Status.Phase},
 	}
 	if ref := metav1.GetControllerOfNoCopy(p); ref != nil {
@@ -61,6 +59,15 @@ func TrimPod(in any) (any, error) {
 		if _, ok := out.Annotations[annotation.SidecarStatus.Name]; ok {
 			out.Annotations[annotation.SidecarStatus.Name] = ""
 		}
+	}
+	if hasCNIValidation(p) {
+		// Whether the pod was injected for the agent, which stays while
+		// pods rely on it: a mark of the cache's own (keep drops any the
+		// pod carried), cheaper than the init container.
+		if out.Annotations == nil {
+			out.Annotations = map[string]string{}
+		}
+		out.Annotations[cachedCNIValidation] = ""
 	}
 	for _, c := range p.Status.Conditions {
 		switch {
@@ -73,15 +80,19 @@ func TrimPod(in any) (any, error) {
 	return out, nil
 }
 
-// cniValidation is the pod's istio-validation init container, by name
-// only; nil when it has none.
-func cniValidation(p *corev1.Pod) []corev1.Container {
+// cachedCNIValidation marks, in the cache only, a pod that has the
+// istio-validation init container (hasCNIValidation).
+const cachedCNIValidation = "cache.mesh.meshkeeper.dev/istio-validation"
+
+// hasCNIValidation reports whether a pod was injected for the istio-cni
+// node agent: its istio-validation init container.
+func hasCNIValidation(p *corev1.Pod) bool {
 	for _, c := range p.Spec.InitContainers {
 		if c.Name == render.CNIValidationContainer {
-			return []corev1.Container{{Name: c.Name}}
+			return true
 		}
 	}
-	return nil
+	return false
 }
 
 // keep is the entries of m under keys, nil when there are none.
