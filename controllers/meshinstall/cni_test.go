@@ -237,6 +237,9 @@ func TestCNIAgentMustRunWhereMeshedPodsRun(t *testing.T) {
 	if err := env.Client.Create(ctx, meshed); err != nil {
 		t.Fatal(err)
 	}
+	// No namespace controller runs here: a pod stamped "default" left behind
+	// would count for the next test's revision.
+	t.Cleanup(func() { _ = env.Client.Delete(ctx, meshed, client.GracePeriodSeconds(0)) })
 	waitCondition(t, mi.Name, meshv1alpha1.ConditionCNIReady, metav1.ConditionFalse, meshv1alpha1.ReasonCNINotOnNodes)
 	if c := condition(t, mi.Name, meshv1alpha1.ConditionCNIReady); !strings.Contains(c.Message, "node-b") {
 		t.Errorf("CNIReady message %q does not name the node", c.Message)
