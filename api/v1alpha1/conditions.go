@@ -191,3 +191,28 @@ const (
 	// for the current spec.
 	ReasonCertificateIssuing = "CertificateIssuing"
 )
+
+// CNIReady. Present while spec.cni is on, or while pods still rely on a
+// node agent meshkeeper installed; absent otherwise. Its False reasons also
+// stand in Ready (False) and Reconciling (True): no workload is routed to a
+// revision the agent is not ready for.
+const (
+	// ConditionCNIReady is True when the istio-cni node agent's DaemonSet
+	// runs its current template, updated and available, on every node it
+	// is scheduled to and on every node that runs meshed pods.
+	ConditionCNIReady = "CNIReady"
+
+	// ReasonCNIAvailable (True): the agent is rolled out and available.
+	ReasonCNIAvailable = "CNIAvailable"
+	// ReasonCNIRollingOut (False): the DaemonSet is not updated or not
+	// available on every node yet (a new version, a new node); the message
+	// counts the nodes.
+	ReasonCNIRollingOut = "CNIRollingOut"
+	// ReasonCNINotOnNodes (False): nodes that run meshed pods run no ready
+	// agent (spec.cni's nodeSelector, affinity or tolerations keep it off
+	// them, or its pod there fails); the message names them.
+	ReasonCNINotOnNodes = "CNINotOnNodes"
+	// ReasonCNIRetained (False): spec.cni is off but running pods were
+	// injected for the agent; it is removed once none is left (restart them).
+	ReasonCNIRetained = "CNIRetained"
+)

@@ -828,7 +828,7 @@ type MeshInstallStatus struct {
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
 	// Conditions: Ready, Reconciling, Stalled, UpgradeInProgress,
-	// DataPlaneUpToDate, WorkloadRollout, CertificateAuthorityReady.
+	// DataPlaneUpToDate, WorkloadRollout, CertificateAuthorityReady, CNIReady.
 	// +listType=map
 	// +listMapKey=type
 	// +optional
@@ -866,6 +866,31 @@ type MeshInstallStatus struct {
 	// +optional
 	// +operator-sdk:csv:customresourcedefinitions:type=status,displayName="Certificate Authority"
 	CertificateAuthority *CertificateAuthorityStatus `json:"certificateAuthority,omitempty"`
+	// CNI is the istio-cni node agent, while spec.cni is on or pods still rely on it.
+	// +optional
+	// +operator-sdk:csv:customresourcedefinitions:type=status,displayName="CNI"
+	CNI *CNIStatus `json:"cni,omitempty"`
+}
+
+// CNIStatus is the istio-cni node agent as last observed.
+type CNIStatus struct {
+	// Namespace its DaemonSet runs in.
+	// +optional
+	Namespace string `json:"namespace,omitempty"`
+	// Version the agent's DaemonSet runs; "" before it exists.
+	// +optional
+	Version string `json:"version,omitempty"`
+	// TargetVersion is the version it is moved to: within one minor of
+	// every istiod that serves pods (during a two-minor canary, the minor
+	// between them).
+	// +optional
+	TargetVersion string `json:"targetVersion,omitempty"`
+	// NodesReady is how many nodes run an updated, available agent, of NodesDesired.
+	// +optional
+	NodesReady int32 `json:"nodesReady,omitempty"`
+	// NodesDesired is how many nodes the agent should run on.
+	// +optional
+	NodesDesired int32 `json:"nodesDesired,omitempty"`
 }
 
 // MeshInstall installs and upgrades an Istio control plane and injects

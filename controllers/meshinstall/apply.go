@@ -67,7 +67,8 @@ type applier struct{ w client.Writer }
 func (r *Reconciler) applier() applier { return applier{w: r.Client} }
 
 // applyRevisions applies the first stages of d: Istio's CRDs, the
-// namespaces and identities, the mesh CA and each revision's control plane.
+// namespaces and identities, the mesh CA, each revision's control plane
+// and the istio-cni node agent.
 // Like every apply stage it reads nothing and decides nothing; one failing
 // object stops nothing that does not depend on it: every object is tried,
 // and every failure is reported, under its revision.
@@ -79,6 +80,7 @@ func (a applier) applyRevisions(ctx context.Context, d *desired, obs *observatio
 	for _, objs := range d.revisions {
 		a.applyAll(ctx, obs, &out, objs)
 	}
+	a.applyAll(ctx, obs, &out, d.cni)
 	return out
 }
 

@@ -39,6 +39,15 @@ func CacheOptions(operatorNamespace string, meshNamespaces []string) ctrlcache.O
 	}
 	everywhere := map[string]ctrlcache.Config{ctrlcache.AllNamespaces: {}}
 	workloads, budgets := trimOutside(scoped, TrimWorkload), trimOutside(scoped, TrimBudget)
+	// The istio-cni node agent runs in kube-system (or the control plane's
+	// namespace, cached already): there only the agent's own ServiceAccount
+	// and ConfigMap are cached; its DaemonSet, like every workload, is
+	// cached everywhere, and kept whole as meshkeeper's (trimOutside).
+	agent := maps.Clone(scoped)
+	if _, mesh := scoped[render.DefaultCNINamespace]; !mesh {
+		agent[render.DefaultCNINamespace] = ctrlcache.Config{LabelSelector: labels.SelectorFromSet(labels.Set{
+			render.LabelManagedBy: render.ManagedBy, render.LabelCNI: "true"})}
+	}
 	return ctrlcache.Options{
 		// Only what meshkeeper created is cached; MeshInstalls are the exception.
 		DefaultLabelSelector: managed,
@@ -58,6 +67,8 @@ func CacheOptions(operatorNamespace string, meshNamespaces []string) ctrlcache.O
 			// rollout's restart safety (see TrimBudget).
 			&policyv1.PodDisruptionBudget{}: {Namespaces: everywhere, Label: labels.Everything(), Transform: budgets},
 			&corev1.Namespace{}:             {Label: labels.Everything()},
+			&corev1.ServiceAccount{}:        {Namespaces: agent},
+			&corev1.ConfigMap{}:             {Namespaces: agent},
 			// Nodes are cached trimmed to their kubelet version (see TrimNode).
 			&corev1.Node{}: {Label: labels.Everything(), Transform: TrimNode},
 			// The webhook certificate is the only Secret read, and the
@@ -72,11 +83,16 @@ func CacheOptions(operatorNamespace string, meshNamespaces []string) ctrlcache.O
 // (TrimBudget), and takes meshkeeper's labels off any object outside the
 // namespaces meshkeeper may own objects in: there they prove nothing, and
 // a tenant's Deployment labelled like meshkeeper's is cached, counted and
-// rolled as the user workload it is, never kept whole.
+// rolled as the user workload it is, never kept whole. The node agent's
+// objects in kube-system keep theirs: only cluster administrators write
+// there, and the reconciler still believes them by controller reference
+// (ownership.Scope).
 func trimOutside(scoped map[string]ctrlcache.Config, trim cache.TransformFunc) cache.TransformFunc {
 	namespaces := slices.Collect(maps.Keys(scoped))
 	return func(in any) (any, error) {
-		if obj, ok := in.(client.Object); ok && !slices.Contains(namespaces, obj.GetNamespace()) {
+		obj, ok := in.(client.Object)
+		agent := ok && obj.GetNamespace() == render.DefaultCNINamespace && obj.GetLabels()[render.LabelCNI] == "true"
+		if ok && !agent && !slices.Contains(namespaces, obj.GetNamespace()) {
 			if l := obj.GetLabels(); l[render.LabelManagedBy] != "" {
 				delete(l, render.LabelManagedBy)
 			}

@@ -79,6 +79,16 @@ func hugeLabels() map[string]string {
 	return l
 }
 
+// cniAppPod is appPod scheduled, injected for the istio-cni node agent
+// (istio-validation instead of istio-init): the cache keeps its node and
+// that init container's name.
+func cniAppPod() *corev1.Pod {
+	p := appPod(appLabels())
+	p.Spec.NodeName = "ip-10-0-112-34.eu-west-1.compute.internal"
+	p.Spec.InitContainers[0].Name = render.CNIValidationContainer
+	return p
+}
+
 func appPod(labels map[string]string) *corev1.Pod {
 	t := appPodTemplate(labels)
 	t.Annotations["sidecar.istio.io/status"] = `{"initContainers":["istio-init"],"containers":["istio-proxy"],"volumes":["workload-socket","credential-socket","workload-certs","istio-envoy","istio-data","istio-podinfo","istio-token","istiod-ca-cert"],"imagePullSecrets":null,"revision":"1-32-0"}`
@@ -247,19 +257,20 @@ func retainedBytes(t *testing.T, obj client.Object, trim func(any) (any, error),
 // cacheBudget is the most a cached object of each kind may cost, trimmed:
 // the figures the memory limit is derived from.
 var cacheBudget = map[string]int{
-	"Pod":                                 3 << 10,
-	"Pod, 1 MiB of labels":                3 << 10,
-	"Deployment":                          4 << 10,
-	"Deployment, forged label":            4 << 10,
-	"Deployment, labels at the bound":     12 << 10,
-	"StatefulSet":                         4 << 10,
-	"DaemonSet":                           4 << 10,
-	"PodDisruptionBudget":                 2 << 10,
-	"PodDisruptionBudget, 1 MiB selector": 2 << 10,
-	"CronJob":                             2 << 10,
-	"Job":                                 2 << 10,
-	"Node":                                1 << 10,
-	"Namespace":                           2 << 10,
+	"Pod":                                  3 << 10,
+	"Pod, 1 MiB of labels":                 3 << 10,
+	"Pod on a node, with istio-validation": 3 << 10,
+	"Deployment":                           4 << 10,
+	"Deployment, forged label":             4 << 10,
+	"Deployment, labels at the bound":      12 << 10,
+	"StatefulSet":                          4 << 10,
+	"DaemonSet":                            4 << 10,
+	"PodDisruptionBudget":                  2 << 10,
+	"PodDisruptionBudget, 1 MiB selector":  2 << 10,
+	"CronJob":                              2 << 10,
+	"Job":                                  2 << 10,
+	"Node":                                 1 << 10,
+	"Namespace":                            2 << 10,
 }
 
 func TestCachedBytesPerObject(t *testing.T) {
@@ -271,6 +282,7 @@ func TestCachedBytesPerObject(t *testing.T) {
 	}{
 		{"Pod", appPod(appLabels()), TrimPod, 2000},
 		{"Pod, 1 MiB of labels", appPod(hugeLabels()), TrimPod, 20},
+		{"Pod on a node, with istio-validation", cniAppPod(), TrimPod, 2000},
 		{"Deployment", appDeployment(appLabels()), TrimWorkload, 2000},
 		{"Deployment, forged label", forgedOwn(hugeLabels()), TrimWorkload, 20},
 		{"Deployment, labels at the bound", appDeployment(boundLabels()), TrimWorkload, 2000},

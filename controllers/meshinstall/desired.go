@@ -27,7 +27,7 @@ import (
 // desired is what one pass applies, in stages: Istio's CRDs (only when
 // missing or changed); namespaces and every identity and permission; the
 // mesh CA's cert-manager Certificate; each
-// revision's control plane; the shared objects (default validator,
+// revision's control plane; the istio-cni node agent; the shared objects (default validator,
 // PeerAuthentication, gateways); then the routing, the revision tag
 // configurations of the routing in effect, and last the injector
 // configuration, which the reconciler builds once it knows which revisions
@@ -38,8 +38,10 @@ type desired struct {
 	// certificateAuthority is the mesh CA Certificate, when there is one to apply.
 	certificateAuthority []client.Object
 	revisions            [][]client.Object
-	shared               []client.Object
-	routing              client.Object // nil while nothing may be routed
+	// cni is the istio-cni node agent, applied after the control planes.
+	cni     []client.Object
+	shared  []client.Object
+	routing client.Object // nil while nothing may be routed
 
 	// sharedHeld are the shared objects following the revision the tags
 	// point at now, applied instead of shared when the promotion of another
@@ -63,7 +65,7 @@ type tagConfigurations struct {
 
 // all is every desired object but the injector configuration.
 func (d *desired) all() []client.Object {
-	out := slices.Concat(d.crds, d.base, d.certificateAuthority, slices.Concat(d.revisions...), d.shared)
+	out := slices.Concat(d.crds, d.base, d.certificateAuthority, slices.Concat(d.revisions...), d.cni, d.shared)
 	if d.routing != nil {
 		out = append(out, d.routing)
 	}
@@ -114,6 +116,9 @@ func (p planner) desiredObjects(mi *meshv1alpha1.MeshInstall, plan revision.Plan
 	d.base, d.shared = append(d.base, identities...), shared
 	if ca.Certificate != nil {
 		d.certificateAuthority = []client.Object{ca.Certificate}
+	}
+	if d.cni, err = p.cniToApply(mi, plan); err != nil {
+		return nil, err
 	}
 	if plan.Routing != nil {
 		d.routing = render.RoutingConfigMap(mi, plan.Routing.Data())

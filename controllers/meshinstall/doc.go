@@ -20,7 +20,10 @@
 //     plan stage by stage (applyRevisions, applyRouting) through
 //     internal/apply, reading nothing and deciding nothing;
 //     meshca.go applies the mesh CA, workloads.go restarts workloads,
-//     cleanup.go prunes (the applier too) and deletes;
+//     cleanup.go prunes (the applier too) and deletes; cni.go holds the
+//     istio-cni node agent's part of each stage (observed with the pods,
+//     rendered at the planner's version, kept while pods rely on it,
+//     reported as CNIReady and status.cni);
 //   - status.go, events.go, metrics.go: the report, built from the pass's
 //     facts by finish; the order in which facts win in Ready, Reconciling
 //     and Stalled is one table, ladder.

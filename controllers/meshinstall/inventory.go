@@ -48,7 +48,8 @@ func TrimPod(in any) (any, error) {
 			// A canary's pods that are not Ready are judged by their age (revision.PodStartGrace).
 			CreationTimestamp: p.CreationTimestamp,
 		},
-		Spec:   corev1.PodSpec{HostNetwork: p.Spec.HostNetwork},
+		// The node: the istio-cni node agent must run where meshed pods do.
+		Spec:   corev1.PodSpec{HostNetwork: p.Spec.HostNetwork, NodeName: p.Spec.NodeName},
 		Status: corev1.PodStatus{Phase: p.Status.Phase},
 	}
 	if ref := metav1.GetControllerOfNoCopy(p); ref != nil {
@@ -59,6 +60,15 @@ func TrimPod(in any) (any, error) {
 			out.Annotations[annotation.SidecarStatus.Name] = ""
 		}
 	}
+	if hasCNIValidation(p) {
+		// Whether the pod was injected for the agent, which stays while
+		// pods rely on it: a mark of the cache's own (keep drops any the
+		// pod carried), cheaper than the init container.
+		if out.Annotations == nil {
+			out.Annotations = map[string]string{}
+		}
+		out.Annotations[cachedCNIValidation] = ""
+	}
 	for _, c := range p.Status.Conditions {
 		switch {
 		case c.Type == corev1.PodReady:
@@ -68,6 +78,21 @@ func TrimPod(in any) (any, error) {
 		}
 	}
 	return out, nil
+}
+
+// cachedCNIValidation marks, in the cache only, a pod that has the
+// istio-validation init container (hasCNIValidation).
+const cachedCNIValidation = "cache.mesh.meshkeeper.dev/istio-validation"
+
+// hasCNIValidation reports whether a pod was injected for the istio-cni
+// node agent: its istio-validation init container.
+func hasCNIValidation(p *corev1.Pod) bool {
+	for _, c := range p.Spec.InitContainers {
+		if c.Name == render.CNIValidationContainer {
+			return true
+		}
+	}
+	return false
 }
 
 // keep is the entries of m under keys, nil when there are none.

@@ -79,6 +79,9 @@ type observation struct {
 	// retiredErr says why a revision could not be checked.
 	retired    map[string]bool
 	retiredErr error
+	// cni is what the pass saw of the istio-cni node agent; Observed.CNI
+	// is its judgement for the planner.
+	cni cniObservation
 }
 
 // observe reads what the MeshInstall owns, grouped by revision, where the
@@ -129,6 +132,8 @@ func (r *Reconciler) observe(ctx context.Context, mi *meshv1alpha1.MeshInstall) 
 		obs.live[apply.KeyOf(o)] = o
 		obs.ownedObject(o)
 	}
+	obs.observeCNIDaemonSet(mi)
+	obs.CNI = obs.cni.observed()
 
 	var pods corev1.PodList
 	// Read-only from here on: the cache's objects are not copied (10,000 pods per pass would be).
@@ -142,6 +147,7 @@ func (r *Reconciler) observe(ctx context.Context, mi *meshv1alpha1.MeshInstall) 
 	for i := range pods.Items {
 		obs.pod(mi, &pods.Items[i], istiodPods)
 	}
+	obs.CNI = obs.cni.observed() // now with the nodes of meshed pods and of the agent's
 	for name, o := range obs.Revisions {
 		if o.Istiod != nil && !o.Istiod.Available && istiodPods[name] != "" {
 			o.Istiod.Reason = istiodPods[name]
@@ -361,6 +367,7 @@ func (obs *observation) pod(mi *meshv1alpha1.MeshInstall, p *corev1.Pod, istiodP
 		rev.PodVersion = newer(rev.PodVersion, p.Annotations[inject.AnnotationProxyVersion])
 		obs.Revisions[name] = rev
 	}
+	obs.cniPod(p, stamped && known)
 	if !p.DeletionTimestamp.IsZero() {
 		return // still running, so it holds its revision; no longer counted
 	}

@@ -104,7 +104,8 @@ func routesTowards(planned, observed *revision.Routing, failed map[string]bool) 
 // pruneSelection is what a pass prunes of what the MeshInstall owns
 // (obs.live): what it no longer wants, a removed gateway, a
 // PeerAuthentication whose field was unset, and the objects of a revision
-// the plan prunes once unused (confirmedUnused) confirms no pod uses it. The objects of a
+// the plan prunes once unused (confirmedUnused) confirms no pod uses it, and the
+// istio-cni node agent's once no running pod was injected for it. The objects of a
 // revision neither kept nor pruned are never touched, nor namespaces, which
 // are kept while the MeshInstall lives: they may hold users' objects.
 func pruneSelection(plan revision.Plan, want map[apply.Key]bool, obs *observation, unused map[string]bool) []client.Object {
@@ -112,7 +113,7 @@ func pruneSelection(plan revision.Plan, want map[apply.Key]bool, obs *observatio
 	var out []client.Object
 	for _, key := range slices.SortedFunc(maps.Keys(obs.live), compareKeys) {
 		o := obs.live[key]
-		if want[key] || key.GVK.Kind == "Namespace" {
+		if want[key] || key.GVK.Kind == "Namespace" || cniRetained(o, obs) {
 			continue
 		}
 		if rev, ok := o.GetLabels()[render.LabelRevision]; ok && !kept[rev] && !unused[rev] {
@@ -232,10 +233,14 @@ func applyInputs(mi *meshv1alpha1.MeshInstall, p revision.Plan, obs *observation
 		Retired                    map[string]bool
 		Namespaces                 map[string]map[string]string
 		ControlledNamespaces       map[string]bool
+		CNIVersion                 string
+		CNI                        *revision.ObservedCNI
+		CNIRelied                  bool
 	}{
 		mi.UID, mi.Generation, mi.Labels, mi.Annotations,
 		revisions, p.Routing, p.Prune, p.Phase, p.Message, p.Waiting, p.Blocked,
 		ca, live, obs.endpoint, obs.nodesWithoutNativeSidecars, obs.crdHashes, obs.retired, namespaces, obs.controlledNamespaces,
+		cniVersion(p), obs.CNI, obs.cni.reliant > 0,
 	}
 	raw, err := json.Marshal(in)
 	if err != nil {
@@ -261,6 +266,10 @@ func settled(mi *meshv1alpha1.MeshInstall, p revision.Plan, obs *observation) bo
 			return false
 		}
 	}
+	// The node agent runs the version the plan wants.
+	if v := cniVersion(p); v != "" && (obs.CNI == nil || obs.CNI.Version != v) {
+		return false
+	}
 	// A canary whose health changed has a clock to record.
 	if (p.Canary == nil) != (st.Canary == nil) {
 		return false
@@ -281,6 +290,14 @@ func settled(mi *meshv1alpha1.MeshInstall, p revision.Plan, obs *observation) bo
 		}
 	}
 	return true
+}
+
+// cniVersion is the node agent's planned version; "" without spec.cni.
+func cniVersion(p revision.Plan) string {
+	if p.CNIVersion.Release.Minor == "" {
+		return ""
+	}
+	return p.CNIVersion.String()
 }
 
 func namesOf(m map[string]revision.ObservedRevision) map[string]bool {

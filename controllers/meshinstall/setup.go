@@ -44,6 +44,7 @@ func OwnedTypes() []client.Object {
 		&corev1.ConfigMap{},
 		&corev1.Service{},
 		&appsv1.Deployment{},
+		&appsv1.DaemonSet{},
 		&policyv1.PodDisruptionBudget{},
 		&autoscalingv2.HorizontalPodAutoscaler{},
 		&rbacv1.ClusterRole{},

@@ -43,10 +43,12 @@ type statusBuilder struct {
 	rollout *rollout.Plan
 	// ca is what the pass decided of the mesh CA; nil when it decided nothing.
 	ca *meshca.Decision
+	// cni says spec.cni is on: the node agent is reported and awaited.
+	cni bool
 }
 
 func newStatusBuilder(mi *meshv1alpha1.MeshInstall, now time.Time) *statusBuilder {
-	return &statusBuilder{now: now, gen: mi.Generation}
+	return &statusBuilder{now: now, gen: mi.Generation, cni: mi.Spec.CNI.Enabled}
 }
 
 func (s *statusBuilder) suspended() { s.suspend = true }
@@ -94,6 +96,7 @@ func (s *statusBuilder) finish(mi *meshv1alpha1.MeshInstall, reconcileErr error)
 	if s.plan != nil && s.outcome != nil {
 		s.recordPlan(mi)
 		s.recordDataPlane(mi)
+		s.recordCNI(mi)
 	}
 	set(s.stalled())
 	set(s.reconciling(reconcileErr))
@@ -198,7 +201,10 @@ func (s *statusBuilder) recordPlan(mi *meshv1alpha1.MeshInstall) {
 		switch r.Name {
 		case active:
 			rs.Role, rs.Weight = meshv1alpha1.RevisionActive, 100-weight
-			if rs.Ready {
+			// A rolled-out version only once workloads are routed to it:
+			// currentRouting believes status when the routing is lost, and
+			// with spec.cni an available istiod is not yet routed to.
+			if rs.Ready && routing != nil {
 				st.Version = r.ProxyVersion.String()
 			}
 		case canary:
@@ -324,7 +330,8 @@ type verdict struct {
 // Ready, Reconciling and Stalled: each condition takes the first rung that
 // holds and has a verdict for it. Suspension and a refused spec come first,
 // then what waits for the mesh CA, a pass that could not plan, a failed
-// write, a control plane past its deadline, and progress last.
+// write, a control plane past its deadline, and progress last (the active
+// istiod, then the istio-cni node agent).
 var ladder = []rung{{
 	fact:  "suspended",
 	holds: func(s *statusBuilder) bool { return s.suspend },
@@ -412,6 +419,17 @@ var ladder = []rung{{
 			fmt.Sprintf("istiod revision %s (%s) is not available yet", s.plan.Active.Name, s.plan.Active.Version)}
 	},
 	reconciling: say(metav1.ConditionTrue, meshv1alpha1.ReasonControlPlaneNotReady, "waiting for istiod to become available"),
+}, {
+	fact:  "node agent not available",
+	holds: (*statusBuilder).cniNotReady,
+	ready: func(s *statusBuilder, _ error) verdict {
+		c := s.cniCondition()
+		return verdict{metav1.ConditionFalse, c.Reason, c.Message}
+	},
+	reconciling: func(s *statusBuilder, _ error) verdict {
+		c := s.cniCondition()
+		return verdict{metav1.ConditionTrue, c.Reason, c.Message}
+	},
 }, {
 	fact:  "done",
 	holds: func(*statusBuilder) bool { return true },

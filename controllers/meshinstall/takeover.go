@@ -33,7 +33,7 @@ const takeoverRetry = time.Minute
 // applied and not cached yet is read once and found to be its own.
 func (r *Reconciler) observeExisting(ctx context.Context, mi *meshv1alpha1.MeshInstall, d *desired, obs *observation) (map[apply.Key]*metav1.PartialObjectMetadata, error) {
 	keys := map[apply.Key]bool{{GVK: injectorGVK, Name: webhookconfig.InjectorName}: true}
-	candidates := slices.Concat(d.base, slices.Concat(d.revisions...), d.shared)
+	candidates := slices.Concat(d.base, slices.Concat(d.revisions...), d.cni, d.shared)
 	if obs.ca.Certificate == nil {
 		// The mesh CA's Certificate is observed apart (observeCertificateAuthority): ours when it is there.
 		candidates = append(candidates, d.certificateAuthority...)

@@ -33,6 +33,10 @@ type Scope struct {
 	owner        types.UID
 	controlPlane string
 	namespaces   map[string]bool
+	// cni are where the istio-cni node agent may run (CNINamespaces):
+	// there, only the agent's objects (render.LabelCNI) can be the
+	// MeshInstall's.
+	cni map[string]bool
 }
 
 // Of is the scope of mi: its control plane namespace and the namespaces its
@@ -40,11 +44,25 @@ type Scope struct {
 // namespaces it created (created, e.g. those of gateways since removed,
 // whose objects are still its own to remove).
 func Of(mi *meshv1alpha1.MeshInstall, created ...string) Scope {
-	s := Scope{owner: mi.UID, controlPlane: render.ControlPlaneNamespace(mi), namespaces: map[string]bool{}}
+	s := Scope{owner: mi.UID, controlPlane: render.ControlPlaneNamespace(mi), namespaces: map[string]bool{}, cni: map[string]bool{}}
 	for _, ns := range append(Namespaces(mi), created...) {
 		s.namespaces[ns] = true
 	}
+	for _, ns := range CNINamespaces(mi) {
+		s.cni[ns] = true
+	}
 	return s
+}
+
+// CNINamespaces are where mi's node agent may run: kube-system (the
+// default, and where one that moved may still be, for it to be removed)
+// and spec.cni.namespace. The manager caches only the agent's objects
+// there (meshinstall.CacheOptions).
+func CNINamespaces(mi *meshv1alpha1.MeshInstall) []string {
+	if ns := render.CNINamespace(mi); ns != render.DefaultCNINamespace {
+		return []string{render.DefaultCNINamespace, ns}
+	}
+	return []string{render.DefaultCNINamespace}
 }
 
 // Namespaces are the namespaces mi's spec puts objects in: the control
@@ -62,9 +80,10 @@ func Namespaces(mi *meshv1alpha1.MeshInstall) []string {
 }
 
 // Owns reports whether o is the MeshInstall's: a namespaced object in one
-// of its namespaces, or a cluster-scoped one, with its controller reference.
+// of its namespaces (or one of the node agent's in CNINamespaces), or a
+// cluster-scoped one, with its controller reference.
 func (s Scope) Owns(o metav1.Object) bool {
-	if ns := o.GetNamespace(); ns != "" && !s.namespaces[ns] {
+	if ns := o.GetNamespace(); ns != "" && !s.namespaces[ns] && !(s.cni[ns] && o.GetLabels()[render.LabelCNI] == "true") {
 		return false
 	}
 	return ControlledBy(o, s.owner)

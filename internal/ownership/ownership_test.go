@@ -10,6 +10,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
+	"github.com/meshkeeper/meshkeeper/internal/render"
 )
 
 func meshInstall() *meshv1alpha1.MeshInstall {
@@ -81,5 +82,31 @@ func TestCreatedBy(t *testing.T) {
 	legacy := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "istio-system", OwnerReferences: configMap("", "mi-uid").OwnerReferences}}
 	if !CreatedBy(legacy, "mi-uid") {
 		t.Error("a namespace an older meshkeeper created (controller reference) is not recognised")
+	}
+}
+
+// In kube-system (and spec.cni.namespace) only the node agent's objects can
+// be the MeshInstall's, and only with its controller reference.
+func TestScopeOwnsTheNodeAgentOnly(t *testing.T) {
+	mi := meshInstall()
+	agent := func(ns string, controller types.UID) *corev1.ConfigMap {
+		cm := configMap(ns, controller)
+		cm.Labels = map[string]string{render.LabelCNI: "true"}
+		return cm
+	}
+	s := Of(mi)
+	for _, tc := range []struct {
+		name string
+		obj  *corev1.ConfigMap
+		want bool
+	}{
+		{"the agent's, in kube-system", agent("kube-system", "mi-uid"), true},
+		{"the agent's label, another controller", agent("kube-system", "other"), false},
+		{"not the agent's, in kube-system", configMap("kube-system", "mi-uid"), false},
+		{"the agent's label in a tenant's namespace", agent("shop", "mi-uid"), false},
+	} {
+		if got := s.Owns(tc.obj); got != tc.want {
+			t.Errorf("%s: Owns = %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }

@@ -32,6 +32,7 @@ var kinds = []schema.GroupVersionKind{
 	corev1.SchemeGroupVersion.WithKind("ConfigMap"),
 	corev1.SchemeGroupVersion.WithKind("Service"),
 	appsv1.SchemeGroupVersion.WithKind("Deployment"),
+	appsv1.SchemeGroupVersion.WithKind("DaemonSet"),
 	autoscalingv2.SchemeGroupVersion.WithKind("HorizontalPodAutoscaler"),
 	policyv1.SchemeGroupVersion.WithKind("PodDisruptionBudget"),
 	admissionregistrationv1.SchemeGroupVersion.WithKind("ValidatingWebhookConfiguration"),
@@ -47,7 +48,7 @@ var applyOrder = slices.Concat(kinds[:1],
 	kinds[1:],
 	[]schema.GroupVersionKind{admissionregistrationv1.SchemeGroupVersion.WithKind("MutatingWebhookConfiguration")})
 
-// Kinds returns every kind ControlPlane, Shared and IstioCRDs may emit, in
+// Kinds returns every kind ControlPlane, Shared, CNI and IstioCRDs may emit, in
 // apply order, so the reconciler can own or watch each of them.
 func Kinds() []schema.GroupVersionKind { return slices.Clone(kinds) }
 

@@ -38,6 +38,9 @@ func validateSpec(mi *meshv1alpha1.MeshInstall) field.ErrorList {
 		}
 	}
 	errs = append(errs, validateMeshConfig(mi, spec)...)
+	if CNIEnabled(mi) {
+		errs = append(errs, validateCNI(mi)...)
+	}
 	for i, gw := range mi.Spec.Gateways {
 		errs = append(errs, validateGateway(mi, gw, spec.Child("gateways").Index(i))...)
 	}

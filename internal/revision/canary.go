@@ -73,7 +73,8 @@ func continueCanary(mi *meshv1alpha1.MeshInstall, obs Observed, routing *Routing
 
 	steps, interval, paused := canarySettings(mi)
 	o := obs.Revisions[name]
-	available := o.availableAt(canaryVersion)
+	// Available for workloads: its istiod, and the node agent for its version.
+	available, cniWhy := readyAt(mi, obs, name, canaryVersion)
 	// With Automatic rollouts a step is healthy once the workloads it
 	// assigns to the canary run on it.
 	podsOK, recheck := podsHealthy(o, obs.Now, interval)
@@ -99,6 +100,9 @@ func continueCanary(mi *meshv1alpha1.MeshInstall, obs Observed, routing *Routing
 		c = &meshv1alpha1.CanaryStatus{Revision: name, Version: c.Version}
 		waitFor(p, name, o, "canary %s (%s): its istiod is not serving; new pods go to revision %s until it is available again, then the canary starts over",
 			name, canaryVersion, p.Active.Name)
+	case weight == 0 && cniWhy != "":
+		c.StepStartTime = nil
+		waitForCNI(p, cniWhy, "canary %s (%s): its istiod is available; no workload moves to it before the node agent is ready for it", name, canaryVersion)
 	case weight == 0 && !available:
 		c.StepStartTime = nil
 		waitFor(p, name, o, "canary %s (%s): waiting for its istiod to become available before any workload moves to it", name, canaryVersion)

@@ -47,6 +47,10 @@ type Observed struct {
 	// CanaryWorkloadsPending is true while workloads the canary's step
 	// assigns to it wait to be restarted or are rolling (Automatic rollouts).
 	CanaryWorkloadsPending bool
+	// CNI is the istio-cni node agent; nil when there is none. With
+	// spec.cni, no workload is routed to a revision it is not ready for
+	// (cniReadyFor), as none is to a revision whose istiod is not available.
+	CNI *ObservedCNI
 }
 
 // ObservedRevision is the observed state of one revision.
@@ -151,6 +155,9 @@ type Plan struct {
 	Blocked bool
 	// RequeueAfter is when to look again even if nothing changes (0 = no need).
 	RequeueAfter time.Duration
+	// CNIVersion is the version the istio-cni node agent should run
+	// (CNIVersion); zero without spec.cni.
+	CNIVersion version.Version
 }
 
 // waitPoll is how often a wait for an istiod or for pods looks again.
@@ -167,6 +174,7 @@ func Decide(mi *meshv1alpha1.MeshInstall, obs Observed) (Plan, error) {
 	if routing == nil {
 		p := install(mi, obs, desired)
 		drain(mi, obs, &p)
+		planCNI(mi, &p)
 		return p, nil
 	}
 	cp, proxy, err := versionsOf(mi, obs, routing.Active)
@@ -204,7 +212,15 @@ func Decide(mi *meshv1alpha1.MeshInstall, obs Observed) (Plan, error) {
 	}
 	p.Revisions = append([]Planned{p.Active}, p.Revisions...)
 	drain(mi, obs, &p)
+	planCNI(mi, &p)
 	return p, nil
+}
+
+// planCNI sets the node agent's version from the revisions the plan keeps.
+func planCNI(mi *meshv1alpha1.MeshInstall, p *Plan) {
+	if mi.Spec.CNI.Enabled {
+		p.CNIVersion, _ = CNIVersion(p.Revisions)
+	}
 }
 
 // currentRouting is where the tags point now: the routing kept in the
@@ -265,10 +281,13 @@ func install(mi *meshv1alpha1.MeshInstall, obs Observed, desired version.Version
 		Phase: PhaseInstalling, Message: fmt.Sprintf("installing Istio %s as revision %s", desired, name),
 	}
 	o := obs.Revisions[name]
+	ready, cniWhy := readyAt(mi, obs, name, desired)
 	switch {
-	case o.availableAt(desired):
+	case ready:
 		p.Routing = &Routing{Tags: tagsOf(mi), Active: name}
 		p.Phase, p.Message = PhaseSteady, ""
+	case cniWhy != "":
+		waitForCNI(&p, cniWhy, "installing Istio %s: istiod is available; waiting for the node agent before routing any pod to it", desired)
 	case o.Istiod != nil:
 		waitFor(&p, name, o, "installing Istio %s: waiting for istiod", desired)
 	}
@@ -307,11 +326,17 @@ func upgradeInPlace(mi *meshv1alpha1.MeshInstall, obs Observed, desired version.
 	from := p.Active.ProxyVersion
 	p.Active.Version = desired
 	o := obs.Revisions[p.Active.Name]
-	if o.availableAt(desired) {
+	ready, cniWhy := readyAt(mi, obs, p.Active.Name, desired)
+	if ready {
 		p.Active.ProxyVersion = desired
 		return nil
 	}
 	p.Phase = PhaseUpgradingInPlace
+	if cniWhy != "" {
+		waitForCNI(p, cniWhy, "istiod revision %s runs %s: pods keep the %s proxy until the node agent is ready for it",
+			p.Active.Name, desired, from)
+		return nil
+	}
 	waitFor(p, p.Active.Name, o, "rolling istiod revision %s from %s to %s: pods keep the %s proxy until it is available",
 		p.Active.Name, from, desired, from)
 	return nil
@@ -330,6 +355,14 @@ func waitFor(p *Plan, rev string, o ObservedRevision, format string, args ...any
 		p.Message = fmt.Sprintf("istiod of revision %s is not available within spec.updateStrategy.progressDeadline; nothing moves to it until it is fixed or spec.version is set back. %s",
 			rev, p.Message)
 	}
+	p.RequeueAfter = requeue.Sooner(p.RequeueAfter, waitPoll)
+}
+
+// waitForCNI records a wait for the node agent before pods move to an
+// istiod that is available.
+func waitForCNI(p *Plan, why, format string, args ...any) {
+	p.Waiting = true
+	p.Message = fmt.Sprintf(format, args...) + " (" + why + ")"
 	p.RequeueAfter = requeue.Sooner(p.RequeueAfter, waitPoll)
 }
 

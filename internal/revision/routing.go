@@ -12,7 +12,8 @@ import (
 // kept in the cluster (a ConfigMap beside the control plane that the
 // injector reads), never only in status, so a lost or restored status cannot
 // move a workload or lose a revision. Decide changes it only towards a
-// revision whose istiod is available.
+// revision whose istiod is available, and, with spec.cni, for which the
+// istio-cni node agent is ready (cniReadyFor).
 type Routing struct {
 	// Tags are the revision tags that follow the active revision: default and spec.revisionTags.
 	Tags []string

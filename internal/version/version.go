@@ -172,3 +172,34 @@ func CheckCanary(from, to Version) error {
 	}
 	return nil
 }
+
+// NewestPatches returns the newest patch meshkeeper supports of each
+// supported minor, newest first: where a component that must sit between
+// two minors (the istio-cni node agent during a two-minor canary) goes.
+func NewestPatches() []Version {
+	out := make([]Version, 0, len(releases))
+	for _, r := range releases {
+		v, err := Parse(fmt.Sprintf("%s.%d", r.Minor, r.LatestPatch))
+		if err == nil {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// MinorDistance is how many minors apart two versions are (0 for the same
+// minor); a different major is further than any minor.
+func MinorDistance(a, b Version) uint64 {
+	if a.semver.Major() != b.semver.Major() {
+		return ^uint64(0)
+	}
+	if a.Minor() > b.Minor() {
+		return a.Minor() - b.Minor()
+	}
+	return b.Minor() - a.Minor()
+}
+
+// MaxCNIMinorSkew is how far, in minors, the istio-cni node agent may be
+// from any istiod that serves pods: Istio supports CNI 1.x with istiod
+// 1.x-1 to 1.x+1.
+const MaxCNIMinorSkew = 1

@@ -69,7 +69,10 @@ var permissions = []permission{
 	{"", "serviceaccounts", owned, cluster, "istiod's, the gateways' and the Istio reader's identities"},
 	{"apps", "deployments", owned, cluster, "istiod and the gateways; patch also restarts users' Deployments in a data plane rollout"},
 	{"apps", "statefulsets", read + " patch", cluster, "a data plane rollout reads users' StatefulSets and restarts them"},
-	{"apps", "daemonsets", read + " patch", cluster, "a data plane rollout reads users' DaemonSets and restarts them"},
+	{"apps", "daemonsets", owned, cluster, "the istio-cni node agent (spec.cni) in kube-system or the control plane's namespace, applied and pruned; " +
+		"a data plane rollout reads users' DaemonSets and restarts them (patch). The agent's ClusterRoles need nothing more: " +
+		"escalate and bind on roles (above) let the operator grant its rules (reading pods, nodes, namespaces; the repair role's events, " +
+		"pod deletion or pods/status; with Multus the privileged SecurityContextConstraints) without holding them"},
 	{"batch", "cronjobs", read, cluster, "a revision is not pruned while a CronJob's pod template names it (its next run would be injected by it)"},
 	{"batch", "jobs", read, cluster, "a revision is not pruned while an unfinished Job's pod template names it"},
 	{"policy", "poddisruptionbudgets", owned, cluster, "istiod's and the gateways' PodDisruptionBudgets; users' are read so that no restart takes a workload below its budget"},
