@@ -47,7 +47,8 @@ func (t *translation) pilot(baseline []client.Object) {
 			}
 		}
 	}
-	if c.ImagePullPolicy != "" && (our == nil || c.ImagePullPolicy != our.ImagePullPolicy) {
+	// The API server defaults an unset policy to IfNotPresent for a tagged image: that is no setting of the user's.
+	if c.ImagePullPolicy != "" && c.ImagePullPolicy != corev1.PullIfNotPresent && (our == nil || c.ImagePullPolicy != our.ImagePullPolicy) {
 		p.ImagePullPolicy = c.ImagePullPolicy
 	}
 	for _, s := range theirs.Spec.Template.Spec.ImagePullSecrets {

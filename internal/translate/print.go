@@ -25,6 +25,7 @@ func Print(w io.Writer, r Result, source string) error {
 	if meta, ok := doc["metadata"].(map[string]any); ok {
 		delete(meta, "creationTimestamp")
 	}
+	pruneEmpty(doc)
 	out, err := yaml.Marshal(doc)
 	if err != nil {
 		return err
@@ -49,4 +50,17 @@ func Print(w io.Writer, r Result, source string) error {
 // oneLine keeps a value from breaking out of its comment line.
 func oneLine(s string) string {
 	return strings.Join(strings.Fields(s), " ")
+}
+
+// pruneEmpty drops the empty objects omitempty leaves of unset structs
+// (cluster: {}), so that the output shows only what was translated.
+func pruneEmpty(m map[string]any) {
+	for k, v := range m {
+		if sub, ok := v.(map[string]any); ok {
+			pruneEmpty(sub)
+			if len(sub) == 0 && k != "resources" {
+				delete(m, k)
+			}
+		}
+	}
 }
