@@ -51,6 +51,7 @@ func (t *translation) meshConfig(baseline []client.Object) error {
 			t.gap("meshConfig."+key, "spec.meshConfig has no field that takes it as it is")
 		}
 	}
+	t.onlyOurs("meshConfig.", theirs, ours)
 	if err := decodeStrict(accepted, &t.mi.Spec.MeshConfig); err != nil {
 		return fmt.Errorf("mesh config: %w", err)
 	}
@@ -87,8 +88,27 @@ func (t *translation) defaultConfig(theirs, ours any, accepted map[string]any) {
 			t.gap("meshConfig.defaultConfig."+key, "spec.meshConfig.defaultConfig has no field that takes it as it is")
 		}
 	}
+	t.onlyOurs("meshConfig.defaultConfig.", their, our)
 	if len(out) > 0 {
 		accepted["defaultConfig"] = out
+	}
+}
+
+// istioRuntimeDefaults are mesh config values meshkeeper writes that
+// istiod assumes when the key is absent (Istio's default mesh config):
+// written or not, istiod behaves the same.
+var istioRuntimeDefaults = map[string]any{"meshConfig.enableTracing": true}
+
+// onlyOurs names the keys meshkeeper renders that the installation does
+// not set: a MeshInstall cannot unset them.
+func (t *translation) onlyOurs(prefix string, theirs, ours map[string]any) {
+	for _, key := range sortedKeys(ours) {
+		if def, ok := istioRuntimeDefaults[prefix+key]; ok && reflect.DeepEqual(def, ours[key]) {
+			continue
+		}
+		if _, set := theirs[key]; !set {
+			t.gap(prefix+key, "meshkeeper sets it (%v) and the installation does not; it cannot be unset", ours[key])
+		}
 	}
 }
 
