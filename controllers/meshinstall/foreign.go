@@ -19,6 +19,7 @@ import (
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
 	"github.com/meshkeeper/meshkeeper/internal/inject"
 	"github.com/meshkeeper/meshkeeper/internal/refusal"
+	"github.com/meshkeeper/meshkeeper/internal/render"
 )
 
 // Labels Istio's installers put on what they render: they tell which
@@ -337,18 +338,22 @@ func controlledByAMeshInstallRef(o client.Object) bool {
 
 // TrimWebhookConfiguration is the cache transform for webhook
 // configurations. Every one is cached, so that a foreign Istio injector or
-// validator is found without a request (observeForeign); meshkeeper's own
-// (a MeshInstall as controller) are kept whole, less managed fields. Of any
-// other only what observeForeign reads is kept: identity, the labels that
-// tell Istio's revision and installer, its controller, and its webhooks'
-// names, never their CA bundles, rules or selectors.
+// validator is found without a request (observeForeign). Those labelled as
+// meshkeeper's (what the cache held before it held every one: the
+// operator's own MeshInstall validator, whose CA bundle the webhook
+// certificate controllers read, is labelled and controlled by no
+// MeshInstall) or controlled by a MeshInstall are kept whole, less managed
+// fields; only administrators create webhook configurations. Of any other
+// only what observeForeign reads is kept: identity, the labels that tell
+// Istio's revision and installer, its controller, and its webhooks' names,
+// never their CA bundles, rules or selectors.
 func TrimWebhookConfiguration(in any) (any, error) {
 	obj, ok := in.(client.Object)
 	if !ok {
 		return in, nil
 	}
 	obj.SetManagedFields(nil)
-	if controlledByAMeshInstallRef(obj) {
+	if controlledByAMeshInstallRef(obj) || obj.GetLabels()[render.LabelManagedBy] == render.ManagedBy {
 		return obj, nil
 	}
 	meta := metav1.ObjectMeta{Name: obj.GetName(), UID: obj.GetUID(), ResourceVersion: obj.GetResourceVersion(),

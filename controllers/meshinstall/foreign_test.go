@@ -163,6 +163,15 @@ func TestTrimWebhookConfiguration(t *testing.T) {
 	if !reflect.DeepEqual(out, ours) {
 		t.Errorf("meshkeeper's own webhook configuration must be cached whole")
 	}
+	// The operator's MeshInstall validator: labelled, no MeshInstall controls it, its CA bundle is read from the cache.
+	validator := &admissionregistrationv1.ValidatingWebhookConfiguration{
+		ObjectMeta: metav1.ObjectMeta{Name: webhookconfig.ValidatorName, Labels: map[string]string{render.LabelManagedBy: render.ManagedBy}},
+		Webhooks: []admissionregistrationv1.ValidatingWebhook{{Name: "vmeshinstall.mesh.meshkeeper.dev",
+			ClientConfig: admissionregistrationv1.WebhookClientConfig{CABundle: []byte("ca")}}}}
+	out, _ = TrimWebhookConfiguration(validator.DeepCopy())
+	if !reflect.DeepEqual(out, validator) {
+		t.Errorf("the operator's own validator must be cached whole (its CA bundle is read): %+v", out)
+	}
 }
 
 func TestIstioWebhooksRecognised(t *testing.T) {
