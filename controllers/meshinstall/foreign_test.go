@@ -2,6 +2,7 @@ package meshinstall
 
 import (
 	"context"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -382,6 +383,19 @@ func TestForeignIstioIsNeverWrittenOver(t *testing.T) {
 			t.Errorf("%T %s was applied despite the refusal (%v)", o, o.GetName(), err)
 		}
 	}
+
+	// Once the foreign installation is uninstalled (its pods may linger), meshkeeper installs.
+	for _, o := range theirs[:4] {
+		if err := env.Client.Delete(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, timeout, "installed once the foreign Istio is gone", func() error {
+		if c := condition(t, mi.Name, meshv1alpha1.ConditionStalled); c != nil && c.Status == metav1.ConditionTrue {
+			return fmt.Errorf("still stalled: %s", c.Message)
+		}
+		return env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: render.IstiodName(render.DefaultRevision)}, &appsv1.Deployment{})
+	})
 }
 
 // whole reads an object of any kind from the API server, all of it.
