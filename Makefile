@@ -176,6 +176,10 @@ demo-down: ## Stop the demo's operator and delete its cluster.
 build: ## Build the manager binary into bin/.
 	go build -o bin/manager .
 
+.PHONY: kubectl-meshkeeper
+kubectl-meshkeeper: ## Build the kubectl plugin (kubectl meshkeeper translate) into bin/; put bin/ on PATH, or go install ./cmd/kubectl-meshkeeper.
+	go build -o bin/kubectl-meshkeeper ./cmd/kubectl-meshkeeper
+
 .PHONY: run
 RUN_NAMESPACE ?= meshkeeper-system
 run: ## Run the manager against the current kubeconfig (ARGS="--webhook-url https://<host>:9443" and other flags).

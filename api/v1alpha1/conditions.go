@@ -106,6 +106,13 @@ const (
 	// ReasonObjectNotOwned: an object meshkeeper would create already
 	// exists and is not this MeshInstall's; it is never written over.
 	ReasonObjectNotOwned = "ObjectNotOwned"
+	// ReasonForeignIstioInstallation: an Istio control plane meshkeeper
+	// did not make (istioctl, Helm, Sail) runs in the cluster, or holds
+	// objects of the names meshkeeper would create; meshkeeper writes over
+	// none of it and runs no second injector beside it, so nothing was
+	// applied. The message names what was found and how it was installed;
+	// `kubectl meshkeeper translate` prints the equivalent MeshInstall.
+	ReasonForeignIstioInstallation = "ForeignIstioInstallation"
 	// ReasonCertificateAuthorityChangeRefused: the CA of a running mesh may
 	// not change without AnnotationAllowCertificateAuthorityChange.
 	ReasonCertificateAuthorityChangeRefused = "CertificateAuthorityChangeRefused"

@@ -4,6 +4,7 @@ import (
 	"maps"
 	"slices"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -69,6 +70,12 @@ func CacheOptions(operatorNamespace string, meshNamespaces []string) ctrlcache.O
 			&corev1.Namespace{}:             {Label: labels.Everything()},
 			&corev1.ServiceAccount{}:        {Namespaces: agent},
 			&corev1.ConfigMap{}:             {Namespaces: agent},
+			// Every webhook configuration, to find Istio injectors and
+			// validators meshkeeper did not make without a request; those
+			// are cached trimmed to their names and labels (see
+			// TrimWebhookConfiguration). A cluster holds few.
+			&admissionregistrationv1.MutatingWebhookConfiguration{}:   {Label: labels.Everything(), Transform: TrimWebhookConfiguration},
+			&admissionregistrationv1.ValidatingWebhookConfiguration{}: {Label: labels.Everything(), Transform: TrimWebhookConfiguration},
 			// Nodes are cached trimmed to their kubelet version (see TrimNode).
 			&corev1.Node{}: {Label: labels.Everything(), Transform: TrimNode},
 			// The webhook certificate is the only Secret read, and the

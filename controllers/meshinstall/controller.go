@@ -177,6 +177,11 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, mi *meshv1alpha1.MeshI
 	if err != nil {
 		return ctrl.Result{}, err
 	}
+	if refused := foreignRefusal(obs.foreign); refused != nil {
+		// Its objects are not watched: their removal triggers no pass.
+		st.refused(refused)
+		return ctrl.Result{RequeueAfter: takeoverRetry}, nil
+	}
 	plan, decidedRollout, err := decide(mi, obs)
 	if err != nil {
 		return ctrl.Result{}, classify(st, err)

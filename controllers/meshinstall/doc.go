@@ -8,7 +8,10 @@
 //   - observe.go: gather, the one gatherer: every fact the pass needs, from
 //     the manager's cache (cache.go says what it holds), the mesh CA's
 //     issuer (read live), the webhook endpoint, and which revisions are
-//     retired (read live);
+//     retired (read live); foreign.go finds Istio installations meshkeeper
+//     did not make (observeForeign, from the cache; a foreign istiod is
+//     read live for its version and installer), and while one runs,
+//     foreignRefusal (pure) stops every pass before its plan;
 //   - plan.go, pure: decide (revision.Decide, with the data plane rollout
 //     for the routing observed), routingStage (what the last stages apply,
 //     from which revisions failed in the first), confirmedUnused and

@@ -82,6 +82,10 @@ type observation struct {
 	// cni is what the pass saw of the istio-cni node agent; Observed.CNI
 	// is its judgement for the planner.
 	cni cniObservation
+	// foreign is what runs of Istio installations meshkeeper did not make
+	// (observeForeign); while it holds an istiod or an injector, nothing
+	// is applied (foreignRefusal).
+	foreign foreignControlPlane
 }
 
 // observe reads what the MeshInstall owns, grouped by revision, where the
@@ -167,7 +171,8 @@ func (r *Reconciler) observe(ctx context.Context, mi *meshv1alpha1.MeshInstall) 
 
 // gather is the one gatherer of a pass: observe's facts from the manager's
 // cache, the mesh CA with its issuer (read live, only when the spec asks
-// for cert-manager's CA), where the API server reaches the webhooks, and
+// for cert-manager's CA), Istio installations meshkeeper did not make
+// (observeForeign), where the API server reaches the webhooks, and
 // which unused revisions are retired (read live, only for a revision the
 // cache already finds unused).
 func (r *Reconciler) gather(ctx context.Context, mi *meshv1alpha1.MeshInstall) (*observation, error) {
@@ -176,6 +181,9 @@ func (r *Reconciler) gather(ctx context.Context, mi *meshv1alpha1.MeshInstall) (
 		return nil, err
 	}
 	if err := r.observeCertificateAuthority(ctx, mi, obs); err != nil {
+		return nil, err
+	}
+	if obs.foreign, err = r.observeForeign(ctx, obs); err != nil {
 		return nil, err
 	}
 	obs.endpoint, obs.endpointErr = r.WebhookEndpoint(ctx)

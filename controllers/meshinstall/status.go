@@ -328,7 +328,8 @@ type verdict struct {
 
 // ladder is the one order in which the facts of a pass win over each other in
 // Ready, Reconciling and Stalled: each condition takes the first rung that
-// holds and has a verdict for it. Suspension and a refused spec come first,
+// holds and has a verdict for it. Suspension and a refusal (the spec, an
+// object not owned, a foreign Istio installation: ForeignIstioInstallation) come first,
 // then what waits for the mesh CA, a pass that could not plan, a failed
 // write, a control plane past its deadline, and progress last (the active
 // istiod, then the istio-cni node agent).

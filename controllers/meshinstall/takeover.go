@@ -70,13 +70,18 @@ func (r *Reconciler) observeExisting(ctx context.Context, mi *meshv1alpha1.MeshI
 
 // takeoverRefusal refuses a pass that would write over an object that is
 // not the MeshInstall's: it exists, and its controller reference does not
-// name this MeshInstall. Nothing is applied, and since the object is not
+// name this MeshInstall. When Istio's installers labelled one of them
+// (installedBy), the reason is ForeignIstioInstallation. Nothing is applied, and since the object is not
 // the MeshInstall's, nothing ever deletes it.
 func takeoverRefusal(mi *meshv1alpha1.MeshInstall, existing map[apply.Key]*metav1.PartialObjectMetadata) *refusal.Error {
-	var theirs []string
+	var theirs, istios []string
 	for _, key := range slices.SortedFunc(maps.Keys(existing), compareKeys) {
 		o := existing[key]
 		if ownership.ControlledBy(o, mi.UID) {
+			continue
+		}
+		if by := installedBy(o.Labels, o.OwnerReferences); by != "" {
+			istios = append(istios, fmt.Sprintf("%s (installed by %s)", key, by))
 			continue
 		}
 		why := "created by someone else"
@@ -87,6 +92,13 @@ func takeoverRefusal(mi *meshv1alpha1.MeshInstall, existing map[apply.Key]*metav
 			}
 		}
 		theirs = append(theirs, fmt.Sprintf("%s (%s)", key, why))
+	}
+	if len(istios) > 0 {
+		// Istio's own installer made them: the migration, not a rename, is the way on.
+		return &refusal.Error{Reason: meshv1alpha1.ReasonForeignIstioInstallation, Message: fmt.Sprintf(
+			"%s already exist(s), made by an Istio installation meshkeeper did not make: meshkeeper writes over none of it, "+
+				"so nothing was applied; print the equivalent MeshInstall with `kubectl meshkeeper translate` and see the "+
+				"README section \"Migrating from istioctl, Helm or Sail\"", strings.Join(slices.Concat(istios, theirs), ", "))}
 	}
 	if len(theirs) == 0 {
 		return nil

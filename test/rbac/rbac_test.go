@@ -67,7 +67,7 @@ var permissions = []permission{
 	{"", "configmaps", owned, cluster, "istiod's mesh config, the injection templates and the routing the injector serves"},
 	{"", "services", owned, cluster, "istiod's and the gateways' Services"},
 	{"", "serviceaccounts", owned, cluster, "istiod's, the gateways' and the Istio reader's identities"},
-	{"apps", "deployments", owned, cluster, "istiod and the gateways; patch also restarts users' Deployments in a data plane rollout"},
+	{"apps", "deployments", owned, cluster, "istiod and the gateways; patch also restarts users' Deployments in a data plane rollout; an istiod meshkeeper did not make is read (get) for its version and installer (ForeignIstioInstallation)"},
 	{"apps", "statefulsets", read + " patch", cluster, "a data plane rollout reads users' StatefulSets and restarts them"},
 	{"apps", "daemonsets", owned, cluster, "the istio-cni node agent (spec.cni) in kube-system or the control plane's namespace, applied and pruned; " +
 		"a data plane rollout reads users' DaemonSets and restarts them (patch). The agent's ClusterRoles need nothing more: " +
@@ -88,9 +88,9 @@ var permissions = []permission{
 	{"rbac.authorization.k8s.io", "clusterrolebindings", owned, cluster, "bind istiod's and the reader's ClusterRoles"},
 	{"rbac.authorization.k8s.io", "rolebindings", owned, cluster, "bind istiod's and the gateways' Roles"},
 	{"admissionregistration.k8s.io", "mutatingwebhookconfigurations", owned, cluster,
-		"the sidecar injector's configuration; the certificate controller reads it to know where its CA is trusted"},
+		"the sidecar injector's configuration; the certificate controller reads it to know where its CA is trusted; every one is read (cached trimmed) to find Istio injectors meshkeeper did not make"},
 	{"admissionregistration.k8s.io", "validatingwebhookconfigurations", owned, cluster,
-		"the MeshInstall validator's (with the CA bundle) and istiod's config validator, created failing open"},
+		"the MeshInstall validator's (with the CA bundle) and istiod's config validator, created failing open; every one is read (cached trimmed) to find Istio validators meshkeeper did not make"},
 	{"apiextensions.k8s.io", "customresourcedefinitions", read + " " + apply, cluster,
 		"Istio's CRDs are installed and upgraded, never deleted"},
 	{"security.istio.io", "peerauthentications", owned, cluster, "the mesh-wide mTLS policy (spec.security.mtls)"},
