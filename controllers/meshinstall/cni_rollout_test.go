@@ -30,7 +30,7 @@ func TestTurningCNIOnRestartsWorkloadsOntoTheNewShape(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		cfg, err := render.InjectionConfig(mi, render.Revision{Name: render.DefaultRevision, Version: v})
+		cfg, err := render.InjectionConfig(mi, render.Revision{Name: render.DefaultRevision, Version: v, InjectCNI: mi.Spec.CNI.Enabled})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -67,6 +67,29 @@ func TestTurningCNIOnRestartsWorkloadsOntoTheNewShape(t *testing.T) {
 		t.Fatalf("enabling CNI left the injection configuration's hash at %s", withCNI)
 	}
 	makeAvailable(t, mi.Spec.Namespace, render.IstiodName(render.DefaultRevision))
+	// Until the node agent is available, pods keep istio-init's shape: an
+	// istio-validation on a node without the agent would fail.
+	eventually(t, timeout, "a pass of the generation with spec.cni, the node agent rendered", func() error {
+		got := getMI(t, mi.Name)
+		if got.Status.ObservedGeneration != got.Generation {
+			return fmt.Errorf("status not yet of generation %d", got.Generation)
+		}
+		var list appsv1.DaemonSetList
+		if err := env.Client.List(ctx, &list, client.InNamespace(render.CNINamespace(got))); err != nil || len(list.Items) == 0 {
+			return fmt.Errorf("no node agent DaemonSet yet (%v)", err)
+		}
+		return nil
+	})
+	cm := &corev1.ConfigMap{}
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: mi.Spec.Namespace, Name: render.InjectionConfigMapName(render.DefaultRevision)}, cm); err != nil {
+		t.Fatal(err)
+	}
+	if got := cm.Annotations[inject.AnnotationConfigHash]; got != withoutCNI {
+		t.Errorf("the injection switched to CNI (hash %s) before the node agent was available", got)
+	}
+	if got := restartedFor(t, ns, "web"); got != "" {
+		t.Errorf("web restarted (for %s) before the node agent was available", got)
+	}
 	want := rollout.Target(render.DefaultRevision, withCNI)
 	eventually(t, timeout, "web restarted for the configuration with CNI", func() error {
 		markNodeAgentsAvailable(t, getMI(t, mi.Name))

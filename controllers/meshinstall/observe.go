@@ -330,6 +330,7 @@ func (obs *observation) ownedObject(o client.Object) {
 	case *corev1.ConfigMap:
 		if l[render.LabelInjectionConfig] == "true" {
 			rev.ProxyVersion = l[render.LabelVersion]
+			rev.InjectsCNI = o.Annotations[render.AnnotationInjectsCNI] == "true"
 			obs.configHash[name] = o.Annotations[inject.AnnotationConfigHash]
 		} else if rev.ControlPlaneVersion == "" {
 			rev.ControlPlaneVersion = l[render.LabelVersion] // istiod itself may be gone

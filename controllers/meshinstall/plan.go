@@ -202,10 +202,11 @@ func applyInputs(mi *meshv1alpha1.MeshInstall, p revision.Plan, obs *observation
 		Name, Version, ProxyVersion string
 		Role                        meshv1alpha1.RevisionRole
 		Weight                      int32
+		InjectCNI                   bool
 	}
 	revisions := make([]planned, 0, len(p.Revisions))
 	for _, r := range p.Revisions {
-		revisions = append(revisions, planned{r.Name, r.Version.String(), r.ProxyVersion.String(), r.Role, r.Weight})
+		revisions = append(revisions, planned{r.Name, r.Version.String(), r.ProxyVersion.String(), r.Role, r.Weight, r.InjectCNI})
 	}
 	live := make(map[string]string, len(obs.live))
 	for key, o := range obs.live {

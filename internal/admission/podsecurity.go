@@ -33,7 +33,8 @@ func PodSecurityWarnings(mi *meshv1alpha1.MeshInstall, namespaces []corev1.Names
 	if err != nil {
 		return nil
 	}
-	cfg, err := render.InjectionConfig(mi, render.Revision{Name: render.DefaultRevision, Version: v})
+	// The shape the mesh injects once its node agent is ready.
+	cfg, err := render.InjectionConfig(mi, render.Revision{Name: render.DefaultRevision, Version: v, InjectCNI: mi.Spec.CNI.Enabled})
 	if err != nil {
 		return nil
 	}

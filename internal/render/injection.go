@@ -56,7 +56,7 @@ func injectionConfig(mi *meshv1alpha1.MeshInstall, rev Revision, p profile) *inj
 		DefaultProxyConfig:    proxyDefaults(mi, rev),
 		TrafficCapture:        trafficCapture(spec.Injection.TrafficCapture),
 	}
-	if spec.CNI.Enabled {
+	if spec.CNI.Enabled && rev.InjectCNI {
 		cfg.CNI = &inject.CNI{Provider: string(cmp.Or(spec.CNI.Provider, meshv1alpha1.CNIProviderDefault))}
 	}
 	cfg.SeccompProfile = spec.Proxy.SeccompProfile.DeepCopy()
@@ -100,6 +100,11 @@ func trafficCapture(tc meshv1alpha1.TrafficCaptureSpec) *inject.TrafficCapture {
 	}
 }
 
+// AnnotationInjectsCNI marks an injection ConfigMap whose configuration
+// injects pods for the istio-cni node agent: the planner keeps a revision
+// on that shape once it switched (revision.ObservedRevision.InjectsCNI).
+const AnnotationInjectsCNI = "mesh.meshkeeper.dev/injects-for-cni"
+
 // injectionConfigMap is meshkeeper-injector[-<rev>]. It replaces Istio's
 // istio-sidecar-injector[-<rev>] ConfigMap, which holds Istio's injection
 // templates: meshkeeper injects with typed Go instead and does not ship
@@ -114,6 +119,9 @@ func injectionConfigMap(mi *meshv1alpha1.MeshInstall, rev Revision, p profile) (
 	meta := objectMeta(InjectionConfigMapName(rev.Name), namespace(mi),
 		with(istiodLabels(mi, rev), LabelInjectionConfig, "true", LabelVersion, rev.proxy().String()))
 	meta.Annotations = map[string]string{inject.AnnotationConfigHash: cfg.Hash()}
+	if cfg.CNI != nil {
+		meta.Annotations[AnnotationInjectsCNI] = "true"
+	}
 	return &corev1.ConfigMap{
 		TypeMeta:   typeMeta(corev1.SchemeGroupVersion, "ConfigMap"),
 		ObjectMeta: meta,

@@ -15,6 +15,7 @@ import (
 // it had before meshkeeper knew them (an operator upgrade restarts nothing).
 func TestInjectionConfigCNI(t *testing.T) {
 	rev := mustRevision(t, DefaultRevision, "1.32.0")
+	rev.InjectCNI = true // the planner found the node agent ready
 	config := func(opts ...func(*meshv1alpha1.MeshInstall)) *inject.Config {
 		t.Helper()
 		cfg, err := InjectionConfig(meshInstall("1.32.0", opts...), rev)
@@ -38,6 +39,11 @@ func TestInjectionConfigCNI(t *testing.T) {
 	cni := config(func(mi *meshv1alpha1.MeshInstall) { mi.Spec.CNI.Enabled = true })
 	if cni.CNI == nil || cni.CNI.Provider != inject.CNIProviderDefault {
 		t.Errorf("spec.cni.enabled: cni %+v, want the default provider", cni.CNI)
+	}
+	waiting := rev
+	waiting.InjectCNI = false
+	if cfg, err := InjectionConfig(meshInstall("1.32.0", func(mi *meshv1alpha1.MeshInstall) { mi.Spec.CNI.Enabled = true }), waiting); err != nil || cfg.CNI != nil || cfg.Hash() != plain.Hash() {
+		t.Errorf("spec.cni.enabled before the planner found the node agent ready: cni %+v (%v), want istio-init's shape, unchanged", cfg.CNI, err)
 	}
 	multus := config(func(mi *meshv1alpha1.MeshInstall) {
 		mi.Spec.CNI = meshv1alpha1.CNISpec{Enabled: true, Provider: meshv1alpha1.CNIProviderMultus}

@@ -38,6 +38,10 @@ type Revision struct {
 	// Istio's injector does; false (every node can, or there are none)
 	// injects native ones.
 	NodesWithoutNativeSidecars bool
+	// InjectCNI makes its injection configuration inject pods for the
+	// istio-cni node agent, with spec.cni's provider: the planner sets it
+	// once the agent is ready for the revision (revision.planCNI).
+	InjectCNI bool
 }
 
 // proxy is the version of the sidecars the revision injects.

@@ -165,3 +165,43 @@ func TestRoutingIsGatedOnTheCNI(t *testing.T) {
 		})
 	}
 }
+
+// TestInjectionWaitsForTheCNI: a revision's injection takes the node
+// agent's shape (istio-validation) only once the agent is ready for it, and
+// keeps it once it has it; without spec.cni it never does.
+func TestInjectionWaitsForTheCNI(t *testing.T) {
+	steady := func(injectsCNI bool) map[string]rev {
+		r := avail("1.31.4")
+		r.InjectsCNI = injectsCNI
+		return map[string]rev{"default": r}
+	}
+	for _, tc := range []struct {
+		name string
+		mi   *meshv1alpha1.MeshInstall
+		obs  Observed
+		want bool
+	}{
+		{"spec.cni turned on, no agent yet: istio-init's shape", meshInstall("1.31.4", withCNI),
+			observed(routed("default"), steady(false)), false},
+		{"spec.cni on, the agent rolling out: istio-init's shape", meshInstall("1.31.4", withCNI),
+			withAgent(observed(routed("default"), steady(false)), cniAt("1.31.4", false)), false},
+		{"spec.cni on, the agent available: the agent's shape", meshInstall("1.31.4", withCNI),
+			withAgent(observed(routed("default"), steady(false)), cniAt("1.31.4", true)), true},
+		{"the agent available but two minors away: istio-init's shape", meshInstall("1.31.4", withCNI),
+			withAgent(observed(routed("default"), steady(false)), cniAt("1.33.0", true)), false},
+		{"already on the agent's shape, the agent unavailable a while: kept", meshInstall("1.31.4", withCNI),
+			withAgent(observed(routed("default"), steady(true)), cniAt("1.31.4", false)), true},
+		{"spec.cni turned off: istio-init's shape at once", meshInstall("1.31.4"),
+			withAgent(observed(routed("default"), steady(true)), cniAt("1.31.4", true)), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := Decide(tc.mi, tc.obs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.Active.InjectCNI != tc.want || len(p.Revisions) == 0 || p.Revisions[0].InjectCNI != tc.want {
+				t.Errorf("InjectCNI active %v, revisions %+v; want %v", p.Active.InjectCNI, p.Revisions, tc.want)
+			}
+		})
+	}
+}

@@ -79,6 +79,9 @@ type ObservedRevision struct {
 	// it, even with no pod running (a CronJob between runs, a workload
 	// scaled to zero).
 	SelectedBy []string
+	// InjectsCNI says its injection configuration in the cluster injects
+	// pods for the istio-cni node agent (istio-validation, no istio-init).
+	InjectsCNI bool
 }
 
 // Rollout is the state of an istiod Deployment.
@@ -112,6 +115,9 @@ type Planned struct {
 	Role         meshv1alpha1.RevisionRole
 	// Weight is the share (percent) of tag-selecting workloads assigned to it.
 	Weight int32
+	// InjectCNI says its injection configuration injects pods for the
+	// istio-cni node agent (planCNI).
+	InjectCNI bool
 }
 
 // Phase summarises what the plan is doing, for conditions and events.
@@ -174,7 +180,7 @@ func Decide(mi *meshv1alpha1.MeshInstall, obs Observed) (Plan, error) {
 	if routing == nil {
 		p := install(mi, obs, desired)
 		drain(mi, obs, &p)
-		planCNI(mi, &p)
+		planCNI(mi, obs, &p)
 		return p, nil
 	}
 	cp, proxy, err := versionsOf(mi, obs, routing.Active)
@@ -212,14 +218,30 @@ func Decide(mi *meshv1alpha1.MeshInstall, obs Observed) (Plan, error) {
 	}
 	p.Revisions = append([]Planned{p.Active}, p.Revisions...)
 	drain(mi, obs, &p)
-	planCNI(mi, &p)
+	planCNI(mi, obs, &p)
 	return p, nil
 }
 
-// planCNI sets the node agent's version from the revisions the plan keeps.
-func planCNI(mi *meshv1alpha1.MeshInstall, p *Plan) {
-	if mi.Spec.CNI.Enabled {
-		p.CNIVersion, _ = CNIVersion(p.Revisions)
+// planCNI sets the node agent's version from the revisions the plan keeps,
+// and which revisions inject pods for it. A revision's injection switches
+// to the agent's shape only once the agent is ready for it (cniReadyFor):
+// turning spec.cni on over a running mesh would otherwise give new and
+// restarted pods an istio-validation that fails on nodes without the
+// agent. Once switched it stays (a flapping agent does not flip the pods'
+// shape back and forth; the routing gate holds new moves). Turning
+// spec.cni off switches back at once: istio-init needs no agent.
+func planCNI(mi *meshv1alpha1.MeshInstall, obs Observed, p *Plan) {
+	if !mi.Spec.CNI.Enabled {
+		return
+	}
+	p.CNIVersion, _ = CNIVersion(p.Revisions)
+	for i := range p.Revisions {
+		r := &p.Revisions[i]
+		ready, _ := cniReadyFor(mi, obs, r.Version)
+		r.InjectCNI = ready || obs.Revisions[r.Name].InjectsCNI
+		if r.Name == p.Active.Name {
+			p.Active.InjectCNI = r.InjectCNI
+		}
 	}
 }
 

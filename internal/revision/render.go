@@ -17,7 +17,7 @@ func Render(mi *meshv1alpha1.MeshInstall, plan Plan, active Planned, istiodCA st
 	revisions := make([]render.Revision, len(plan.Revisions))
 	for i, p := range plan.Revisions {
 		revisions[i] = render.Revision{Name: p.Name, Version: p.Version, ProxyVersion: p.ProxyVersion,
-			CertificateAuthority: istiodCA, NodesWithoutNativeSidecars: nodesWithoutNativeSidecars}
+			CertificateAuthority: istiodCA, NodesWithoutNativeSidecars: nodesWithoutNativeSidecars, InjectCNI: p.InjectCNI}
 	}
 	return render.Pass(mi, revisions, render.Revision{Name: active.Name, Version: active.ProxyVersion})
 }
