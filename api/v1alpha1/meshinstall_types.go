@@ -507,9 +507,12 @@ const (
 	// CNIProviderDefault chains the plugin into the node's primary CNI
 	// configuration file.
 	CNIProviderDefault CNIProvider = "default"
-	// CNIProviderMultus runs the plugin through Multus (OpenShift): a
-	// NetworkAttachmentDefinition named istio-cni in each meshed namespace,
-	// and pods carry the k8s.v1.cni.cncf.io/networks annotation.
+	// CNIProviderMultus runs the plugin through Multus (OpenShift): the
+	// plugin's configuration is standalone, and injected pods' network
+	// annotation k8s.v1.cni.cncf.io/networks names default/istio-cni. The
+	// NetworkAttachmentDefinition istio-cni in namespace default is not
+	// rendered (meshkeeper neither controls nor reads that namespace): the
+	// cluster's Multus setup provides it.
 	CNIProviderMultus CNIProvider = "multus"
 )
 

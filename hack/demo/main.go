@@ -171,6 +171,7 @@ func up(dir string) error {
 		s.IstiodPID = pid
 		return saveState(dir, s)
 	}))
+	steps = append(steps, cniSteps(ctx, getClient, getConfig)...)
 	for _, s := range steps {
 		if err := d.step(s.name, s.run); err != nil {
 			if operator != nil {
