@@ -162,7 +162,7 @@ e2e-stress: k8s-tools ## Run the e2e test(s) matching TEST N times (COPIES at on
 	TEST='$(TEST)' N='$(or $(N),10)' COPIES='$(or $(COPIES),1)' E2E_PARALLEL='$(E2E_PARALLEL)' hack/e2e-stress.sh
 
 .PHONY: demo
-demo: demo-tools ## Start a simulated cluster, install Istio with meshkeeper, inject and upgrade, run real istiod and one pod's proxy agent (leaves it running; WEBHOOK_CERTS=cert-manager: webhook certificate from real cert-manager).
+demo: demo-tools ## Start a simulated cluster, install Istio with meshkeeper, inject and upgrade, run real istiod and one pod's proxy agent, turn on istio-cni for a Pod Security restricted namespace (leaves it running; WEBHOOK_CERTS=cert-manager: webhook certificate from real cert-manager).
 	@echo "==> compiling the demo and the operator (go run ./hack/demo) ..."
 	MESHKEEPER_DEMO_WEBHOOK_CERTS=$(WEBHOOK_CERTS) go run ./hack/demo up
 
