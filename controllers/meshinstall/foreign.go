@@ -73,7 +73,13 @@ type foreignControlPlane struct {
 // meshkeeper's namespaces they are not cached, a cluster-wide list each
 // pass would cost a request in every quiet cluster, and one of a name
 // meshkeeper would create is found by observeExisting, by name.
-func (r *Reconciler) observeForeign(ctx context.Context, obs *observation) (foreignControlPlane, error) {
+//
+// An istiod counts only in a namespace meshkeeper manages meshes in (or
+// the MeshInstall's own): anyone who may create a Deployment can label its
+// pods app=istiod, and a tenant's look-alike must neither stall the mesh
+// nor cost a live read. A real control plane elsewhere still has its
+// injector, which only a cluster administrator can create.
+func (r *Reconciler) observeForeign(ctx context.Context, mi *meshv1alpha1.MeshInstall, obs *observation) (foreignControlPlane, error) {
 	var f foreignControlPlane
 	var deployments appsv1.DeploymentList
 	if err := r.List(ctx, &deployments, client.UnsafeDisableDeepCopy); err != nil {
@@ -85,7 +91,7 @@ func (r *Reconciler) observeForeign(ctx context.Context, obs *observation) (fore
 			continue
 		}
 		switch t := d.Spec.Template.Labels; {
-		case t["app"] == "istiod":
+		case t["app"] == "istiod" && (d.Namespace == mi.Spec.Namespace || slices.Contains(r.MeshNamespaces, d.Namespace)):
 			f.istiods = append(f.istiods, foreignObject{kind: "Deployment", namespace: d.Namespace, name: d.Name, revision: revisionOf(t)})
 		case strings.HasSuffix(t["istio"], "gateway"):
 			f.gateways = append(f.gateways, foreignObject{kind: "Deployment", namespace: d.Namespace, name: d.Name, revision: t[labelIstioRev]})

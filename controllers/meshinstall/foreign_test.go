@@ -325,6 +325,14 @@ func TestForeignIstioIsNeverWrittenOver(t *testing.T) {
 		// Other tests share the API server: the foreign installation leaves with this one.
 		t.Cleanup(func() { _ = env.Client.Delete(ctx, o, client.GracePeriodSeconds(0)) })
 	}
+	// A tenant's look-alike: any Deployment whose pods are labelled
+	// app=istiod, in a namespace meshkeeper does not manage. It stays to
+	// the end, and stalls nothing.
+	lookAlike := istioctlIstiod(appNS)
+	if err := env.Client.Create(ctx, lookAlike); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Client.Delete(ctx, lookAlike) })
 	before := map[apply.Key]client.Object{}
 	for _, o := range theirs {
 		got, err := whole(withKind(t, o))
@@ -384,7 +392,12 @@ func TestForeignIstioIsNeverWrittenOver(t *testing.T) {
 		}
 	}
 
-	// Once the foreign installation is uninstalled (its pods may linger), meshkeeper installs.
+	if strings.Contains(msg, appNS+"/istiod") {
+		t.Errorf("Stalled names the tenant's look-alike istiod:\n%s", msg)
+	}
+
+	// Once the foreign installation is uninstalled (its pods may linger,
+	// the tenant's look-alike stays), meshkeeper installs.
 	for _, o := range theirs[:4] {
 		if err := env.Client.Delete(ctx, o); err != nil {
 			t.Fatal(err)

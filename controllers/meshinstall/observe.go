@@ -183,7 +183,7 @@ func (r *Reconciler) gather(ctx context.Context, mi *meshv1alpha1.MeshInstall) (
 	if err := r.observeCertificateAuthority(ctx, mi, obs); err != nil {
 		return nil, err
 	}
-	if obs.foreign, err = r.observeForeign(ctx, obs); err != nil {
+	if obs.foreign, err = r.observeForeign(ctx, mi, obs); err != nil {
 		return nil, err
 	}
 	obs.endpoint, obs.endpointErr = r.WebhookEndpoint(ctx)
