@@ -57,9 +57,10 @@ func (obs *observation) observeCNIDaemonSet(mi *meshv1alpha1.MeshInstall) {
 }
 
 // cniPod files one running pod: an agent's pod Ready on its node, or a
-// meshed pod (stamped by a revision of the mesh) on its node and whether
-// it relies on the agent.
-func (obs *observation) cniPod(p *corev1.Pod, meshed bool) {
+// pod stamped by a revision of the mesh: whether it relies on the agent
+// (which then stays), and, when the observed injector serves its
+// namespace (inMesh), its node as one the agent must run on.
+func (obs *observation) cniPod(p *corev1.Pod, stamped, inMesh bool) {
 	if ds := obs.cni.daemonSet; ds != nil && p.Namespace == ds.Namespace {
 		if ref := metav1.GetControllerOfNoCopy(p); ref != nil && ref.UID == ds.UID && p.Spec.NodeName != "" {
 			if c := podCondition(p, corev1.PodReady); c != nil && c.Status == corev1.ConditionTrue {
@@ -67,10 +68,10 @@ func (obs *observation) cniPod(p *corev1.Pod, meshed bool) {
 			}
 		}
 	}
-	if !meshed {
+	if !stamped {
 		return
 	}
-	if p.Spec.NodeName != "" {
+	if p.Spec.NodeName != "" && inMesh {
 		obs.cni.meshedNodes[p.Spec.NodeName] = true
 	}
 	if _, relies := p.Annotations[cachedCNIValidation]; relies {

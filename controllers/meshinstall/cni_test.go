@@ -240,6 +240,18 @@ func TestCNIAgentMustRunWhereMeshedPodsRun(t *testing.T) {
 	// No namespace controller runs here: a pod stamped "default" left behind
 	// would count for the next test's revision.
 	t.Cleanup(func() { _ = env.Client.Delete(ctx, meshed, client.GracePeriodSeconds(0)) })
+	// Meshed once its namespace selects the mesh (labelled after the pod
+	// was created: envtest's API server cannot call the injector). A
+	// stamped pod outside the mesh does not say where the agent must run.
+	time.Sleep(podEventDelay + 2*time.Second)
+	if c := condition(t, mi.Name, meshv1alpha1.ConditionCNIReady); c == nil || c.Status != metav1.ConditionTrue {
+		t.Errorf("a stamped pod outside the mesh made the agent unavailable: %+v", c)
+	}
+	patch := client.MergeFrom(ns.DeepCopy())
+	ns.Labels = map[string]string{"istio-injection": "enabled"}
+	if err := env.Client.Patch(ctx, ns, patch); err != nil {
+		t.Fatal(err)
+	}
 	waitCondition(t, mi.Name, meshv1alpha1.ConditionCNIReady, metav1.ConditionFalse, meshv1alpha1.ReasonCNINotOnNodes)
 	if c := condition(t, mi.Name, meshv1alpha1.ConditionCNIReady); !strings.Contains(c.Message, "node-b") {
 		t.Errorf("CNIReady message %q does not name the node", c.Message)

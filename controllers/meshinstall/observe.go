@@ -139,6 +139,13 @@ func (r *Reconciler) observe(ctx context.Context, mi *meshv1alpha1.MeshInstall) 
 	obs.observeCNIDaemonSet(mi)
 	obs.CNI = obs.cni.observed()
 
+	// The injector observed says which pods are in the mesh (obs.pod).
+	if obs.injector != nil {
+		if obs.matcher, err = webhookconfig.NewMatcher(obs.injector); err != nil {
+			return nil, fmt.Errorf("reading the injector configuration: %w", err)
+		}
+	}
+
 	var pods corev1.PodList
 	// Read-only from here on: the cache's objects are not copied (10,000 pods per pass would be).
 	if err := r.List(ctx, &pods, client.UnsafeDisableDeepCopy); err != nil {
@@ -156,11 +163,6 @@ func (r *Reconciler) observe(ctx context.Context, mi *meshv1alpha1.MeshInstall) 
 		if o.Istiod != nil && !o.Istiod.Available && istiodPods[name] != "" {
 			o.Istiod.Reason = istiodPods[name]
 			obs.Revisions[name] = o
-		}
-	}
-	if obs.injector != nil {
-		if obs.matcher, err = webhookconfig.NewMatcher(obs.injector); err != nil {
-			return nil, fmt.Errorf("reading the injector configuration: %w", err)
 		}
 	}
 	if err := r.observeWorkloads(ctx, obs); err != nil {
@@ -361,13 +363,16 @@ func (obs *observation) pod(mi *meshv1alpha1.MeshInstall, p *corev1.Pod, istiodP
 	// whose own objects exist, never a reason to create one. A pod of a
 	// revision that is gone is counted as outdated (countDataPlane). A
 	// stamped pod keeps its revision from being pruned wherever it runs; it
-	// counts against the revision's health (a canary's step) only where
-	// the injector observed would inject its workload's next pods, so a
-	// never-Ready pod with a copied stamp in a namespace outside the mesh
-	// cannot hold an upgrade.
+	// counts against the revision's health (a canary's step), and its node
+	// among those the CNI node agent must run on, only where the injector
+	// observed would inject its workload's next pods: a never-Ready pod
+	// with a copied stamp in a namespace outside the mesh, or one pinned
+	// by nodeName to a node the agent does not run on, cannot hold an
+	// upgrade.
+	inMesh := stamped && known && obs.matcher.Route(obs.namespaces[p.Namespace], pod) != ""
 	if stamped && known {
 		rev.Pods++
-		if c := podCondition(p, corev1.PodReady); (c == nil || c.Status != corev1.ConditionTrue) && obs.matcher.Route(obs.namespaces[p.Namespace], pod) != "" {
+		if c := podCondition(p, corev1.PodReady); (c == nil || c.Status != corev1.ConditionTrue) && inMesh {
 			rev.PodsReady = false
 			if created := p.CreationTimestamp.Time; rev.OldestUnreadyPod.IsZero() || created.Before(rev.OldestUnreadyPod) {
 				rev.OldestUnreadyPod = created
@@ -376,7 +381,7 @@ func (obs *observation) pod(mi *meshv1alpha1.MeshInstall, p *corev1.Pod, istiodP
 		rev.PodVersion = newer(rev.PodVersion, p.Annotations[inject.AnnotationProxyVersion])
 		obs.Revisions[name] = rev
 	}
-	obs.cniPod(p, stamped && known)
+	obs.cniPod(p, stamped && known, inMesh)
 	if !p.DeletionTimestamp.IsZero() {
 		return // still running, so it holds its revision; no longer counted
 	}

@@ -58,7 +58,7 @@ func meshedShop(t *testing.T, now time.Time) *observation {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &observation{matcher: matcher,
+	return &observation{matcher: matcher, cni: cniObservation{readyNodes: map[string]bool{}, meshedNodes: map[string]bool{}},
 		namespaces: map[string]map[string]string{"shop": {"istio.io/rev": "1-32-0"}, "tenant": {}},
 		Observed:   revision.Observed{Now: now, Revisions: map[string]revision.ObservedRevision{"1-32-0": {PodsReady: true}}}}
 }
@@ -66,16 +66,19 @@ func meshedShop(t *testing.T, now time.Time) *observation {
 // TestACopiedStampOutsideTheMeshHoldsNoCanary: a never-Ready pod whose
 // stamp names the canary, in a namespace the injector does not serve, keeps
 // the revision from being pruned (it is counted) but does not make the
-// revision unhealthy: a tenant cannot hold an upgrade with a copied label.
+// revision unhealthy, nor its node one the CNI node agent must run on: a
+// tenant cannot hold an upgrade with a copied label.
 func TestACopiedStampOutsideTheMeshHoldsNoCanary(t *testing.T) {
 	now := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
 	obs := meshedShop(t, now)
 	mi := &meshv1alpha1.MeshInstall{Spec: meshv1alpha1.MeshInstallSpec{Namespace: "istio-system"}}
 	for _, p := range []*corev1.Pod{
 		{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web", Labels: map[string]string{inject.LabelInjectedBy: "1-32-0"}},
+			Spec:   corev1.PodSpec{NodeName: "node-a"},
 			Status: corev1.PodStatus{Phase: corev1.PodRunning, Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}}},
 		{ObjectMeta: metav1.ObjectMeta{Namespace: "tenant", Name: "forged", CreationTimestamp: metav1.NewTime(now.Add(-time.Hour)),
 			Labels: map[string]string{inject.LabelInjectedBy: "1-32-0"}},
+			Spec:   corev1.PodSpec{NodeName: "node-without-agent"},
 			Status: corev1.PodStatus{Phase: corev1.PodRunning}},
 	} {
 		obs.pod(mi, p, map[string]string{})
@@ -86,5 +89,8 @@ func TestACopiedStampOutsideTheMeshHoldsNoCanary(t *testing.T) {
 	}
 	if !got.PodsReady || !got.OldestUnreadyPod.IsZero() {
 		t.Errorf("PodsReady %v, OldestUnreadyPod %v: the copied stamp outside the mesh made the revision unhealthy", got.PodsReady, got.OldestUnreadyPod)
+	}
+	if !obs.cni.meshedNodes["node-a"] || obs.cni.meshedNodes["node-without-agent"] {
+		t.Errorf("nodes the CNI node agent must run on: %v, want node-a only", obs.cni.meshedNodes)
 	}
 }
