@@ -16,7 +16,6 @@ import (
 	"github.com/meshkeeper/meshkeeper/internal/inject"
 	"github.com/meshkeeper/meshkeeper/internal/render"
 	"github.com/meshkeeper/meshkeeper/internal/rollout"
-	"github.com/meshkeeper/meshkeeper/internal/version"
 )
 
 // TestTurningCNIOnRestartsWorkloadsOntoTheNewShape: spec.cni.enabled
@@ -25,22 +24,22 @@ import (
 // workload for the configuration with CNI (istio-validation).
 func TestTurningCNIOnRestartsWorkloadsOntoTheNewShape(t *testing.T) {
 	mi, ns := automaticMeshAndNamespace(t, "cni-rollout")
-	hash := func(mi *meshv1alpha1.MeshInstall) string {
-		v, err := version.Parse(mi.Spec.Version)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg, err := render.InjectionConfig(mi, render.Revision{Name: render.DefaultRevision, Version: v, InjectCNI: mi.Spec.CNI.Enabled})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return cfg.Hash()
+	ctx := context.Background()
+	// The injection configuration as the reconciler rendered it (its hash
+	// also follows the nodes other tests left, for native sidecars).
+	injection := func() (*corev1.ConfigMap, error) {
+		cm := &corev1.ConfigMap{}
+		err := env.Client.Get(ctx, client.ObjectKey{Namespace: mi.Spec.Namespace, Name: render.InjectionConfigMapName(render.DefaultRevision)}, cm)
+		return cm, err
 	}
-	withoutCNI := hash(mi)
+	cm, err := injection()
+	if err != nil {
+		t.Fatal(err)
+	}
+	withoutCNI := cm.Annotations[inject.AnnotationConfigHash]
 
 	// A Deployment whose pod the current configuration injected.
 	outdatedWorkload(t, ns, &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "web"}, Spec: appsv1.DeploymentSpec{Replicas: ptr.To[int32](2)}})
-	ctx := context.Background()
 	pod := &corev1.Pod{}
 	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "web-5d4f8b7c9-x7k2p"}, pod); err != nil {
 		t.Fatal(err)
@@ -52,8 +51,8 @@ func TestTurningCNIOnRestartsWorkloadsOntoTheNewShape(t *testing.T) {
 	}
 	eventually(t, timeout, "the pass that saw the up-to-date pod", func() error {
 		got := getMI(t, mi.Name)
-		if got.Status.ObservedGeneration != got.Generation || got.Status.DataPlane == nil {
-			return fmt.Errorf("status not yet of generation %d", got.Generation)
+		if got.Status.ObservedGeneration != got.Generation || got.Status.DataPlane == nil || got.Status.DataPlane.UpToDatePods == 0 {
+			return fmt.Errorf("status not yet of generation %d with the pod up to date", got.Generation)
 		}
 		return nil
 	})
@@ -62,11 +61,6 @@ func TestTurningCNIOnRestartsWorkloadsOntoTheNewShape(t *testing.T) {
 	}
 
 	updateMI(t, mi.Name, func(mi *meshv1alpha1.MeshInstall) { mi.Spec.CNI.Enabled = true })
-	withCNI := hash(getMI(t, mi.Name))
-	if withCNI == withoutCNI {
-		t.Fatalf("enabling CNI left the injection configuration's hash at %s", withCNI)
-	}
-	makeAvailable(t, mi.Spec.Namespace, render.IstiodName(render.DefaultRevision))
 	// Until the node agent is available, pods keep istio-init's shape: an
 	// istio-validation on a node without the agent would fail.
 	eventually(t, timeout, "a pass of the generation with spec.cni, the node agent rendered", func() error {
@@ -80,27 +74,27 @@ func TestTurningCNIOnRestartsWorkloadsOntoTheNewShape(t *testing.T) {
 		}
 		return nil
 	})
-	cm := &corev1.ConfigMap{}
-	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: mi.Spec.Namespace, Name: render.InjectionConfigMapName(render.DefaultRevision)}, cm); err != nil {
-		t.Fatal(err)
-	}
-	if got := cm.Annotations[inject.AnnotationConfigHash]; got != withoutCNI {
-		t.Errorf("the injection switched to CNI (hash %s) before the node agent was available", got)
+	if cm, err := injection(); err != nil || cm.Annotations[inject.AnnotationConfigHash] != withoutCNI || cm.Annotations[render.AnnotationInjectsCNI] != "" {
+		t.Errorf("the injection switched to CNI before the node agent was available (%v): %v", err, cm.Annotations)
 	}
 	if got := restartedFor(t, ns, "web"); got != "" {
 		t.Errorf("web restarted (for %s) before the node agent was available", got)
 	}
-	want := rollout.Target(render.DefaultRevision, withCNI)
+
+	var withCNI string
 	eventually(t, timeout, "web restarted for the configuration with CNI", func() error {
 		markNodeAgentsAvailable(t, getMI(t, mi.Name))
-		cm := &corev1.ConfigMap{}
-		if err := env.Client.Get(ctx, client.ObjectKey{Namespace: mi.Spec.Namespace, Name: render.InjectionConfigMapName(render.DefaultRevision)}, cm); err != nil {
+		cm, err := injection()
+		if err != nil {
 			return err
 		}
-		if got := cm.Annotations[inject.AnnotationConfigHash]; got != withCNI {
-			return fmt.Errorf("injection ConfigMap's hash %s, want %s", got, withCNI)
+		if cm.Annotations[render.AnnotationInjectsCNI] != "true" {
+			return fmt.Errorf("the injection configuration does not inject for the node agent yet: %v", cm.Annotations)
 		}
-		if got := restartedFor(t, ns, "web"); got != want {
+		if withCNI = cm.Annotations[inject.AnnotationConfigHash]; withCNI == withoutCNI {
+			return fmt.Errorf("the injection configuration's hash is still %s", withCNI)
+		}
+		if got, want := restartedFor(t, ns, "web"), rollout.Target(render.DefaultRevision, withCNI); got != want {
 			return fmt.Errorf("web restarted for %q, want %q; data plane %+v", got, want, getMI(t, mi.Name).Status.DataPlane)
 		}
 		return nil

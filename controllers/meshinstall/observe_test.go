@@ -1,14 +1,19 @@
 package meshinstall
 
 import (
+	"context"
+	"fmt"
 	"testing"
 	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
 	"github.com/meshkeeper/meshkeeper/internal/inject"
+	"github.com/meshkeeper/meshkeeper/internal/render"
 	"github.com/meshkeeper/meshkeeper/internal/revision"
 	"github.com/meshkeeper/meshkeeper/internal/webhookconfig"
 )
@@ -93,4 +98,64 @@ func TestACopiedStampOutsideTheMeshHoldsNoCanary(t *testing.T) {
 	if !obs.cni.meshedNodes["node-a"] || obs.cni.meshedNodes["node-without-agent"] {
 		t.Errorf("nodes the CNI node agent must run on: %v, want node-a only", obs.cni.meshedNodes)
 	}
+}
+
+// TestAnUnreadyPodInTheMeshCountsAgainstItsRevision runs gather's observe
+// on the manager's cache: a stamped pod that is not Ready counts against
+// its revision's health once its namespace selects the mesh (the injector
+// observed is read before the pods), and not while it lies outside.
+func TestAnUnreadyPodInTheMeshCountsAgainstItsRevision(t *testing.T) {
+	r := startManager(t, managerOpts{})
+	ctx := context.Background()
+	mi := createSample(t, nil)
+	makeAvailable(t, mi.Spec.Namespace, render.IstiodName(render.DefaultRevision))
+	eventually(t, timeout, "the injector applied", func() error {
+		return env.Client.Get(ctx, client.ObjectKey{Name: webhookconfig.InjectorName}, &admissionregistrationv1.MutatingWebhookConfiguration{})
+	})
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("health-%d", testNamespaceSeq)}}
+	if err := env.Client.Create(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Client.Delete(ctx, ns) })
+	// Created before its namespace is labelled: envtest's API server cannot call the injector.
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "starting", Labels: map[string]string{inject.LabelInjectedBy: render.DefaultRevision}},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "app"}}},
+	}
+	if err := env.Client.Create(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Client.Delete(ctx, pod, client.GracePeriodSeconds(0)) })
+	health := func() (revision.ObservedRevision, error) {
+		obs, err := r.observe(ctx, getMI(t, mi.Name))
+		if err != nil {
+			return revision.ObservedRevision{}, err
+		}
+		return obs.Revisions[render.DefaultRevision], nil
+	}
+	eventually(t, timeout, "the pod cached and counted", func() error {
+		got, err := health()
+		if err != nil || got.Pods == 0 {
+			return fmt.Errorf("pods %d (%v)", got.Pods, err)
+		}
+		if !got.PodsReady {
+			return fmt.Errorf("a stamped pod outside the mesh made the revision unhealthy")
+		}
+		return nil
+	})
+	patch := client.MergeFrom(ns.DeepCopy())
+	ns.Labels = map[string]string{"istio-injection": "enabled"}
+	if err := env.Client.Patch(ctx, ns, patch); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, timeout, "the unready pod in the mesh counted against its revision", func() error {
+		got, err := health()
+		if err != nil {
+			return err
+		}
+		if got.PodsReady || got.OldestUnreadyPod.IsZero() {
+			return fmt.Errorf("PodsReady %v, OldestUnreadyPod %v", got.PodsReady, got.OldestUnreadyPod)
+		}
+		return nil
+	})
 }
