@@ -2,6 +2,7 @@ package meshinstall
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -243,7 +244,14 @@ func TestCNIAgentMustRunWhereMeshedPodsRun(t *testing.T) {
 	// Meshed once its namespace selects the mesh (labelled after the pod
 	// was created: envtest's API server cannot call the injector). A
 	// stamped pod outside the mesh does not say where the agent must run.
-	time.Sleep(podEventDelay + 2*time.Second)
+	eventually(t, timeout, "a pass that counted the stamped pod", func() error {
+		for _, r := range getMI(t, mi.Name).Status.Revisions {
+			if r.Name == render.DefaultRevision && r.Pods > 0 {
+				return nil
+			}
+		}
+		return errors.New("the stamped pod is not counted yet")
+	})
 	if c := condition(t, mi.Name, meshv1alpha1.ConditionCNIReady); c == nil || c.Status != metav1.ConditionTrue {
 		t.Errorf("a stamped pod outside the mesh made the agent unavailable: %+v", c)
 	}
