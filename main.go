@@ -54,22 +54,22 @@ func init() {
 }
 
 type options struct {
-	metricsAddr, probeAddr string
-	metricsSecure          bool
-	metricsCertPath        string
-	metricsCertName        string
-	metricsCertKey         string
-	leaderElect            bool
-	shutdownTimeout        time.Duration
-	namespace              string
-	meshNamespaces         []string
-	webhookHost            string
-	webhookPort            int
-	certDir                string
-	certSecret             string
-	webhookService         string
-	webhookURL             string
-	certValidity           time.Duration
+	metricsAddr, probeAddr, pprofAddr string
+	metricsSecure                     bool
+	metricsCertPath                   string
+	metricsCertName                   string
+	metricsCertKey                    string
+	leaderElect                       bool
+	shutdownTimeout                   time.Duration
+	namespace                         string
+	meshNamespaces                    []string
+	webhookHost                       string
+	webhookPort                       int
+	certDir                           string
+	certSecret                        string
+	webhookService                    string
+	webhookURL                        string
+	certValidity                      time.Duration
 	// The webhook certificate from cert-manager (--webhook-cert-provider=cert-manager).
 	certProvider    string
 	certificateName string
@@ -90,6 +90,7 @@ func main() {
 	flag.StringVar(&o.metricsCertPath, "metrics-cert-path", "", "Directory holding the metrics server's certificate; a self-signed one is generated when empty.")
 	flag.StringVar(&o.metricsCertName, "metrics-cert-name", "tls.crt", "File name of the metrics server's certificate in --metrics-cert-path.")
 	flag.StringVar(&o.metricsCertKey, "metrics-cert-key", "tls.key", "File name of the metrics server's key in --metrics-cert-path.")
+	flag.StringVar(&o.pprofAddr, "pprof-bind-address", "0", "Address Go's profiling endpoints (/debug/pprof/) bind to, e.g. 127.0.0.1:8082, for diagnosing memory or CPU use; 0 (the default) turns them off. They are unauthenticated: bind them to localhost only.")
 	flag.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address the health (/healthz) and readiness (/readyz) endpoints bind to.")
 	flag.BoolVar(&o.leaderElect, "leader-elect", false, "Elect a leader so that only one replica reconciles at a time (every replica serves webhooks).")
 	flag.DurationVar(&o.shutdownTimeout, "graceful-shutdown-timeout", 30*time.Second, "How long to wait for running work to finish on SIGTERM.")
@@ -158,6 +159,7 @@ func run(ctx context.Context, o options) error {
 		Scheme:                  scheme,
 		Metrics:                 metrics,
 		HealthProbeBindAddress:  o.probeAddr,
+		PprofBindAddress:        o.pprofAddr,
 		LeaderElection:          o.leaderElect,
 		LeaderElectionID:        "meshkeeper.mesh.meshkeeper.dev",
 		LeaderElectionNamespace: o.namespace,

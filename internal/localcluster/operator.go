@@ -22,8 +22,9 @@ type Operator struct {
 	Kubeconfig string
 	// Dir holds its log and certificates.
 	Dir string
-	// WebhookPort, MetricsPort and ProbePort are free ports on 127.0.0.1.
-	WebhookPort, MetricsPort, ProbePort int
+	// WebhookPort, MetricsPort, ProbePort and PprofPort are free ports on
+	// 127.0.0.1.
+	WebhookPort, MetricsPort, ProbePort, PprofPort int
 	// ExtraArgs are appended to the command line.
 	ExtraArgs []string
 	// AdvertisedURL is the base URL its webhook configurations point at
@@ -53,12 +54,12 @@ type Operator struct {
 
 // NewOperator picks free ports for an operator process.
 func NewOperator(binary, kubeconfig, dir string) (*Operator, error) {
-	ports, err := freePorts(3)
+	ports, err := freePorts(4)
 	if err != nil {
 		return nil, err
 	}
 	return &Operator{Binary: binary, Kubeconfig: kubeconfig, Dir: dir,
-		WebhookPort: ports[0], MetricsPort: ports[1], ProbePort: ports[2]}, nil
+		WebhookPort: ports[0], MetricsPort: ports[1], ProbePort: ports[2], PprofPort: ports[3]}, nil
 }
 
 // LogPath is where the operator's output goes.
@@ -91,6 +92,7 @@ func (o *Operator) Start(ctx context.Context) error {
 		"--webhook-cert-dir", filepath.Join(o.Dir, "certs"),
 		"--metrics-bind-address", "127.0.0.1:" + strconv.Itoa(o.MetricsPort),
 		"--health-probe-bind-address", "127.0.0.1:" + strconv.Itoa(o.ProbePort),
+		"--pprof-bind-address", "127.0.0.1:" + strconv.Itoa(o.PprofPort), // Memory reads the live heap there
 		"--zap-devel",
 	}, metricsArgs...)
 	o.mu.Lock()
