@@ -128,6 +128,8 @@ func continueCanary(mi *meshv1alpha1.MeshInstall, obs Observed, routing *Routing
 	case !healthy:
 		what := "its pods to be Ready"
 		switch {
+		case cniWhy != "":
+			what = "the node agent to be ready for it again: " + cniWhy
 		case !available:
 			what = "its istiod to be available again"
 		case obs.CanaryWorkloadsPending:
