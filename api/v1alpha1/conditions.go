@@ -219,6 +219,10 @@ const (
 	// agent (spec.cni's nodeSelector, affinity or tolerations keep it off
 	// them, or its pod there fails); the message names them.
 	ReasonCNINotOnNodes = "CNINotOnNodes"
+	// ReasonCNINetworkMissing (False): with spec.cni.provider multus, the
+	// NetworkAttachmentDefinition default/istio-cni that injected pods ask
+	// Multus for does not exist (or Multus is not installed).
+	ReasonCNINetworkMissing = "CNINetworkMissing"
 	// ReasonCNIRetained (False): spec.cni is off but running pods were
 	// injected for the agent; it is removed once none is left (restart them).
 	ReasonCNIRetained = "CNIRetained"

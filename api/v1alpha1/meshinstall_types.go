@@ -511,8 +511,10 @@ const (
 	// plugin's configuration is standalone, and injected pods' network
 	// annotation k8s.v1.cni.cncf.io/networks names default/istio-cni. The
 	// NetworkAttachmentDefinition istio-cni in namespace default is not
-	// rendered (meshkeeper neither controls nor reads that namespace): the
-	// cluster's Multus setup provides it.
+	// rendered (meshkeeper does not control that namespace, so it writes
+	// nothing there): the cluster's Multus setup provides it. meshkeeper
+	// reads it, and routes no workload to the mesh while it is missing
+	// (CNIReady False, reason CNINetworkMissing).
 	CNIProviderMultus CNIProvider = "multus"
 )
 

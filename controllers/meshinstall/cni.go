@@ -1,6 +1,8 @@
 package meshinstall
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -8,8 +10,10 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
@@ -45,6 +49,59 @@ type cniObservation struct {
 	// reliant counts the running pods injected for the agent (their
 	// istio-validation init container): it stays while there are any.
 	reliant int
+	// multusNetworkMissing says, with provider multus, why the
+	// NetworkAttachmentDefinition injected pods name cannot be used (Multus
+	// is not installed, or the object does not exist); "" when it exists or
+	// the provider is not multus (observeMultusNetwork).
+	multusNetworkMissing string
+}
+
+// The NetworkAttachmentDefinition that pods injected for Multus name
+// (k8s.v1.cni.cncf.io/networks: default/istio-cni), as Istio's chart
+// creates it with provider multus. meshkeeper neither controls nor writes
+// namespace default: it reads that one object, to hold workloads off the
+// mesh while the network their pods would ask Multus for is not there.
+// +kubebuilder:rbac:groups=k8s.cni.cncf.io,resources=network-attachment-definitions,resourceNames=istio-cni,verbs=get
+
+// multusNetwork is that NetworkAttachmentDefinition's kind and name.
+var multusNetwork = struct {
+	gvk             schema.GroupVersionKind
+	namespace, name string
+}{schema.GroupVersionKind{Group: "k8s.cni.cncf.io", Version: "v1", Kind: "NetworkAttachmentDefinition"}, "default", "istio-cni"}
+
+// observeMultusNetwork looks for the NetworkAttachmentDefinition of
+// multusNetwork, with the API server (one metadata read a pass, only with
+// spec.cni.provider multus), and judges the agent again with what it found.
+func (r *Reconciler) observeMultusNetwork(ctx context.Context, mi *meshv1alpha1.MeshInstall, obs *observation) error {
+	if !render.CNIEnabled(mi) || mi.Spec.CNI.Provider != meshv1alpha1.CNIProviderMultus {
+		return nil
+	}
+	o := &metav1.PartialObjectMetadata{}
+	o.SetGroupVersionKind(multusNetwork.gvk)
+	err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: multusNetwork.namespace, Name: multusNetwork.name}, o)
+	where := multusNetwork.namespace + "/" + multusNetwork.name
+	switch {
+	case meta.IsNoMatchError(err) || (apierrors.IsNotFound(err) && noKind(err)):
+		obs.cni.multusNetworkMissing = fmt.Sprintf("spec.cni.provider is multus, but the cluster has no NetworkAttachmentDefinition kind (%s): Multus is not installed, so injected pods could not ask for the network %s", multusNetwork.gvk.GroupVersion(), where)
+	case apierrors.IsNotFound(err):
+		obs.cni.multusNetworkMissing = fmt.Sprintf("injected pods ask Multus for the network %s, and there is no NetworkAttachmentDefinition %s: create it (an empty spec uses the istio-cni configuration the agent installs on each node)", where, where)
+	case err != nil:
+		return fmt.Errorf("reading the NetworkAttachmentDefinition %s: %w", where, err)
+	}
+	obs.CNI = obs.cni.observed()
+	return nil
+}
+
+// noKind reports whether a NotFound error is the API server's answer for a
+// resource it does not serve (the kind's CRD is absent), not for a missing
+// object of a kind it serves.
+func noKind(err error) bool {
+	var status apierrors.APIStatus
+	if !errors.As(err, &status) {
+		return false
+	}
+	d := status.Status().Details
+	return d == nil || d.Name == ""
 }
 
 // observeCNIDaemonSet finds the agent's DaemonSet among the owned objects.
@@ -98,6 +155,10 @@ func (c cniObservation) observed() *revision.ObservedCNI {
 	default:
 		if missing := c.nodesWithoutAgent(); len(missing) > 0 {
 			out.Reason = "no ready agent on nodes that run meshed pods: " + listedNodes(missing)
+			return out
+		}
+		if c.multusNetworkMissing != "" {
+			out.Reason = c.multusNetworkMissing
 			return out
 		}
 		out.Available = true
@@ -188,6 +249,8 @@ func (s *statusBuilder) cniCondition() metav1.Condition {
 		c.Message = fmt.Sprintf("the istio-cni node agent %s is available on every node", o.Version)
 	case len(s.obs.cni.nodesWithoutAgent()) > 0 && strings.HasPrefix(o.Reason, "no ready agent"):
 		c.Reason, c.Message = meshv1alpha1.ReasonCNINotOnNodes, "the istio-cni node agent: "+o.Reason
+	case o.Reason != "" && o.Reason == s.obs.cni.multusNetworkMissing:
+		c.Reason, c.Message = meshv1alpha1.ReasonCNINetworkMissing, "the istio-cni node agent: "+o.Reason
 	default:
 		c.Reason, c.Message = meshv1alpha1.ReasonCNIRollingOut, fmt.Sprintf("the istio-cni node agent %s is rolling out: %s", o.Version, o.Reason)
 	}

@@ -11,8 +11,11 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -305,5 +308,87 @@ func TestCacheHoldsOnlyTheAgentsObjectsInKubeSystem(t *testing.T) {
 	}
 	if err := env.Client.Get(ctx, client.ObjectKeyFromObject(other), other); err != nil {
 		t.Errorf("it must stay untouched: %v", err)
+	}
+}
+
+// withMultus runs the plugin through Multus (OpenShift).
+func withMultus(mi *meshv1alpha1.MeshInstall) {
+	mi.Spec.CNI.Enabled, mi.Spec.CNI.Provider = true, meshv1alpha1.CNIProviderMultus
+}
+
+// With provider multus, injected pods ask Multus for the network
+// default/istio-cni: no workload is routed to the mesh, and CNIReady says
+// why, while Multus is not installed or that NetworkAttachmentDefinition
+// does not exist; meshkeeper writes nothing in namespace default.
+func TestMultusNetworkGatesRouting(t *testing.T) {
+	startManager(t, managerOpts{})
+	ctx := context.Background()
+	mi := createSample(t, withMultus)
+	makeAvailable(t, mi.Spec.Namespace, render.IstiodName(render.DefaultRevision))
+	eventually(t, timeout, "the node agent's DaemonSet", func() error { _, err := cniDaemonSet(t); return err })
+	makeDaemonSetAvailable(t, 1)
+
+	waitConditionMessage(t, mi.Name, meshv1alpha1.ConditionCNIReady, meshv1alpha1.ReasonCNINetworkMissing, "no NetworkAttachmentDefinition kind")
+	if routingExists(t, mi) {
+		t.Fatal("workloads were routed to the mesh without Multus")
+	}
+
+	crd := networkAttachmentDefinitionCRD()
+	if err := env.Client.Create(ctx, crd); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Client.Delete(ctx, crd) })
+	waitConditionMessage(t, mi.Name, meshv1alpha1.ConditionCNIReady, meshv1alpha1.ReasonCNINetworkMissing, "there is no NetworkAttachmentDefinition default/istio-cni")
+	if routingExists(t, mi) {
+		t.Fatal("workloads were routed to the mesh without the network their pods ask Multus for")
+	}
+	var nads metav1.PartialObjectMetadataList
+	nads.SetGroupVersionKind(schema.GroupVersionKind{Group: "k8s.cni.cncf.io", Version: "v1", Kind: "NetworkAttachmentDefinitionList"})
+	if err := env.Client.List(ctx, &nads, client.InNamespace("default")); err != nil || len(nads.Items) > 0 {
+		t.Errorf("NetworkAttachmentDefinitions in default: %d (%v), want none: meshkeeper writes nothing there", len(nads.Items), err)
+	}
+
+	nad := &unstructured.Unstructured{}
+	nad.SetGroupVersionKind(schema.GroupVersionKind{Group: "k8s.cni.cncf.io", Version: "v1", Kind: "NetworkAttachmentDefinition"})
+	nad.SetNamespace("default")
+	nad.SetName("istio-cni")
+	if err := env.Client.Create(ctx, nad); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Client.Delete(ctx, nad) })
+	waitCondition(t, mi.Name, meshv1alpha1.ConditionCNIReady, metav1.ConditionTrue, meshv1alpha1.ReasonCNIAvailable)
+	eventually(t, timeout, "routed once the network exists", func() error {
+		if !routingExists(t, mi) {
+			return errors.New("no routing yet")
+		}
+		return nil
+	})
+}
+
+// waitConditionMessage waits for a False condition of reason whose message says want.
+func waitConditionMessage(t *testing.T, name, condType, reason, want string) {
+	t.Helper()
+	eventually(t, timeout, condType+" "+reason, func() error {
+		c := condition(t, name, condType)
+		if c == nil || c.Status != metav1.ConditionFalse || c.Reason != reason || !strings.Contains(c.Message, want) {
+			return fmt.Errorf("%s = %+v, want False, %s, saying %q", condType, c, reason, want)
+		}
+		return nil
+	})
+}
+
+// networkAttachmentDefinitionCRD is Multus's kind, as far as a test needs it.
+func networkAttachmentDefinitionCRD() *apiextensionsv1.CustomResourceDefinition {
+	return &apiextensionsv1.CustomResourceDefinition{
+		ObjectMeta: metav1.ObjectMeta{Name: "network-attachment-definitions.k8s.cni.cncf.io"},
+		Spec: apiextensionsv1.CustomResourceDefinitionSpec{
+			Group: "k8s.cni.cncf.io",
+			Names: apiextensionsv1.CustomResourceDefinitionNames{Plural: "network-attachment-definitions", Singular: "network-attachment-definition",
+				Kind: "NetworkAttachmentDefinition", ListKind: "NetworkAttachmentDefinitionList", ShortNames: []string{"net-attach-def"}},
+			Scope: apiextensionsv1.NamespaceScoped,
+			Versions: []apiextensionsv1.CustomResourceDefinitionVersion{{Name: "v1", Served: true, Storage: true,
+				Schema: &apiextensionsv1.CustomResourceValidation{OpenAPIV3Schema: &apiextensionsv1.JSONSchemaProps{
+					Type: "object", XPreserveUnknownFields: ptr.To(true)}}}},
+		},
 	}
 }

@@ -174,7 +174,8 @@ func (r *Reconciler) observe(ctx context.Context, mi *meshv1alpha1.MeshInstall) 
 // gather is the one gatherer of a pass: observe's facts from the manager's
 // cache, the mesh CA with its issuer (read live, only when the spec asks
 // for cert-manager's CA), Istio installations meshkeeper did not make
-// (observeForeign), where the API server reaches the webhooks, and
+// (observeForeign), with spec.cni.provider multus the network injected pods
+// ask Multus for (observeMultusNetwork), where the API server reaches the webhooks, and
 // which unused revisions are retired (read live, only for a revision the
 // cache already finds unused).
 func (r *Reconciler) gather(ctx context.Context, mi *meshv1alpha1.MeshInstall) (*observation, error) {
@@ -186,6 +187,9 @@ func (r *Reconciler) gather(ctx context.Context, mi *meshv1alpha1.MeshInstall) (
 		return nil, err
 	}
 	if obs.foreign, err = r.observeForeign(ctx, mi, obs); err != nil {
+		return nil, err
+	}
+	if err := r.observeMultusNetwork(ctx, mi, obs); err != nil {
 		return nil, err
 	}
 	obs.endpoint, obs.endpointErr = r.WebhookEndpoint(ctx)
