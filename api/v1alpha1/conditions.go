@@ -227,3 +227,21 @@ const (
 	// injected for the agent; it is removed once none is left (restart them).
 	ReasonCNIRetained = "CNIRetained"
 )
+
+// PodSecurityCompatible. Present while meshed namespaces enforce a Pod
+// Security level (pod-security.kubernetes.io/enforce baseline or
+// restricted); absent otherwise. It judges the pods the active revision
+// injects now (istio-init until the node agent is ready, istio-validation
+// after): the injector refuses a pod that would fail its namespace's level,
+// naming the setting, so a False condition means such pods are refused.
+const (
+	// ConditionPodSecurityCompatible is True when the pods the mesh injects
+	// can pass the Pod Security level every meshed namespace enforces.
+	ConditionPodSecurityCompatible = "PodSecurityCompatible"
+
+	// ReasonPodSecurityMet (True): every enforced level can be met.
+	ReasonPodSecurityMet = "PodSecurityMet"
+	// ReasonPodSecurityGap (False): the message names the level, the
+	// namespaces and the MeshInstall settings that fail it.
+	ReasonPodSecurityGap = "PodSecurityGap"
+)

@@ -194,8 +194,8 @@ func nothingToApply(mi *meshv1alpha1.MeshInstall, p revision.Plan, obs *observat
 // revisions, routing, prunes and phase, the mesh CA decision, every object
 // the MeshInstall owns at the resourceVersion observed, the webhook
 // endpoint, the nodes' native sidecar support, the CRDs applied, the
-// revisions confirmed retired, and the namespaces the mesh needs as they
-// are. Pods and users' workloads are not in it: they change what the pass
+// revisions confirmed retired, the namespaces the mesh needs as they
+// are, and those that enforce a Pod Security level (PodSecurityCompatible). Pods and users' workloads are not in it: they change what the pass
 // counts and what the rollout restarts, which every pass does anyway.
 func applyInputs(mi *meshv1alpha1.MeshInstall, p revision.Plan, obs *observation, ca meshca.Decision) string {
 	type planned struct {
@@ -237,11 +237,12 @@ func applyInputs(mi *meshv1alpha1.MeshInstall, p revision.Plan, obs *observation
 		CNIVersion                 string
 		CNI                        *revision.ObservedCNI
 		CNIRelied                  bool
+		PodSecurity                map[string]map[string]string
 	}{
 		mi.UID, mi.Generation, mi.Labels, mi.Annotations,
 		revisions, p.Routing, p.Prune, p.Phase, p.Message, p.Waiting, p.Blocked,
 		ca, live, obs.endpoint, obs.nodesWithoutNativeSidecars, obs.crdHashes, obs.retired, namespaces, obs.controlledNamespaces,
-		cniVersion(p), obs.CNI, obs.cni.reliant > 0,
+		cniVersion(p), obs.CNI, obs.cni.reliant > 0, enforcedLevels(obs),
 	}
 	raw, err := json.Marshal(in)
 	if err != nil {

@@ -97,6 +97,7 @@ func (s *statusBuilder) finish(mi *meshv1alpha1.MeshInstall, reconcileErr error)
 		s.recordPlan(mi)
 		s.recordDataPlane(mi)
 		s.recordCNI(mi)
+		s.recordPodSecurity(mi)
 	}
 	set(s.stalled())
 	set(s.reconciling(reconcileErr))

@@ -27,29 +27,42 @@ const maxNamedNamespaces = 5
 // namespaces enforce (pod-security.kubernetes.io/enforce), when the mesh's
 // injection cannot satisfy it: the pods injected there would be refused
 // (by the injector, naming the setting). namespaces are the cluster's
-// namespaces that carry an enforce label.
+// namespaces that carry an enforce label. It judges the shape the mesh
+// injects once its node agent is ready.
 func PodSecurityWarnings(mi *meshv1alpha1.MeshInstall, namespaces []corev1.Namespace) []string {
 	v, err := version.Parse(mi.Spec.Version)
 	if err != nil {
 		return nil
 	}
-	// The shape the mesh injects once its node agent is ready.
 	cfg, err := render.InjectionConfig(mi, render.Revision{Name: render.DefaultRevision, Version: v, InjectCNI: mi.Spec.CNI.Enabled})
 	if err != nil {
 		return nil
 	}
-	byLevel := map[string][]string{}
+	labels := make(map[string]map[string]string, len(namespaces))
 	for _, ns := range namespaces {
-		if meshed(ns.Labels) {
-			level := ns.Labels[psa.EnforceLevelLabel]
-			byLevel[level] = append(byLevel[level], ns.Name)
+		labels[ns.Name] = ns.Labels
+	}
+	return PodSecurityGaps(cfg, labels)
+}
+
+// PodSecurityGaps says, for each Pod Security level that meshed namespaces
+// enforce, what in the injection configuration cfg makes the pods it
+// injects fail it, naming the namespaces (the first few) and the settings;
+// nil when every meshed namespace's level can be met. namespaces are
+// namespace labels by name.
+func PodSecurityGaps(cfg *inject.Config, namespaces map[string]map[string]string) []string {
+	byLevel := map[string][]string{}
+	for name, labels := range namespaces {
+		if Meshed(labels) {
+			level := labels[psa.EnforceLevelLabel]
+			byLevel[level] = append(byLevel[level], name)
 		}
 	}
-	var warnings []string
+	var gaps []string
 	for _, level := range []string{string(psa.LevelBaseline), string(psa.LevelRestricted)} {
 		names := byLevel[level]
-		gaps := inject.PodSecurityGaps(cfg, level)
-		if len(names) == 0 || len(gaps) == 0 {
+		settings := inject.PodSecurityGaps(cfg, level)
+		if len(names) == 0 || len(settings) == 0 {
 			continue
 		}
 		slices.Sort(names)
@@ -57,14 +70,14 @@ func PodSecurityWarnings(mi *meshv1alpha1.MeshInstall, namespaces []corev1.Names
 		if len(names) > maxNamedNamespaces {
 			listed += fmt.Sprintf(" and %d more", len(names)-maxNamedNamespaces)
 		}
-		warnings = append(warnings, fmt.Sprintf("meshed namespaces enforce Pod Security %s (%s), which pods injected by this mesh cannot pass: %s",
-			level, listed, strings.Join(gaps, "; ")))
+		gaps = append(gaps, fmt.Sprintf("meshed namespaces enforce Pod Security %s (%s), which pods injected by this mesh cannot pass: %s",
+			level, listed, strings.Join(settings, "; ")))
 	}
-	return warnings
+	return gaps
 }
 
-// meshed says whether a namespace's labels select a revision for its pods.
-func meshed(labels map[string]string) bool {
+// Meshed says whether a namespace's labels select a revision for its pods.
+func Meshed(labels map[string]string) bool {
 	if v, ok := labels[labelInjection]; ok {
 		return v == "enabled"
 	}
