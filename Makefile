@@ -85,6 +85,10 @@ help: ## Show the targets.
 manifests: controller-gen istio-crds ## Generate the CRD, RBAC and webhook manifests (and copy Istio's CRDs).
 	$(CONTROLLER_GEN) rbac:roleName=manager-role crd webhook paths="./..." output:crd:artifacts:config=config/crd/bases
 
+.PHONY: chart
+chart: manifests kustomize ## Generate the Helm chart charts/meshkeeper from config/ (kustomize build config/default and its variants).
+	go run ./hack/chartgen -kustomize $(KUSTOMIZE) -version $(VERSION) -app-version v$(VERSION)
+
 .PHONY: istio-crds
 istio-crds: ## Copy Istio's CRDs from the istio.io/api module in go.mod into internal/render/crds.
 	hack/istio-crds.sh
@@ -94,7 +98,7 @@ generate: controller-gen ## Generate DeepCopy methods.
 	$(CONTROLLER_GEN) object:headerFile="hack/boilerplate.go.txt" paths="./..."
 
 .PHONY: verify-generated
-verify-generated: controller-gen kustomize operator-sdk ## Fail when generated code or the bundle is stale.
+verify-generated: controller-gen kustomize operator-sdk ## Fail when generated code, the bundle or the Helm chart is stale.
 	hack/verify-generated.sh
 
 .PHONY: verify-manifests
