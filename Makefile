@@ -125,7 +125,7 @@ vet: ## Run go vet.
 # instrumented test binaries. Then the checks of generated code, then the
 # suites: the end-to-end suite, mostly waiting on its clusters, beside the
 # unit suites and the short fuzz run.
-test: ## Run every test: generated code and bundle, vet, gofmt, unit, envtest, end-to-end (real OLM too), a short fuzz.
+test: ## Run every test: generated code, bundle and Helm chart, vet, gofmt, unit, envtest, end-to-end (real OLM too), a short fuzz.
 	@fuzzbin=$$(mktemp -d) && trap 'rm -rf "$$fuzzbin"' EXIT && \
 	$(MAKE) -s -j6 vet fuzz-build $(TEST_TOOLS) FUZZ_BIN_DIR="$$fuzzbin" && \
 	$(MAKE) verify-generated verify-manifests bundle-validate gofmt-check && \
