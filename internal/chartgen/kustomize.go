@@ -29,6 +29,10 @@ func BuildAll(kustomize, root string) (Builds, error) {
 		return b, err
 	}
 	for _, f := range Features {
+		if f.Edit == nil {
+			b.Variants[f.Name] = b.Default
+			continue
+		}
 		if b.Variants[f.Name], err = BuildVariant(kustomize, root, f.Edit); err != nil {
 			return b, fmt.Errorf("variant %s: %w", f.Name, err)
 		}
