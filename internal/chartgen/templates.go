@@ -8,7 +8,9 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
 
-// releaseNamespace stands for config/'s namespace in every template.
+// releaseNamespace stands for config/'s namespace in every template,
+// wherever config/'s text names it (metadata.namespace, a binding's
+// subjects, a Service's DNS name).
 const releaseNamespace = "{{ .Release.Namespace }}"
 
 // helmLabels are the labels the chart's "meshkeeper.labels" template sets
@@ -16,14 +18,16 @@ const releaseNamespace = "{{ .Release.Namespace }}"
 var helmLabels = []string{"app.kubernetes.io/name", "app.kubernetes.io/managed-by"}
 
 // objectTemplate is the template of one chart object: its conditions
-// around the object, with the release's namespace and Helm's labels (and,
-// for the manager's Deployment, the values) in place.
+// around the object, with config/'s text kept literal, the release's
+// namespace and Helm's labels (and, for the manager's Deployment, the
+// values) in place.
 func objectTemplate(p Plan, o ChartObject) (string, error) {
 	obj := o.Object.DeepCopy()
 	doc := &document{}
-	if err := replaceNamespace(obj.Object, p.Namespace, obj.GetKind()+" "+obj.GetName()); err != nil {
-		return "", err
+	literal := func(s string) string {
+		return strings.ReplaceAll(escapeActions(s), p.Namespace, releaseNamespace)
 	}
+	rewriteStrings(obj.Object, literal)
 	labels := obj.GetLabels()
 	if labels == nil {
 		labels = map[string]string{}
@@ -34,7 +38,14 @@ func objectTemplate(p Plan, o ChartObject) (string, error) {
 	labels[doc.key(include("meshkeeper.labels"))] = ""
 	obj.SetLabels(labels)
 	if keyOf(o.Object) == keyOf(p.Manager) {
-		if err := templateManager(obj, doc, p.ExtraArgs); err != nil {
+		extra := make([]ConditionalArgs, len(p.ExtraArgs))
+		for i, e := range p.ExtraArgs {
+			extra[i] = ConditionalArgs{Condition: e.Condition, Args: make([]string, len(e.Args))}
+			for j, arg := range e.Args {
+				extra[i].Args[j] = literal(arg)
+			}
+		}
+		if err := templateManager(obj, doc, extra); err != nil {
 			return "", err
 		}
 	}
@@ -48,38 +59,33 @@ func objectTemplate(p Plan, o ChartObject) (string, error) {
 	return templateHeader + "{{- if " + conditionExpr(o.Conditions) + " }}\n" + body + "{{- end }}\n", nil
 }
 
-// replaceNamespace puts the release's namespace wherever config/'s stands
-// as a whole string (metadata.namespace, a binding's subjects); config/'s
-// namespace inside a longer string is an error, since chartgen would
-// have to guess.
-func replaceNamespace(v any, namespace, where string) error {
+// actionDelimiters escapes template delimiters in config/'s text (an
+// alert's description in Alertmanager's own template language, say), so
+// that Helm renders them as they are.
+var actionDelimiters = strings.NewReplacer("{{", "{{`{{`}}", "}}", "{{`}}`}}")
+
+func escapeActions(s string) string { return actionDelimiters.Replace(s) }
+
+// rewriteStrings replaces every string value in v (not the keys) by rewrite's.
+func rewriteStrings(v any, rewrite func(string) string) {
 	switch v := v.(type) {
 	case map[string]any:
 		for k, item := range v {
-			if s, ok := item.(string); ok && s == namespace {
-				v[k] = releaseNamespace
-				continue
-			}
-			if err := replaceNamespace(item, namespace, where+"."+k); err != nil {
-				return err
+			if s, ok := item.(string); ok {
+				v[k] = rewrite(s)
+			} else {
+				rewriteStrings(item, rewrite)
 			}
 		}
 	case []any:
 		for i, item := range v {
-			if s, ok := item.(string); ok && s == namespace {
-				v[i] = releaseNamespace
-				continue
+			if s, ok := item.(string); ok {
+				v[i] = rewrite(s)
+			} else {
+				rewriteStrings(item, rewrite)
 			}
-			if err := replaceNamespace(item, namespace, fmt.Sprintf("%s[%d]", where, i)); err != nil {
-				return err
-			}
-		}
-	case string:
-		if strings.Contains(v, namespace) {
-			return fmt.Errorf("%s holds the namespace %s inside %q: chartgen cannot tell how the release's namespace fits there", where, namespace, v)
 		}
 	}
-	return nil
 }
 
 // podValues are pod spec fields the chart takes from values, only when set.

@@ -38,6 +38,30 @@ subjects:
 	}
 }
 
+// TestObjectTemplateKeepsConfigsText: template delimiters in config/'s
+// text are escaped (Helm renders them as they are), and config/'s
+// namespace becomes the release's inside longer strings too.
+func TestObjectTemplateKeepsConfigsText(t *testing.T) {
+	p, err := MakePlan(builds(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rule := object("monitoring.coreos.com/v1", "PrometheusRule", "mk-system", "mk-alerts")
+	rule.Object["spec"] = map[string]any{"description": "{{ $labels.meshinstall }} stalled", "url": "https://svc.mk-system.svc"}
+	got, err := objectTemplate(p, ChartObject{Object: rule})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"description: '{{`{{`}} $labels.meshinstall {{`}}`}} stalled'",
+		"url: https://svc.{{ .Release.Namespace }}.svc",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("no %s in\n%s", want, got)
+		}
+	}
+}
+
 func TestManagerTemplate(t *testing.T) {
 	p, err := MakePlan(builds(nil))
 	if err != nil {
@@ -64,12 +88,6 @@ func TestManagerTemplate(t *testing.T) {
 }
 
 func TestTemplateRefusals(t *testing.T) {
-	p, err := MakePlan(builds(nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	withNamespaceInside := service(443)
-	withNamespaceInside.SetAnnotations(map[string]string{"url": "https://svc.mk-system.svc"})
 	noLeaderElection := manager("--metrics-bind-address=:8443")
 	scheduled := manager(baseArgs...)
 	scheduled.Object["spec"].(map[string]any)["template"].(map[string]any)["spec"].(map[string]any)["nodeSelector"] = map[string]any{"a": "b"}
@@ -79,7 +97,6 @@ func TestTemplateRefusals(t *testing.T) {
 		obj  ChartObject
 		want string
 	}{
-		{"config/'s namespace inside a longer string", p, ChartObject{Object: withNamespaceInside}, "inside"},
 		{"a value-set argument the manager lacks", Plan{Namespace: "mk-system", Manager: noLeaderElection}, ChartObject{Object: noLeaderElection}, "--leader-elect"},
 		{"a pod field config/ sets that a value would replace", Plan{Namespace: "mk-system", Manager: scheduled}, ChartObject{Object: scheduled}, "nodeSelector"},
 	} {

@@ -303,3 +303,64 @@ func TestChartRefusesValuesItDoesNotKnow(t *testing.T) {
 		})
 	}
 }
+
+// TestGeneratedChartKeepsConfigsText generates a chart from config/ with
+// one more object, whose text holds template delimiters (as an alert's
+// description in Alertmanager's template language does) and config/'s
+// namespace inside a longer string, and renders it with Helm: the text
+// comes out as config/ has it, the namespace the release's.
+func TestGeneratedChartKeepsConfigsText(t *testing.T) {
+	kustomize := os.Getenv("MESHKEEPER_KUSTOMIZE")
+	if kustomize == "" {
+		t.Fatal("MESHKEEPER_KUSTOMIZE is not set: run through make test-unit, which builds kustomize and sets it")
+	}
+	builds, err := chartgen.BuildAll(kustomize, testenv.RepoRoot())
+	if err != nil {
+		t.Fatal(err)
+	}
+	extra := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "v1", "kind": "ConfigMap",
+		"metadata": map[string]any{"name": "meshkeeper-text", "namespace": configNamespace},
+		"data": map[string]any{
+			"description": "{{ $labels.meshinstall }} stalled {{- .x -}}",
+			"url":         "https://meshkeeper-webhook-service." + configNamespace + ".svc",
+		},
+	}}
+	builds.Default = append(builds.Default, extra)
+	for name, objs := range builds.Variants {
+		builds.Variants[name] = append(objs, extra)
+	}
+	plan, err := chartgen.MakePlan(builds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := chartgen.Generate(plan, chartgen.Meta{Version: "0.0.1", AppVersion: "v0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for name, data := range files {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, name)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ch, err := loader.LoadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs := mustRender(t, ch, "ops", map[string]any{})
+	got := byKey(objs)["v1 ConfigMap ops/meshkeeper-text"]
+	if got == nil {
+		t.Fatal("the chart does not render the ConfigMap")
+	}
+	want := map[string]any{
+		"description": "{{ $labels.meshinstall }} stalled {{- .x -}}",
+		"url":         "https://meshkeeper-webhook-service.ops.svc",
+	}
+	if !reflect.DeepEqual(got.Object["data"], want) {
+		t.Errorf("rendered %v, want %v", got.Object["data"], want)
+	}
+}
