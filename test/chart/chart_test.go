@@ -13,7 +13,9 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"helm.sh/helm/v4/pkg/action"
@@ -50,6 +52,35 @@ func variants() []variant {
 		out = append(out, variant{name: f.Name, feature: f, values: f.Values})
 	}
 	return out
+}
+
+var (
+	buildsOnce sync.Once
+	builds     chartgen.Builds
+	buildsErr  error
+)
+
+// kustomizeBuilds are kustomize's builds of config/default and of every
+// feature's variant, made once for the package's tests.
+func kustomizeBuilds(t *testing.T) chartgen.Builds {
+	t.Helper()
+	kustomize := os.Getenv("MESHKEEPER_KUSTOMIZE")
+	if kustomize == "" {
+		t.Fatal("MESHKEEPER_KUSTOMIZE is not set: run through make test-unit, which builds kustomize and sets it")
+	}
+	buildsOnce.Do(func() { builds, buildsErr = chartgen.BuildAll(kustomize, testenv.RepoRoot()) })
+	if buildsErr != nil {
+		t.Fatal(buildsErr)
+	}
+	return builds
+}
+
+// built is kustomize's build of v.
+func (v variant) built(b chartgen.Builds) []*unstructured.Unstructured {
+	if v.name == "default" {
+		return b.Default
+	}
+	return b.Variants[v.feature.Name]
 }
 
 func loadChart(t *testing.T) *chartv2.Chart {
@@ -114,18 +145,11 @@ func TestChartLintsClean(t *testing.T) {
 // config/ (less the Namespace, which Helm's release namespace replaces):
 // the same objects, field for field, but for Helm's labels.
 func TestChartRendersWhatKustomizeBuilds(t *testing.T) {
-	kustomize := os.Getenv("MESHKEEPER_KUSTOMIZE")
-	if kustomize == "" {
-		t.Fatal("MESHKEEPER_KUSTOMIZE is not set: run through make test-unit, which builds kustomize and sets it")
-	}
+	b := kustomizeBuilds(t)
 	ch := loadChart(t)
 	for _, v := range variants() {
 		t.Run(v.name, func(t *testing.T) {
-			built, err := chartgen.BuildVariant(kustomize, testenv.RepoRoot(), v.feature.Edit)
-			if err != nil {
-				t.Fatal(err)
-			}
-			want, err := v.feature.WithArgs(built)
+			want, err := v.feature.WithArgs(v.built(b))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -310,14 +334,8 @@ func TestChartRefusesValuesItDoesNotKnow(t *testing.T) {
 // namespace inside a longer string, and renders it with Helm: the text
 // comes out as config/ has it, the namespace the release's.
 func TestGeneratedChartKeepsConfigsText(t *testing.T) {
-	kustomize := os.Getenv("MESHKEEPER_KUSTOMIZE")
-	if kustomize == "" {
-		t.Fatal("MESHKEEPER_KUSTOMIZE is not set: run through make test-unit, which builds kustomize and sets it")
-	}
-	builds, err := chartgen.BuildAll(kustomize, testenv.RepoRoot())
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := kustomizeBuilds(t)
+	withText := chartgen.Builds{Default: slices.Clone(b.Default), Variants: map[string][]*unstructured.Unstructured{}}
 	extra := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "v1", "kind": "ConfigMap",
 		"metadata": map[string]any{"name": "meshkeeper-text", "namespace": configNamespace},
@@ -326,11 +344,11 @@ func TestGeneratedChartKeepsConfigsText(t *testing.T) {
 			"url":         "https://meshkeeper-webhook-service." + configNamespace + ".svc",
 		},
 	}}
-	builds.Default = append(builds.Default, extra)
-	for name, objs := range builds.Variants {
-		builds.Variants[name] = append(objs, extra)
+	withText.Default = append(withText.Default, extra)
+	for name, objs := range b.Variants {
+		withText.Variants[name] = append(slices.Clone(objs), extra)
 	}
-	plan, err := chartgen.MakePlan(builds)
+	plan, err := chartgen.MakePlan(withText)
 	if err != nil {
 		t.Fatal(err)
 	}
