@@ -166,7 +166,9 @@ image:
 # Secrets to pull the image with, as a pod's imagePullSecrets.
 imagePullSecrets: []
 
-# Every replica serves the webhooks; the leader alone reconciles.
+# Every replica serves the webhooks; the leader alone reconciles. With 1,
+# the PodDisruptionBudget (minAvailable: 1) holds off every voluntary
+# eviction of the manager's pod, node drains included.
 replicaCount: {{ .Replicas }}
 
 # The manager container's. The memory limit is sized for a cluster of
