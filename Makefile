@@ -85,6 +85,10 @@ help: ## Show the targets.
 manifests: controller-gen istio-crds ## Generate the CRD, RBAC and webhook manifests (and copy Istio's CRDs).
 	$(CONTROLLER_GEN) rbac:roleName=manager-role crd webhook paths="./..." output:crd:artifacts:config=config/crd/bases
 
+.PHONY: chart
+chart: manifests kustomize ## Generate the Helm chart charts/meshkeeper from config/ (kustomize build config/default and its variants).
+	go run ./hack/chartgen -kustomize $(KUSTOMIZE) -version $(VERSION) -app-version v$(VERSION)
+
 .PHONY: istio-crds
 istio-crds: ## Copy Istio's CRDs from the istio.io/api module in go.mod into internal/render/crds.
 	hack/istio-crds.sh
@@ -94,7 +98,7 @@ generate: controller-gen ## Generate DeepCopy methods.
 	$(CONTROLLER_GEN) object:headerFile="hack/boilerplate.go.txt" paths="./..."
 
 .PHONY: verify-generated
-verify-generated: controller-gen kustomize operator-sdk ## Fail when generated code or the bundle is stale.
+verify-generated: controller-gen kustomize operator-sdk ## Fail when generated code, the bundle or the Helm chart is stale.
 	hack/verify-generated.sh
 
 .PHONY: verify-manifests
@@ -121,7 +125,7 @@ vet: ## Run go vet.
 # instrumented test binaries. Then the checks of generated code, then the
 # suites: the end-to-end suite, mostly waiting on its clusters, beside the
 # unit suites and the short fuzz run.
-test: ## Run every test: generated code and bundle, vet, gofmt, unit, envtest, end-to-end (real OLM too), a short fuzz.
+test: ## Run every test: generated code, bundle and Helm chart, vet, gofmt, unit, envtest, end-to-end (real OLM too), a short fuzz.
 	@fuzzbin=$$(mktemp -d) && trap 'rm -rf "$$fuzzbin"' EXIT && \
 	$(MAKE) -s -j6 vet fuzz-build $(TEST_TOOLS) FUZZ_BIN_DIR="$$fuzzbin" && \
 	$(MAKE) verify-generated verify-manifests bundle-validate gofmt-check && \

@@ -2,83 +2,68 @@ package e2e
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/Masterminds/semver/v3"
 	appsv1 "k8s.io/api/apps/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
 	"github.com/meshkeeper/meshkeeper/internal/localcluster"
-	"github.com/meshkeeper/meshkeeper/internal/testenv"
 	"github.com/meshkeeper/meshkeeper/internal/webhookconfig"
 )
 
-// deployFieldOwner applies config/default, as `kubectl apply --server-side` would.
-const deployFieldOwner = client.FieldOwner("meshkeeper-e2e-deploy")
-
-// Names config/default gives the operator's objects.
+// Names the chart (as config/default) gives the operator's objects.
 const (
 	deployNamespace      = "meshkeeper-system"
 	deployServiceAccount = "meshkeeper-controller-manager"
+	deployManager        = "meshkeeper-controller-manager"
 )
 
-// TestDeploymentAppliesAndItsPermissionsSuffice applies config/default, as
-// `make deploy` does, with server-side apply to a cluster that already has
-// the MeshInstall CRD: every object must apply without a conflict, and the
-// manager's Deployment must roll out its two replicas. Then the operator
-// runs with nothing but the deployed ServiceAccount's permissions (its own
-// process, as if from a fresh start) and installs, reports, serves metrics
-// to an authorized scraper and uninstalls a mesh without being refused once.
-func TestDeploymentAppliesAndItsPermissionsSuffice(t *testing.T) {
+// TestHelmChartInstallsUpgradesAndItsPermissionsSuffice installs
+// charts/meshkeeper (generated from config/default, what `make deploy`
+// applies) with Helm's Go SDK, as `helm install` does, to a cluster that
+// already has the MeshInstall CRD: every object must apply, and the
+// manager's Deployment must roll out its two replicas. `helm upgrade` to a
+// newer chart version with other values changes the Deployment. Then the
+// operator runs with nothing but the installed ServiceAccount's
+// permissions (its own process, as if from a fresh start) and installs,
+// reports, serves metrics to an authorized scraper and uninstalls a mesh
+// without being refused once. `helm uninstall` last removes what the
+// chart installed, but the CRD and the namespace.
+func TestHelmChartInstallsUpgradesAndItsPermissionsSuffice(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, 2)
 	ctx := context.Background()
-	objs := kustomizeBuild(t, "config/default")
+	ch := loadChart(t)
 
 	steps := []struct {
 		name string
 		run  func(t *testing.T)
 	}{
-		{"every object applies with server-side apply", func(t *testing.T) {
-			for _, o := range objs {
-				gvk := o.GroupVersionKind()
-				if _, err := e.k8s.RESTMapper().RESTMapping(gvk.GroupKind(), gvk.Version); meta.IsNoMatchError(err) && gvk.Group == "monitoring.coreos.com" {
-					t.Logf("skipping %s %s: the Prometheus Operator's CRDs are not installed", gvk.Kind, o.GetName())
-					continue
-				}
-				if err := e.k8s.Apply(ctx, client.ApplyConfigurationFromUnstructured(o.DeepCopy()), deployFieldOwner); err != nil {
-					t.Errorf("applying %s %s: %v", gvk.Kind, o.GetName(), err)
-				}
+		{"helm install applies every object of the chart", func(t *testing.T) {
+			rel := e.helmInstall(t, deployNamespace, ch, nil)
+			if rel.Info.Status != "deployed" || rel.Version != 1 {
+				t.Errorf("release %s: status %s, revision %d", rel.Name, rel.Info.Status, rel.Version)
 			}
 		}},
 		{"the manager's Deployment runs two replicas", func(t *testing.T) {
-			eventually(t, time.Minute, "two available replicas", func() error {
-				d := &appsv1.Deployment{}
-				if err := e.k8s.Get(ctx, client.ObjectKey{Namespace: deployNamespace, Name: "meshkeeper-controller-manager"}, d); err != nil {
-					return err
-				}
-				if d.Spec.Replicas == nil || *d.Spec.Replicas != 2 || d.Status.AvailableReplicas != 2 {
-					return fmt.Errorf("replicas %v, status %+v", d.Spec.Replicas, d.Status)
-				}
-				return nil
-			})
+			e.waitManager(t, 2, ch.Metadata.Version)
 		}},
 		{"the operator's ServiceAccount and roles exist", func(t *testing.T) {
 			for _, want := range []struct{ kind, namespace, name string }{
@@ -102,6 +87,24 @@ func TestDeploymentAppliesAndItsPermissionsSuffice(t *testing.T) {
 				if err := e.k8s.Get(ctx, client.ObjectKey{Namespace: want.namespace, Name: want.name}, got); err != nil {
 					t.Errorf("%s %s: %v", want.kind, want.name, err)
 				}
+			}
+		}},
+		{"helm upgrade to a newer chart version with other values changes the Deployment", func(t *testing.T) {
+			newer := *ch
+			meta := *ch.Metadata
+			meta.Version = semver.MustParse(ch.Metadata.Version).IncPatch().String()
+			newer.Metadata = &meta
+			memory := resource.MustParse("512Mi")
+			rel := e.helmUpgrade(t, deployNamespace, &newer, map[string]any{
+				"replicaCount": 3,
+				"resources":    map[string]any{"limits": map[string]any{"memory": memory.String()}},
+			})
+			if rel.Version != 2 || rel.Chart.Metadata.Version != meta.Version {
+				t.Errorf("release revision %d of chart %s, want revision 2 of %s", rel.Version, rel.Chart.Metadata.Version, meta.Version)
+			}
+			d := e.waitManager(t, 3, meta.Version)
+			if got := d.Spec.Template.Spec.Containers[0].Resources.Limits[corev1.ResourceMemory]; !got.Equal(memory) {
+				t.Errorf("the manager's memory limit is %s, want %s", &got, &memory)
 			}
 		}},
 		{"the operator installs and removes a mesh with the ServiceAccount's permissions only", func(t *testing.T) {
@@ -135,12 +138,55 @@ func TestDeploymentAppliesAndItsPermissionsSuffice(t *testing.T) {
 				t.Errorf("the API server refused the operator %d times, first: %s", len(refused), refused[0])
 			}
 		}},
+		{"helm uninstall removes what the chart installed but the CRD and the namespace", func(t *testing.T) {
+			e.helmUninstall(t, deployNamespace)
+			eventually(t, time.Minute, "the chart's objects deleted", func() error {
+				for _, o := range []client.Object{
+					&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: deployNamespace, Name: deployManager}},
+					&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: deployNamespace, Name: deployServiceAccount}},
+					&rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "meshkeeper-manager-role"}},
+				} {
+					if err := e.k8s.Get(ctx, client.ObjectKeyFromObject(o), o); !apierrors.IsNotFound(err) {
+						return fmt.Errorf("%T %s: %v", o, o.GetName(), err)
+					}
+				}
+				return nil
+			})
+			for _, o := range []client.Object{
+				&apiextensionsv1.CustomResourceDefinition{ObjectMeta: metav1.ObjectMeta{Name: "meshinstalls.mesh.meshkeeper.dev"}},
+				&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: deployNamespace}},
+			} {
+				if err := e.k8s.Get(ctx, client.ObjectKeyFromObject(o), o); err != nil || o.GetDeletionTimestamp() != nil {
+					t.Errorf("%T %s after helm uninstall: %v, deleting %v", o, o.GetName(), err, o.GetDeletionTimestamp())
+				}
+			}
+		}},
 	}
 	for _, s := range steps {
 		if !t.Run(s.name, s.run) {
 			return
 		}
 	}
+}
+
+// waitManager waits for the manager's Deployment to have replicas
+// available, of the chart version (its helm.sh/chart label), and returns it.
+func (e *env) waitManager(t *testing.T, replicas int32, chartVersion string) *appsv1.Deployment {
+	t.Helper()
+	d := &appsv1.Deployment{}
+	eventually(t, time.Minute, fmt.Sprintf("%d available replicas of chart %s", replicas, chartVersion), func() error {
+		if err := e.k8s.Get(context.Background(), client.ObjectKey{Namespace: deployNamespace, Name: deployManager}, d); err != nil {
+			return err
+		}
+		if chart := d.Labels["helm.sh/chart"]; chart != "meshkeeper-"+chartVersion {
+			return fmt.Errorf("chart %s", chart)
+		}
+		if d.Spec.Replicas == nil || *d.Spec.Replicas != replicas || d.Status.AvailableReplicas != replicas || d.Status.UpdatedReplicas != replicas {
+			return fmt.Errorf("replicas %v, status %+v", d.Spec.Replicas, d.Status)
+		}
+		return nil
+	})
+	return d
 }
 
 // restartAsDeployedServiceAccount replaces the operator, which runs as the
@@ -209,42 +255,4 @@ func forbiddenLines(t *testing.T, path string) []string {
 		t.Fatal(err)
 	}
 	return out
-}
-
-// kustomizeBuild builds a kustomization of the repository with the
-// kustomize of MESHKEEPER_KUSTOMIZE (which the Makefile sets) or of PATH.
-func kustomizeBuild(t *testing.T, dir string) []*unstructured.Unstructured {
-	t.Helper()
-	kustomize := os.Getenv("MESHKEEPER_KUSTOMIZE")
-	if kustomize == "" {
-		var err error
-		if kustomize, err = exec.LookPath("kustomize"); err != nil {
-			t.Fatal("MESHKEEPER_KUSTOMIZE is not set and there is no kustomize on PATH: run through `make test-e2e`, which builds it")
-		}
-	}
-	var stdout, stderr bytes.Buffer
-	cmd := exec.Command(kustomize, "build", filepath.Join(testenv.RepoRoot(), dir))
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("kustomize build %s: %v\n%s", dir, err, stderr.String())
-	}
-	var objs []*unstructured.Unstructured
-	dec := utilyaml.NewYAMLOrJSONDecoder(&stdout, 4096)
-	for {
-		u := &unstructured.Unstructured{}
-		err := dec.Decode(&u.Object)
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatalf("kustomize build %s: %v", dir, err)
-		}
-		if len(u.Object) > 0 {
-			objs = append(objs, u)
-		}
-	}
-	if len(objs) == 0 {
-		t.Fatalf("kustomize build %s produced nothing", dir)
-	}
-	return objs
 }
