@@ -146,6 +146,10 @@ gofmt-check:
 test-alerts: promtool ## Check config/prometheus/alerts.yaml and run its unit tests (config/prometheus/tests) with Prometheus's promtool.
 	hack/test-alerts.sh $(PROMTOOL)
 
+.PHONY: test-dashboard
+test-dashboard: ## Parse and evaluate every query of config/grafana's dashboard on a recorded e2e upgrade (test/dashboard; the e2e runs it on its own scrapes).
+	cd test/dashboard && go test ./...
+
 .PHONY: fuzz-build
 fuzz-build: ## Build the fuzzers' instrumented test binaries into FUZZ_BIN_DIR (fuzz-short then runs them).
 	FUZZ_BIN_DIR="$(FUZZ_BIN_DIR)" hack/fuzz-short.sh --build
