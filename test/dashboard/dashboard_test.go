@@ -1,9 +1,7 @@
 package dashboard
 
 import (
-	"compress/gzip"
 	"context"
-	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -25,7 +23,6 @@ var dashboardFile = filepath.Join("..", "..", "config", "grafana", "meshkeeper.j
 // it the tests read the recording in testdata/.
 const SamplesEnv = "MESHKEEPER_DASHBOARD_SAMPLES"
 
-const recordedSamples = "testdata/canary-upgrade.metrics.gz"
 
 // absentInAnUpgrade are the metrics a healthy canary upgrade (the
 // end-to-end one) does not produce, with why. A query that reads only
@@ -91,26 +88,11 @@ func readSamples(t *testing.T) []Scrape {
 	t.Helper()
 	path := os.Getenv(SamplesEnv)
 	if path == "" {
-		path = recordedSamples
+		path = RecordedSamples
 	}
-	f, err := os.Open(path)
+	scrapes, err := ReadScrapes(path)
 	if err != nil {
 		t.Fatal(err)
-	}
-	defer f.Close()
-	var r io.Reader = f
-	if strings.HasSuffix(path, ".gz") {
-		if r, err = gzip.NewReader(f); err != nil {
-			t.Fatal(err)
-		}
-	}
-	data, err := io.ReadAll(r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	scrapes, err := SplitScrapes(data)
-	if err != nil {
-		t.Fatalf("%s: %v", path, err)
 	}
 	return scrapes
 }

@@ -2,16 +2,23 @@ package dashboard
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
+	"strings"
 
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/textparse"
 	"github.com/prometheus/prometheus/storage"
 )
+
+// RecordedSamples is the recording of an end-to-end upgrade's scrapes, in
+// this module (test/e2e's keepRecording writes it).
+const RecordedSamples = "testdata/canary-upgrade.metrics.gz"
 
 // ScrapeMarker starts each scrape in a samples file, followed by the time
 // of the scrape in Unix milliseconds and a newline; the scrape's body (the
@@ -37,7 +44,31 @@ type Scrape struct {
 	Body      []byte
 }
 
-// SplitScrapes reads a samples file.
+// ReadScrapes reads a samples file, gzipped when its name ends in .gz.
+func ReadScrapes(path string) ([]Scrape, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var r io.Reader = f
+	if strings.HasSuffix(path, ".gz") {
+		if r, err = gzip.NewReader(f); err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+	}
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	scrapes, err := SplitScrapes(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return scrapes, nil
+}
+
+// SplitScrapes reads the content of a samples file.
 func SplitScrapes(data []byte) ([]Scrape, error) {
 	var out []Scrape
 	for _, part := range bytes.Split(data, []byte(ScrapeMarker))[1:] {
