@@ -23,7 +23,6 @@ var dashboardFile = filepath.Join("..", "..", "config", "grafana", "meshkeeper.j
 // it the tests read the recording in testdata/.
 const SamplesEnv = "MESHKEEPER_DASHBOARD_SAMPLES"
 
-
 // absentInAnUpgrade are the metrics a healthy canary upgrade (the
 // end-to-end one) does not produce, with why. A query that reads only
 // these may return nothing, and only while they are absent from the samples.
