@@ -100,13 +100,14 @@ verify-generated: controller-gen kustomize operator-sdk ## Fail when generated c
 	hack/verify-generated.sh
 
 .PHONY: verify-manifests
-verify-manifests: kustomize ## Fail when the kustomize overlays do not build (config/default also with config/certmanager enabled).
+verify-manifests: kustomize ## Fail when the kustomize overlays do not build (config/default also with config/certmanager enabled; config/prometheus).
 	$(KUSTOMIZE) build config/default >/dev/null
 	@d=$$(mktemp -d) && trap 'rm -rf "$$d"' EXIT && cp -r config "$$d/" && \
 	  sed -i 's|^#components:|components:|; s|^#- ../certmanager|- ../certmanager|' "$$d/config/default/kustomization.yaml" && \
 	  grep -q '^- ../certmanager' "$$d/config/default/kustomization.yaml" && \
 	  $(KUSTOMIZE) build "$$d/config/default" | grep -- --webhook-cert-provider=cert-manager >/dev/null
 	$(KUSTOMIZE) build config/samples >/dev/null
+	$(KUSTOMIZE) build config/prometheus >/dev/null
 
 .PHONY: fmt
 fmt: ## Run gofmt.
