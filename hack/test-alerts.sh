@@ -17,5 +17,19 @@ sed -n '/^spec:$/,$p' config/prometheus/alerts.yaml | sed '1d; s/^  //' >"$work/
 grep -q '^groups:' "$work/meshkeeper.rules.yaml" || { echo "test-alerts.sh: no spec.groups in config/prometheus/alerts.yaml" >&2; exit 1; }
 cp config/prometheus/tests/*.yaml "$work/"
 
+# Every alert is tested firing and not firing: the tests name it beside
+# expected alerts once, and beside none once.
+for alert in $(sed -n 's/^ *- alert: //p' config/prometheus/alerts.yaml); do
+  for want in fires stays-quiet; do
+    awk -v a="$alert" -v want="$want" '
+      $0 ~ "alertname: " a "$" { named = 1; next }
+      named && /exp_alerts: \[\]/ { quiet = 1 }
+      named && /exp_alerts:$/ { fires = 1 }
+      { named = 0 }
+      END { exit !(want == "fires" ? fires : quiet) }' config/prometheus/tests/*.yaml ||
+      { echo "test-alerts.sh: no test where $alert $want (config/prometheus/tests)" >&2; exit 1; }
+  done
+done
+
 "$promtool" check rules "$work/meshkeeper.rules.yaml"
 (cd "$work" && "$promtool" test rules ./*_test.yaml)
