@@ -149,7 +149,7 @@ test-alerts: promtool ## Check config/prometheus/alerts.yaml and run its unit te
 	hack/test-alerts.sh $(PROMTOOL)
 
 .PHONY: test-dashboard
-test-dashboard: ## Parse and evaluate every query of config/grafana's dashboard on a recorded e2e upgrade (test/dashboard; the e2e runs it on its own scrapes).
+test-dashboard: ## Parse and evaluate every query of config/grafana's dashboard, and check the alerts' metrics, on a recorded e2e upgrade (test/dashboard; the e2e runs it on its own scrapes).
 	cd test/dashboard && go test ./...
 
 .PHONY: fuzz-build

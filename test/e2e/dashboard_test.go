@@ -89,7 +89,8 @@ func (r *metricsRecorder) halt() {
 
 // checkDashboard stops the recording and runs test/dashboard's tests on it:
 // every query of config/grafana's dashboard parses and returns data from
-// what the operator served during the upgrade. test/dashboard is a module
+// what the operator served during the upgrade, and the alerts (and their
+// promtool tests) read only metrics and labels it serves. test/dashboard is a module
 // of its own (github.com/prometheus/prometheus stays out of meshkeeper's
 // go.mod), so it runs as its own go test.
 func (r *metricsRecorder) checkDashboard(t *testing.T) {
@@ -105,14 +106,14 @@ func (r *metricsRecorder) checkDashboard(t *testing.T) {
 		t.Fatalf("%d scrapes recorded, too few to draw a dashboard", scrapes)
 	}
 	dir := filepath.Join(testenv.RepoRoot(), "test", "dashboard")
-	cmd := exec.Command("go", "test", "-count=1", "-v", "-run", "^TestDashboardQueries", ".")
+	cmd := exec.Command("go", "test", "-count=1", "-v", "-run", "^(TestDashboardQueries|TestAlertsReadMetricsTheOperatorServes)", ".")
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "MESHKEEPER_DASHBOARD_SAMPLES="+r.path)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		t.Fatalf("the dashboard's queries on %d scrapes of the upgrade: %v\n%s", scrapes, err, out)
+		t.Fatalf("the dashboard and the alerts on %d scrapes of the upgrade: %v\n%s", scrapes, err, out)
 	}
-	t.Logf("the dashboard's queries on %d scrapes of the upgrade:\n%s", scrapes, indent(string(out)))
+	t.Logf("the dashboard and the alerts on %d scrapes of the upgrade:\n%s", scrapes, indent(string(out)))
 	if os.Getenv(updateDashboardSamples) == "1" {
 		if err := keepRecording(r.path, filepath.Join(dir, "testdata", "canary-upgrade.metrics.gz")); err != nil {
 			t.Error(err)

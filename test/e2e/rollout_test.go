@@ -409,7 +409,8 @@ func TestLeakedPodsAreRepaired(t *testing.T) {
 // promotion; analyze finds nothing wrong with the injection webhooks or the
 // namespaces; precheck passes. The operator's metrics, scraped every second
 // from the first step to the promotion, give every query of the Grafana
-// dashboard (config/grafana) data.
+// dashboard (config/grafana) data, and hold every metric and label the
+// alerts (config/prometheus) read.
 func TestCanaryStepsMoveTheirWorkloads(t *testing.T) {
 	runsLong(t, 100*time.Second)
 	t.Parallel()
@@ -504,7 +505,7 @@ func TestCanaryStepsMoveTheirWorkloads(t *testing.T) {
 			}
 		}
 	})
-	t.Run("the dashboard's queries all return data from the upgrade's metrics", metrics.checkDashboard)
+	t.Run("the dashboard's queries all return data from the upgrade's metrics, the alerts read only what it serves", metrics.checkDashboard)
 	t.Run("istioctl: after the promotion the tags point at the new revision", func(t *testing.T) {
 		e.checkIstioctlTags(t, istioctl, canaryRev)
 	})
