@@ -33,12 +33,14 @@ type metricsRecorder struct {
 	mu      sync.Mutex
 	scrapes int
 	failed  []error
+	checker *dashboardChecker
 }
 
 // recordMetrics starts scraping e's operator every interval until stop.
 func (e *env) recordMetrics(t *testing.T, interval time.Duration) *metricsRecorder {
 	t.Helper()
-	r := &metricsRecorder{path: filepath.Join(t.TempDir(), "upgrade.metrics"), stop: make(chan struct{})}
+	r := &metricsRecorder{path: filepath.Join(t.TempDir(), "upgrade.metrics"), stop: make(chan struct{}),
+		checker: buildDashboardChecker(t)}
 	f, err := os.Create(r.path)
 	if err != nil {
 		t.Fatal(err)
@@ -105,20 +107,54 @@ func (r *metricsRecorder) checkDashboard(t *testing.T) {
 	if scrapes < 10 {
 		t.Fatalf("%d scrapes recorded, too few to draw a dashboard", scrapes)
 	}
-	dir := filepath.Join(testenv.RepoRoot(), "test", "dashboard")
-	cmd := exec.Command("go", "test", "-count=1", "-v", "-run", "^(TestDashboardQueries|TestAlertsReadMetricsTheOperatorServes)", ".")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "MESHKEEPER_DASHBOARD_SAMPLES="+r.path)
-	out, err := cmd.CombinedOutput()
+	out, err := r.checker.run(r.path)
 	if err != nil {
 		t.Fatalf("the dashboard and the alerts on %d scrapes of the upgrade: %v\n%s", scrapes, err, out)
 	}
 	t.Logf("the dashboard and the alerts on %d scrapes of the upgrade:\n%s", scrapes, indent(string(out)))
 	if os.Getenv(updateDashboardSamples) == "1" {
-		if err := keepRecording(r.path, filepath.Join(dir, "testdata", "canary-upgrade.metrics.gz")); err != nil {
+		if err := keepRecording(r.path, filepath.Join(dashboardDir(), "testdata", "canary-upgrade.metrics.gz")); err != nil {
 			t.Error(err)
 		}
 	}
+}
+
+func dashboardDir() string { return filepath.Join(testenv.RepoRoot(), "test", "dashboard") }
+
+// dashboardChecker is test/dashboard's test binary, compiled while the
+// upgrade runs (go test -c) so that the check after it only runs it.
+type dashboardChecker struct {
+	binary string
+	built  chan struct{} // closed once the compilation ends, with err
+	err    error
+}
+
+// buildDashboardChecker starts compiling the test binary into a temporary
+// directory, which the test removes only once the compilation has ended.
+func buildDashboardChecker(t *testing.T) *dashboardChecker {
+	c := &dashboardChecker{binary: filepath.Join(t.TempDir(), "dashboard.test"), built: make(chan struct{})}
+	go func() {
+		defer close(c.built)
+		cmd := exec.Command("go", "test", "-c", "-o", c.binary, ".")
+		cmd.Dir = dashboardDir()
+		if out, err := cmd.CombinedOutput(); err != nil {
+			c.err = fmt.Errorf("compiling test/dashboard's tests: %w\n%s", err, out)
+		}
+	}()
+	t.Cleanup(func() { <-c.built })
+	return c
+}
+
+// run runs the dashboard's and the alerts' tests on a samples file, in
+// test/dashboard (their paths are relative to it).
+func (c *dashboardChecker) run(samples string) ([]byte, error) {
+	if <-c.built; c.err != nil {
+		return nil, c.err
+	}
+	cmd := exec.Command(c.binary, "-test.v", "-test.run", "^(TestDashboardQueries|TestAlertsReadMetricsTheOperatorServes)")
+	cmd.Dir = dashboardDir()
+	cmd.Env = append(os.Environ(), "MESHKEEPER_DASHBOARD_SAMPLES="+samples)
+	return cmd.CombinedOutput()
 }
 
 // recordedFamilies are the metric families the recording keeps: those the
