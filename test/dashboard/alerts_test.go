@@ -20,17 +20,6 @@ var (
 	alertTestsFile = filepath.Join("..", "..", "config", "prometheus", "tests", "alerts_test.yaml")
 )
 
-// unseenInAnUpgrade are the metrics, and the labels of metrics, that the
-// recorded upgrade never shows, with the labels the operator gives them
-// (a label whose value is empty is not served): the alerts and their tests
-// may use these and only these beyond what the recording holds.
-var unseenInAnUpgrade = map[string][]string{
-	"meshkeeper_mesh_ca_expiry_timestamp_seconds": {"meshinstall"}, // a CA from cert-manager
-	"meshkeeper_webhook_requests_shed_total":      {"webhook"},     // no request shed
-	"meshkeeper_meshinstall_stalled":              {"reason"},      // never stalled: reason is ""
-	"meshkeeper_injection_requests_total":         {"reason"},      // none skipped, refused or failed
-}
-
 // TestAlertsReadMetricsTheOperatorServes holds the alerts
 // (config/prometheus) and the series of their promtool tests to the
 // metrics as the operator served them in the end-to-end upgrade: promtool
@@ -79,7 +68,7 @@ func knownLabel(served map[string][]string, name, label string) bool {
 	if !seen && !expected {
 		return false
 	}
-	return label == labels.MetricName || Target.Has(label) || slices.Contains(have, label) || slices.Contains(unseen, label)
+	return label == labels.MetricName || Target.Has(label) || slices.Contains(have, label) || slices.Contains(unseen.labels, label)
 }
 
 // servedLabels lists, for each metric of the recorded upgrade, the names of

@@ -23,14 +23,6 @@ var dashboardFile = filepath.Join("..", "..", "config", "grafana", "meshkeeper.j
 // it the tests read the recording in testdata/.
 const SamplesEnv = "MESHKEEPER_DASHBOARD_SAMPLES"
 
-// absentInAnUpgrade are the metrics a healthy canary upgrade (the
-// end-to-end one) does not produce, with why. A query that reads only
-// these may return nothing, and only while they are absent from the samples.
-var absentInAnUpgrade = map[string]string{
-	"meshkeeper_mesh_ca_expiry_timestamp_seconds": "the mesh CA is istiod's own unless spec.security.certificateAuthority is CertManager",
-	"meshkeeper_reconcile_errors_total":           "no pass fails in a healthy upgrade",
-}
-
 func TestDashboardQueriesParse(t *testing.T) {
 	p := parser.NewParser(parser.Options{})
 	for _, q := range dashboardQueries(t) {
@@ -131,11 +123,11 @@ func expectedEmpty(expr string, present map[string]bool) (string, bool) {
 	var why []string
 	for _, matchers := range parser.ExtractSelectors(e) {
 		name := metricName(matchers)
-		reason, ok := absentInAnUpgrade[name]
+		u, ok := unseenInAnUpgrade[name]
 		if !ok || present[name] {
 			return "", false
 		}
-		why = append(why, reason)
+		why = append(why, u.why)
 	}
 	return strings.Join(why, "; "), len(why) > 0
 }
