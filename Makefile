@@ -26,6 +26,8 @@ OPM ?= $(OPM_BIN)/opm
 BUNDLE_VALIDATE ?= $(OPM_BIN)/bundle-validate
 OLM_BIN ?= $(TOOLS_DIR)/olm-$(OLM_VERSION)
 CERT_MANAGER_BIN ?= $(TOOLS_DIR)/cert-manager-$(CERT_MANAGER_VERSION)
+PROMETHEUS_VERSION := $(shell sed -nE "s@^(require)?[[:space:]]*github.com/prometheus/prometheus (v[^ ]+)\$$@\2@p" hack/tools/promtool/go.mod)
+PROMTOOL ?= $(TOOLS_DIR)/promtool-$(PROMETHEUS_VERSION)/promtool
 # Istio's binaries (istiod, its proxy agent, istioctl) from the pseudo-version of
 # istio.io/istio pinned in hack/tools/istio (the module has no semver versions),
 # cached by the commit it names. The tests also read Istio's sources from the
@@ -102,21 +104,23 @@ verify-generated: controller-gen kustomize operator-sdk ## Fail when generated c
 	hack/verify-generated.sh
 
 .PHONY: verify-manifests
-verify-manifests: kustomize ## Fail when the kustomize overlays do not build (config/default also with config/certmanager enabled).
+verify-manifests: kustomize ## Fail when the kustomize overlays do not build (config/default also with config/certmanager enabled; config/prometheus).
 	$(KUSTOMIZE) build config/default >/dev/null
 	@d=$$(mktemp -d) && trap 'rm -rf "$$d"' EXIT && cp -r config "$$d/" && \
 	  sed -i 's|^#components:|components:|; s|^#- ../certmanager|- ../certmanager|' "$$d/config/default/kustomization.yaml" && \
 	  grep -q '^- ../certmanager' "$$d/config/default/kustomization.yaml" && \
 	  $(KUSTOMIZE) build "$$d/config/default" | grep -- --webhook-cert-provider=cert-manager >/dev/null
 	$(KUSTOMIZE) build config/samples >/dev/null
+	$(KUSTOMIZE) build config/prometheus >/dev/null
 
 .PHONY: fmt
 fmt: ## Run gofmt.
 	gofmt -l -w $(GO_FILES)
 
 .PHONY: vet
-vet: ## Run go vet.
+vet: ## Run go vet (test/dashboard too: a module of its own, whose packages the end-to-end suite then finds compiled).
 	go vet ./...
+	cd test/dashboard && go vet ./...
 
 .PHONY: test
 # make test in three steps. The tools (minutes of compiling on a first run)
@@ -125,10 +129,10 @@ vet: ## Run go vet.
 # instrumented test binaries. Then the checks of generated code, then the
 # suites: the end-to-end suite, mostly waiting on its clusters, beside the
 # unit suites and the short fuzz run.
-test: ## Run every test: generated code, bundle and Helm chart, vet, gofmt, unit, envtest, end-to-end (real OLM too), a short fuzz.
+test: ## Run every test: generated code, bundle and Helm chart, vet, gofmt, alerting rules, unit, envtest, end-to-end (real OLM too), a short fuzz.
 	@fuzzbin=$$(mktemp -d) && trap 'rm -rf "$$fuzzbin"' EXIT && \
 	$(MAKE) -s -j6 vet fuzz-build $(TEST_TOOLS) FUZZ_BIN_DIR="$$fuzzbin" && \
-	$(MAKE) verify-generated verify-manifests bundle-validate gofmt-check && \
+	$(MAKE) verify-generated verify-manifests bundle-validate gofmt-check test-alerts && \
 	$(MAKE) -j2 --output-sync=target test-unit-then-fuzz test-e2e FUZZ_BIN_DIR="$$fuzzbin"
 
 # The fuzz run follows the unit suites while the end-to-end suite runs
@@ -143,6 +147,14 @@ test-unit-then-fuzz: test-unit
 .PHONY: gofmt-check
 gofmt-check:
 	@test -z "$$(gofmt -l $(GO_FILES))" || { echo "gofmt needed on:"; gofmt -l $(GO_FILES); exit 1; }
+
+.PHONY: test-alerts
+test-alerts: promtool ## Check config/prometheus/alerts.yaml and run its unit tests (config/prometheus/tests) with Prometheus's promtool.
+	hack/test-alerts.sh $(PROMTOOL)
+
+.PHONY: test-dashboard
+test-dashboard: ## Parse and evaluate every query of config/grafana's dashboard, and check the alerts' metrics, on a recorded e2e upgrade (test/dashboard; the e2e runs it on its own scrapes).
+	cd test/dashboard && go test ./...
 
 .PHONY: fuzz-build
 fuzz-build: ## Build the fuzzers' instrumented test binaries into FUZZ_BIN_DIR (fuzz-short then runs them).
@@ -254,9 +266,9 @@ undeploy: kustomize ## Remove the operator from the current cluster (its namespa
 # min instead of 22.7.)
 # TEST_TOOLS are the tools the tests run; `make test` builds them beside
 # its own compiles (see test), k8s-tools alone.
-TEST_TOOLS = k8s kwok controller-gen kustomize operator-sdk opm olm cert-manager istio
+TEST_TOOLS = k8s kwok controller-gen kustomize operator-sdk opm olm cert-manager istio promtool
 .PHONY: k8s-tools
-k8s-tools: ## Build every tool the tests run: the local Kubernetes, kwok, the generators, operator-sdk, opm, OLM, cert-manager and Istio (cached).
+k8s-tools: ## Build every tool the tests run: the local Kubernetes, kwok, the generators, operator-sdk, opm, OLM, cert-manager, Istio and promtool (cached).
 	@$(MAKE) -s -j4 $(TEST_TOOLS)
 
 # make demo runs the local Kubernetes (and kubectl, for the user), kwok,
@@ -310,6 +322,10 @@ cert-manager:
 .PHONY: istio
 istio: ## Build Istio's pilot-discovery, pilot-agent and istioctl from hack/tools/istio (cached).
 	@hack/build-tool.sh istio $(ISTIO_BIN)
+
+.PHONY: promtool
+promtool: ## Build Prometheus's promtool from hack/tools/promtool (make test-alerts runs it; cached).
+	@hack/build-tool.sh promtool $(dir $(PROMTOOL))
 
 .PHONY: istio-demo
 istio-demo:

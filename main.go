@@ -31,6 +31,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
@@ -39,6 +40,7 @@ import (
 	"github.com/meshkeeper/meshkeeper/controllers/meshinstall"
 	"github.com/meshkeeper/meshkeeper/controllers/webhookcert"
 	"github.com/meshkeeper/meshkeeper/internal/certs"
+	"github.com/meshkeeper/meshkeeper/internal/readiness"
 	"github.com/meshkeeper/meshkeeper/webhooks"
 )
 
@@ -219,7 +221,7 @@ func run(ctx context.Context, o options) error {
 	// Ready means every webhook can answer: the server listens, the
 	// injector has every revision's configuration and routing, and the
 	// validator has the MeshInstalls.
-	for name, check := range map[string]healthz.Checker{
+	checks := readiness.Checks{
 		"webhook-server": mgr.GetWebhookServer().StartedChecker(),
 		"injector":       source.Ready,
 		"validator": func(*http.Request) error {
@@ -228,17 +230,20 @@ func run(ctx context.Context, o options) error {
 			}
 			return nil
 		},
-	} {
-		if err := mgr.AddReadyzCheck(name, check); err != nil {
-			return err
-		}
 	}
 	// With cert-manager, ready also means cainjector has given the API server
 	// the CA to call us with.
 	if injected, ok := certSource.(interface{ CAInjected(*http.Request) error }); ok {
-		if err := mgr.AddReadyzCheck("webhook-ca-injected", injected.CAInjected); err != nil {
+		checks["webhook-ca-injected"] = injected.CAInjected
+	}
+	for name, check := range checks {
+		if err := mgr.AddReadyzCheck(name, check); err != nil {
 			return err
 		}
+	}
+	// The same checks as meshkeeper_ready_check, for the alerts.
+	if err := ctrlmetrics.Registry.Register(checks); err != nil {
+		return err
 	}
 	log.Info("starting manager", "namespace", o.namespace, "webhookURL", o.webhookURL, "webhookCertProvider", o.certProvider)
 	return mgr.Start(ctx)

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds one of the operator-framework tools (operator-sdk, opm, OLM v0's olm and
 # catalog), cert-manager's controller and cainjector, or Istio's istiod
-# (pilot-discovery), proxy agent (pilot-agent) and istioctl from the Go module
-# proxy into a cache outside the checkout.
+# (pilot-discovery), proxy agent (pilot-agent) and istioctl, or Prometheus's
+# promtool from the Go module proxy into a cache outside the checkout.
 #
 # `go install module/cmd@version` cannot be used here: the proxy refuses these
 # modules' version lists, which go install reads. Each tool instead has a small
@@ -17,7 +17,7 @@
 # to link; stack traces keep their function names).
 set -euo pipefail
 
-tool=${1:?tool: operator-sdk, opm, olm, cert-manager or istio}
+tool=${1:?tool: operator-sdk, opm, olm, cert-manager, istio or promtool}
 OUT=${2:?output directory}
 shift 2
 here=$(cd "$(dirname "$0")" && pwd)
@@ -82,6 +82,21 @@ case $tool in
     tags=disable_pgv
     p=$m/pkg/version
     ldflags="-X $p.buildVersion=$(cat "$src/VERSION")-dev -X $p.buildGitRevision=$commit -X $p.buildStatus=Clean -X $p.buildTag=$v -X $p.buildOS=$(go env GOOS) -X $p.buildArch=$(go env GOARCH)"
+    ;;
+  promtool)
+    # Prometheus's rule checker and unit tester (make test-alerts). The
+    # version stamps are the ones Prometheus's own build sets (.promu.yml).
+    # remove_all_sd is Prometheus's own build tag (plugins/) that leaves out
+    # the service discoveries and their cloud SDKs: rules and their tests
+    # need none, and it halves promtool's build (3m51s of CPU instead of
+    # 8m09s, measured cold).
+    m=github.com/prometheus/prometheus
+    v=$(version $m)
+    bins=(promtool)
+    pkgs=($m/cmd/promtool)
+    tags=remove_all_sd
+    p=github.com/prometheus/common/version
+    ldflags="-X $p.Version=${v#v} -X $p.Branch=HEAD -X $p.Revision=$v"
     ;;
   *) echo "build-tool.sh: unknown tool $tool" >&2; exit 2 ;;
 esac

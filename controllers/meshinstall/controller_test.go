@@ -455,6 +455,13 @@ func TestRefusedUpgradeAppliesNothing(t *testing.T) {
 	if !strings.Contains(c.Message, "skips more than 1 minor version") {
 		t.Errorf("Stalled message %q does not name the rule", c.Message)
 	}
+	// The metric follows the status patch in the same pass.
+	eventually(t, timeout, "meshkeeper_meshinstall_stalled says why", func() error {
+		if got := testutil.ToFloat64(stalledGauge.WithLabelValues(mi.Name, meshv1alpha1.ReasonVersionSkewTooLarge)); got != 1 {
+			return fmt.Errorf("meshkeeper_meshinstall_stalled{reason=%q} = %v, want 1", meshv1alpha1.ReasonVersionSkewTooLarge, got)
+		}
+		return nil
+	})
 	time.Sleep(time.Second) // give a wrong apply the chance to happen
 	if _, img := istiodImage(t, mi); img != imageBefore {
 		t.Errorf("istiod image changed to %s although the upgrade was refused", img)

@@ -95,6 +95,7 @@ func recordMetrics(mi *meshv1alpha1.MeshInstall, err error) {
 		weight = float64(mi.Status.Canary.Weight)
 	}
 	canaryWeightGauge.WithLabelValues(mi.Name).Set(weight)
+	recordAlertMetrics(mi)
 	if err != nil {
 		reason := "Transient"
 		var refused *refusal.Error

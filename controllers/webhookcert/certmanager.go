@@ -196,6 +196,7 @@ func (r *CertManagerReconciler) ensure(ctx context.Context, c client.Client, rea
 	if certs.Usable(current.cert, current.key, r.Hosts, time.Now()) != nil {
 		return cmp.Or(waiting, "no usable webhook certificate"), nil
 	}
+	recordServed(current.cert, current.ca)
 	r.mu.Lock()
 	changed := !bytes.Equal(r.servingCA, current.ca)
 	r.servingCA = bytes.Clone(current.ca)

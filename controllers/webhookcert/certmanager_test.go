@@ -14,6 +14,7 @@ import (
 
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -322,6 +323,9 @@ func TestCertManagerWebhookCertificateIsServedOnceTrusted(t *testing.T) {
 	}
 	if ep, _ := r.Endpoint(ctx); !certs.Trusts(ep.ServingCA, rotated.CACert) || bundleChanges != changesBefore+1 {
 		t.Fatalf("the new served CA was not published (%d changes)", bundleChanges-changesBefore)
+	}
+	if got, want := testutil.ToFloat64(certificateExpiry.WithLabelValues(certificateServing)), float64(notAfters(rotated.Cert)[0].Unix()); got != want {
+		t.Errorf("meshkeeper_webhook_certificate_expiry_timestamp_seconds{certificate=\"serving\"} = %v, want the served certificate's %v", got, want)
 	}
 }
 

@@ -192,6 +192,7 @@ func (r *SelfManagedReconciler) ensure(ctx context.Context, c client.Client) (bu
 	if err := writeCertFiles(r.CertDir, map[string][]byte{certs.KeyKey: bundle.Key, certs.CertKey: bundle.Cert, certs.CACertKey: bundle.CACert}); err != nil {
 		return nil, false, err
 	}
+	recordServed(bundle.Cert, bundle.CACert)
 	r.mu.Lock()
 	bundleChanged := !bytes.Equal(r.caBundle, bundle.CACert)
 	r.caBundle = bytes.Clone(bundle.CACert)

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -147,6 +148,9 @@ func TestCARotationNeverServesAnUntrustedCertificate(t *testing.T) {
 	pool.AppendCertsFromPEM(newCA)
 	if _, err := renewed.Verify(x509.VerifyOptions{Roots: pool, DNSName: hosts.DNSNames[0]}); err != nil {
 		t.Errorf("the renewed certificate is not signed by the new CA: %v", err)
+	}
+	if got := testutil.ToFloat64(certificateExpiry.WithLabelValues(certificateServing)); got != float64(renewed.NotAfter.Unix()) {
+		t.Errorf("meshkeeper_webhook_certificate_expiry_timestamp_seconds{certificate=\"serving\"} = %v, want the served certificate's %v", got, renewed.NotAfter.Unix())
 	}
 	if data, err := os.ReadFile(filepath.Join(dir, "ca.crt")); err != nil || !certs.Trusts(data, certs.CurrentCA(old)) {
 		t.Error("the old CA left the bundle while certificates it signed may still be in use")

@@ -194,8 +194,9 @@ metrics:
   # /metrics: bind the ClusterRole meshkeeper-metrics-reader) and its Service.
   enabled: true
   serviceMonitor:
-    # A Prometheus Operator ServiceMonitor for it (config/prometheus); the
-    # monitoring.coreos.com CRDs must be installed.
+    # A Prometheus Operator ServiceMonitor for it and the PrometheusRule of
+    # meshkeeper's alerts (config/prometheus); the monitoring.coreos.com CRDs
+    # must be installed.
     enabled: false
 
 networkPolicy:

@@ -407,7 +407,10 @@ func TestLeakedPodsAreRepaired(t *testing.T) {
 // sees the mesh throughout: tag list shows the default and prod tags on the
 // active revision with the namespaces that select them and follows the
 // promotion; analyze finds nothing wrong with the injection webhooks or the
-// namespaces; precheck passes.
+// namespaces; precheck passes. The operator's metrics, scraped every second
+// from the first step to the promotion, give every query of the Grafana
+// dashboard (config/grafana) data, and hold every metric and label the
+// alerts (config/prometheus) read.
 func TestCanaryStepsMoveTheirWorkloads(t *testing.T) {
 	runsLong(t, 100*time.Second)
 	t.Parallel()
@@ -444,6 +447,7 @@ func TestCanaryStepsMoveTheirWorkloads(t *testing.T) {
 		e.checkIstioctlPrecheck(t, istioctl)
 	})
 	tracker := e.trackRestarts(t, appsNS)
+	metrics := e.recordMetrics(t, time.Second) // for the dashboard, below
 	movedAt := func(weight int32) []string {
 		var out []string
 		for i := range workloads {
@@ -501,6 +505,7 @@ func TestCanaryStepsMoveTheirWorkloads(t *testing.T) {
 			}
 		}
 	})
+	t.Run("the dashboard's queries all return data from the upgrade's metrics, the alerts read only what it serves", metrics.checkDashboard)
 	t.Run("istioctl: after the promotion the tags point at the new revision", func(t *testing.T) {
 		e.checkIstioctlTags(t, istioctl, canaryRev)
 	})
