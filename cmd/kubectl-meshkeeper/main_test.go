@@ -24,7 +24,7 @@ import (
 
 func TestUsage(t *testing.T) {
 	var out, errOut bytes.Buffer
-	if err := run(context.Background(), nil, &out, &errOut); err == nil || !strings.Contains(errOut.String(), "kubectl meshkeeper translate") {
+	if err := run(context.Background(), nil, &out, &errOut); err == nil || !strings.Contains(err.Error(), "check-inject, precheck, status, translate") {
 		t.Errorf("no subcommand: %v, %q", err, errOut.String())
 	}
 	errOut.Reset()
