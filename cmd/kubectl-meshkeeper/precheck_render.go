@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
@@ -27,10 +28,13 @@ func renderPrecheck(r precheckReport) string {
 	defaultsSection(p, r)
 	workloadsSection(p, r)
 	roomSection(p, r.Room)
-	if len(r.Warnings) > 0 {
+	// The validator's warning of changed istiod defaults says what the
+	// defaults section lists already.
+	warnings := slices.DeleteFunc(slices.Clone(r.Warnings), func(w string) bool { return len(r.Defaults) > 0 && strings.Contains(w, "changes istiod defaults") })
+	if len(warnings) > 0 {
 		p.blank()
 		p.line("The validator warns:")
-		for _, w := range r.Warnings {
+		for _, w := range warnings {
 			p.line("  " + w)
 		}
 	}
@@ -82,7 +86,7 @@ func workloadsSection(p *printer, r precheckReport) {
 		p.line("Needs manual action: none")
 		return
 	}
-	p.line(fmt.Sprintf("Needs manual action (%d): meshkeeper will not restart these; plan to restart or recreate them yourself", ro.Skipped))
+	p.line(fmt.Sprintf("Needs manual action (%d): meshkeeper will not restart these; plan to restart or recreate them yourself", len(ro.NeedsManualAction)))
 	for _, n := range ro.NeedsManualAction {
 		p.line("  " + n)
 	}
@@ -100,7 +104,7 @@ func roomSection(p *printer, r *room) {
 	}
 	excluded := ""
 	if r.Excluded > 0 {
-		excluded = fmt.Sprintf(" (%d more cordoned, not Ready or tainted)", r.Excluded)
+		excluded = fmt.Sprintf(" (%d more cordoned, not Ready or with a taint istiod does not tolerate)", r.Excluded)
 	}
-	p.line(fmt.Sprintf("Room for the canary's istiod: %s; %d schedulable node(s)%s take %d: %s", ask, r.Nodes, excluded, r.Fits, strings.TrimSpace(verdict)))
+	p.line(fmt.Sprintf("Room for the canary's istiod: %s; %d schedulable node(s)%s have room for %d: %s", ask, r.Nodes, excluded, r.Fits, verdict))
 }

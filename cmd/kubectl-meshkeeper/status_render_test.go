@@ -2,6 +2,7 @@ package main
 
 import (
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +12,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
+	"github.com/meshkeeper/meshkeeper/internal/inject"
+	"github.com/meshkeeper/meshkeeper/internal/revision"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
@@ -198,4 +201,28 @@ func slicesEqual(a, b []int) bool {
 		}
 	}
 	return true
+}
+
+// TestTagTargetDuringACanary: a tag sends a workload to the canary exactly
+// when revision.Routing does, and the answer says which side of the weight
+// its hash fell.
+func TestTagTargetDuringACanary(t *testing.T) {
+	r := &revision.Routing{Active: "1-31-4", Canary: "1-32-0", Weight: 50, Tags: []string{"default"}}
+	for _, name := range []string{"web", "cart", "db", "api", "ledger", "search"} {
+		w := inject.Workload{Kind: "Deployment", Namespace: "shop", Name: name}
+		rev, why := tagTarget(r, "default", w, true)
+		if want := r.Target("shop", name); rev != want {
+			t.Errorf("%s: %s, routing says %s", name, rev, want)
+		}
+		side := "at or above"
+		if rev == r.Canary {
+			side = "under"
+		}
+		if want := fmt.Sprintf("hashes to %d, %s the weight", revision.Bucket("shop", name), side); !strings.Contains(why, want) {
+			t.Errorf("%s: %q does not say %q", name, why, want)
+		}
+	}
+	if rev, _ := tagTarget(r, "default", inject.Workload{}, false); rev != "1-31-4 or 1-32-0" {
+		t.Errorf("a pod to be created, of no known workload: %q", rev)
+	}
 }

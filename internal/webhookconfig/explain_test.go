@@ -1,6 +1,7 @@
 package webhookconfig_test
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/meshkeeper/meshkeeper/internal/webhookconfig"
@@ -53,6 +54,9 @@ func TestExplainNamesTheEntryOrTheRule(t *testing.T) {
 			if got != c.want {
 				t.Errorf("Explain = %+v, want %+v", got, c.want)
 			}
+			if got.Entry != "" && webhookconfig.SelectedBecause(got.Entry) == "" {
+				t.Errorf("SelectedBecause(%q) says nothing", got.Entry)
+			}
 			if route := m.Route(c.ns, c.pod); route != got.Path {
 				t.Errorf("Route = %q, Explain's path %q", route, got.Path)
 			}
@@ -60,5 +64,22 @@ func TestExplainNamesTheEntryOrTheRule(t *testing.T) {
 	}
 	if got, want := m.Paths(), []string{"/inject/rev/1-32-0", "/inject/tag/default", "/inject/tag/prod"}; len(got) != len(want) || got[0] != want[0] || got[1] != want[1] || got[2] != want[2] {
 		t.Errorf("Paths = %v, want %v", got, want)
+	}
+}
+
+// TestEveryEntryIsExplained: SelectedBecause has words for every entry
+// InjectorConfiguration renders, naming the label that selects it.
+func TestEveryEntryIsExplained(t *testing.T) {
+	mwc := webhookconfig.InjectorConfiguration(webhookconfig.Injector{
+		ControlPlaneNamespace: "istio-system", Revisions: []string{"1-32-0"}, Tags: []string{"prod"}, Endpoint: webhookconfig.Endpoint{URL: "https://127.0.0.1:9443"},
+	})
+	for _, w := range mwc.Webhooks {
+		why := webhookconfig.SelectedBecause(w.Name)
+		if why == "" || !strings.Contains(why, "label") {
+			t.Errorf("%s: %q", w.Name, why)
+		}
+	}
+	if got := webhookconfig.SelectedBecause("rev.namespace.sidecar-injector.istio.io"); got != "" {
+		t.Errorf("an entry meshkeeper does not render explained as %q", got)
 	}
 }

@@ -258,7 +258,7 @@ func SelectedBecause(entry string) string {
 	case len(parts) == 1 && parts[0] == "object":
 		return "its label " + label.SidecarInject.Name + "=true, " + neither
 	case len(parts) == 1 && parts[0] == "gateway":
-		return "it is a gateway pod (" + render.LabelGateway + ") in the control plane namespace"
+		return "it is a gateway pod (label " + render.LabelGateway + ") in the control plane namespace"
 	case len(parts) == 3 && parts[1] == "namespace":
 		return "its namespace is labelled " + label.IoIstioRev.Name + "=" + parts[2]
 	case len(parts) == 3 && parts[1] == "object":
