@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"istio.io/api/annotation"
 	appsv1 "k8s.io/api/apps/v1"
@@ -261,5 +262,61 @@ func TestStatusAgainstAnAPIServer(t *testing.T) {
 	}
 	if _, err := runPlugin(t, "status", "nonexistent"); err == nil || !strings.Contains(err.Error(), "nonexistent") {
 		t.Errorf("status of a MeshInstall that does not exist: %v", err)
+	}
+}
+
+// syncBuffer is a bytes.Buffer written by the watch and read by the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestStatusWatchRedrawsOnAChange: status --watch into a pipe prints the
+// status, then, when the operator reports a change, the new status after a
+// separator.
+func TestStatusWatchRedrawsOnAChange(t *testing.T) {
+	meshFixture(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	var out syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"status", "--watch", "--kubeconfig", writeKubeconfig(t)}, &out, &out)
+	}()
+	testenv.Eventually(t, 10*time.Second, 50*time.Millisecond, "the first view", func() error {
+		if !strings.Contains(out.String(), "available 0/1") {
+			return errors.New(out.String())
+		}
+		return nil
+	})
+	mi := &meshv1alpha1.MeshInstall{}
+	if err := env.Client.Get(ctx, client.ObjectKey{Name: "default"}, mi); err != nil {
+		t.Fatal(err)
+	}
+	mi.Status.Revisions[0].Pods = 42
+	if err := env.Client.Status().Update(ctx, mi); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 3*time.Second, 50*time.Millisecond, "a redraw with the change", func() error {
+		_, after, found := strings.Cut(out.String(), "\n---\n")
+		if !found || !strings.Contains(after, "available 0/1  42") {
+			return errors.New(out.String())
+		}
+		return nil
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("status --watch ended with %v", err)
 	}
 }
