@@ -216,3 +216,35 @@ func (e *env) restartByHand(t *testing.T, namespace, name string) {
 		t.Fatal(err)
 	}
 }
+
+// checkInjectAgainstIstioctl asks istioctl and kubectl meshkeeper about
+// the same injected pod. istioctl's x check-inject reads only webhook
+// entries named *.istio.io and x injector list only configurations
+// labelled app=sidecar-injector, so on a meshkeeper mesh both find no
+// injector (the README says why); kubectl meshkeeper check-inject names
+// the entry and the revision.
+func (e *env) checkInjectAgainstIstioctl(t *testing.T, istioctl istioctlRunner, plugin pluginRunner, rev string) {
+	t.Helper()
+	pods := e.podsOf(t, appsNS, workloadName(0))
+	if len(pods) == 0 {
+		t.Fatalf("no pod of %s", workloadName(0))
+	}
+	pod := pods[0].Name
+	out, stderr, err := istioctl(e, "x", "check-inject", "-n", appsNS, pod)
+	t.Logf("istioctl x check-inject: %v\n%s%s", err, out, stderr)
+	if !strings.Contains(out+stderr, "no Istio injection hooks present") {
+		t.Errorf("istioctl x check-inject found an injector on a meshkeeper mesh: what does it read now?\n%s%s", out, stderr)
+	}
+	out, stderr, err = istioctl(e, "x", "injector", "list")
+	t.Logf("istioctl x injector list: %v\n%s%s", err, out, stderr)
+	if !strings.Contains(out+stderr, "No Istio injection hooks present") {
+		t.Errorf("istioctl x injector list found an injector on a meshkeeper mesh: what does it read now?\n%s%s", out, stderr)
+	}
+	out, err = plugin(e, "check-inject", "-n", appsNS, pod)
+	t.Logf("kubectl meshkeeper check-inject: %v\n%s", err, out)
+	for _, want := range []string{"injector entry: namespace.sidecar-injector.meshkeeper.dev (/inject/tag/default)", "revision: " + rev + ":", "runs revision " + rev + " now"} {
+		if err != nil || !strings.Contains(out, want) {
+			t.Errorf("kubectl meshkeeper check-inject: %v, does not say %q:\n%s", err, want, out)
+		}
+	}
+}

@@ -461,6 +461,9 @@ func TestCanaryStepsMoveTheirWorkloads(t *testing.T) {
 	t.Run("kubectl meshkeeper precheck: a three-minor jump is refused as predicted, the canary names the Recreate Deployment", func(t *testing.T) {
 		recreateReport = e.checkPluginPrecheck(t, plugin, mi.Name, recreate)
 	})
+	t.Run("check-inject: istioctl finds no injector, kubectl meshkeeper names the entry and the revision", func(t *testing.T) {
+		e.checkInjectAgainstIstioctl(t, istioctl, plugin, stableRev)
+	})
 	tracker := e.trackRestarts(t, appsNS)
 	movedAt := func(weight int32) []string {
 		var out []string
