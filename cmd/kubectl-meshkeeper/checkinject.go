@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/spf13/pflag"
+	"istio.io/api/annotation"
 	"istio.io/api/label"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -16,8 +17,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-
-	"istio.io/api/annotation"
 
 	"github.com/meshkeeper/meshkeeper/internal/inject"
 	"github.com/meshkeeper/meshkeeper/internal/ownership"
@@ -149,6 +148,8 @@ type injectAnswer struct {
 	Running string
 	// Sidecar is true when it carries a sidecar now (meshkeeper's or another injector's).
 	Sidecar bool
+	// Exists is false for a pod to be created (-l matching no pod).
+	Exists bool
 }
 
 // explainPod asks the injector's configuration where a pod would go were it
@@ -157,7 +158,7 @@ type injectAnswer struct {
 func explainPod(in injection, pod *corev1.Pod) injectAnswer {
 	w := inject.WorkloadOf(pod, pod.Namespace)
 	a := injectAnswer{Pod: "a new pod in " + pod.Namespace + " labelled " + labels.Set(pod.Labels).String()}
-	if pod.Name != "" {
+	if a.Exists = pod.Name != ""; a.Exists {
 		a.Pod = "pod " + pod.Namespace + "/" + pod.Name
 		if w.Kind != "Pod" {
 			a.Pod += " (" + w.Kind + " " + w.Namespace + "/" + w.Name + ")"
@@ -255,7 +256,7 @@ func renderInjectAnswer(a injectAnswer) string {
 		fmt.Fprintf(&b, "  runs revision %s now\n", a.Running)
 	case a.Sidecar:
 		fmt.Fprintln(&b, "  carries a sidecar meshkeeper did not inject")
-	case a.Revision != "" && a.Pod[:4] == "pod ":
+	case a.Revision != "" && a.Exists:
 		fmt.Fprintln(&b, "  runs without a sidecar now; restarted, it would get one")
 	}
 	return b.String()
