@@ -183,20 +183,27 @@ func runPlugin(t *testing.T, args ...string) (string, error) {
 	return out.String(), err
 }
 
+// checkInjectCases are check-inject's questions about the fixture, each
+// answered in testdata/<name>.golden.
+var checkInjectCases = []struct {
+	name string
+	args []string
+}{
+	{"check-inject-shop", []string{"check-inject", "-n", "shop", "-l", "app in (web,bare)"}},
+	{"check-inject-excluded", []string{"check-inject", "-n", "shop", "opted-out"}},
+	{"check-inject-host-network", []string{"check-inject", "-n", "shop", "node-agent"}},
+	{"check-inject-unknown-tag", []string{"check-inject", "-n", "plain", "lost"}},
+	{"check-inject-new-pod", []string{"check-inject", "-n", "shop", "-l", "app=checkout,istio.io/rev=1-30-8"}},
+}
+
+// precheckGoldens are the golden files of TestPrecheckAgainstAnAPIServer.
+var precheckGoldens = []string{"precheck-canary", "precheck-unsupported", "precheck-in-place-refused", "precheck-in-place"}
+
 // TestCheckInjectAgainstAnAPIServer asks check-inject about the pods of
 // the fixture: the entry, the revision and why, or why not.
 func TestCheckInjectAgainstAnAPIServer(t *testing.T) {
 	meshFixture(t)
-	for _, c := range []struct {
-		name string
-		args []string
-	}{
-		{"check-inject-shop", []string{"check-inject", "-n", "shop", "-l", "app in (web,bare)"}},
-		{"check-inject-excluded", []string{"check-inject", "-n", "shop", "opted-out"}},
-		{"check-inject-host-network", []string{"check-inject", "-n", "shop", "node-agent"}},
-		{"check-inject-unknown-tag", []string{"check-inject", "-n", "plain", "lost"}},
-		{"check-inject-new-pod", []string{"check-inject", "-n", "shop", "-l", "app=checkout,istio.io/rev=1-30-8"}},
-	} {
+	for _, c := range checkInjectCases {
 		t.Run(c.name, func(t *testing.T) {
 			out, err := runPlugin(t, c.args...)
 			if err != nil {

@@ -48,9 +48,15 @@ func TestGoldenFilesAreUsed(t *testing.T) {
 		used[c.name] = true
 		used[c.name+"-colour"] = true
 	}
+	for _, c := range checkInjectCases {
+		used[c.name] = true
+	}
+	for _, name := range precheckGoldens {
+		used[name] = true
+	}
 	for _, f := range files {
 		name := strings.TrimSuffix(filepath.Base(f), ".golden")
-		if !used[name] && !strings.HasPrefix(name, "check-inject") && !strings.HasPrefix(name, "precheck") {
+		if !used[name] {
 			t.Errorf("%s is written by no test: delete it", f)
 		}
 	}

@@ -25,31 +25,37 @@ import (
 )
 
 var (
-	pluginOnce sync.Once
-	pluginBin  string
-	pluginErr  error
+	pluginOnce  sync.Once
+	pluginBuilt = make(chan struct{}) // closed when the build ended
+	pluginBin   string
+	pluginErr   error
 )
 
 // pluginRunner runs the kubectl-meshkeeper binary against e's cluster, as
 // kubectl would (kubectl meshkeeper <args>).
 type pluginRunner func(e *env, args ...string) (stdout string, err error)
 
-// kubectlMeshkeeper builds the plugin (once per run, beside the manager)
-// and returns its runner.
+// kubectlMeshkeeper starts building the plugin (once per run, beside the
+// manager) while the test sets its cluster up, and returns its runner,
+// which waits for the build.
 func kubectlMeshkeeper(t *testing.T) pluginRunner {
 	t.Helper()
 	pluginOnce.Do(func() {
-		pluginBin = filepath.Join(workDir, "kubectl-meshkeeper")
-		cmd := exec.Command("go", "build", "-o", pluginBin, "./cmd/kubectl-meshkeeper")
-		cmd.Dir = testenv.RepoRoot()
-		if out, err := cmd.CombinedOutput(); err != nil {
-			pluginErr = fmt.Errorf("building the plugin: %v\n%s", err, out)
-		}
+		go func() {
+			defer close(pluginBuilt)
+			pluginBin = filepath.Join(workDir, "kubectl-meshkeeper")
+			cmd := exec.Command("go", "build", "-o", pluginBin, "./cmd/kubectl-meshkeeper")
+			cmd.Dir = testenv.RepoRoot()
+			if out, err := cmd.CombinedOutput(); err != nil {
+				pluginErr = fmt.Errorf("building the plugin: %v\n%s", err, out)
+			}
+		}()
 	})
-	if pluginErr != nil {
-		t.Fatal(pluginErr)
-	}
 	return func(e *env, args ...string) (string, error) {
+		<-pluginBuilt
+		if pluginErr != nil {
+			return "", pluginErr
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		cmd := exec.CommandContext(ctx, pluginBin, append(args, "--kubeconfig", e.cluster.Kubeconfig)...)
