@@ -37,7 +37,7 @@ var keptWorkloadAnnotations = []string{meshv1alpha1.AnnotationRollout, meshv1alp
 // keptTemplateLabels are the pod template labels that say which revision
 // the workload's new pods get (see revisionSelections). Users' workloads
 // keep all their template labels, up to maxCachedLabelBytes, for the
-// PodDisruptionBudgets that select them (see budgetBreach).
+// PodDisruptionBudgets that select them (see rollout.DeploymentUnrestartable).
 var keptTemplateLabels = []string{label.IoIstioRev.Name, label.SidecarInject.Name}
 
 // TrimWorkload is the cache transform for Deployments, StatefulSets and

@@ -19,8 +19,8 @@ import (
 // and kubectl meshkeeper precheck names it before an upgrade, from the same
 // functions.
 
-// TemplateLabelsDropped marks, in the reconciler's cache only, a pod template whose
-// labels were over maxCachedLabelBytes and not kept: every
+// TemplateLabelsDropped marks, in the reconciler's cache only, a pod
+// template whose labels were over the cache's bound and not kept: every
 // PodDisruptionBudget of its namespace is then taken to select it, so a
 // workload whose owner gave it huge labels is reported rather than
 // restarted, never the other way round.
