@@ -29,7 +29,7 @@ func checkInjectFlags(fs *pflag.FlagSet) func(context.Context, connection, []str
 	selector := fs.StringP("selector", "l", "", "Judge the pods of the namespace with these labels; when none runs, a new pod with exactly these labels (key=value,…).")
 	return func(ctx context.Context, conn connection, args []string, stdout io.Writer) error {
 		if (len(args) == 1) == (*selector != "") || len(args) > 1 {
-			return fmt.Errorf("check-inject takes one pod name, or -l SELECTOR, not both")
+			return fmt.Errorf("check-inject takes either one pod name or -l SELECTOR, got %d names and selector %q", len(args), *selector)
 		}
 		namespace, err := conn.namespaceOrContext()
 		if err != nil {
