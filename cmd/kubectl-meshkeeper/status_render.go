@@ -309,6 +309,7 @@ var conditionWords = map[string]struct {
 	meshv1alpha1.ConditionWorkloadRollout:           {"restarting workloads", busy},
 	meshv1alpha1.ConditionCertificateAuthorityReady: {"mesh CA ready", good},
 	meshv1alpha1.ConditionCNIReady:                  {"CNI node agent ready", good},
+	meshv1alpha1.ConditionPodSecurityCompatible:     {"injected pods pass Pod Security", good},
 }
 
 // conditionsSection lists the conditions, most recently changed first, as

@@ -83,6 +83,7 @@ func meshInstall(change func(*meshv1alpha1.MeshInstall)) *meshv1alpha1.MeshInsta
 			condition(meshv1alpha1.ConditionStalled, metav1.ConditionFalse, meshv1alpha1.ReasonReconcileSucceeded, "nothing waits for a person", 2*time.Hour),
 			condition(meshv1alpha1.ConditionUpgradeInProgress, metav1.ConditionFalse, meshv1alpha1.ReasonUpToDate, "no upgrade in progress", 2*time.Hour),
 			condition(meshv1alpha1.ConditionDataPlaneUpToDate, metav1.ConditionTrue, meshv1alpha1.ReasonUpToDate, "all 12 injected pods run their revision's configuration", 90*time.Minute),
+			condition(meshv1alpha1.ConditionPodSecurityCompatible, metav1.ConditionTrue, meshv1alpha1.ReasonPodSecurityMet, "namespace shop enforces baseline; injected pods pass it", 2*time.Hour),
 		}}
 	if change != nil {
 		change(mi)
