@@ -193,7 +193,7 @@ build: ## Build the manager binary into bin/.
 	go build -o bin/manager .
 
 .PHONY: kubectl-meshkeeper
-kubectl-meshkeeper: ## Build the kubectl plugin (kubectl meshkeeper translate) into bin/; put bin/ on PATH, or go install ./cmd/kubectl-meshkeeper.
+kubectl-meshkeeper: ## Build the kubectl plugin (kubectl meshkeeper status|precheck|check-inject|translate) into bin/; put bin/ on PATH, or go install ./cmd/kubectl-meshkeeper.
 	go build -o bin/kubectl-meshkeeper ./cmd/kubectl-meshkeeper
 
 .PHONY: run

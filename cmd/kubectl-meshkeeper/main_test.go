@@ -22,9 +22,24 @@ import (
 	"github.com/meshkeeper/meshkeeper/internal/testenv"
 )
 
+// env is the API server the commands run against (TestMain).
+var env *testenv.Env
+
+func TestMain(m *testing.M) { testenv.Main(m, &env) }
+
+// writeKubeconfig writes a kubeconfig of env, as kubectl passes one to a plugin.
+func writeKubeconfig(t *testing.T) string {
+	t.Helper()
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(kubeconfig, env.Environment.KubeConfig, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return kubeconfig
+}
+
 func TestUsage(t *testing.T) {
 	var out, errOut bytes.Buffer
-	if err := run(context.Background(), nil, &out, &errOut); err == nil || !strings.Contains(errOut.String(), "kubectl meshkeeper translate") {
+	if err := run(context.Background(), nil, &out, &errOut); err == nil || !strings.Contains(err.Error(), "check-inject, precheck, status, translate") {
 		t.Errorf("no subcommand: %v, %q", err, errOut.String())
 	}
 	errOut.Reset()
@@ -38,15 +53,7 @@ func TestUsage(t *testing.T) {
 // hand as Istio's 1.31 charts render it): the printed MeshInstall reads
 // back, meshkeeper admits it, and it carries what was read.
 func TestTranslateLiveCluster(t *testing.T) {
-	env, err := testenv.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
-	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := os.WriteFile(kubeconfig, env.Environment.KubeConfig, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	kubeconfig := writeKubeconfig(t)
 	ctx := context.Background()
 	const ns, rev = "istio-system", "1-31-4"
 	labels := map[string]string{"install.operator.istio.io/owning-resource": "installed-state", "operator.istio.io/component": "Pilot", "istio.io/rev": rev}
@@ -107,7 +114,7 @@ func TestTranslateLiveCluster(t *testing.T) {
 	}
 
 	// A namespace with no istiod is a clear error, not an empty MeshInstall.
-	err = run(ctx, []string{"translate", "--kubeconfig", kubeconfig, "-n", "default"}, &out, &errOut)
+	err := run(ctx, []string{"translate", "--kubeconfig", kubeconfig, "-n", "default"}, &out, &errOut)
 	if err == nil || !strings.Contains(err.Error(), "no istiod Deployment") {
 		t.Errorf("no istiod: %v", err)
 	}

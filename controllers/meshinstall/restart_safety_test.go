@@ -181,34 +181,6 @@ func TestAutomaticRolloutReportsRestartsThatWouldStopEveryPod(t *testing.T) {
 	}
 }
 
-func TestDeploymentOutage(t *testing.T) {
-	rolling := func(replicas int32, surge, unavailable intstr.IntOrString) *appsv1.Deployment {
-		return &appsv1.Deployment{Spec: appsv1.DeploymentSpec{Replicas: ptr.To(replicas), Strategy: appsv1.DeploymentStrategy{
-			Type: appsv1.RollingUpdateDeploymentStrategyType, RollingUpdate: &appsv1.RollingUpdateDeployment{MaxSurge: &surge, MaxUnavailable: &unavailable}}}}
-	}
-	for _, c := range []struct {
-		name    string
-		d       *appsv1.Deployment
-		outage  bool
-		because string
-	}{
-		{"Recreate", &appsv1.Deployment{Spec: appsv1.DeploymentSpec{Replicas: ptr.To[int32](5), Strategy: appsv1.DeploymentStrategy{Type: appsv1.RecreateDeploymentStrategyType}}}, true, "Recreate strategy"},
-		{"the defaults on one replica surge first", rolling(1, intstr.FromString("25%"), intstr.FromString("25%")), false, ""},
-		{"one replica, no surge", rolling(1, intstr.FromInt32(0), intstr.FromInt32(1)), true, "maxUnavailable"},
-		{"100% unavailable", rolling(4, intstr.FromString("25%"), intstr.FromString("100%")), true, "maxUnavailable"},
-		{"half of two rounds down to one", rolling(2, intstr.FromInt32(0), intstr.FromString("50%")), false, ""},
-		{"three, one at a time", rolling(3, intstr.FromInt32(0), intstr.FromInt32(1)), false, ""},
-		{"scaled to zero", rolling(0, intstr.FromInt32(0), intstr.FromInt32(1)), false, ""},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			got := deploymentOutage(c.d)
-			if (got != "") != c.outage || !strings.Contains(got, c.because) {
-				t.Errorf("deploymentOutage = %q, want outage %v (%s)", got, c.outage, c.because)
-			}
-		})
-	}
-}
-
 // TestAutomaticRolloutReportsRestartsBelowABudget: a Deployment of four
 // replicas rolls one pod at a time (maxUnavailable 25%, rounded down);
 // under a PodDisruptionBudget with minAvailable 4 that one pod is more

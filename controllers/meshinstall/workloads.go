@@ -15,8 +15,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/intstr"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -39,7 +37,7 @@ var keptWorkloadAnnotations = []string{meshv1alpha1.AnnotationRollout, meshv1alp
 // keptTemplateLabels are the pod template labels that say which revision
 // the workload's new pods get (see revisionSelections). Users' workloads
 // keep all their template labels, up to maxCachedLabelBytes, for the
-// PodDisruptionBudgets that select them (see budgetBreach).
+// PodDisruptionBudgets that select them (see rollout.DeploymentUnrestartable).
 var keptTemplateLabels = []string{label.IoIstioRev.Name, label.SidecarInject.Name}
 
 // TrimWorkload is the cache transform for Deployments, StatefulSets and
@@ -97,34 +95,6 @@ func controlledByAMeshInstall(o client.Object) bool {
 	ref := metav1.GetControllerOfNoCopy(o)
 	return o.GetLabels()[render.LabelManagedBy] == render.ManagedBy && ref != nil &&
 		ref.Kind == "MeshInstall" && strings.HasPrefix(ref.APIVersion, meshv1alpha1.GroupVersion.Group+"/")
-}
-
-// optIn is how a user lets meshkeeper restart a workload whose restart
-// stops all of its pods at once.
-const optIn = meshv1alpha1.AnnotationRestart + "=" + meshv1alpha1.RestartAllow
-
-// restartAllowed says whether the user opted a workload in to restarts that
-// stop all of its pods at once.
-func restartAllowed(o client.Object) bool {
-	return o.GetAnnotations()[meshv1alpha1.AnnotationRestart] == meshv1alpha1.RestartAllow
-}
-
-// deploymentOutage says why restarting d would stop every one of its pods
-// at once, or "": a broken new proxy would then be an outage until the
-// progress deadline, not a rollout that stalls with the old pods serving.
-func deploymentOutage(d *appsv1.Deployment) string {
-	replicas := ptr.Deref(d.Spec.Replicas, 1)
-	switch s := d.Spec.Strategy; {
-	case s.Type == appsv1.RecreateDeploymentStrategyType:
-		return "Recreate strategy: a restart stops every pod first; annotate " + optIn + " to allow it"
-	case replicas > 0 && s.RollingUpdate != nil && s.RollingUpdate.MaxUnavailable != nil:
-		// The Deployment controller rounds maxUnavailable down.
-		unavailable, err := intstr.GetScaledValueFromIntOrPercent(s.RollingUpdate.MaxUnavailable, int(replicas), false)
-		if err == nil && unavailable >= int(replicas) {
-			return "its rolling update may stop every replica (maxUnavailable); annotate " + optIn + " to allow it"
-		}
-	}
-	return ""
 }
 
 // workloadPod is what observe keeps of a running pod for the rollout.
@@ -210,16 +180,7 @@ func (r *Reconciler) observeWorkloads(ctx context.Context, obs *observation) err
 				}
 			}
 		}
-		unrestartable := ""
-		if d.Spec.Paused {
-			unrestartable = "paused"
-		} else if !restartAllowed(d) {
-			unrestartable = deploymentOutage(d)
-			if unrestartable == "" {
-				unrestartable = budgetBreach(d.Spec.Template.Labels, ptr.Deref(d.Spec.Replicas, 1), deploymentTakes(d), budgets[d.Namespace])
-			}
-		}
-		add(rollout.Deployment, d, d.Spec.Template, rolledOut(d), reason, unrestartable)
+		add(rollout.Deployment, d, d.Spec.Template, rolledOut(d), reason, rollout.DeploymentUnrestartable(d, budgets[d.Namespace]))
 	}
 	var statefulSets appsv1.StatefulSetList
 	if err := r.List(ctx, &statefulSets, client.UnsafeDisableDeepCopy); err != nil {
@@ -234,18 +195,7 @@ func (r *Reconciler) observeWorkloads(ctx context.Context, obs *observation) err
 		st := s.Status
 		done := st.ObservedGeneration >= s.Generation && st.UpdatedReplicas >= want && st.ReadyReplicas >= want &&
 			(st.UpdateRevision == "" || st.CurrentRevision == st.UpdateRevision)
-		unrestartable := ""
-		switch u := s.Spec.UpdateStrategy; {
-		case u.Type == appsv1.OnDeleteStatefulSetStrategyType:
-			unrestartable = "OnDelete update strategy"
-		case u.RollingUpdate != nil && ptr.Deref(u.RollingUpdate.Partition, 0) > 0:
-			unrestartable = "partitioned update"
-		case want == 1 && !restartAllowed(s):
-			unrestartable = "a single replica: a restart stops it; annotate " + optIn + " to allow it"
-		case !restartAllowed(s):
-			unrestartable = budgetBreach(s.Spec.Template.Labels, want, statefulSetTakes(s), budgets[s.Namespace])
-		}
-		add(rollout.StatefulSet, s, s.Spec.Template, done, fmt.Sprintf("%d of %d replicas updated, %d ready", st.UpdatedReplicas, want, st.ReadyReplicas), unrestartable)
+		add(rollout.StatefulSet, s, s.Spec.Template, done, fmt.Sprintf("%d of %d replicas updated, %d ready", st.UpdatedReplicas, want, st.ReadyReplicas), rollout.StatefulSetUnrestartable(s, budgets[s.Namespace]))
 	}
 	var daemonSets appsv1.DaemonSetList
 	if err := r.List(ctx, &daemonSets, client.UnsafeDisableDeepCopy); err != nil {
@@ -255,13 +205,7 @@ func (r *Reconciler) observeWorkloads(ctx context.Context, obs *observation) err
 		d := &daemonSets.Items[i]
 		st := d.Status
 		done := st.ObservedGeneration >= d.Generation && st.UpdatedNumberScheduled >= st.DesiredNumberScheduled && st.NumberAvailable >= st.DesiredNumberScheduled
-		unrestartable := ""
-		if d.Spec.UpdateStrategy.Type == appsv1.OnDeleteDaemonSetStrategyType {
-			unrestartable = "OnDelete update strategy"
-		} else if !restartAllowed(d) {
-			unrestartable = budgetBreach(d.Spec.Template.Labels, st.DesiredNumberScheduled, daemonSetTakes(d), budgets[d.Namespace])
-		}
-		add(rollout.DaemonSet, d, d.Spec.Template, done, fmt.Sprintf("%d of %d pods updated, %d available", st.UpdatedNumberScheduled, st.DesiredNumberScheduled, st.NumberAvailable), unrestartable)
+		add(rollout.DaemonSet, d, d.Spec.Template, done, fmt.Sprintf("%d of %d pods updated, %d available", st.UpdatedNumberScheduled, st.DesiredNumberScheduled, st.NumberAvailable), rollout.DaemonSetUnrestartable(d, budgets[d.Namespace]))
 	}
 	jobs, err := r.jobTemplates(ctx)
 	templates = append(templates, jobs...)

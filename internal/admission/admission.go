@@ -98,13 +98,21 @@ func validateUpgrade(old, updated *meshv1alpha1.MeshInstall) error {
 	if err := validateSpec(updated); err != nil {
 		return err
 	}
-	candidate := updated.DeepCopy()
-	candidate.Status = *old.Status.DeepCopy()
-	plan, err := revision.Decide(candidate, observedFromStatus(&candidate.Status))
+	plan, err := PlanUpdate(old, updated)
 	if err != nil {
 		return err
 	}
 	return validateOverlays(updated, plan)
+}
+
+// PlanUpdate is what the planner would do first with the updated spec,
+// judged against old's status (observedFromStatus): an in-place upgrade, a
+// canary, or a refusal. kubectl meshkeeper precheck shows it before anyone
+// edits the spec.
+func PlanUpdate(old, updated *meshv1alpha1.MeshInstall) (revision.Plan, error) {
+	candidate := updated.DeepCopy()
+	candidate.Status = *old.Status.DeepCopy()
+	return revision.Decide(candidate, observedFromStatus(&candidate.Status))
 }
 
 // upgradeWarnings names the istiod variables that keep the old minor's

@@ -18,7 +18,8 @@ var (
 	DefaultStepInterval = 5 * time.Minute
 )
 
-func canarySettings(mi *meshv1alpha1.MeshInstall) (steps []int32, interval time.Duration, paused bool) {
+// CanarySettings are the canary's steps, step interval and pause, defaults applied.
+func CanarySettings(mi *meshv1alpha1.MeshInstall) (steps []int32, interval time.Duration, paused bool) {
 	steps, interval = DefaultSteps, DefaultStepInterval
 	if c := mi.Spec.UpdateStrategy.Canary; c != nil {
 		if len(c.Steps) > 0 {
@@ -71,7 +72,7 @@ func continueCanary(mi *meshv1alpha1.MeshInstall, obs Observed, routing *Routing
 			canaryVersion, p.Active.Version)
 	}
 
-	steps, interval, paused := canarySettings(mi)
+	steps, interval, paused := CanarySettings(mi)
 	o := obs.Revisions[name]
 	// Available for workloads: its istiod, and the node agent for its version.
 	available, cniWhy := readyAt(mi, obs, name, canaryVersion)

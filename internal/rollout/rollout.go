@@ -136,14 +136,17 @@ const (
 func Decide(in Input) Plan {
 	s := settingsOf(in.Settings)
 	byOwner := map[Key][]Pod{}
-	manual := map[string]bool{}
+	// manual lists what needs a person; unowned are those of them no
+	// workload state counts (Jobs, bare pods, unknown controllers).
+	manual, unowned := map[string]bool{}, 0
 	for _, p := range in.Pods {
 		if p.Target == "" {
 			continue // not in the mesh: nothing to run
 		}
 		if !p.Owner.Restartable() {
-			if p.Current != p.Target {
+			if p.Current != p.Target && !manual[p.Owner.String()] {
 				manual[p.Owner.String()] = true
+				unowned++
 			}
 			continue
 		}
@@ -167,8 +170,9 @@ func Decide(in Input) Plan {
 		target, stale, leaked, ready := targetOf(byOwner[key])
 		if !known {
 			// Its controller is not one meshkeeper knows (e.g. a ReplicaSet without a Deployment).
-			if stale > 0 {
+			if stale > 0 && !manual[key.String()] {
 				manual[key.String()] = true
+				unowned++
 			}
 			continue
 		}
@@ -241,7 +245,7 @@ func Decide(in Input) Plan {
 		}
 	}
 	st.Total = st.Waiting + st.InProgress + st.Done + st.Failed
-	st.Skipped += int32(countUnrestartable(manual))
+	st.Skipped += int32(unowned) // the skipped workloads are counted by state already
 	st.NeedsManualAction = firstN(slices.Sorted(maps.Keys(manual)), listed)
 
 	// When the last restarted workload finished; the next waits pauseBetween.
@@ -340,16 +344,6 @@ func targetOf(pods []Pod) (target string, stale, leaked int, ready bool) {
 
 func wasCurrent(prev *meshv1alpha1.RolloutStatus, key Key) bool {
 	return prev != nil && slices.Contains(prev.Current, key.String())
-}
-
-func countUnrestartable(manual map[string]bool) int {
-	n := 0
-	for k := range manual {
-		if !strings.HasSuffix(k, " (opted out)") {
-			n++
-		}
-	}
-	return n
 }
 
 type settings struct {

@@ -206,6 +206,21 @@ func TestDecide(t *testing.T) {
 			},
 		},
 		{
+			name: "a workload that cannot be restarted is reported and counted once",
+			world: func() *world {
+				w := newWorld().add(Workload{Key: deploy("db"), RolledOut: true, Unrestartable: "Recreate strategy"}, oldT, newT)
+				w.pods = append(w.pods, Pod{Owner: Key{Kind: "Job", Namespace: "shop", Name: "batch"}, Current: oldT, Target: newT, TargetReady: true})
+				return w
+			}(),
+			settings: automatic("5"),
+			check: func(t *testing.T, p Plan) {
+				want := []string{"Deployment shop/db (Recreate strategy)", "Job shop/batch"}
+				if len(p.Restart) != 0 || !slices.Equal(p.Status.NeedsManualAction, want) || p.Status.Skipped != 2 {
+					t.Errorf("restarted %v, status %+v", restarted(p), p.Status)
+				}
+			},
+		},
+		{
 			name: "during a canary only the workloads assigned to it are restarted, and the step waits for them",
 			world: newWorld().
 				add(rolledOut(deploy("moves")), oldT, canaryT).

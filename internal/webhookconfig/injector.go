@@ -5,6 +5,7 @@ package webhookconfig
 
 import (
 	"slices"
+	"strings"
 
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	"istio.io/api/label"
@@ -135,17 +136,17 @@ func InjectorConfiguration(in Injector) *admissionregistrationv1.MutatingWebhook
 	defaultPath := TargetPath("tag", revision.DefaultTag)
 	hooks = append(hooks,
 		// Namespace opted in with istio-injection=enabled: the default tag, whatever istio.io/rev says.
-		entry(in, "namespace.sidecar-injector.meshkeeper.dev", defaultPath,
+		entry(in, "namespace"+entrySuffix, defaultPath,
 			selector(excluded, in_(InjectionLabel, "enabled")),
 			selector(nil, notIn(label.SidecarInject.Name, "false"))),
 		// Unlabelled namespace, pod opted in with sidecar.istio.io/inject=true and no istio.io/rev.
-		entry(in, "object.sidecar-injector.meshkeeper.dev", defaultPath,
+		entry(in, "object"+entrySuffix, defaultPath,
 			selector(excluded, absent(InjectionLabel), absent(label.IoIstioRev.Name)),
 			selector(nil, in_(label.SidecarInject.Name, "true"), absent(label.IoIstioRev.Name))),
 	)
 	if in.ControlPlaneNamespace != "" {
 		// Gateways in the control plane namespace, which is otherwise never injected.
-		hooks = append(hooks, entry(in, "gateway.sidecar-injector.meshkeeper.dev", defaultPath,
+		hooks = append(hooks, entry(in, "gateway"+entrySuffix, defaultPath,
 			&metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{in_(corev1.LabelMetadataName, in.ControlPlaneNamespace)}},
 			selector(nil, exists(render.LabelGateway), notIn(label.SidecarInject.Name, "false"))))
 	}
@@ -162,10 +163,10 @@ func InjectorConfiguration(in Injector) *admissionregistrationv1.MutatingWebhook
 func targetEntries(in Injector, excluded []string, kind, name string) []admissionregistrationv1.MutatingWebhook {
 	path := TargetPath(kind, name)
 	return []admissionregistrationv1.MutatingWebhook{
-		entry(in, kind+".namespace."+name+".sidecar-injector.meshkeeper.dev", path,
+		entry(in, kind+".namespace."+name+entrySuffix, path,
 			selector(excluded, in_(label.IoIstioRev.Name, name), absent(InjectionLabel)),
 			selector(nil, notIn(label.SidecarInject.Name, "false"))),
-		entry(in, kind+".object."+name+".sidecar-injector.meshkeeper.dev", path,
+		entry(in, kind+".object."+name+entrySuffix, path,
 			selector(excluded, absent(label.IoIstioRev.Name), absent(InjectionLabel)),
 			selector(nil, notIn(label.SidecarInject.Name, "false"), in_(label.IoIstioRev.Name, name))),
 	}
@@ -238,4 +239,30 @@ func absent(key string) metav1.LabelSelectorRequirement {
 
 func exists(key string) metav1.LabelSelectorRequirement {
 	return metav1.LabelSelectorRequirement{Key: key, Operator: metav1.LabelSelectorOpExists}
+}
+
+// entrySuffix ends the name of every entry InjectorConfiguration renders.
+const entrySuffix = ".sidecar-injector.meshkeeper.dev"
+
+// SelectedBecause says in words what makes an entry InjectorConfiguration
+// renders select a pod, from the entry's name; "" for a name it does not
+// render. It is the reading of the selectors above, kept beside them.
+func SelectedBecause(entry string) string {
+	const neither = "in a namespace with neither " + InjectionLabel + " nor istio.io/rev"
+	parts := strings.Split(strings.TrimSuffix(entry, entrySuffix), ".")
+	switch {
+	case !strings.HasSuffix(entry, entrySuffix):
+		return ""
+	case len(parts) == 1 && parts[0] == "namespace":
+		return "its namespace is labelled " + InjectionLabel + "=enabled"
+	case len(parts) == 1 && parts[0] == "object":
+		return "its label " + label.SidecarInject.Name + "=true, " + neither
+	case len(parts) == 1 && parts[0] == "gateway":
+		return "it is a gateway pod (label " + render.LabelGateway + ") in the control plane namespace"
+	case len(parts) == 3 && parts[1] == "namespace":
+		return "its namespace is labelled " + label.IoIstioRev.Name + "=" + parts[2]
+	case len(parts) == 3 && parts[1] == "object":
+		return "its label " + label.IoIstioRev.Name + "=" + parts[2] + ", " + neither
+	}
+	return ""
 }

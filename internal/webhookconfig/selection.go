@@ -120,6 +120,7 @@ type Matcher struct {
 }
 
 type compiledEntry struct {
+	name     string
 	path     string
 	ns       labels.Selector
 	object   labels.Selector
@@ -149,7 +150,7 @@ func NewMatcher(mwc *admissionregistrationv1.MutatingWebhookConfiguration) (*Mat
 			}
 			path = u.Path
 		}
-		m.entries = append(m.entries, compiledEntry{path: path, ns: ns, object: obj, caBundle: w.ClientConfig.CABundle})
+		m.entries = append(m.entries, compiledEntry{name: w.Name, path: path, ns: ns, object: obj, caBundle: w.ClientConfig.CABundle})
 	}
 	return m, nil
 }
@@ -173,15 +174,56 @@ func (m *Matcher) Route(nsLabels map[string]string, p Pod) string {
 }
 
 func (m *Matcher) target(nsLabels map[string]string, p Pod, ignore string) string {
-	if m == nil || excluded(p, ignore) != "" {
-		return ""
+	return m.match(nsLabels, p, ignore).Path
+}
+
+// Match is the answer to "where would this pod go": the entry of the
+// injector configuration that selects it and its path, or why it is
+// never injected.
+type Match struct {
+	// Entry is the name of the webhook entry that selects the pod; "" when none does.
+	Entry string
+	// Path is that entry's injector path (TargetPath).
+	Path string
+	// Excluded says why the pod is never injected, whatever the entries
+	// select (ExcludedSystemNamespace, ExcludedOptedOut, …); "" when the entries decide.
+	Excluded string
+}
+
+// Explain is Route with its reasons: the entry a pod would be sent to were
+// it created now, or the rule that excludes it. (kubectl meshkeeper
+// check-inject prints it.)
+func (m *Matcher) Explain(nsLabels map[string]string, p Pod) Match {
+	return m.match(nsLabels, p, ExcludedAlreadyInjected)
+}
+
+func (m *Matcher) match(nsLabels map[string]string, p Pod, ignore string) Match {
+	if why := excluded(p, ignore); why != "" {
+		return Match{Excluded: why}
+	}
+	if m == nil {
+		return Match{}
 	}
 	for _, e := range m.entries {
 		if e.ns.Matches(labels.Set(nsLabels)) && e.object.Matches(labels.Set(p.Labels)) {
-			return e.path
+			return Match{Entry: e.name, Path: e.path}
 		}
 	}
-	return ""
+	return Match{}
+}
+
+// Paths are the injector paths the configuration's entries call, each once, in order.
+func (m *Matcher) Paths() []string {
+	if m == nil {
+		return nil
+	}
+	var out []string
+	for _, e := range m.entries {
+		if !slices.Contains(out, e.path) {
+			out = append(out, e.path)
+		}
+	}
+	return out
 }
 
 // Serves reports whether an entry of the configuration calls path.

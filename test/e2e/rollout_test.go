@@ -407,14 +407,19 @@ func TestLeakedPodsAreRepaired(t *testing.T) {
 // sees the mesh throughout: tag list shows the default and prod tags on the
 // active revision with the namespaces that select them and follows the
 // promotion; analyze finds nothing wrong with the injection webhooks or the
-// namespaces; precheck passes. The operator's metrics, scraped every second
-// from the first step to the promotion, give every query of the Grafana
-// dashboard (config/grafana) data, and hold every metric and label the
-// alerts (config/prometheus) read.
+// namespaces; precheck passes. kubectl meshkeeper follows the same upgrade:
+// its precheck predicts the refusal of a three-minor jump and names the
+// Recreate Deployment the rollout then reports; its status matches the
+// cluster's weights and pods at the paused first step, while that
+// Deployment waits for a person, and at the end, up to date. The
+// operator's metrics, scraped every second from the first step to the
+// promotion, give every query of the Grafana dashboard (config/grafana)
+// data, and hold every metric and label the alerts (config/prometheus) read.
 func TestCanaryStepsMoveTheirWorkloads(t *testing.T) {
 	runsLong(t, 100*time.Second)
 	t.Parallel()
 	istioctl := istioctlFor(t)
+	plugin := kubectlMeshkeeper(t)
 	e := newEnv(t, 3)
 	ctx := context.Background()
 	mi := sample(t)
@@ -439,12 +444,28 @@ func TestCanaryStepsMoveTheirWorkloads(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// A Recreate Deployment that only the last step (100%) moves: meshkeeper
+	// never restarts it, and says so.
+	recreate := recreateDeploymentName()
+	db := app(appsNS, recreate, 1)
+	db.Spec.Strategy.Type = appsv1.RecreateDeploymentStrategyType
+	if err := e.k8s.Create(ctx, db); err != nil {
+		t.Fatal(err)
+	}
 	e.istioctlNamespaces(t)
 	e.waitAssignment(t, func(string) string { return stableRev })
+	e.waitPodsOn(t, appsNS, []string{recreate}, stableVer, 60*time.Second)
 	t.Run("istioctl: tag list shows the tags on the active revision, analyze and precheck find nothing", func(t *testing.T) {
 		e.checkIstioctlTags(t, istioctl, stableRev)
 		e.checkIstioctlAnalyze(t, istioctl)
 		e.checkIstioctlPrecheck(t, istioctl)
+	})
+	var recreateReport string
+	t.Run("kubectl meshkeeper precheck: a three-minor jump is refused as predicted, the canary names the Recreate Deployment", func(t *testing.T) {
+		recreateReport = e.checkPluginPrecheck(t, plugin, mi.Name, recreate)
+	})
+	t.Run("check-inject: istioctl finds no injector, kubectl meshkeeper names the entry and the revision", func(t *testing.T) {
+		e.checkInjectAgainstIstioctl(t, istioctl, plugin, stableRev)
 	})
 	tracker := e.trackRestarts(t, appsNS)
 	metrics := e.recordMetrics(t, time.Second) // for the dashboard, below
@@ -474,6 +495,10 @@ func TestCanaryStepsMoveTheirWorkloads(t *testing.T) {
 		if want := movedAt(10); !slices.Equal(restarted, want) {
 			t.Errorf("restarted %v, want %v", restarted, want)
 		}
+		out := e.checkPluginStatus(t, plugin, mi.Spec.Namespace, "upgrading")
+		if !strings.Contains(out, "weight 10%") || !strings.Contains(out, "paused at this step") {
+			t.Errorf("status does not show the canary paused at 10%%:\n%s", out)
+		}
 	})
 	t.Run("an abort moves them back", func(t *testing.T) {
 		e.updateMeshInstall(t, mi.Name, func(m *meshv1alpha1.MeshInstall) { m.Spec.Version = stableVer })
@@ -492,7 +517,21 @@ func TestCanaryStepsMoveTheirWorkloads(t *testing.T) {
 			m.Spec.UpdateStrategy.Canary.Paused = false
 		})
 		e.waitAssignment(t, func(string) string { return canaryRev })
+		// The Recreate Deployment, as precheck named it, waits for a person
+		// and holds the old revision; status says so, then it is restarted by hand.
+		eventually(t, 60*time.Second, "the rollout reporting "+recreate, func() error {
+			if manual := e.rolloutStatus(t, mi.Name).NeedsManualAction; !slices.Contains(manual, recreateReport) {
+				return fmt.Errorf("needs manual action: %q, want %q", manual, recreateReport)
+			}
+			return nil
+		})
+		if out := e.checkPluginStatus(t, plugin, mi.Spec.Namespace, ""); !strings.Contains(out, "Needs manual action") || !strings.Contains(out, "\n  "+recreateReport+"\n") {
+			t.Errorf("status does not list %q as needing a person:\n%s", recreateReport, out)
+		}
+		e.restartByHand(t, appsNS, recreate)
+		e.waitPodsOn(t, appsNS, []string{recreate}, canaryVer, 60*time.Second)
 		e.waitPruned(t, stableRev)
+		e.checkPluginStatus(t, plugin, mi.Spec.Namespace, "up to date")
 		restarts, _ := tracker.snapshot()
 		for key, targets := range restarts {
 			for i := 1; i < len(targets); i++ {

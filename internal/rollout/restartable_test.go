@@ -1,11 +1,13 @@
-package meshinstall
+package rollout
 
 import (
 	"fmt"
 	"strings"
 	"testing"
 
+	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -57,7 +59,7 @@ func TestBudgetBreach(t *testing.T) {
 		{"a budget that selects other pods", app, 4, 1, []policyv1.PodDisruptionBudget{pdb("other", map[string]string{"app": "cart"}, n(4), nil)}, ""},
 		{"a null selector selects no pod", app, 4, 1, []policyv1.PodDisruptionBudget{pdb("null", nil, n(4), nil)}, ""},
 		{"an empty selector selects every pod", app, 4, 1, []policyv1.PodDisruptionBudget{pdb("every", map[string]string{}, n(4), nil)}, "shop/every"},
-		{"dropped template labels are selected by every budget", map[string]string{templateLabelsDropped: "true"}, 4, 1,
+		{"dropped template labels are selected by every budget", map[string]string{TemplateLabelsDropped: "true"}, 4, 1,
 			[]policyv1.PodDisruptionBudget{pdb("all", map[string]string{"app": "checkout"}, n(4), nil)}, "shop/all"},
 		{"scaled to zero", app, 0, 1, []policyv1.PodDisruptionBudget{pdb("all", map[string]string{"app": "checkout"}, n(4), nil)}, ""},
 	} {
@@ -89,5 +91,60 @@ func TestDeploymentTakes(t *testing.T) {
 				t.Errorf("deploymentTakes = %d, want %d", got, c.want)
 			}
 		})
+	}
+}
+
+func TestDeploymentOutage(t *testing.T) {
+	rolling := func(replicas int32, surge, unavailable intstr.IntOrString) *appsv1.Deployment {
+		return &appsv1.Deployment{Spec: appsv1.DeploymentSpec{Replicas: ptr.To(replicas), Strategy: appsv1.DeploymentStrategy{
+			Type: appsv1.RollingUpdateDeploymentStrategyType, RollingUpdate: &appsv1.RollingUpdateDeployment{MaxSurge: &surge, MaxUnavailable: &unavailable}}}}
+	}
+	for _, c := range []struct {
+		name    string
+		d       *appsv1.Deployment
+		outage  bool
+		because string
+	}{
+		{"Recreate", &appsv1.Deployment{Spec: appsv1.DeploymentSpec{Replicas: ptr.To[int32](5), Strategy: appsv1.DeploymentStrategy{Type: appsv1.RecreateDeploymentStrategyType}}}, true, "Recreate strategy"},
+		{"the defaults on one replica surge first", rolling(1, intstr.FromString("25%"), intstr.FromString("25%")), false, ""},
+		{"one replica, no surge", rolling(1, intstr.FromInt32(0), intstr.FromInt32(1)), true, "maxUnavailable"},
+		{"100% unavailable", rolling(4, intstr.FromString("25%"), intstr.FromString("100%")), true, "maxUnavailable"},
+		{"half of two rounds down to one", rolling(2, intstr.FromInt32(0), intstr.FromString("50%")), false, ""},
+		{"three, one at a time", rolling(3, intstr.FromInt32(0), intstr.FromInt32(1)), false, ""},
+		{"scaled to zero", rolling(0, intstr.FromInt32(0), intstr.FromInt32(1)), false, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got := deploymentOutage(c.d)
+			if (got != "") != c.outage || !strings.Contains(got, c.because) {
+				t.Errorf("deploymentOutage = %q, want outage %v (%s)", got, c.outage, c.because)
+			}
+		})
+	}
+}
+
+// TestUnrestartable: what the reconciler and the plugin's precheck report
+// of each kind of workload, the opt-in annotation included.
+func TestUnrestartable(t *testing.T) {
+	allow := map[string]string{meshv1alpha1.AnnotationRestart: meshv1alpha1.RestartAllow}
+	recreate := appsv1.DeploymentStrategy{Type: appsv1.RecreateDeploymentStrategyType}
+	onDelete := appsv1.StatefulSetUpdateStrategy{Type: appsv1.OnDeleteStatefulSetStrategyType}
+	for _, c := range []struct {
+		name, got, want string
+	}{
+		{"a paused Deployment", DeploymentUnrestartable(&appsv1.Deployment{Spec: appsv1.DeploymentSpec{Paused: true}}, nil), "paused"},
+		{"a Recreate Deployment", DeploymentUnrestartable(&appsv1.Deployment{Spec: appsv1.DeploymentSpec{Strategy: recreate}}, nil), "Recreate strategy"},
+		{"a Recreate Deployment allowed", DeploymentUnrestartable(&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Annotations: allow}, Spec: appsv1.DeploymentSpec{Strategy: recreate}}, nil), ""},
+		{"a Deployment below its budget", DeploymentUnrestartable(&appsv1.Deployment{Spec: appsv1.DeploymentSpec{Replicas: ptr.To[int32](4),
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "checkout"}}}}},
+			[]policyv1.PodDisruptionBudget{pdb("all", map[string]string{"app": "checkout"}, ptr.To(intstr.FromInt32(4)), nil)}), "PodDisruptionBudget shop/all"},
+		{"a single-replica StatefulSet", StatefulSetUnrestartable(&appsv1.StatefulSet{}, nil), "a single replica"},
+		{"an OnDelete StatefulSet, even allowed", StatefulSetUnrestartable(&appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Annotations: allow}, Spec: appsv1.StatefulSetSpec{UpdateStrategy: onDelete}}, nil), "OnDelete"},
+		{"a StatefulSet of three", StatefulSetUnrestartable(&appsv1.StatefulSet{Spec: appsv1.StatefulSetSpec{Replicas: ptr.To[int32](3)}}, nil), ""},
+		{"an OnDelete DaemonSet", DaemonSetUnrestartable(&appsv1.DaemonSet{Spec: appsv1.DaemonSetSpec{UpdateStrategy: appsv1.DaemonSetUpdateStrategy{Type: appsv1.OnDeleteDaemonSetStrategyType}}}, nil), "OnDelete"},
+		{"a rolling DaemonSet", DaemonSetUnrestartable(&appsv1.DaemonSet{}, nil), ""},
+	} {
+		if (c.got == "") != (c.want == "") || !strings.Contains(c.got, c.want) {
+			t.Errorf("%s: %q, want %q", c.name, c.got, c.want)
+		}
 	}
 }
