@@ -19,6 +19,7 @@ import (
 
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
+	"github.com/prometheus/client_golang/prometheus"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -243,6 +244,16 @@ func run(ctx context.Context, o options) error {
 	}
 	// The same checks as meshkeeper_ready_check, for the alerts.
 	if err := ctrlmetrics.Registry.Register(checks); err != nil {
+		return err
+	}
+	// Whether replicas elect a leader: MeshkeeperNoLeader alerts only then
+	// (without it no replica reports leader_election_master_status).
+	leaderElection := prometheus.NewGauge(prometheus.GaugeOpts{Name: "meshkeeper_leader_election_enabled",
+		Help: "1 when the operator elects a leader (--leader-elect), 0 when every replica reconciles on its own."})
+	if o.leaderElect {
+		leaderElection.Set(1)
+	}
+	if err := ctrlmetrics.Registry.Register(leaderElection); err != nil {
 		return err
 	}
 	log.Info("starting manager", "namespace", o.namespace, "webhookURL", o.webhookURL, "webhookCertProvider", o.certProvider)

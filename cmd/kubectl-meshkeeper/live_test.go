@@ -235,6 +235,27 @@ func TestPrecheckAgainstAnAPIServer(t *testing.T) {
 		check(t, "precheck-canary", "1.32.0", false)
 		check(t, "precheck-unsupported", "1.33.0", true)
 	})
+	t.Run("the validator's Pod Security warning", func(t *testing.T) {
+		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "locked",
+			Labels: map[string]string{"istio-injection": "enabled", "pod-security.kubernetes.io/enforce": "restricted"}}}
+		if err := env.Client.Create(context.Background(), ns); err != nil {
+			t.Fatal(err)
+		}
+		// envtest runs no namespace controller: a deleted namespace stays,
+		// Terminating, with its labels; the label goes first.
+		t.Cleanup(func() {
+			delete(ns.Labels, "pod-security.kubernetes.io/enforce")
+			_ = env.Client.Update(context.Background(), ns)
+			_ = env.Client.Delete(context.Background(), ns)
+		})
+		out, err := runPlugin(t, "precheck", "1.32.0")
+		if err != nil {
+			t.Fatalf("precheck: %v\n%s", err, out)
+		}
+		if want := "meshed namespaces enforce Pod Security restricted (locked)"; !strings.Contains(out, want) {
+			t.Errorf("precheck does not warn %q:\n%s", want, out)
+		}
+	})
 	t.Run("in place", func(t *testing.T) {
 		mi := &meshv1alpha1.MeshInstall{}
 		if err := env.Client.Get(context.Background(), client.ObjectKey{Name: "default"}, mi); err != nil {

@@ -17,6 +17,7 @@ import (
 	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/klog/v2"
+	psaapi "k8s.io/pod-security-admission/api"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -97,6 +98,13 @@ func precheck(ctx context.Context, c client.Reader, name, to string) (precheckRe
 	if r.Warnings, r.Refused = admission.ValidateUpdate(mi, updated, admission.Namespaces{}); r.Refused != nil {
 		return r, nil
 	}
+	// The validator's other warning: meshed namespaces whose Pod Security
+	// level the new version's injected pods cannot pass.
+	var enforcing corev1.NamespaceList
+	if err := c.List(ctx, &enforcing, client.HasLabels{psaapi.EnforceLevelLabel}); err != nil {
+		return r, fmt.Errorf("listing namespaces that enforce Pod Security: %w", err)
+	}
+	r.Warnings = append(r.Warnings, admission.PodSecurityWarnings(updated, enforcing.Items)...)
 	if r.Plan, r.Refused = admission.PlanUpdate(mi, updated); r.Refused != nil {
 		return r, nil
 	}

@@ -121,11 +121,15 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 	mi := &meshv1alpha1.MeshInstall{}
 	if err := r.Get(ctx, req.NamespacedName, mi); err != nil {
 		r.applied.Delete(req.Name)
+		if apierrors.IsNotFound(err) {
+			forgetMetrics(req.Name)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 
 	if !mi.DeletionTimestamp.IsZero() {
 		r.applied.Delete(mi.Name)
+		forgetMetrics(mi.Name)
 		return r.reconcileDelete(ctx, mi)
 	}
 	if !controllerutil.ContainsFinalizer(mi, Finalizer) {

@@ -237,12 +237,12 @@ func applyInputs(mi *meshv1alpha1.MeshInstall, p revision.Plan, obs *observation
 		CNIVersion                 string
 		CNI                        *revision.ObservedCNI
 		CNIRelied                  bool
-		PodSecurity                map[string]map[string]string
+		PodSecurity                map[string]string
 	}{
 		mi.UID, mi.Generation, mi.Labels, mi.Annotations,
 		revisions, p.Routing, p.Prune, p.Phase, p.Message, p.Waiting, p.Blocked,
 		ca, live, obs.endpoint, obs.nodesWithoutNativeSidecars, obs.crdHashes, obs.retired, namespaces, obs.controlledNamespaces,
-		cniVersion(p), obs.CNI, obs.cni.reliant > 0, enforcedLevels(obs),
+		cniVersion(p), obs.CNI, obs.cni.reliant > 0, enforcedLevelInputs(obs),
 	}
 	raw, err := json.Marshal(in)
 	if err != nil {
