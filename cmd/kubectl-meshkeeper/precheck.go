@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
-	"istio.io/api/annotation"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -23,7 +22,6 @@ import (
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
 	"github.com/meshkeeper/meshkeeper/internal/admission"
-	"github.com/meshkeeper/meshkeeper/internal/inject"
 	"github.com/meshkeeper/meshkeeper/internal/ownership"
 	"github.com/meshkeeper/meshkeeper/internal/refusal"
 	"github.com/meshkeeper/meshkeeper/internal/render"
@@ -197,16 +195,8 @@ func rolloutNeeded(ctx context.Context, c client.Reader, mi *meshv1alpha1.MeshIn
 // what it should run when the injector sends it there; false when it is
 // not in the mesh.
 func podMovingTo(pod *corev1.Pod, cluster clusterFacts, target string) (rollout.Pod, bool) {
-	w := inject.WorkloadOf(pod, pod.Namespace)
-	p := rollout.Pod{Owner: rollout.Key{Kind: w.Kind, Namespace: pod.Namespace, Name: w.Name}, TargetReady: true}
-	if w.Kind == "Pod" {
-		p.Owner.Name = pod.Name
-	}
-	if rev, ok := pod.Annotations[inject.AnnotationRevision]; ok {
-		p.Current = rollout.Target(rev, pod.Annotations[inject.AnnotationConfigHash])
-	}
-	_, injected := pod.Annotations[annotation.SidecarStatus.Name]
-	p.Uninjected = !injected
+	p := rollout.PodOf(pod)
+	p.TargetReady = true
 	path := cluster.matcher.Route(cluster.namespaces[pod.Namespace].Labels, webhookconfig.Pod{Namespace: pod.Namespace, Labels: pod.Labels, Annotations: pod.Annotations, HostNetwork: pod.Spec.HostNetwork})
 	kind, name, ok := webhookconfig.ParseTargetPath(path)
 	switch {
