@@ -172,7 +172,7 @@ func TestCNIAgentIsRemovedOnceNoPodReliesOnIt(t *testing.T) {
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "app", Labels: map[string]string{inject.LabelInjectedBy: render.DefaultRevision}},
 		Spec: corev1.PodSpec{
-			InitContainers: []corev1.Container{{Name: render.CNIValidationContainer, Image: "proxyv2"}},
+			InitContainers: []corev1.Container{{Name: inject.ValidationContainerName, Image: "proxyv2"}},
 			Containers:     []corev1.Container{{Name: "app", Image: "app"}},
 		},
 	}
