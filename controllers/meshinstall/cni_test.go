@@ -190,7 +190,7 @@ func TestCNIAgentIsRemovedOnceNoPodReliesOnIt(t *testing.T) {
 	if err := env.Client.Delete(ctx, pod, client.GracePeriodSeconds(0)); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, timeout+podEventDelay, "the agent's objects deleted", func() error {
+	eventually(t, timeout+envtestPodEventDelay, "the agent's objects deleted", func() error {
 		for _, o := range []client.Object{
 			&appsv1.DaemonSet{ObjectMeta: metav1.ObjectMeta{Namespace: "kube-system", Name: render.CNIDaemonSetName}},
 			&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: "kube-system", Name: render.CNIConfigMapName}},

@@ -53,6 +53,9 @@ type Reconciler struct {
 	// cert-manager or the mesh CA's issuer while it waits on them (neither
 	// is watched); DefaultCertificateAuthorityPoll when zero.
 	CertificateAuthorityPoll time.Duration
+	// PodEventDelay is how long pod, namespace and workload events are
+	// batched into one pass; DefaultPodEventDelay when zero.
+	PodEventDelay time.Duration
 
 	watches *dynamicWatches
 	// applied maps a MeshInstall's name to its last pass that applied,
