@@ -212,6 +212,8 @@ func rolloutInput(mi *meshv1alpha1.MeshInstall, obs *observation, routing *revis
 	if routing != nil && routing.Canary != "" && routing.Weight > 0 {
 		in.Canary = routing.Canary
 	}
+	// A routing other than the one observed is this pass's own write.
+	in.RoutingJustWritten = !routing.Equal(obs.Routing)
 	for _, wp := range obs.workloadPods {
 		p := rollout.Pod{Owner: wp.owner, Current: wp.current, Uninjected: wp.uninjected}
 		if kind, name, ok := webhookconfig.ParseTargetPath(obs.matcher.Route(obs.namespaces[wp.pod.Namespace], wp.pod)); ok {

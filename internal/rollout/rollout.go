@@ -92,7 +92,18 @@ type Input struct {
 	Canary string
 	// Previous is the rollout status last reported (nil when unknown).
 	Previous *meshv1alpha1.RolloutStatus
+	// RoutingJustWritten says the routing the pods' targets follow was
+	// written by this very pass: the injectors (every replica's, from its
+	// own cache) may not have it yet, and a workload restarted now could
+	// be injected by the routing it leaves. Nothing is restarted; the pass
+	// the routing's update starts restarts what it moves.
+	RoutingJustWritten bool
 }
+
+// routingSettle is how soon a pass that held its restarts for a routing it
+// had just written looks again, should the routing's own update not start
+// one.
+const routingSettle = time.Second
 
 // Restart is a workload to restart now, and what for.
 type Restart struct {
@@ -272,6 +283,10 @@ func Decide(in Input) Plan {
 		slots = 0
 	case in.Settings.Paused:
 		st.Phase = meshv1alpha1.RolloutPaused
+		slots = 0
+	case len(candidates) > 0 && slots > 0 && in.RoutingJustWritten:
+		st.Phase = meshv1alpha1.RolloutWaiting
+		plan.RequeueAfter = routingSettle
 		slots = 0
 	case len(candidates) > 0 && slots > 0 && wait > 0:
 		st.Phase = meshv1alpha1.RolloutWaiting

@@ -412,3 +412,21 @@ func TestARestartHappensOncePerTarget(t *testing.T) {
 		t.Errorf("restarted %d times, want once", restarts)
 	}
 }
+
+// TestNothingIsRestartedOntoARoutingJustWritten: a pass that has just
+// written the routing restarts nothing (the injectors may not have it: a
+// workload restarted now could land on the revision it leaves, seen in an
+// e2e run on a loaded machine) and looks again within a second; the next
+// pass, whose routing is the observed one, restarts.
+func TestNothingIsRestartedOntoARoutingJustWritten(t *testing.T) {
+	w := newWorld().add(rolledOut(deploy("a")), oldT, newT).add(rolledOut(deploy("b")), oldT, newT)
+	in := Input{Now: t0, Settings: automatic("2"), Workloads: w.workloads, Pods: w.pods, RoutingJustWritten: true}
+	p := Decide(in)
+	if len(p.Restart) != 0 || p.Status.Phase != meshv1alpha1.RolloutWaiting || p.Status.Waiting != 2 || p.RequeueAfter != routingSettle {
+		t.Errorf("with the routing just written: restarted %v, status %+v, requeue %s; want none, Waiting 2, %s", restarted(p), p.Status, p.RequeueAfter, routingSettle)
+	}
+	in.RoutingJustWritten = false
+	if p := Decide(in); !slices.Equal(restarted(p), []string{"a@" + newT, "b@" + newT}) {
+		t.Errorf("once the routing is observed: restarted %v, want both", restarted(p))
+	}
+}
