@@ -1,5 +1,7 @@
 package v1alpha1
 
+import metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 // ForeignControlPlaneAction is what meshkeeper does with the Istio control
 // plane it migrated off once no pod uses it.
 // +kubebuilder:validation:Enum=Remove;Keep
@@ -94,6 +96,14 @@ type MigrationStatus struct {
 	// +optional
 	// +listType=atomic
 	NarrowedWebhookConfigurations []string `json:"narrowedWebhookConfigurations,omitempty"`
+	// StepStartTime is when the current weight was set.
+	// +optional
+	StepStartTime *metav1.Time `json:"stepStartTime,omitempty"`
+	// ForeignUnusedSince is when no running pod was first seen injected by
+	// the foreign revision; the migration completes
+	// spec.updateStrategy.inactiveRevisionDeletionGracePeriod later.
+	// +optional
+	ForeignUnusedSince *metav1.Time `json:"foreignUnusedSince,omitempty"`
 	// Message says what happens now, or what blocks the next step.
 	// +optional
 	Message string `json:"message,omitempty"`
