@@ -25,6 +25,7 @@ const (
 )
 
 // MeshInstallSpec is the desired Istio control plane.
+// +kubebuilder:validation:XValidation:rule="!has(self.migration) || self.migration.namespace != self.__namespace__",message="spec.namespace must differ from spec.migration.namespace: meshkeeper's control plane runs beside the one it migrates off, never over its objects (istio-reader, gateways, the default validator)"
 // +kubebuilder:validation:XValidation:rule="!has(self.migration) || (has(self.updateStrategy.type) && self.updateStrategy.type == 'Canary')",message="spec.migration requires spec.updateStrategy.type Canary: meshkeeper's revision is then named for its version (istiod-1-31-0), never over the names of the istiod it migrates off"
 type MeshInstallSpec struct {
 	// Version of Istio to run, as X.Y.Z (for example 1.32.0). It must be one

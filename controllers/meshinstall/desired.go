@@ -236,7 +236,7 @@ func (p planner) injectorFor(mi *meshv1alpha1.MeshInstall, revisions []string, e
 		ControlPlaneNamespace: mi.Spec.Namespace,
 		OperatorNamespace:     p.operatorNamespace,
 		Revisions:             revisions,
-		Tags:                  mi.Spec.RevisionTags,
+		Tags:                  revision.ExtraTags(mi),
 		FailurePolicy:         admissionregistrationv1.FailurePolicyType(mi.Spec.Injection.FailurePolicy),
 		Endpoint:              endpoint,
 		Labels:                ownershipLabels(mi),
