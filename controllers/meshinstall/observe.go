@@ -86,6 +86,12 @@ type observation struct {
 	// (observeForeign); while it holds an istiod or an injector, nothing
 	// is applied (foreignRefusal).
 	foreign foreignControlPlane
+	// migration is the foreign revision spec.migration adopts (or an abort
+	// still finishing); nil without one.
+	migration *migrationObservation
+	// migratedTemplates are the workloads whose pod template carries
+	// migration.LabelMigrated.
+	migratedTemplates map[rollout.Key]bool
 }
 
 // observe reads what the MeshInstall owns, grouped by revision, where the
@@ -187,6 +193,9 @@ func (r *Reconciler) gather(ctx context.Context, mi *meshv1alpha1.MeshInstall) (
 		return nil, err
 	}
 	if obs.foreign, err = r.observeForeign(ctx, mi, obs); err != nil {
+		return nil, err
+	}
+	if obs.migration, err = r.observeMigration(ctx, mi, obs); err != nil {
 		return nil, err
 	}
 	if err := r.observeMultusNetwork(ctx, mi, obs); err != nil {

@@ -103,13 +103,10 @@ func Decide(in Input) Plan {
 		return abort(in)
 	}
 	p := Plan{Status: meshv1alpha1.MigrationStatus{Revision: in.Spec.Revision, Namespace: in.Spec.Namespace}}
+	wasComplete := false
 	if prev := in.Previous; prev != nil && prev.Revision == in.Spec.Revision {
 		p.Status.Weight, p.Status.StepStartTime, p.Status.ForeignUnusedSince = prev.Weight, prev.StepStartTime, prev.ForeignUnusedSince
-		if prev.Phase == meshv1alpha1.MigrationComplete {
-			p.Status.Phase, p.Status.Message = prev.Phase, prev.Message
-			count(in, &p)
-			return p
-		}
+		wasComplete = prev.Phase == meshv1alpha1.MigrationComplete
 	}
 	// First the foreign entries leave migrated pods out; nothing else
 	// moves in the pass that narrows them.
@@ -119,6 +116,16 @@ func Decide(in Input) Plan {
 		}
 	}
 	count(in, &p)
+	if wasComplete {
+		// Kept (Keep), the foreign injector still injects what is not
+		// migrated: a workload that appears on it later moves too, and
+		// entries its installer wrote back are narrowed again.
+		p.Status.Phase, p.Status.Message = meshv1alpha1.MigrationComplete, in.Previous.Message
+		if len(p.Narrow) == 0 && in.ReadyToInject {
+			move(in, &p)
+		}
+		return p
+	}
 	switch {
 	case len(p.Narrow) > 0:
 		return handingOver(p, "narrowing the foreign injector's entries to leave out migrated pods")

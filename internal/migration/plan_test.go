@@ -156,6 +156,11 @@ func TestDecide(t *testing.T) {
 				if again := Decide(in); again.RemoveForeign || again.Status.Phase != meshv1alpha1.MigrationComplete {
 					t.Errorf("the pass after completion: remove %v, phase %s", again.RemoveForeign, again.Status.Phase)
 				}
+				// Kept: a workload that appears on the foreign revision later moves too.
+				in.Workloads = append(in.Workloads, Workload{Key: deployment("shop", "late"), ForeignPods: 1, RolledOut: true})
+				if again := Decide(in); len(again.Label) != 1 || again.Label[0].Name != "late" || again.Status.Phase != meshv1alpha1.MigrationComplete {
+					t.Errorf("a late workload after completion: label %v, phase %s", again.Label, again.Status.Phase)
+				}
 			}},
 		{name: "complete with Keep: kept, and the status says what to run",
 			in: input(func(in *Input) {
