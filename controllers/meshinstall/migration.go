@@ -462,3 +462,30 @@ func (r *Reconciler) migrationStep(ctx context.Context, mi *meshv1alpha1.MeshIns
 	}
 	return p, r.carryOutMigration(ctx, mi, obs.migration, p)
 }
+
+// restoreNarrowedInjectors restores, when a MeshInstall is deleted, every
+// foreign injector a migration narrowed, before meshkeeper's injector goes:
+// otherwise migrated workloads' new pods would match no injector at all.
+// For that moment both match them; each injector leaves a pod the other
+// injected alone (sidecar.istio.io/status), so one injects it.
+func (r *Reconciler) restoreNarrowedInjectors(ctx context.Context) error {
+	var mutating admissionregistrationv1.MutatingWebhookConfigurationList
+	if err := r.List(ctx, &mutating); err != nil {
+		return fmt.Errorf("listing MutatingWebhookConfigurations: %w", err)
+	}
+	var errs []error
+	for i := range mutating.Items {
+		if cached := &mutating.Items[i]; controlledByAMeshInstallRef(cached) || !istioInjector(cached) {
+			continue
+		}
+		w := &admissionregistrationv1.MutatingWebhookConfiguration{}
+		if err := r.APIReader.Get(ctx, client.ObjectKey{Name: mutating.Items[i].Name}, w); err != nil {
+			errs = append(errs, client.IgnoreNotFound(err))
+			continue
+		}
+		if _, narrowed := w.Annotations[migration.AnnotationOriginalSelectors]; narrowed {
+			errs = append(errs, r.rewriteInjector(ctx, w, migration.Restore))
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -493,3 +493,36 @@ func TestMigrationAbortReturnsEveryWorkloadAndRestoresTheInjector(t *testing.T) 
 	f.untouched(t, before)
 	waitCondition(t, mi.Name, meshv1alpha1.ConditionStalled, metav1.ConditionTrue, meshv1alpha1.ReasonForeignIstioInstallation)
 }
+
+// TestDeletingAMigratingMeshInstallRestoresTheInjector: a MeshInstall
+// deleted mid-migration gives the foreign injector back its selectors,
+// exactly, before its own injector goes: migrated workloads' new pods are
+// never left with no injector.
+func TestDeletingAMigratingMeshInstallRestoresTheInjector(t *testing.T) {
+	startManager(t, managerOpts{})
+	f := installForeignMesh(t, 2)
+	original, err := liveInjector(t, f.injector.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mi := createSample(t, migrationSample(f, meshv1alpha1.ForeignControlPlaneRemove, time.Hour))
+	f.handedOver(t, mi)
+	if err := env.Client.Delete(context.Background(), getMI(t, mi.Name)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, timeout, "meshkeeper's injector deleted", func() error {
+		if _, err := liveInjector(t, webhookconfig.InjectorName); !apierrors.IsNotFound(err) {
+			return fmt.Errorf("still there (%v)", err)
+		}
+		return nil
+	})
+	restored, err := liveInjector(t, f.injector.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := json.Marshal([]any{original.Annotations, original.Webhooks})
+	got, _ := json.Marshal([]any{restored.Annotations, restored.Webhooks})
+	if string(got) != string(want) {
+		t.Errorf("the foreign injector is not as it was:\nwant %s\ngot  %s", want, got)
+	}
+}
