@@ -191,6 +191,7 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, mi *meshv1alpha1.MeshI
 		if migrating, err = r.migrationStep(ctx, mi, obs, st); err != nil {
 			return ctrl.Result{}, err
 		}
+		obs.migrationPhase = migrating.Status.Phase
 		if len(migrating.Narrow) > 0 || migrating.RemoveForeign || len(migrating.Restore) > 0 {
 			// The next pass reads the foreign injectors as they now are.
 			return ctrl.Result{RequeueAfter: migrationReread}, nil

@@ -359,6 +359,7 @@ func migrateToCompletion(t *testing.T, action meshv1alpha1.ForeignControlPlaneAc
 	before := f.snapshot(t)
 	mi := createSample(t, migrationSample(f, action, time.Second))
 	f.handedOver(t, mi)
+	waitCondition(t, mi.Name, meshv1alpha1.ConditionUpgradeInProgress, metav1.ConditionTrue, meshv1alpha1.ReasonMigrating)
 
 	podMigrated := map[string]bool{}
 	var seen []int
@@ -382,6 +383,7 @@ func migrateToCompletion(t *testing.T, action meshv1alpha1.ForeignControlPlaneAc
 	if st.Weight != 100 || st.MigratedWorkloads != int32(len(f.deployments)) || st.ForeignPods != 0 || !strings.Contains(st.Message, says) {
 		t.Errorf("status.migration %+v, want its message to say %q", st, says)
 	}
+	waitCondition(t, mi.Name, meshv1alpha1.ConditionUpgradeInProgress, metav1.ConditionFalse, meshv1alpha1.ReasonUpToDate)
 	foreign := []client.Object{
 		&admissionregistrationv1.MutatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: f.injector.Name}},
 		&admissionregistrationv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: "istio-validator-" + f.namespace}},

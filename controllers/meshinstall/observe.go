@@ -92,6 +92,9 @@ type observation struct {
 	// migratedTemplates are the workloads whose pod template carries
 	// migration.LabelMigrated.
 	migratedTemplates map[rollout.Key]bool
+	// migrationPhase is the phase the pass's migration step decided: a
+	// change of it is reported (UpgradeInProgress) by a pass that applies.
+	migrationPhase meshv1alpha1.MigrationPhase
 }
 
 // observe reads what the MeshInstall owns, grouped by revision, where the

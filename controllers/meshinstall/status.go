@@ -530,6 +530,11 @@ func (s *statusBuilder) upgrading() metav1.Condition {
 	switch s.plan.Phase {
 	case revision.PhaseUpgradingInPlace, revision.PhaseCanary, revision.PhaseCanaryPaused, revision.PhaseAborting:
 		c.Status, c.Reason, c.Message = metav1.ConditionTrue, phaseReason(s.plan.Phase), s.plan.Message
+		return c
+	}
+	if m := s.migration; m != nil && m.Phase != meshv1alpha1.MigrationComplete && m.Phase != meshv1alpha1.MigrationAborted {
+		c.Status, c.Reason = metav1.ConditionTrue, meshv1alpha1.ReasonMigrating
+		c.Message = fmt.Sprintf("migration off the foreign revision %s (%s, %d%%): %s", m.Revision, m.Phase, m.Weight, m.Message)
 	}
 	return c
 }
