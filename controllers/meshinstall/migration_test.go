@@ -362,7 +362,10 @@ func migrateToCompletion(t *testing.T, action meshv1alpha1.ForeignControlPlaneAc
 	waitCondition(t, mi.Name, meshv1alpha1.ConditionUpgradeInProgress, metav1.ConditionTrue, meshv1alpha1.ReasonMigrating)
 
 	podMigrated := map[string]bool{}
-	var seen []int
+	// Nothing was migrated before the MeshInstall; the second step needs
+	// the first one's workloads rolled out, which only this loop does, so
+	// it sees the first step's count.
+	seen := []int{0}
 	eventually(t, 2*timeout, "the migration complete", func() error {
 		n := f.playDeploymentController(t, podMigrated)
 		if len(seen) == 0 || seen[len(seen)-1] != n {
