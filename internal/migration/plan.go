@@ -79,8 +79,10 @@ type Plan struct {
 	RequeueAfter time.Duration
 }
 
-// poll is how often a migration in progress looks again.
-const poll = 5 * time.Second
+// poll is how often a migration in progress looks again. Pod and workload
+// events are batched (the reconciler's podEventDelay, 10s); a step waits on
+// rollouts, so it looks sooner, only while a migration runs.
+const poll = 2 * time.Second
 
 // Active says whether a migration is under way or being aborted: spec.migration
 // is set, or something of one is still in the cluster (a narrowed foreign
