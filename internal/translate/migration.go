@@ -28,5 +28,13 @@ func Migrate(r Result, in Installation, into string) (Result, error) {
 	mi.Spec.Migration = &meshv1alpha1.MigrationSpec{Revision: cmp.Or(in.Revision, "default"), Namespace: in.Istiod.Namespace,
 		ForeignControlPlane: meshv1alpha1.ForeignControlPlaneKeep}
 	gaps := slices.DeleteFunc(slices.Clone(r.Gaps), func(g Gap) bool { return strings.HasPrefix(g.Setting, "revision name ") })
+	foreign := in.Istiod.Namespace
+	gaps = append(gaps,
+		Gap{Setting: "mesh CA of " + foreign, Why: fmt.Sprintf("meshkeeper's istiod in %s signs with its own CA unless %s holds a cacerts Secret: "+
+			"copy the foreign CA there first (istio-ca-secret's or cacerts' PEMs as cacerts: ca-cert.pem, ca-key.pem, root-cert.pem, cert-chain.pem), "+
+			"or migrated and unmigrated workloads will not trust each other's certificates", into, into)},
+		Gap{Setting: "meshConfig.rootNamespace " + foreign, Why: fmt.Sprintf("meshkeeper's istiod reads mesh-wide policies (PeerAuthentication, "+
+			"Sidecar, EnvoyFilter without a workload selector) from %s: copy those of %s there", into, foreign)})
+	slices.SortStableFunc(gaps, func(a, b Gap) int { return strings.Compare(a.Setting, b.Setting) })
 	return Result{MeshInstall: mi, Gaps: gaps}, nil
 }

@@ -311,6 +311,11 @@ func TestMigrate(t *testing.T) {
 			t.Errorf("while migrating, istio.io/rev=<revision> namespaces stay injected; reported: %+v", g)
 		}
 	}
+	for _, want := range []string{"mesh CA of istio-system", "meshConfig.rootNamespace istio-system"} {
+		if !slices.ContainsFunc(got.Gaps, func(g Gap) bool { return g.Setting == want }) {
+			t.Errorf("gap %q not reported: %+v", want, got.Gaps)
+		}
+	}
 	if translated.MeshInstall.Spec.Migration != nil {
 		t.Error("Migrate changed the translation it was given")
 	}
