@@ -138,7 +138,7 @@ test: ## Run every test: generated code, bundle and Helm chart, vet, gofmt, aler
 # The fuzz run follows the unit suites while the end-to-end suite runs
 # beside them. (Beside the unit suites too, it made 188 executions in its
 # 15 s instead of thousands.) Its two workers (one per core, go test's
-# default) get it a fair share of the CPU beside five clusters: with one it
+# default) get it a fair share of the CPU beside six clusters: with one it
 # made 637 executions in 15 s there.
 .PHONY: test-unit-then-fuzz
 test-unit-then-fuzz: test-unit
@@ -169,7 +169,7 @@ test-unit: k8s-tools ## Run the unit and envtest suites (no simulated cluster).
 	go test $(GO_TEST_FLAGS) $$(go list ./... | grep -v /test/e2e)
 
 .PHONY: test-e2e
-E2E_PARALLEL ?= 5
+E2E_PARALLEL ?= 6
 test-e2e: k8s-tools ## Run the end-to-end suite on fresh simulated clusters, E2E_PARALLEL at a time (never cached: it builds the operator).
 	E2E_PARALLEL=$(E2E_PARALLEL) go test $(GO_TEST_FLAGS) -count=1 -v -parallel 64 -timeout 30m ./test/e2e/
 

@@ -19,6 +19,7 @@ import (
 
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
+	"github.com/prometheus/client_golang/prometheus"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -108,7 +109,7 @@ func main() {
 	flag.StringVar(&o.certSecret, "webhook-cert-secret", "meshkeeper-webhook-certs", "Secret holding the webhook CA and serving certificate (self-managed).")
 	flag.StringVar(&o.webhookService, "webhook-service", "meshkeeper-webhook-service", "Service in front of the webhook server (in-cluster mode).")
 	flag.StringVar(&o.webhookURL, "webhook-url", "", "Base URL the API server uses to reach the webhook server when the operator runs outside the cluster, e.g. https://127.0.0.1:9443. Replaces the Service.")
-	flag.DurationVar(&o.certValidity, "webhook-cert-validity", certs.DefaultLifetimes.Serving, "Lifetime of the webhook serving certificate; it is renewed after two thirds of it.")
+	flag.DurationVar(&o.certValidity, "webhook-cert-validity", certs.DefaultLifetimes.Serving, "Lifetime of the webhook serving certificate; it is renewed after two thirds of it. The MeshkeeperWebhookCertificateNearExpiry alert (14 days left) assumes at least 21 days.")
 	flag.StringVar(&o.certProvider, "webhook-cert-provider", certProviderSelfManaged, "Who issues the webhook serving certificate: self-managed (the operator's own CA, in --webhook-cert-secret) or cert-manager (a Certificate from --webhook-cert-issuer-*, its CA injected into the webhook configurations by cert-manager's cainjector).")
 	flag.StringVar(&o.certificateName, "webhook-certificate", "meshkeeper-webhook-cert", "With cert-manager: name of the Certificate (and of its Secret) the operator applies in --namespace.")
 	flag.StringVar(&o.certIssuer.Kind, "webhook-cert-issuer-kind", cmapi.IssuerKind, "With cert-manager: kind of the issuer of the webhook certificate, Issuer (in --namespace) or ClusterIssuer.")
@@ -243,6 +244,16 @@ func run(ctx context.Context, o options) error {
 	}
 	// The same checks as meshkeeper_ready_check, for the alerts.
 	if err := ctrlmetrics.Registry.Register(checks); err != nil {
+		return err
+	}
+	// Whether replicas elect a leader: MeshkeeperNoLeader alerts only then
+	// (without it no replica reports leader_election_master_status).
+	leaderElection := prometheus.NewGauge(prometheus.GaugeOpts{Name: "meshkeeper_leader_election_enabled",
+		Help: "1 when the operator elects a leader (--leader-elect), 0 when every replica reconciles on its own."})
+	if o.leaderElect {
+		leaderElection.Set(1)
+	}
+	if err := ctrlmetrics.Registry.Register(leaderElection); err != nil {
 		return err
 	}
 	log.Info("starting manager", "namespace", o.namespace, "webhookURL", o.webhookURL, "webhookCertProvider", o.certProvider)

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	k8stypes "k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -235,6 +237,27 @@ func TestPrecheckAgainstAnAPIServer(t *testing.T) {
 		check(t, "precheck-canary", "1.32.0", false)
 		check(t, "precheck-unsupported", "1.33.0", true)
 	})
+	t.Run("the validator's Pod Security warning", func(t *testing.T) {
+		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "locked",
+			Labels: map[string]string{"istio-injection": "enabled", "pod-security.kubernetes.io/enforce": "restricted"}}}
+		if err := env.Client.Create(context.Background(), ns); err != nil {
+			t.Fatal(err)
+		}
+		// envtest runs no namespace controller: a deleted namespace stays,
+		// Terminating, with its labels; the label goes first.
+		t.Cleanup(func() {
+			delete(ns.Labels, "pod-security.kubernetes.io/enforce")
+			_ = env.Client.Update(context.Background(), ns)
+			_ = env.Client.Delete(context.Background(), ns)
+		})
+		out, err := runPlugin(t, "precheck", "1.32.0")
+		if err != nil {
+			t.Fatalf("precheck: %v\n%s", err, out)
+		}
+		if want := "meshed namespaces enforce Pod Security restricted (locked)"; !strings.Contains(out, want) {
+			t.Errorf("precheck does not warn %q:\n%s", want, out)
+		}
+	})
 	t.Run("in place", func(t *testing.T) {
 		mi := &meshv1alpha1.MeshInstall{}
 		if err := env.Client.Get(context.Background(), client.ObjectKey{Name: "default"}, mi); err != nil {
@@ -318,6 +341,61 @@ func TestStatusWatchRedrawsOnAChange(t *testing.T) {
 	testenv.Eventually(t, 3*time.Second, 50*time.Millisecond, "a redraw with the change", func() error {
 		_, after, found := strings.Cut(out.String(), "\n---\n")
 		if !found || !strings.Contains(after, "available 0/1  42") {
+			return errors.New(out.String())
+		}
+		return nil
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("status --watch ended with %v", err)
+	}
+}
+
+// endingWatches hands out, first, a watch that has already ended, as the
+// API server ends every watch after some minutes; later ones are real.
+type endingWatches struct {
+	client.WithWatch
+	calls atomic.Int32
+}
+
+func (e *endingWatches) Watch(ctx context.Context, list client.ObjectList, opts ...client.ListOption) (watch.Interface, error) {
+	if e.calls.Add(1) == 1 {
+		ended := watch.NewFake()
+		ended.Stop()
+		return ended, nil
+	}
+	return e.WithWatch.Watch(ctx, list, opts...)
+}
+
+// status --watch outlasts a watch the API server ends: it watches again
+// and still redraws a change at once (well within its 5 s redraw tick).
+func TestStatusWatchOutlastsAnEndedWatch(t *testing.T) {
+	meshFixture(t)
+	c, err := client.NewWithWatch(env.Config, client.Options{Scheme: env.Scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	watches := &endingWatches{WithWatch: c}
+	ctx, cancel := context.WithCancel(context.Background())
+	var out syncBuffer
+	done := make(chan error, 1)
+	go func() { done <- watchStatus(ctx, watches, "", "", &out, false) }()
+	testenv.Eventually(t, 10*time.Second, 50*time.Millisecond, "watching again", func() error {
+		if watches.calls.Load() < 2 {
+			return errors.New("no second watch")
+		}
+		return nil
+	})
+	mi := &meshv1alpha1.MeshInstall{}
+	if err := env.Client.Get(ctx, client.ObjectKey{Name: "default"}, mi); err != nil {
+		t.Fatal(err)
+	}
+	mi.Status.Revisions[0].Pods = 43
+	if err := env.Client.Status().Update(ctx, mi); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 3*time.Second, 50*time.Millisecond, "a redraw with the change", func() error {
+		if !strings.Contains(out.String(), "available 0/1  43") {
 			return errors.New(out.String())
 		}
 		return nil

@@ -10,19 +10,18 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
-	"istio.io/api/annotation"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/klog/v2"
+	psaapi "k8s.io/pod-security-admission/api"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
 	"github.com/meshkeeper/meshkeeper/internal/admission"
-	"github.com/meshkeeper/meshkeeper/internal/inject"
 	"github.com/meshkeeper/meshkeeper/internal/ownership"
 	"github.com/meshkeeper/meshkeeper/internal/refusal"
 	"github.com/meshkeeper/meshkeeper/internal/render"
@@ -97,6 +96,13 @@ func precheck(ctx context.Context, c client.Reader, name, to string) (precheckRe
 	if r.Warnings, r.Refused = admission.ValidateUpdate(mi, updated, admission.Namespaces{}); r.Refused != nil {
 		return r, nil
 	}
+	// The validator's other warning: meshed namespaces whose Pod Security
+	// level the new version's injected pods cannot pass.
+	var enforcing corev1.NamespaceList
+	if err := c.List(ctx, &enforcing, client.HasLabels{psaapi.EnforceLevelLabel}); err != nil {
+		return r, fmt.Errorf("listing namespaces that enforce Pod Security: %w", err)
+	}
+	r.Warnings = append(r.Warnings, admission.PodSecurityWarnings(updated, enforcing.Items)...)
 	if r.Plan, r.Refused = admission.PlanUpdate(mi, updated); r.Refused != nil {
 		return r, nil
 	}
@@ -189,16 +195,8 @@ func rolloutNeeded(ctx context.Context, c client.Reader, mi *meshv1alpha1.MeshIn
 // what it should run when the injector sends it there; false when it is
 // not in the mesh.
 func podMovingTo(pod *corev1.Pod, cluster clusterFacts, target string) (rollout.Pod, bool) {
-	w := inject.WorkloadOf(pod, pod.Namespace)
-	p := rollout.Pod{Owner: rollout.Key{Kind: w.Kind, Namespace: pod.Namespace, Name: w.Name}, TargetReady: true}
-	if w.Kind == "Pod" {
-		p.Owner.Name = pod.Name
-	}
-	if rev, ok := pod.Annotations[inject.AnnotationRevision]; ok {
-		p.Current = rollout.Target(rev, pod.Annotations[inject.AnnotationConfigHash])
-	}
-	_, injected := pod.Annotations[annotation.SidecarStatus.Name]
-	p.Uninjected = !injected
+	p := rollout.PodOf(pod)
+	p.TargetReady = true
 	path := cluster.matcher.Route(cluster.namespaces[pod.Namespace].Labels, webhookconfig.Pod{Namespace: pod.Namespace, Labels: pod.Labels, Annotations: pod.Annotations, HostNetwork: pod.Spec.HostNetwork})
 	kind, name, ok := webhookconfig.ParseTargetPath(path)
 	switch {

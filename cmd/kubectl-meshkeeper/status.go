@@ -169,15 +169,23 @@ func podsByRevision(ctx context.Context, c client.Reader, namespace string) (*na
 // that the canary's step clock moves.
 const watchInterval = 5 * time.Second
 
+// readWatcher reads and watches; nothing of the plugin writes.
+type readWatcher interface {
+	client.Reader
+	Watch(ctx context.Context, list client.ObjectList, opts ...client.ListOption) (watch.Interface, error)
+}
+
 // watchStatus redraws the status on every change of MeshInstalls and every
 // watchInterval until ctx ends. On a terminal it redraws in place; into a
 // pipe it prints each new view after a separator, and only when it changed.
-func watchStatus(ctx context.Context, c client.WithWatch, name, namespace string, out io.Writer, colour bool) error {
+// A watch the API server ends (it does after some minutes, or with an error
+// such as an expired resourceVersion) is opened again: an upgrade outlasts it.
+func watchStatus(ctx context.Context, c readWatcher, name, namespace string, out io.Writer, colour bool) error {
 	w, err := c.Watch(ctx, &meshv1alpha1.MeshInstallList{})
 	if err != nil {
 		return fmt.Errorf("watching MeshInstalls: %w", err)
 	}
-	defer w.Stop()
+	defer func() { w.Stop() }()
 	tick := time.NewTicker(watchInterval)
 	defer tick.Stop()
 	last := ""
@@ -201,12 +209,18 @@ func watchStatus(ctx context.Context, c client.WithWatch, name, namespace string
 		case <-ctx.Done():
 			return nil
 		case ev, ok := <-w.ResultChan():
-			if !ok {
-				return fmt.Errorf("the watch of MeshInstalls ended")
+			if ok && ev.Type != watch.Error {
+				continue
 			}
-			if ev.Type == watch.Error {
-				return fmt.Errorf("watching MeshInstalls: %v", ev.Object)
+			w.Stop()
+			again, err := c.Watch(ctx, &meshv1alpha1.MeshInstallList{})
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return fmt.Errorf("watching MeshInstalls again after the API server ended the watch: %w", err)
 			}
+			w = again
 		case <-tick.C:
 		}
 	}

@@ -85,7 +85,7 @@ func hugeLabels() map[string]string {
 func cniAppPod() *corev1.Pod {
 	p := appPod(appLabels())
 	p.Spec.NodeName = "ip-10-0-112-34.eu-west-1.compute.internal"
-	p.Spec.InitContainers[0].Name = render.CNIValidationContainer
+	p.Spec.InitContainers[0].Name = inject.ValidationContainerName
 	return p
 }
 

@@ -38,17 +38,9 @@ func TestTurningCNIOnRestartsWorkloadsOntoTheNewShape(t *testing.T) {
 	}
 	withoutCNI := cm.Annotations[inject.AnnotationConfigHash]
 
-	// A Deployment whose pod the current configuration injected.
-	outdatedWorkload(t, ns, &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "web"}, Spec: appsv1.DeploymentSpec{Replicas: ptr.To[int32](2)}})
-	pod := &corev1.Pod{}
-	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "web-5d4f8b7c9-x7k2p"}, pod); err != nil {
-		t.Fatal(err)
-	}
-	pod.Annotations[inject.AnnotationConfigHash] = withoutCNI
-	pod.Annotations[inject.AnnotationProxyVersion] = mi.Spec.Version
-	if err := env.Client.Update(ctx, pod); err != nil {
-		t.Fatal(err)
-	}
+	// A Deployment whose pod the current configuration injected. (Created
+	// outdated, then stamped up to date, a pass in between restarted it.)
+	injectedWorkload(t, ns, &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "web"}, Spec: appsv1.DeploymentSpec{Replicas: ptr.To[int32](2)}}, withoutCNI)
 	eventually(t, timeout, "the pass that saw the up-to-date pod", func() error {
 		got := getMI(t, mi.Name)
 		if got.Status.ObservedGeneration != got.Generation || got.Status.DataPlane == nil || got.Status.DataPlane.UpToDatePods == 0 {

@@ -172,7 +172,7 @@ func TestCNIAgentIsRemovedOnceNoPodReliesOnIt(t *testing.T) {
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "app", Labels: map[string]string{inject.LabelInjectedBy: render.DefaultRevision}},
 		Spec: corev1.PodSpec{
-			InitContainers: []corev1.Container{{Name: render.CNIValidationContainer, Image: "proxyv2"}},
+			InitContainers: []corev1.Container{{Name: inject.ValidationContainerName, Image: "proxyv2"}},
 			Containers:     []corev1.Container{{Name: "app", Image: "app"}},
 		},
 	}
@@ -190,7 +190,7 @@ func TestCNIAgentIsRemovedOnceNoPodReliesOnIt(t *testing.T) {
 	if err := env.Client.Delete(ctx, pod, client.GracePeriodSeconds(0)); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, timeout+podEventDelay, "the agent's objects deleted", func() error {
+	eventually(t, timeout+envtestPodEventDelay, "the agent's objects deleted", func() error {
 		for _, o := range []client.Object{
 			&appsv1.DaemonSet{ObjectMeta: metav1.ObjectMeta{Namespace: "kube-system", Name: render.CNIDaemonSetName}},
 			&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: "kube-system", Name: render.CNIConfigMapName}},

@@ -54,6 +54,9 @@ type Reconciler struct {
 	// cert-manager or the mesh CA's issuer while it waits on them (neither
 	// is watched); DefaultCertificateAuthorityPoll when zero.
 	CertificateAuthorityPoll time.Duration
+	// PodEventDelay is how long pod, namespace and workload events are
+	// batched into one pass; DefaultPodEventDelay when zero.
+	PodEventDelay time.Duration
 
 	watches *dynamicWatches
 	// applied maps a MeshInstall's name to its last pass that applied,
@@ -122,11 +125,15 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ct
 	mi := &meshv1alpha1.MeshInstall{}
 	if err := r.Get(ctx, req.NamespacedName, mi); err != nil {
 		r.applied.Delete(req.Name)
+		if apierrors.IsNotFound(err) {
+			forgetMetrics(req.Name)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 
 	if !mi.DeletionTimestamp.IsZero() {
 		r.applied.Delete(mi.Name)
+		forgetMetrics(mi.Name)
 		return r.reconcileDelete(ctx, mi)
 	}
 	if !controllerutil.ContainsFinalizer(mi, Finalizer) {

@@ -796,7 +796,7 @@ func TestAPassThatChangesNothingWritesNothing(t *testing.T) {
 		}
 		time.Sleep(time.Second)
 	}
-	time.Sleep(podEventDelay + 2*time.Second)
+	time.Sleep(envtestPodEventDelay + 2*time.Second)
 	if n := w.n.Load(); n != settled {
 		t.Errorf("%d writes by passes that changed nothing (last: %v)", n-settled, w.last.Load())
 	}

@@ -89,7 +89,7 @@ const cachedCNIValidation = "cache.mesh.meshkeeper.dev/istio-validation"
 // node agent: its istio-validation init container.
 func hasCNIValidation(p *corev1.Pod) bool {
 	for _, c := range p.Spec.InitContainers {
-		if c.Name == render.CNIValidationContainer {
+		if c.Name == inject.ValidationContainerName {
 			return true
 		}
 	}

@@ -108,4 +108,17 @@ func recordMetrics(mi *meshv1alpha1.MeshInstall, err error) {
 	}
 }
 
+// forgetMetrics removes every series of MeshInstall name: a MeshInstall
+// deleted (or being deleted) is reported by no gauge, so no alert keeps
+// firing on the last values it had.
+func forgetMetrics(name string) {
+	byName := prometheus.Labels{"meshinstall": name}
+	for _, v := range []interface {
+		DeletePartialMatch(prometheus.Labels) int
+	}{revisionsGauge, readyGauge, canaryWeightGauge, dataPlaneGauge, revisionPodsGauge, passes, rolloutWorkloads, reconcileErrors,
+		stalledGauge, canaryHealthyGauge, meshCAExpiryGauge} {
+		v.DeletePartialMatch(byName)
+	}
+}
+
 func itoa(i int32) string { return strconv.Itoa(int(i)) }

@@ -1,6 +1,9 @@
 package meshinstall
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -9,7 +12,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
 )
@@ -88,4 +94,52 @@ func seriesOf(t *testing.T, g *prometheus.GaugeVec, meshInstall string) map[stri
 		out[strings.Join(values, ",")] = pb.GetGauge().GetValue()
 	}
 	return out
+}
+
+// A deleted MeshInstall leaves no series behind: its alerts (stalled, not
+// Ready, pods without sidecars) would otherwise fire on its last values
+// until the operator restarts.
+func TestADeletedMeshInstallLeavesNoSeries(t *testing.T) {
+	startManager(t, managerOpts{})
+	ctx := context.Background()
+	mi := createSample(t, nil)
+	eventually(t, timeout, "the MeshInstall's series", func() error {
+		if n := seriesNamed(t, mi.Name); n == 0 {
+			return errors.New("none yet")
+		}
+		return nil
+	})
+	if err := env.Client.Delete(ctx, mi); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, timeout, "no series of the deleted MeshInstall", func() error {
+		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(mi), &meshv1alpha1.MeshInstall{}); !apierrors.IsNotFound(err) {
+			return fmt.Errorf("the MeshInstall is still there (%v)", err)
+		}
+		if n := seriesNamed(t, mi.Name); n > 0 {
+			return fmt.Errorf("%d series still name it", n)
+		}
+		return nil
+	})
+}
+
+// seriesNamed counts the series in the manager's registry whose
+// meshinstall label is name.
+func seriesNamed(t *testing.T, name string) int {
+	t.Helper()
+	families, err := ctrlmetrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "meshinstall" && l.GetValue() == name {
+					n++
+				}
+			}
+		}
+	}
+	return n
 }

@@ -237,7 +237,7 @@ func applyInputs(mi *meshv1alpha1.MeshInstall, p revision.Plan, obs *observation
 		CNIVersion                 string
 		CNI                        *revision.ObservedCNI
 		CNIRelied                  bool
-		PodSecurity                map[string]map[string]string
+		PodSecurity                map[string]string
 		// The foreign webhook configurations a migration holds (the
 		// injector's gate, what is not applied under their names).
 		MigrationHeld  []string
@@ -246,7 +246,7 @@ func applyInputs(mi *meshv1alpha1.MeshInstall, p revision.Plan, obs *observation
 		mi.UID, mi.Generation, mi.Labels, mi.Annotations,
 		revisions, p.Routing, p.Prune, p.Phase, p.Message, p.Waiting, p.Blocked,
 		ca, live, obs.endpoint, obs.nodesWithoutNativeSidecars, obs.crdHashes, obs.retired, namespaces, obs.controlledNamespaces,
-		cniVersion(p), obs.CNI, obs.cni.reliant > 0, enforcedLevels(obs), migrationHeld(obs.migration), obs.migrationPhase,
+		cniVersion(p), obs.CNI, obs.cni.reliant > 0, enforcedLevelInputs(obs), migrationHeld(obs.migration), obs.migrationPhase,
 	}
 	raw, err := json.Marshal(in)
 	if err != nil {

@@ -1,8 +1,6 @@
 package meshinstall
 
 import (
-	"maps"
-	"slices"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -14,17 +12,29 @@ import (
 	"github.com/meshkeeper/meshkeeper/internal/render"
 )
 
-// enforcedLevels are the namespaces that enforce a Pod Security level the
-// injection may fail (baseline or restricted), with their labels: what
-// PodSecurityCompatible judges, and part of applyInputs, so that a
-// namespace labelled later is judged by a pass.
+// enforcedLevels are the meshed namespaces that enforce a Pod Security
+// level the injection may fail (baseline or restricted), with their labels:
+// what PodSecurityCompatible judges, and part of applyInputs (as name →
+// level), so that a namespace labelled later is judged by a pass while
+// other label changes of such a namespace start none.
 func enforcedLevels(obs *observation) map[string]map[string]string {
 	out := map[string]map[string]string{}
 	for name, labels := range obs.namespaces {
 		switch labels[psa.EnforceLevelLabel] {
 		case string(psa.LevelBaseline), string(psa.LevelRestricted):
-			out[name] = labels
+			if meshadmission.Meshed(labels) {
+				out[name] = labels
+			}
 		}
+	}
+	return out
+}
+
+// enforcedLevelInputs is enforcedLevels as applyInputs hashes it.
+func enforcedLevelInputs(obs *observation) map[string]string {
+	out := map[string]string{}
+	for name, labels := range enforcedLevels(obs) {
+		out[name] = labels[psa.EnforceLevelLabel]
 	}
 	return out
 }
@@ -35,7 +45,7 @@ func enforcedLevels(obs *observation) map[string]map[string]string {
 // that refuses it.
 func (s *statusBuilder) recordPodSecurity(mi *meshv1alpha1.MeshInstall) {
 	enforced := enforcedLevels(s.obs)
-	if !slices.ContainsFunc(slices.Collect(maps.Values(enforced)), meshadmission.Meshed) {
+	if len(enforced) == 0 {
 		meta.RemoveStatusCondition(&mi.Status.Conditions, meshv1alpha1.ConditionPodSecurityCompatible)
 		return
 	}

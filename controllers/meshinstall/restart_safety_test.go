@@ -27,6 +27,13 @@ import (
 // as the rollout finds workloads after an upgrade, and marks it rolled out.
 func outdatedWorkload(t *testing.T, ns string, d *appsv1.Deployment) {
 	t.Helper()
+	injectedWorkload(t, ns, d, "0000")
+}
+
+// injectedWorkload creates a rolled-out Deployment in ns whose one pod the
+// default revision's configuration of hash injected.
+func injectedWorkload(t *testing.T, ns string, d *appsv1.Deployment, hash string) {
+	t.Helper()
 	ctx := context.Background()
 	d.Namespace = ns
 	d.Spec.Selector = &metav1.LabelSelector{MatchLabels: map[string]string{"app": d.Name}}
@@ -40,7 +47,7 @@ func outdatedWorkload(t *testing.T, ns string, d *appsv1.Deployment) {
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: d.Name + "-5d4f8b7c9-x7k2p", GenerateName: d.Name + "-5d4f8b7c9-",
 			Labels: map[string]string{"app": d.Name, "pod-template-hash": "5d4f8b7c9", inject.LabelInjectedBy: render.DefaultRevision},
 			Annotations: map[string]string{"sidecar.istio.io/status": "{}", "mesh.meshkeeper.dev/revision": render.DefaultRevision,
-				"mesh.meshkeeper.dev/config-hash": "0000", "mesh.meshkeeper.dev/proxy-version": "1.31.4"},
+				"mesh.meshkeeper.dev/config-hash": hash, "mesh.meshkeeper.dev/proxy-version": "1.31.4"},
 			OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: d.Name + "-5d4f8b7c9",
 				UID: types.UID("uid-" + ns + "-" + d.Name), Controller: ptr.To(true)}}},
 		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "nginx"}}},

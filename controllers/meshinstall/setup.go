@@ -92,10 +92,19 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return nil
 }
 
-// podEventDelay batches pod churn: a burst of pod events makes one pass
-// every podEventDelay, and a 1,000-pod rollout a handful of status writes
-// (the counts are a report: ten seconds behind is soon enough).
-const podEventDelay = 10 * time.Second
+// DefaultPodEventDelay batches pod churn: a burst of pod events makes one
+// pass every DefaultPodEventDelay, and a 1,000-pod rollout a handful of
+// status writes (the counts are a report: ten seconds behind is soon
+// enough).
+const DefaultPodEventDelay = 10 * time.Second
+
+// podEventDelay is Reconciler.PodEventDelay, or its default.
+func (r *Reconciler) podEventDelay() time.Duration {
+	if r.PodEventDelay > 0 {
+		return r.PodEventDelay
+	}
+	return DefaultPodEventDelay
+}
 
 // podEvents enqueues every MeshInstall podEventDelay after a pod or
 // namespace changes what the inventory reads; the queue folds a burst into
@@ -119,7 +128,7 @@ func (r *Reconciler) workloadEvents() handler.EventHandler {
 func (r *Reconciler) enqueueLaterOn(changed func(a, b client.Object) bool) handler.EventHandler {
 	enqueue := func(ctx context.Context, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
 		for _, req := range r.allMeshInstalls(ctx, nil) {
-			q.AddAfter(req, podEventDelay)
+			q.AddAfter(req, r.podEventDelay())
 		}
 	}
 	return handler.Funcs{

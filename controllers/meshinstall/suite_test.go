@@ -66,6 +66,9 @@ func startManager(t *testing.T, o managerOpts) *Reconciler {
 		WebhookEndpoint:   testEndpoint,
 		// What is not watched of the mesh CA is polled; tests need not wait 30s.
 		CertificateAuthorityPoll: time.Second,
+		// Pod events batched as in production, on a shorter clock: tests wait
+		// for the pass after a pod changes, not for ten seconds.
+		PodEventDelay: envtestPodEventDelay,
 	}
 	if err := r.SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
@@ -81,6 +84,9 @@ func startManager(t *testing.T, o managerOpts) *Reconciler {
 	})
 	return r
 }
+
+// envtestPodEventDelay is the managers' PodEventDelay here.
+const envtestPodEventDelay = 2 * time.Second
 
 // eventually retries check until it returns nil or the timeout passes.
 func eventually(t *testing.T, timeout time.Duration, what string, check func() error) {

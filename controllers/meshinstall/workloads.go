@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"istio.io/api/annotation"
 	"istio.io/api/label"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -19,7 +18,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
-	"github.com/meshkeeper/meshkeeper/internal/inject"
 	"github.com/meshkeeper/meshkeeper/internal/migration"
 	"github.com/meshkeeper/meshkeeper/internal/render"
 	"github.com/meshkeeper/meshkeeper/internal/revision"
@@ -109,20 +107,11 @@ type workloadPod struct {
 }
 
 func workloadPodOf(p *corev1.Pod) workloadPod {
-	w := inject.WorkloadOf(p, p.Namespace)
-	wp := workloadPod{
+	rp := rollout.PodOf(p)
+	return workloadPod{
 		pod:   webhookconfig.Pod{Namespace: p.Namespace, Labels: p.Labels, Annotations: p.Annotations, HostNetwork: p.Spec.HostNetwork},
-		owner: rollout.Key{Kind: w.Kind, Namespace: p.Namespace, Name: w.Name},
+		owner: rp.Owner, current: rp.Current, uninjected: rp.Uninjected,
 	}
-	if w.Kind == "Pod" {
-		wp.owner.Name = p.Name
-	}
-	if rev, ok := p.Annotations[inject.AnnotationRevision]; ok {
-		wp.current = rollout.Target(rev, p.Annotations[inject.AnnotationConfigHash])
-	}
-	_, injected := p.Annotations[annotation.SidecarStatus.Name]
-	wp.uninjected = !injected
-	return wp
 }
 
 // observeWorkloads reads the users' Deployments, StatefulSets and DaemonSets

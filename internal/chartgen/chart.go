@@ -173,7 +173,7 @@ replicaCount: {{ .Replicas }}
 
 # The manager container's. The memory limit is sized for a cluster of
 # 10,000 pods (see config/manager/manager.yaml); the manager's GOMEMLIMIT
-# (340MiB) assumes a limit of at least 384Mi.
+# follows the memory limit set here.
 resources:
 {{ .Resources }}
 

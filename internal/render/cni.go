@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
+	"github.com/meshkeeper/meshkeeper/internal/inject"
 	"github.com/meshkeeper/meshkeeper/internal/version"
 )
 
@@ -43,11 +44,6 @@ const (
 	// cniContainerName is the agent's one container (install-cni).
 	cniContainerName = "install-cni"
 )
-
-// CNIValidationContainer is the init container the injector adds with the
-// node agent instead of istio-init: it checks that the agent redirected
-// the pod's traffic, and the agent's repair controller watches it fail.
-const CNIValidationContainer = "istio-validation"
 
 // LabelCNI marks, with value "true", every object of the node agent: they
 // carry no revision (one agent serves every revision), and the reconciler
@@ -217,7 +213,7 @@ func cniConfigMap(mi *meshv1alpha1.MeshInstall, v version.Version, c cniSettings
 		"REPAIR_LABEL_PODS":                      strconv.FormatBool(c.repair == meshv1alpha1.CNIRepairLabelPods),
 		"REPAIR_DELETE_PODS":                     strconv.FormatBool(c.repair == meshv1alpha1.CNIRepairDeletePods),
 		"REPAIR_REPAIR_PODS":                     strconv.FormatBool(c.repair == meshv1alpha1.CNIRepairPods),
-		"REPAIR_INIT_CONTAINER_NAME":             CNIValidationContainer,
+		"REPAIR_INIT_CONTAINER_NAME":             inject.ValidationContainerName, // the repair controller watches it fail
 		"REPAIR_BROKEN_POD_LABEL_KEY":            "cni.istio.io/uninitialized",
 		"REPAIR_BROKEN_POD_LABEL_VALUE":          "true",
 		"NATIVE_NFTABLES":                        "false",

@@ -36,8 +36,11 @@ func TestAlertsReadMetricsTheOperatorServes(t *testing.T) {
 			for _, matchers := range parser.ExtractSelectors(e) {
 				name := metricName(matchers)
 				for _, m := range matchers {
-					if !knownLabel(served, name, m.Name) {
+					switch {
+					case !knownLabel(served, name, m.Name):
 						t.Errorf("%s reads %s{%s}, which the operator does not serve", r.Alert, name, m.Name)
+					case !knownValue(served, name, m):
+						t.Errorf("%s reads %s{%s}, a value the operator served none of in the upgrade (it served %q)", r.Alert, name, m, served[name][m.Name])
 					}
 				}
 			}
@@ -62,18 +65,31 @@ func TestAlertsReadMetricsTheOperatorServes(t *testing.T) {
 // knownLabel reports whether the operator serves metric name with label
 // (or __name__): in the recording, with the target's labels Prometheus
 // adds, or as unseenInAnUpgrade says.
-func knownLabel(served map[string][]string, name, label string) bool {
+func knownLabel(served map[string]map[string][]string, name, label string) bool {
 	have, seen := served[name]
 	unseen, expected := unseenInAnUpgrade[name]
 	if !seen && !expected {
 		return false
 	}
-	return label == labels.MetricName || Target.Has(label) || slices.Contains(have, label) || slices.Contains(unseen.labels, label)
+	_, recorded := have[label]
+	return label == labels.MetricName || Target.Has(label) || recorded || slices.Contains(unseen.labels, label)
 }
 
-// servedLabels lists, for each metric of the recorded upgrade, the names of
-// its labels (the target's left out).
-func servedLabels(t *testing.T) map[string][]string {
+// knownValue reports whether an equality matcher names a value the
+// operator served in the recording (a misspelt state or reason would never
+// match): target labels, and labels unseenInAnUpgrade lists, are not held
+// to it.
+func knownValue(served map[string]map[string][]string, name string, m *labels.Matcher) bool {
+	if m.Type != labels.MatchEqual || m.Value == "" || m.Name == labels.MetricName || Target.Has(m.Name) ||
+		slices.Contains(unseenInAnUpgrade[name].labels, m.Name) {
+		return true
+	}
+	return slices.Contains(served[name][m.Name], m.Value) || slices.Contains(unseenInAnUpgrade[name].values[m.Name], m.Value)
+}
+
+// servedLabels lists, for each metric of the recorded upgrade, its labels
+// (the target's left out) with the values each took.
+func servedLabels(t *testing.T) map[string]map[string][]string {
 	t.Helper()
 	scrapes := readSamples(t)
 	st := teststorage.New(t)
@@ -85,14 +101,17 @@ func servedLabels(t *testing.T) map[string][]string {
 		t.Fatal(err)
 	}
 	defer q.Close()
-	out := map[string][]string{}
+	out := map[string]map[string][]string{}
 	set := q.Select(context.Background(), false, nil, labels.MustNewMatcher(labels.MatchRegexp, labels.MetricName, ".+"))
 	for set.Next() {
 		ls := set.At().Labels()
 		name := ls.Get(labels.MetricName)
+		if out[name] == nil {
+			out[name] = map[string][]string{}
+		}
 		ls.Range(func(l labels.Label) {
-			if !slices.Contains(out[name], l.Name) {
-				out[name] = append(out[name], l.Name)
+			if !slices.Contains(out[name][l.Name], l.Value) {
+				out[name][l.Name] = append(out[name][l.Name], l.Value)
 			}
 		})
 	}

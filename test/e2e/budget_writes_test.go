@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
+	"github.com/meshkeeper/meshkeeper/controllers/meshinstall"
 	"github.com/meshkeeper/meshkeeper/internal/localcluster"
 )
 
@@ -147,8 +148,8 @@ func (e *env) counter(t *testing.T, sample string) float64 {
 	return 0
 }
 
-// podEventDelayForTests is the operator's batching of pod events (meshinstall.podEventDelay).
-const podEventDelayForTests = 10 * time.Second
+// podEventDelayForTests is the operator's batching of pod events.
+const podEventDelayForTests = meshinstall.DefaultPodEventDelay
 
 // requestCounts are the operator's API requests by method.
 type requestCounts map[string]float64

@@ -43,7 +43,7 @@ const (
 	// renewed, up to one retry (2s jittered by 1.2, so at most 4.4s) after
 	// the kill, and the follower tries again one retry after it expires.
 	// 15s + 2 × 4.4s ≈ 24s, and a few seconds for two busy cores (the
-	// whole suite runs five clusters at once; measured alone: 14–21s).
+	// whole suite runs six clusters at once; measured alone: 14–21s).
 	maxTakeover = 28 * time.Second
 )
 

@@ -94,7 +94,9 @@ func run(m *testing.M) int {
 		}
 		os.Exit(130)
 	}()
-	return m.Run()
+	code := m.Run()
+	fmt.Print(clusterSlots.summary())
+	return code
 }
 
 // newEnv starts a cluster with nodes kwok nodes and the operator (with

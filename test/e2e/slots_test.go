@@ -1,18 +1,24 @@
 package e2e
 
 import (
+	"cmp"
+	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 )
 
 // clusterSlots bounds how many tests have a cluster at once (E2E_PARALLEL,
-// 5 by default: what two cores carry since the clusters' etcd stopped
-// syncing and their components' GOGC went up, when a suite of four left a
-// third of the CPU idle), and starts the longest tests first.
+// 6 by default: what two cores carry since the clusters' etcd stopped
+// syncing and their components' GOGC went up; measured on the same commit
+// and a loaded machine, six made the suite 369 s where five made it 451 s,
+// the tests together holding their slots about as long, 2092 s and
+// 2147 s), and starts the longest tests first.
 // go test's own -parallel would bound them too, but hands its slots out in
 // no particular order: the longest test (minutes of steady state) started
 // last as often as first, and the suite's wall time was its length added
@@ -26,7 +32,7 @@ func parallelFromEnv() int {
 	if n, err := strconv.Atoi(os.Getenv("E2E_PARALLEL")); err == nil && n > 0 {
 		return n
 	}
-	return 5
+	return 6
 }
 
 // slotSettle is how long the first request waits for the others: the
@@ -41,6 +47,9 @@ type slots struct {
 	waiting  []*slotWaiter
 	typical  map[string]time.Duration
 	holdings map[string]bool
+	// held is how long each test held its slot, waited how long it waited
+	// for it: the suite's summary (summary).
+	held, waited map[string]time.Duration
 }
 
 type slotWaiter struct {
@@ -50,7 +59,8 @@ type slotWaiter struct {
 }
 
 func newSlots(n int) *slots {
-	return &slots{free: n, typical: map[string]time.Duration{}, holdings: map[string]bool{}}
+	return &slots{free: n, typical: map[string]time.Duration{}, holdings: map[string]bool{},
+		held: map[string]time.Duration{}, waited: map[string]time.Duration{}}
 }
 
 // runsLong marks the test as one of the suite's longest, taking typically
@@ -86,12 +96,15 @@ func (s *slots) acquire(t *testing.T) {
 	s.mu.Unlock()
 	start := time.Now()
 	<-w.grant
-	if waited := time.Since(start); waited > time.Second {
+	granted := time.Now()
+	waited := granted.Sub(start)
+	if waited > time.Second {
 		t.Logf("waited %s for a cluster slot (E2E_PARALLEL %d)", waited.Round(time.Second), parallelFromEnv())
 	}
 	t.Cleanup(func() {
 		s.mu.Lock()
 		defer s.mu.Unlock()
+		s.held[t.Name()], s.waited[t.Name()] = time.Since(granted), waited
 		delete(s.holdings, t.Name())
 		s.free++
 		s.grantLocked()
@@ -116,4 +129,27 @@ func (s *slots) grantLocked() {
 		s.holdings[w.test] = true
 		close(w.grant)
 	}
+}
+
+// summary is a table of how long each test held its cluster slot (its
+// cluster's life: start, the story, teardown) and waited for it, longest
+// first, with the total: the suite takes about the total over E2E_PARALLEL,
+// so the longest holders are where it can be made shorter.
+func (s *slots) summary() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.held) == 0 {
+		return ""
+	}
+	names := slices.Collect(maps.Keys(s.held))
+	slices.SortFunc(names, func(a, b string) int { return cmp.Compare(s.held[b], s.held[a]) })
+	var b strings.Builder
+	var total time.Duration
+	fmt.Fprintf(&b, "e2e: cluster slots (E2E_PARALLEL %d), held and waited for:\n", parallelFromEnv())
+	for _, name := range names {
+		total += s.held[name]
+		fmt.Fprintf(&b, "  %-58s %6.1fs  waited %6.1fs\n", name, s.held[name].Seconds(), s.waited[name].Seconds())
+	}
+	fmt.Fprintf(&b, "  total held %.0fs, over %d slots %.0fs\n", total.Seconds(), parallelFromEnv(), total.Seconds()/float64(parallelFromEnv()))
+	return b.String()
 }
