@@ -59,6 +59,10 @@ const (
 	// ReasonCanaryAborting (Reconciling, UpgradeInProgress True): the canary
 	// is being rolled back to the active revision.
 	ReasonCanaryAborting = "CanaryAborting"
+	// ReasonMigrating (UpgradeInProgress True): spec.migration moves
+	// workloads off a foreign Istio revision, or an abort moves them back
+	// (status.migration says where it stands).
+	ReasonMigrating = "Migrating"
 	// ReasonPruningRevision (Reconciling True): an old revision drains and is
 	// removed once no workload uses it.
 	ReasonPruningRevision = "PruningRevision"

@@ -168,6 +168,22 @@ func TestInvalidSpecsAreRefusedNamingTheField(t *testing.T) {
 		{"canary step zero", func(s map[string]any) {
 			s["updateStrategy"] = map[string]any{"type": "Canary", "canary": map[string]any{"steps": []any{0, 100}}}
 		}, []string{"spec.updateStrategy.canary.steps[0]", "greater than or equal to 1"}},
+		{"migration without the Canary strategy", func(s map[string]any) { s["migration"] = map[string]any{"revision": "default"} },
+			[]string{"spec", "spec.migration requires spec.updateStrategy.type Canary"}},
+		{"migration into the namespace it migrates off", func(s map[string]any) {
+			s["updateStrategy"] = map[string]any{"type": "Canary"}
+			s["migration"] = map[string]any{"revision": "default"}
+		}, []string{"spec.namespace must differ from spec.migration.namespace"}},
+		{"migration without its revision", func(s map[string]any) {
+			s["namespace"] = "istio-meshkeeper"
+			s["updateStrategy"] = map[string]any{"type": "Canary"}
+			s["migration"] = map[string]any{"namespace": "istio-system"}
+		}, []string{"spec.migration.revision", "Required"}},
+		{"migration with an unknown action", func(s map[string]any) {
+			s["updateStrategy"] = map[string]any{"type": "Canary"}
+			s["namespace"] = "istio-meshkeeper"
+			s["migration"] = map[string]any{"revision": "default", "foreignControlPlane": "Delete"}
+		}, []string{"spec.migration.foreignControlPlane", "Unsupported value"}},
 		{"revision tag named default", func(s map[string]any) { s["revisionTags"] = []any{"prod", "default"} }, []string{"spec.revisionTags", "must not contain 'default'"}},
 		{"revision tag not a DNS label", func(s map[string]any) { s["revisionTags"] = []any{"Prod!"} }, []string{"spec.revisionTags[0]"}},
 		{"duplicate gateway names", func(s map[string]any) {

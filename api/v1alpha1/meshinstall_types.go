@@ -25,6 +25,8 @@ const (
 )
 
 // MeshInstallSpec is the desired Istio control plane.
+// +kubebuilder:validation:XValidation:rule="!has(self.migration) || self.migration.namespace != self.__namespace__",message="spec.namespace must differ from spec.migration.namespace: meshkeeper's control plane runs beside the one it migrates off, never over its objects (istio-reader, gateways, the default validator)"
+// +kubebuilder:validation:XValidation:rule="!has(self.migration) || (has(self.updateStrategy.type) && self.updateStrategy.type == 'Canary')",message="spec.migration requires spec.updateStrategy.type Canary: meshkeeper's revision is then named for its version (istiod-1-31-0), never over the names of the istiod it migrates off"
 type MeshInstallSpec struct {
 	// Version of Istio to run, as X.Y.Z (for example 1.32.0). It must be one
 	// of the versions this operator supports; the validating webhook lists them.
@@ -139,6 +141,14 @@ type MeshInstallSpec struct {
 	// +listType=atomic
 	// +optional
 	Overlays []Overlay `json:"overlays,omitempty"`
+
+	// Migration adopts an Istio control plane meshkeeper did not make as the
+	// stable side of a canary and moves workloads off it (see the README,
+	// "Migrating from istioctl, Helm or Sail"). Removing it before the
+	// migration completes aborts it.
+	// +optional
+	// +operator-sdk:csv:customresourcedefinitions:type=spec,displayName="Migration"
+	Migration *MigrationSpec `json:"migration,omitempty"`
 
 	// Suspend stops all reconciliation (break-glass) without deleting anything.
 	// +optional
@@ -875,6 +885,10 @@ type MeshInstallStatus struct {
 	// +optional
 	// +operator-sdk:csv:customresourcedefinitions:type=status,displayName="CNI"
 	CNI *CNIStatus `json:"cni,omitempty"`
+	// Migration is the progress of spec.migration, kept once complete or aborted.
+	// +optional
+	// +operator-sdk:csv:customresourcedefinitions:type=status,displayName="Migration"
+	Migration *MigrationStatus `json:"migration,omitempty"`
 }
 
 // CNIStatus is the istio-cni node agent as last observed.

@@ -46,7 +46,7 @@ Commands:
   check-inject POD [-n NS] | -n NS -l SELECTOR
         Which entry of meshkeeper's injector would inject the pod and which
         revision it gets, and why; or why it would not be injected.
-  translate [-n istio-system] [--revision REV]
+  translate [-n istio-system] [--revision REV] [--migrate-into NAMESPACE]
         Reads an Istio control plane meshkeeper did not make and prints the
         MeshInstall that installs the same, with a comment listing every
         setting it cannot express and why.
@@ -155,6 +155,7 @@ func (c connection) client() (client.WithWatch, error) {
 
 func translateFlags(fs *pflag.FlagSet) func(context.Context, connection, []string, io.Writer) error {
 	rev := fs.String("revision", "", "The Istio revision to translate (the istio.io/rev of its istiod); needed when the namespace runs more than one.")
+	into := fs.String("migrate-into", "", "Print a MeshInstall that migrates this revision (spec.migration), its control plane in this namespace of its own.")
 	return func(ctx context.Context, conn connection, args []string, stdout io.Writer) error {
 		if len(args) > 0 {
 			return fmt.Errorf("translate takes no arguments, got %q", args)
@@ -168,6 +169,6 @@ func translateFlags(fs *pflag.FlagSet) func(context.Context, connection, []strin
 		if err != nil {
 			return err
 		}
-		return translateCluster(ctx, cfg, namespace, *rev, stdout)
+		return translateCluster(ctx, cfg, namespace, *rev, *into, stdout)
 	}
 }

@@ -113,6 +113,20 @@ func TestTranslateLiveCluster(t *testing.T) {
 		}
 	}
 
+	// --migrate-into prints the MeshInstall that adopts the revision.
+	out.Reset()
+	if err := run(ctx, []string{"translate", "--kubeconfig", kubeconfig, "-n", ns, "--migrate-into", "istio-mesh"}, &out, &errOut); err != nil {
+		t.Fatalf("translate --migrate-into: %v (%s)", err, errOut.String())
+	}
+	var migrating meshv1alpha1.MeshInstall
+	if err := yaml.UnmarshalStrict(out.Bytes(), &migrating); err != nil {
+		t.Fatalf("the output is not a MeshInstall: %v\n%s", err, out.String())
+	}
+	if m := migrating.Spec.Migration; m == nil || m.Revision != rev || m.Namespace != ns || migrating.Spec.Namespace != "istio-mesh" ||
+		migrating.Spec.UpdateStrategy.Type != meshv1alpha1.UpdateStrategyCanary {
+		t.Errorf("translate --migrate-into does not migrate revision %s:\n%s", rev, out.String())
+	}
+
 	// A namespace with no istiod is a clear error, not an empty MeshInstall.
 	err := run(ctx, []string{"translate", "--kubeconfig", kubeconfig, "-n", "default"}, &out, &errOut)
 	if err == nil || !strings.Contains(err.Error(), "no istiod Deployment") {

@@ -26,7 +26,7 @@ import (
 var istioOperatorList = schema.GroupVersionKind{Group: "install.istio.io", Version: "v1alpha1", Kind: "IstioOperatorList"}
 
 // translateCluster reads one revision of the Istio in namespace and prints its translation.
-func translateCluster(ctx context.Context, cfg *rest.Config, namespace, rev string, out io.Writer) error {
+func translateCluster(ctx context.Context, cfg *rest.Config, namespace, rev, migrateInto string, out io.Writer) error {
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
 		return err
@@ -42,6 +42,11 @@ func translateCluster(ctx context.Context, cfg *rest.Config, namespace, rev stri
 	result, err := translate.Translate(in)
 	if err != nil {
 		return err
+	}
+	if migrateInto != "" {
+		if result, err = translate.Migrate(result, in, migrateInto); err != nil {
+			return err
+		}
 	}
 	return translate.Print(out, result, fmt.Sprintf("istiod %s/%s (revision %s)", in.Istiod.Namespace, in.Istiod.Name, in.Revision))
 }

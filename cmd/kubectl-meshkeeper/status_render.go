@@ -28,6 +28,7 @@ func renderStatus(v statusView, colour bool) string {
 	p.blank()
 	revisionTable(p, v)
 	canarySection(p, mi, v.Now)
+	migrationSection(p, mi, v.Now)
 	dataPlaneSection(p, mi.Status.DataPlane)
 	rolloutSection(p, mi, v.Namespace)
 	namespaceSection(p, v.Namespace)
@@ -146,6 +147,36 @@ func canarySection(p *printer, mi *meshv1alpha1.MeshInstall, now time.Time) {
 		clock = append(clock, fmt.Sprintf("healthy for %s of %s; next step (%d%%) %s", since(c.HealthySince.Time, now), duration(interval), steps[c.Step+1], dueIn(due)))
 	}
 	p.line("  " + strings.Join(clock, "; "))
+	p.blank()
+}
+
+// migrationSection shows a migration off a foreign Istio like a canary:
+// the foreign revision is the stable side, meshkeeper's the canary.
+func migrationSection(p *printer, mi *meshv1alpha1.MeshInstall, now time.Time) {
+	m := mi.Status.Migration
+	if m == nil {
+		return
+	}
+	tone := busy
+	switch m.Phase {
+	case meshv1alpha1.MigrationComplete:
+		tone = good
+	case meshv1alpha1.MigrationAborted:
+		tone = bad
+	}
+	p.line(p.bold("Migration off foreign revision "+m.Revision), fmt.Sprintf(" (namespace %s): ", m.Namespace), p.paint(tone, string(m.Phase)),
+		fmt.Sprintf(", weight %d%% on meshkeeper's revision", m.Weight))
+	facts := []string{fmt.Sprintf("%d workload(s) moved", m.MigratedWorkloads), p.paint(nonZero(m.ForeignPods, busy), fmt.Sprintf("%d pod(s) still on the foreign revision", m.ForeignPods))}
+	if m.StepStartTime != nil && m.Phase == meshv1alpha1.MigrationMoving {
+		facts = append(facts, "step started "+since(m.StepStartTime.Time, now)+" ago")
+	}
+	p.line("  " + strings.Join(facts, "; "))
+	if len(m.NarrowedWebhookConfigurations) > 0 {
+		p.line("  foreign injector(s) leaving out migrated pods: " + strings.Join(m.NarrowedWebhookConfigurations, ", "))
+	}
+	if m.Message != "" {
+		p.line("  " + m.Message)
+	}
 	p.blank()
 }
 

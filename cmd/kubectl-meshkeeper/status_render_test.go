@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
@@ -135,7 +136,18 @@ func statusCases() []statusCase {
 			condition(meshv1alpha1.ConditionStalled, metav1.ConditionTrue, meshv1alpha1.ReasonControlPlaneNotAvailable, "istiod did not become available within 10m: 0 of 1 replicas updated, 0 available", 3*time.Minute),
 		)
 	})
+	migrating := meshInstall(func(mi *meshv1alpha1.MeshInstall) {
+		mi.Spec.Migration = &meshv1alpha1.MigrationSpec{Revision: "default", Namespace: "istio-system", ForeignControlPlane: meshv1alpha1.ForeignControlPlaneRemove}
+		mi.Status.Revisions[0].Pods, mi.Status.Revisions[0].UpToDatePods = 5, 5
+		mi.Status.DataPlane.InjectedPods, mi.Status.DataPlane.UpToDatePods = 5, 5
+		mi.Status.Migration = &meshv1alpha1.MigrationStatus{Revision: "default", Namespace: "istio-system", Phase: meshv1alpha1.MigrationMoving,
+			Weight: 50, MigratedWorkloads: 5, ForeignPods: 7, NarrowedWebhookConfigurations: []string{"istio-revision-tag-prod", "istio-sidecar-injector"},
+			StepStartTime: ago(40 * time.Second), Message: "at 50%: waiting for Deployment shop/cart (rolling out)"}
+		meta.SetStatusCondition(&mi.Status.Conditions, condition(meshv1alpha1.ConditionUpgradeInProgress, metav1.ConditionTrue, meshv1alpha1.ReasonMigrating,
+			"migration off the foreign revision default (Moving, 50%): at 50%: waiting for Deployment shop/cart (rolling out)", 40*time.Second))
+	})
 	return []statusCase{
+		{"status-migrating", statusView{MI: migrating, Istiods: map[string]replicas{"1-31-4": {2, 2}}, Now: now}},
 		{"status-up-to-date", statusView{MI: steady, Istiods: map[string]replicas{"1-31-4": {2, 2}}, Now: now}},
 		{"status-canary", statusView{MI: canary, Istiods: map[string]replicas{"1-31-4": {2, 2}, "1-32-0": {1, 2}}, Now: now}},
 		{"status-canary-namespace", statusView{MI: canary, Istiods: map[string]replicas{"1-31-4": {2, 2}, "1-32-0": {2, 2}},

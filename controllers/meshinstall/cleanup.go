@@ -167,6 +167,11 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, mi *meshv1alpha1.MeshI
 	if err != nil {
 		return ctrl.Result{}, err
 	}
+	// A migration's narrowed foreign injectors first: never a moment with
+	// no injector for the migrated workloads.
+	if err := r.restoreNarrowedInjectors(ctx); err != nil {
+		return ctrl.Result{}, err
+	}
 	var errs []error
 	var kept []string
 	for _, o := range have {

@@ -19,6 +19,7 @@ import (
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
 	"github.com/meshkeeper/meshkeeper/internal/meshca"
+	"github.com/meshkeeper/meshkeeper/internal/migration"
 	"github.com/meshkeeper/meshkeeper/internal/ownership"
 	"github.com/meshkeeper/meshkeeper/internal/refusal"
 	"github.com/meshkeeper/meshkeeper/internal/requeue"
@@ -184,10 +185,24 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, mi *meshv1alpha1.MeshI
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	if refused := foreignRefusal(obs.foreign); refused != nil {
+	if refused := foreignRefusal(withoutMigrated(obs.foreign, obs.migration)); refused != nil {
 		// Its objects are not watched: their removal triggers no pass.
 		st.refused(refused)
 		return ctrl.Result{RequeueAfter: takeoverRetry}, nil
+	}
+	var migrating migration.Plan
+	if obs.migration != nil {
+		if err := migrationRefusal(mi, obs.migration); err != nil {
+			return ctrl.Result{}, classify(st, err)
+		}
+		if migrating, err = r.migrationStep(ctx, mi, obs, st); err != nil {
+			return ctrl.Result{}, err
+		}
+		obs.migrationPhase = migrating.Status.Phase
+		if len(migrating.Narrow) > 0 || migrating.RemoveForeign || len(migrating.Restore) > 0 {
+			// The next pass reads the foreign injectors as they now are.
+			return ctrl.Result{RequeueAfter: migrationReread}, nil
+		}
 	}
 	plan, decidedRollout, err := decide(mi, obs)
 	if err != nil {
@@ -205,7 +220,7 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, mi *meshv1alpha1.MeshI
 		st.counted(countDataPlane(obs))
 		roll, err := r.restartWorkloads(ctx, mi, obs, rolloutFor(mi, obs, decidedRollout, obs.Routing))
 		st.rolled(roll)
-		return ctrl.Result{RequeueAfter: requeue.Sooner(plan.RequeueAfter, roll.RequeueAfter, r.caPoll(ca))}, err
+		return ctrl.Result{RequeueAfter: requeue.Sooner(plan.RequeueAfter, roll.RequeueAfter, r.caPoll(ca), migrating.RequeueAfter)}, err
 	}
 	passes.WithLabelValues(mi.Name, passApply).Inc()
 	st.certificateAuthority(ca)
@@ -248,8 +263,12 @@ func (r *Reconciler) reconcileNormal(ctx context.Context, mi *meshv1alpha1.MeshI
 		return ctrl.Result{}, err
 	}
 	st.appliedInputs = inputs
-	return ctrl.Result{RequeueAfter: requeue.Sooner(plan.RequeueAfter, roll.RequeueAfter, r.caPoll(ca))}, nil
+	return ctrl.Result{RequeueAfter: requeue.Sooner(plan.RequeueAfter, roll.RequeueAfter, r.caPoll(ca), migrating.RequeueAfter)}, nil
 }
+
+// migrationReread is how soon a pass follows one that rewrote or removed
+// foreign webhook configurations: they are not watched.
+const migrationReread = time.Second
 
 // lastApplied is the last pass of name that applied (nothingToApply); the
 // zero appliedPass when there was none in this process.

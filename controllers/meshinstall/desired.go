@@ -134,6 +134,12 @@ func (p planner) desiredObjects(mi *meshv1alpha1.MeshInstall, plan revision.Plan
 	d.untrusted = untrustedRevisions(plan, obs, obs.endpoint)
 	d.tagsPlanned.objects, d.tagsPlanned.err = p.tagsFor(mi, plan.Routing)
 	d.tagsObserved.objects, d.tagsObserved.err = p.tagsFor(mi, obs.Routing)
+	// While a migration runs, what has the name of one of the foreign
+	// revision's webhook configurations waits for it to be removed.
+	held := func(o client.Object) bool { return heldByForeign(obs.migration, o) }
+	d.shared = slices.DeleteFunc(d.shared, held)
+	d.tagsPlanned.objects = slices.DeleteFunc(d.tagsPlanned.objects, held)
+	d.tagsObserved.objects = slices.DeleteFunc(d.tagsObserved.objects, held)
 	return d, nil
 }
 
@@ -231,15 +237,16 @@ func isIdentity(o client.Object) bool {
 var injectorGVK = admissionregistrationv1.SchemeGroupVersion.WithKind("MutatingWebhookConfiguration")
 
 // injectorFor renders the injector configuration with entries for revisions.
-func (p planner) injectorFor(mi *meshv1alpha1.MeshInstall, revisions []string, endpoint webhookconfig.Endpoint) (*admissionregistrationv1.MutatingWebhookConfiguration, error) {
+func (p planner) injectorFor(mi *meshv1alpha1.MeshInstall, revisions []string, obs *observation) (*admissionregistrationv1.MutatingWebhookConfiguration, error) {
 	injector := webhookconfig.InjectorConfiguration(webhookconfig.Injector{
 		ControlPlaneNamespace: mi.Spec.Namespace,
 		OperatorNamespace:     p.operatorNamespace,
 		Revisions:             revisions,
-		Tags:                  mi.Spec.RevisionTags,
+		Tags:                  revision.ExtraTags(mi),
 		FailurePolicy:         admissionregistrationv1.FailurePolicyType(mi.Spec.Injection.FailurePolicy),
-		Endpoint:              endpoint,
+		Endpoint:              obs.endpoint,
 		Labels:                ownershipLabels(mi),
+		ObjectRequirements:    injectorGate(obs.migration),
 	})
 	return injector, p.own(mi, injector)
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/meshkeeper/meshkeeper/internal/inject"
 	"github.com/meshkeeper/meshkeeper/internal/inventory"
+	"github.com/meshkeeper/meshkeeper/internal/migration"
 	"github.com/meshkeeper/meshkeeper/internal/render"
 )
 
@@ -26,7 +27,7 @@ var keptPodAnnotations = []string{
 // meshkeeper's own stamps.
 var keptPodLabels = append([]string{
 	label.SidecarInject.Name, label.IoIstioRev.Name, render.LabelGateway,
-	inject.LabelInjectedBy, render.LabelRevision, render.LabelMeshInstall,
+	inject.LabelInjectedBy, render.LabelRevision, render.LabelMeshInstall, migration.LabelMigrated,
 }, inject.WorkloadLabels...)
 
 // TrimPod is the cache transform for pods: the operator keeps of a pod only

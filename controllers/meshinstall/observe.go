@@ -86,6 +86,15 @@ type observation struct {
 	// (observeForeign); while it holds an istiod or an injector, nothing
 	// is applied (foreignRefusal).
 	foreign foreignControlPlane
+	// migration is the foreign revision spec.migration adopts (or an abort
+	// still finishing); nil without one.
+	migration *migrationObservation
+	// migratedTemplates are the workloads whose pod template carries
+	// migration.LabelMigrated.
+	migratedTemplates map[rollout.Key]bool
+	// migrationPhase is the phase the pass's migration step decided: a
+	// change of it is reported (UpgradeInProgress) by a pass that applies.
+	migrationPhase meshv1alpha1.MigrationPhase
 }
 
 // observe reads what the MeshInstall owns, grouped by revision, where the
@@ -187,6 +196,9 @@ func (r *Reconciler) gather(ctx context.Context, mi *meshv1alpha1.MeshInstall) (
 		return nil, err
 	}
 	if obs.foreign, err = r.observeForeign(ctx, mi, obs); err != nil {
+		return nil, err
+	}
+	if obs.migration, err = r.observeMigration(ctx, mi, obs); err != nil {
 		return nil, err
 	}
 	if err := r.observeMultusNetwork(ctx, mi, obs); err != nil {

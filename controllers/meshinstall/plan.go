@@ -81,7 +81,7 @@ func (p planner) routingStage(mi *meshv1alpha1.MeshInstall, plan revision.Plan, 
 			served = append(served, rev.Name)
 		}
 	}
-	s.injector, s.injectorErr = p.injectorFor(mi, served, obs.endpoint)
+	s.injector, s.injectorErr = p.injectorFor(mi, served, obs)
 	return s
 }
 
@@ -238,11 +238,15 @@ func applyInputs(mi *meshv1alpha1.MeshInstall, p revision.Plan, obs *observation
 		CNI                        *revision.ObservedCNI
 		CNIRelied                  bool
 		PodSecurity                map[string]string
+		// The foreign webhook configurations a migration holds (the
+		// injector's gate, what is not applied under their names).
+		MigrationHeld  []string
+		MigrationPhase meshv1alpha1.MigrationPhase
 	}{
 		mi.UID, mi.Generation, mi.Labels, mi.Annotations,
 		revisions, p.Routing, p.Prune, p.Phase, p.Message, p.Waiting, p.Blocked,
 		ca, live, obs.endpoint, obs.nodesWithoutNativeSidecars, obs.crdHashes, obs.retired, namespaces, obs.controlledNamespaces,
-		cniVersion(p), obs.CNI, obs.cni.reliant > 0, enforcedLevelInputs(obs),
+		cniVersion(p), obs.CNI, obs.cni.reliant > 0, enforcedLevelInputs(obs), migrationHeld(obs.migration), obs.migrationPhase,
 	}
 	raw, err := json.Marshal(in)
 	if err != nil {

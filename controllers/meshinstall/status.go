@@ -45,6 +45,8 @@ type statusBuilder struct {
 	ca *meshca.Decision
 	// cni says spec.cni is on: the node agent is reported and awaited.
 	cni bool
+	// migration is the progress of spec.migration; nil when the pass decided none.
+	migration *meshv1alpha1.MigrationStatus
 }
 
 func newStatusBuilder(mi *meshv1alpha1.MeshInstall, now time.Time) *statusBuilder {
@@ -64,6 +66,8 @@ func (s *statusBuilder) rolled(p rollout.Plan) { s.rollout = &p }
 
 func (s *statusBuilder) certificateAuthority(d meshca.Decision) { s.ca = &d }
 
+func (s *statusBuilder) migrated(m meshv1alpha1.MigrationStatus) { s.migration = &m }
+
 func (s *statusBuilder) counted(inv inventory.Result) {
 	s.inv, s.invErr = inv, !s.obs.InventoryKnown
 }
@@ -75,6 +79,9 @@ func (s *statusBuilder) finish(mi *meshv1alpha1.MeshInstall, reconcileErr error)
 	set := func(c metav1.Condition) {
 		c.ObservedGeneration = s.gen
 		meta.SetStatusCondition(&st.Conditions, c)
+	}
+	if s.migration != nil {
+		st.Migration = s.migration
 	}
 	if s.countOnly {
 		if s.plan != nil {
@@ -523,6 +530,11 @@ func (s *statusBuilder) upgrading() metav1.Condition {
 	switch s.plan.Phase {
 	case revision.PhaseUpgradingInPlace, revision.PhaseCanary, revision.PhaseCanaryPaused, revision.PhaseAborting:
 		c.Status, c.Reason, c.Message = metav1.ConditionTrue, phaseReason(s.plan.Phase), s.plan.Message
+		return c
+	}
+	if m := s.migration; m != nil && m.Phase != meshv1alpha1.MigrationComplete && m.Phase != meshv1alpha1.MigrationAborted {
+		c.Status, c.Reason = metav1.ConditionTrue, meshv1alpha1.ReasonMigrating
+		c.Message = fmt.Sprintf("migration off the foreign revision %s (%s, %d%%): %s", m.Revision, m.Phase, m.Weight, m.Message)
 	}
 	return c
 }

@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	meshv1alpha1 "github.com/meshkeeper/meshkeeper/api/v1alpha1"
+	"github.com/meshkeeper/meshkeeper/internal/migration"
 	"github.com/meshkeeper/meshkeeper/internal/render"
 	"github.com/meshkeeper/meshkeeper/internal/revision"
 	"github.com/meshkeeper/meshkeeper/internal/rollout"
@@ -117,6 +118,7 @@ func workloadPodOf(p *corev1.Pod) workloadPod {
 // from the trimmed cache, and what CronJobs and Jobs select.
 func (r *Reconciler) observeWorkloads(ctx context.Context, obs *observation) error {
 	obs.workloads = map[rollout.Key]rollout.Workload{}
+	obs.migratedTemplates = map[rollout.Key]bool{}
 	var templates []templateSelection
 	defer func() {
 		// What still selects each revision, so that none is pruned under it.
@@ -146,6 +148,9 @@ func (r *Reconciler) observeWorkloads(ctx context.Context, obs *observation) err
 			w.RestartedFor, w.RestartedAt, w.RolledOut = rs.target, rs.at, false
 		}
 		obs.workloads[w.Key] = w
+		if t.Labels[migration.LabelMigrated] == "true" {
+			obs.migratedTemplates[w.Key] = true
+		}
 		if !controlledByAMeshInstall(o) {
 			templates = appendSelection(templates, w.Key, t.Labels)
 		}

@@ -424,11 +424,22 @@ func refusalFromSkew(err error) error {
 	return err
 }
 
-// tagsOf are the tags that follow the active revision: default, then spec.revisionTags sorted.
+// tagsOf are the tags that follow the active revision: default, then ExtraTags.
 func tagsOf(mi *meshv1alpha1.MeshInstall) []string {
+	return append([]string{DefaultTag}, ExtraTags(mi)...)
+}
+
+// ExtraTags are the tags besides default, sorted: spec.revisionTags and,
+// while spec.migration is set, the name of the foreign revision it
+// migrates off, so that a namespace or pod labelled istio.io/rev=<it>
+// keeps being injected once its workloads move to meshkeeper's revision.
+func ExtraTags(mi *meshv1alpha1.MeshInstall) []string {
 	extra := slices.Clone(mi.Spec.RevisionTags)
+	if m := mi.Spec.Migration; m != nil && m.Revision != DefaultTag {
+		extra = append(extra, m.Revision)
+	}
 	slices.Sort(extra)
-	return append([]string{DefaultTag}, slices.Compact(extra)...)
+	return slices.Compact(extra)
 }
 
 // drain keeps every other revision the cluster holds until no running pod

@@ -284,3 +284,42 @@ func TestTranslateRefuses(t *testing.T) {
 		t.Errorf("an unsupported version must be named: %v", err)
 	}
 }
+
+func TestMigrate(t *testing.T) {
+	helm := map[string]string{"app.kubernetes.io/managed-by": "Helm", "helm.sh/chart": "istiod-" + istioVersion}
+	in := Installation{Revision: "1-31-4", Istiod: chartIstiod(t, "istio-system", "1-31-4", helm),
+		MeshConfig: chartMesh("istio-system", "1-31-4", ""), Tags: map[string]string{"prod": "1-31-4"}}
+	translated, err := Translate(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Migrate(translated, in, "istio-system"); err == nil {
+		t.Error("a migration into the foreign istiod's namespace was printed")
+	}
+	got, err := Migrate(translated, in, "istio-mesh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := got.MeshInstall.Spec
+	if s.Namespace != "istio-mesh" || s.UpdateStrategy.Type != meshv1alpha1.UpdateStrategyCanary || s.DataPlane.Rollout.Mode != meshv1alpha1.RolloutAutomatic ||
+		s.Migration == nil || *s.Migration != (meshv1alpha1.MigrationSpec{Revision: "1-31-4", Namespace: "istio-system", ForeignControlPlane: meshv1alpha1.ForeignControlPlaneKeep}) ||
+		!slices.Contains(s.RevisionTags, "prod") {
+		t.Errorf("spec %+v, migration %+v", s, s.Migration)
+	}
+	for _, g := range got.Gaps {
+		if strings.HasPrefix(g.Setting, "revision name") {
+			t.Errorf("while migrating, istio.io/rev=<revision> namespaces stay injected; reported: %+v", g)
+		}
+	}
+	for _, want := range []string{"mesh CA of istio-system", "meshConfig.rootNamespace istio-system"} {
+		if !slices.ContainsFunc(got.Gaps, func(g Gap) bool { return g.Setting == want }) {
+			t.Errorf("gap %q not reported: %+v", want, got.Gaps)
+		}
+	}
+	if translated.MeshInstall.Spec.Migration != nil {
+		t.Error("Migrate changed the translation it was given")
+	}
+	if err := admission.ValidateCreate(got.MeshInstall, nil, admission.Namespaces{}); err != nil {
+		t.Errorf("the migrating MeshInstall is refused: %v", err)
+	}
+}

@@ -101,6 +101,11 @@ type Injector struct {
 	Endpoint Endpoint
 	// Labels are added to the configuration's metadata.
 	Labels map[string]string
+	// ObjectRequirements are added to the objectSelector of every entry but
+	// the gateways' (meshkeeper's own pods): during a migration, only pods
+	// labelled as migrated (migration.OnlyMigrated), so that no pod is
+	// matched by both meshkeeper's entries and the foreign injector's.
+	ObjectRequirements []metav1.LabelSelectorRequirement
 }
 
 // TargetPath returns the injector path for a revision or a tag.
@@ -138,11 +143,11 @@ func InjectorConfiguration(in Injector) *admissionregistrationv1.MutatingWebhook
 		// Namespace opted in with istio-injection=enabled: the default tag, whatever istio.io/rev says.
 		entry(in, "namespace"+entrySuffix, defaultPath,
 			selector(excluded, in_(InjectionLabel, "enabled")),
-			selector(nil, notIn(label.SidecarInject.Name, "false"))),
+			selector(nil, append(slices.Clone(in.ObjectRequirements), notIn(label.SidecarInject.Name, "false"))...)),
 		// Unlabelled namespace, pod opted in with sidecar.istio.io/inject=true and no istio.io/rev.
 		entry(in, "object"+entrySuffix, defaultPath,
 			selector(excluded, absent(InjectionLabel), absent(label.IoIstioRev.Name)),
-			selector(nil, in_(label.SidecarInject.Name, "true"), absent(label.IoIstioRev.Name))),
+			selector(nil, append(slices.Clone(in.ObjectRequirements), in_(label.SidecarInject.Name, "true"), absent(label.IoIstioRev.Name))...)),
 	)
 	if in.ControlPlaneNamespace != "" {
 		// Gateways in the control plane namespace, which is otherwise never injected.
@@ -165,10 +170,10 @@ func targetEntries(in Injector, excluded []string, kind, name string) []admissio
 	return []admissionregistrationv1.MutatingWebhook{
 		entry(in, kind+".namespace."+name+entrySuffix, path,
 			selector(excluded, in_(label.IoIstioRev.Name, name), absent(InjectionLabel)),
-			selector(nil, notIn(label.SidecarInject.Name, "false"))),
+			selector(nil, append(slices.Clone(in.ObjectRequirements), notIn(label.SidecarInject.Name, "false"))...)),
 		entry(in, kind+".object."+name+entrySuffix, path,
 			selector(excluded, absent(label.IoIstioRev.Name), absent(InjectionLabel)),
-			selector(nil, notIn(label.SidecarInject.Name, "false"), in_(label.IoIstioRev.Name, name))),
+			selector(nil, append(slices.Clone(in.ObjectRequirements), notIn(label.SidecarInject.Name, "false"), in_(label.IoIstioRev.Name, name))...)),
 	}
 }
 
