@@ -52,6 +52,14 @@ func applyCRDs(ctx context.Context, c client.Client, dir string) error {
 			names = append(names, u.GetName())
 		}
 	}
+	return waitServed(ctx, c, names)
+}
+
+// waitServed waits until each CRD named is established and c maps its kind:
+// the API server's discovery lags a little behind Established, and a
+// process that starts in between (the operator, which maps its kinds once
+// at start) is told the kind does not exist.
+func waitServed(ctx context.Context, c client.Client, names []string) error {
 	deadline := time.Now().Add(30 * time.Second)
 	for _, name := range names {
 		for {

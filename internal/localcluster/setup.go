@@ -2,10 +2,8 @@ package localcluster
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
@@ -16,7 +14,7 @@ import (
 )
 
 // InstallCRD installs the MeshInstall CRD from config/crd/bases under repoRoot
-// and waits until it is served.
+// and waits until it is served (waitServed).
 func InstallCRD(ctx context.Context, c client.Client, repoRoot string) error {
 	f, err := os.Open(filepath.Join(repoRoot, "config", "crd", "bases", "mesh.meshkeeper.dev_meshinstalls.yaml"))
 	if err != nil {
@@ -30,19 +28,10 @@ func InstallCRD(ctx context.Context, c client.Client, repoRoot string) error {
 	if err := c.Create(ctx, crd); err != nil && !apierrors.IsAlreadyExists(err) {
 		return err
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		got := &apiextensionsv1.CustomResourceDefinition{}
-		if err := c.Get(ctx, client.ObjectKeyFromObject(crd), got); err == nil {
-			for _, cond := range got.Status.Conditions {
-				if cond.Type == apiextensionsv1.Established && cond.Status == apiextensionsv1.ConditionTrue {
-					return nil
-				}
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return fmt.Errorf("the MeshInstall CRD was not established within 30s")
+	// Established is not enough: an operator started before discovery
+	// serves the kind exits ("no matches for kind MeshInstall"), as one
+	// clean-clone run showed.
+	return waitServed(ctx, c, []string{crd.Name})
 }
 
 // EnsureNamespace creates a namespace or sets labels on it; an empty label
