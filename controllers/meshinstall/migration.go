@@ -361,19 +361,10 @@ func (r *Reconciler) rewriteInjector(ctx context.Context, w *admissionregistrati
 // which rolls it out: its new pods are injected by meshkeeper, or, without
 // the label, by the foreign revision again.
 func (r *Reconciler) labelMigrated(ctx context.Context, k rollout.Key, migrated bool) error {
-	var obj client.Object
-	switch k.Kind {
-	case rollout.Deployment:
-		obj = &appsv1.Deployment{}
-	case rollout.StatefulSet:
-		obj = &appsv1.StatefulSet{}
-	case rollout.DaemonSet:
-		obj = &appsv1.DaemonSet{}
-	default:
+	obj, ok := workloadObject(k)
+	if !ok {
 		return fmt.Errorf("%s cannot be moved", k)
 	}
-	obj.SetNamespace(k.Namespace)
-	obj.SetName(k.Name)
 	var value any // null removes it
 	if migrated {
 		value = "true"

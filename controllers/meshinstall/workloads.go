@@ -241,10 +241,11 @@ func rolloutInput(mi *meshv1alpha1.MeshInstall, obs *observation, routing *revis
 	return in
 }
 
-// restart does what kubectl rollout restart does, recording the target.
-func (r *Reconciler) restart(ctx context.Context, rs rollout.Restart, now time.Time) error {
+// workloadObject is an empty object of a workload's kind, named as it is,
+// for a patch of its pod template; false for a kind no patch restarts.
+func workloadObject(k rollout.Key) (client.Object, bool) {
 	var obj client.Object
-	switch rs.Kind {
+	switch k.Kind {
 	case rollout.Deployment:
 		obj = &appsv1.Deployment{}
 	case rollout.StatefulSet:
@@ -252,10 +253,19 @@ func (r *Reconciler) restart(ctx context.Context, rs rollout.Restart, now time.T
 	case rollout.DaemonSet:
 		obj = &appsv1.DaemonSet{}
 	default:
+		return nil, false
+	}
+	obj.SetNamespace(k.Namespace)
+	obj.SetName(k.Name)
+	return obj, true
+}
+
+// restart does what kubectl rollout restart does, recording the target.
+func (r *Reconciler) restart(ctx context.Context, rs rollout.Restart, now time.Time) error {
+	obj, ok := workloadObject(rs.Key)
+	if !ok {
 		return fmt.Errorf("%s cannot be restarted", rs.Key)
 	}
-	obj.SetNamespace(rs.Namespace)
-	obj.SetName(rs.Name)
 	patch, err := json.Marshal(map[string]any{"spec": map[string]any{"template": map[string]any{"metadata": map[string]any{
 		"annotations": map[string]string{
 			meshv1alpha1.AnnotationRestartedAt:  now.Format(time.RFC3339),
